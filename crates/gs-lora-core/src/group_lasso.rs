@@ -1,0 +1,128 @@
+//! Group sparsity over adapter groups (the "GS" of GS-LoRA).
+
+use burn::config::Config;
+use burn::tensor::Tensor;
+
+use crate::adapter_group::{LoraGroup, LoraModel, checked_groups, checked_groups_mut};
+use crate::error::{CoreError, ensure_non_negative, read_values};
+use crate::lora::LoraLinear;
+
+/// Below this squared norm a group counts as zero: the square root is evaluated at this floor,
+/// where its derivative is finite, and the clamp passes no gradient, so a zero group gets a zero
+/// (not NaN) gradient, as PyTorch's `norm` subgradient.
+const SQUARED_NORM_FLOOR: f64 = 1e-30;
+
+/// The group lasso `L_s = Σ_g sqrt(Σ_{p∈g} ‖p‖_F²)` over a model's adapter groups, with its
+/// weight schedule and proximal operator.
+///
+/// Weight: `alpha` throughout, or with a warm-up, `0` for the first `warmup_epochs` epochs and
+/// `warmup_alpha` afterwards.
+#[derive(Config, Debug, PartialEq)]
+pub struct GroupLassoConfig {
+    /// Weight `α` of the group lasso in the total loss.
+    #[config(default = 1e-4)]
+    pub alpha: f64,
+    /// Epochs at the start of a task during which the weight is zero (0: no warm-up).
+    #[config(default = 0)]
+    pub warmup_epochs: usize,
+    /// The weight after the warm-up (the reference code's `big_alpha`); `alpha` when absent.
+    #[config(default = "None")]
+    pub warmup_alpha: Option<f64>,
+}
+
+impl GroupLassoConfig {
+    /// Checks that the weights are finite and non-negative.
+    ///
+    /// # Errors
+    /// [`CoreError::NonFinite`](crate::CoreError::NonFinite) or
+    /// [`CoreError::OutOfRange`](crate::CoreError::OutOfRange) naming the weight.
+    pub fn validate(&self) -> Result<(), CoreError> {
+        ensure_non_negative("group-lasso alpha", self.alpha)?;
+        if let Some(alpha) = self.warmup_alpha {
+            ensure_non_negative("group-lasso warm-up alpha", alpha)?;
+        }
+        Ok(())
+    }
+
+    /// The weight `α` during epoch `epoch` (0-based) of a task.
+    pub fn alpha_at(&self, epoch: usize) -> f64 {
+        if self.warmup_epochs == 0 {
+            self.alpha
+        } else if epoch < self.warmup_epochs {
+            0.0
+        } else {
+            self.warmup_alpha.unwrap_or(self.alpha)
+        }
+    }
+}
+
+fn group_squared_norm(group: &LoraGroup<&LoraLinear>) -> Tensor<1> {
+    group
+        .layers
+        .iter()
+        .map(|layer| layer.squared_norm())
+        .reduce(|sum, norm| sum + norm)
+        .expect("checked groups are not empty")
+}
+
+/// The group lasso value `Σ_g sqrt(Σ_{p∈g} ‖p‖_F²)`, differentiable and safe at zero; shape `[1]`.
+///
+/// # Errors
+/// When the model has no group or an empty one.
+pub fn group_lasso<M: LoraModel>(model: &M) -> Result<Tensor<1>, CoreError> {
+    let total = checked_groups(model)?
+        .iter()
+        .map(|group| {
+            group_squared_norm(group)
+                .clamp_min(SQUARED_NORM_FLOOR)
+                .sqrt()
+        })
+        .reduce(|sum, norm| sum + norm)
+        .expect("checked groups are not empty");
+    Ok(total)
+}
+
+/// The norm `sqrt(Σ_{p∈g} ‖p‖_F²)` of each group, in group order (for reports and plots).
+///
+/// # Errors
+/// When the model has no group or an empty one.
+pub fn group_norms<M: LoraModel>(model: &M) -> Result<Vec<f64>, CoreError> {
+    let groups = checked_groups(model)?;
+    let squared: Vec<Tensor<1>> = groups.iter().map(group_squared_norm).collect();
+    let values: Vec<f64> = read_values(Tensor::cat(squared, 0))?;
+    Ok(values.into_iter().map(f64::sqrt).collect())
+}
+
+/// The proximal operator of `threshold · Σ_g ‖g‖`: group soft-thresholding.
+///
+/// Each group is scaled by `max(0, 1 − threshold / ‖g‖)`, so a group whose norm is at most
+/// `threshold` becomes exactly zero and the others shrink towards zero. After a plain gradient
+/// step of size `lr` on the other losses, `threshold = lr · α` gives the proximal-gradient step
+/// for `α · L_s`. Returns, per group, whether it is now zero.
+///
+/// # Errors
+/// When the model has no group or an empty one, or `threshold` is negative or not finite.
+pub fn group_soft_threshold<M: LoraModel>(
+    model: &mut M,
+    threshold: f64,
+) -> Result<Vec<bool>, CoreError> {
+    ensure_non_negative("group soft-threshold", threshold)?;
+    let norms = group_norms(model)?;
+    let mut groups = checked_groups_mut(model)?;
+    let mut zeroed = Vec::with_capacity(norms.len());
+    for (group, norm) in groups.iter_mut().zip(norms) {
+        let factor = if norm <= threshold {
+            0.0
+        } else {
+            1.0 - threshold / norm
+        };
+        if factor != 1.0 {
+            group
+                .layers
+                .iter_mut()
+                .for_each(|layer| layer.scale_factors(factor));
+        }
+        zeroed.push(factor == 0.0);
+    }
+    Ok(zeroed)
+}

@@ -1,0 +1,69 @@
+//! Retention and bounded forgetting losses on classifier logits.
+
+use burn::tensor::activation::{log_softmax, relu};
+use burn::tensor::{Int, Tensor};
+
+use crate::error::{CoreError, Result, ensure_finite, read_values};
+
+/// Mean cross-entropy `−(1/B) Σ_b log softmax(z_b)[y_b]`; shape `[1]`.
+///
+/// # Shapes
+/// - logits: `[B, C]`
+/// - labels: `[B]`, values in `0..C`
+///
+/// # Errors
+/// [`CoreError::EmptyBatch`], [`CoreError::ShapeMismatch`] when the batch sizes differ,
+/// [`CoreError::LabelOutOfRange`] for a label outside `0..C` (checked on the host, one small read).
+pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>) -> Result<Tensor<1>> {
+    let [batch, num_classes] = logits.dims();
+    check_labels(batch, num_classes, &labels)?;
+    let log_probs = log_softmax(logits, 1);
+    let picked = log_probs.gather(1, labels.unsqueeze_dim(1));
+    Ok(picked.mean().neg())
+}
+
+/// Retention loss `L_r = CE(logits(x_r), y_r)` on remaining-class samples; shape `[1]`.
+///
+/// # Errors
+/// As [`cross_entropy`].
+pub fn retain_loss(logits: Tensor<2>, labels: Tensor<1, Int>) -> Result<Tensor<1>> {
+    cross_entropy(logits, labels)
+}
+
+/// Bounded forgetting loss `L_f = ReLU(bound − CE(logits(x_f), y_f))`; shape `[1]`.
+///
+/// The cross-entropy is averaged over the batch before the ReLU, as in the reference code, so
+/// the loss stops pushing once the forget batch's mean CE reaches `bound` (105 by default).
+///
+/// # Errors
+/// As [`cross_entropy`], and [`CoreError::NonFinite`] for a NaN or infinite bound.
+pub fn forget_loss(logits: Tensor<2>, labels: Tensor<1, Int>, bound: f64) -> Result<Tensor<1>> {
+    ensure_finite("forgetting bound", bound)?;
+    let ce = cross_entropy(logits, labels)?;
+    Ok(relu(ce.neg().add_scalar(bound)))
+}
+
+fn check_labels(batch: usize, num_classes: usize, labels: &Tensor<1, Int>) -> Result<()> {
+    if batch == 0 {
+        return Err(CoreError::EmptyBatch { what: "logits" });
+    }
+    let [label_count] = labels.dims();
+    if label_count != batch {
+        return Err(CoreError::ShapeMismatch {
+            what: "labels for logits [B, C]",
+            expected: vec![batch],
+            found: vec![label_count],
+        });
+    }
+    let bounds: Vec<i64> = read_values(Tensor::cat(
+        vec![labels.clone().min(), labels.clone().max()],
+        0,
+    ))?;
+    if let Some(&label) = bounds
+        .iter()
+        .find(|&&label| label < 0 || label >= num_classes as i64)
+    {
+        return Err(CoreError::LabelOutOfRange { label, num_classes });
+    }
+    Ok(())
+}

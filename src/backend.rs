@@ -142,7 +142,7 @@ mod tests {
             assert_eq!(backend.name().parse::<Backend>(), Ok(backend));
         }
         assert_eq!("WGPU".parse::<Backend>(), Ok(Backend::Wgpu));
-        let err = "tpu".parse::<Backend>().unwrap_err();
+        let err = "tpu".parse::<Backend>().expect_err("not a backend");
         assert_eq!(err, BackendError::Unknown("tpu".into()));
         assert!(err.to_string().contains("flex, ndarray, wgpu, cuda"));
     }

@@ -70,7 +70,7 @@ fn a_zero_group_has_zero_value_and_a_finite_zero_gradient() {
     model.perturb_adapters(6);
     let norms = group_norms(&model).expect("norms");
     let zeroed = group_soft_threshold(&mut model, norms[0] + 1e-3).expect("prox");
-    assert_eq!(zeroed[0], true);
+    assert!(zeroed[0]);
 
     let value = scalar(group_lasso(&model).expect("value"));
     let other = group_norms(&model).expect("norms")[1];
@@ -97,8 +97,8 @@ fn soft_threshold_zeroes_small_groups_exactly_and_shrinks_the_others() {
     let large_before = values(model.blocks[large].fc2.lora_b.val());
 
     let zeroed = group_soft_threshold(&mut model, threshold).expect("prox");
-    assert_eq!(zeroed[small], true);
-    assert_eq!(zeroed[large], false);
+    assert!(zeroed[small]);
+    assert!(!zeroed[large]);
     for layer in [&model.blocks[small].fc1, &model.blocks[small].fc2] {
         assert!(values(layer.lora_a.val()).iter().all(|&v| v == 0.0));
         assert!(values(layer.lora_b.val()).iter().all(|&v| v == 0.0));
@@ -178,9 +178,7 @@ fn bad_input_is_a_typed_error() {
         layer: ToyModel::new(&device, 12).blocks.remove(0).fc1,
         with_groups: true,
     };
-    let err = group_lasso(&empty)
-        .err()
-        .expect("an empty group is refused");
+    let err = group_lasso(&empty).expect_err("an empty group is refused");
     assert_eq!(
         err,
         CoreError::EmptyGroup {

@@ -187,15 +187,13 @@ fn bad_configurations_are_typed_errors() {
         .with_rank(2)
         .with_alpha(f64::NAN)
         .init(base(), 0)
-        .err()
-        .expect("NaN alpha is refused");
+        .expect_err("NaN alpha is refused");
     assert!(err.to_string().contains("LoRA alpha"), "{err}");
     let err = LoraConfig::new()
         .with_rank(2)
         .with_alpha(f64::INFINITY)
         .init(base(), 0)
-        .err()
-        .expect("infinite alpha is refused");
+        .expect_err("infinite alpha is refused");
     assert!(matches!(err, CoreError::NonFinite { .. }));
 }
 

@@ -1,9 +1,14 @@
 //! # gs-lora-models
 //!
-//! Vision models with LoRA on their FFN layers for GS-LoRA: the ViT family (timm ViT, Hugging
-//! Face ViT and DINOv2, the paper's face ViT) and Deformable DETR, loaded from safetensors.
+//! Vision models with LoRA on their FFN layers for GS-LoRA, loaded from the safetensors
+//! checkpoints users have: timm ViT, Hugging Face ViT and DINOv2 ([`vit`]).
 //!
-//! Not implemented yet: this crate is tracked by the project's model issues and currently only
-//! re-exports the core trait every model implements.
+//! Every model implements [`gs_lora_core::LoraModel`] with one adapter group per Transformer
+//! block (`fc1` and `fc2` of its FFN).
 
-pub use gs_lora_core::LoraModel;
+mod error;
+pub mod vit;
+pub mod weights;
+
+pub use error::{ModelError, Result};
+pub use vit::{VisionTransformer, VitConfig, VitOutput};

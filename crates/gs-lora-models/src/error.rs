@@ -1,0 +1,91 @@
+//! The error type of `gs-lora-models`.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong building, loading or running a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A safetensors file could not be parsed.
+    #[error("{path}: not a valid safetensors file: {message}")]
+    Safetensors {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        message: String,
+    },
+    /// A `config.json` could not be understood.
+    #[error("{path}: {message}")]
+    Config {
+        /// The file (or a description of where the config came from).
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The weights lack a tensor the architecture needs.
+    #[error("{path}: missing tensor `{key}` (expected shape {expected:?})")]
+    MissingTensor {
+        /// The weights file.
+        path: PathBuf,
+        /// The key looked for.
+        key: String,
+        /// The shape it should have.
+        expected: Vec<usize>,
+    },
+    /// A tensor in the weights has the wrong shape for the architecture.
+    #[error("{path}: tensor `{key}` has shape {found:?}, the config implies {expected:?}")]
+    ShapeMismatch {
+        /// The weights file.
+        path: PathBuf,
+        /// The key.
+        key: String,
+        /// The shape the config implies.
+        expected: Vec<usize>,
+        /// The shape in the file.
+        found: Vec<usize>,
+    },
+    /// The weights hold tensors the architecture does not use.
+    #[error("{path}: {count} unexpected tensor(s) for this config, e.g. {examples:?}")]
+    UnexpectedTensors {
+        /// The weights file.
+        path: PathBuf,
+        /// How many keys were not used.
+        count: usize,
+        /// Up to five of them.
+        examples: Vec<String>,
+    },
+    /// A tensor has a dtype the loader cannot convert to `f32`.
+    #[error("{path}: tensor `{key}` has unsupported dtype {dtype}")]
+    UnsupportedDtype {
+        /// The weights file.
+        path: PathBuf,
+        /// The key.
+        key: String,
+        /// The dtype found.
+        dtype: String,
+    },
+    /// An input the model cannot take.
+    #[error("invalid input: expected {expected}, found {found}")]
+    Input {
+        /// What the model expects.
+        expected: String,
+        /// What it was given.
+        found: String,
+    },
+    /// A configuration value is out of range.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// An error of the LoRA layers.
+    #[error(transparent)]
+    Core(#[from] gs_lora_core::CoreError),
+}
+
+/// Result alias for `gs-lora-models`.
+pub type Result<T> = std::result::Result<T, ModelError>;

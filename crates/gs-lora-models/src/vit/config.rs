@@ -1,0 +1,210 @@
+//! The architecture of a Vision Transformer, read from the `config.json` users have.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::PosResample;
+use crate::error::{ModelError, Result};
+
+/// What the classifier reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GlobalPool {
+    /// The class token after the final norm (timm `token`, Hugging Face).
+    Token,
+    /// The mean of the patch tokens, then `fc_norm` (timm `avg`).
+    Avg,
+}
+
+/// The checkpoint layout, which decides key names and details of the forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VitFormat {
+    /// timm `VisionTransformer` (`blocks.N.attn.qkv`, …).
+    Timm,
+    /// Hugging Face `ViTModel` (`encoder.layer.N…`) or, with a head, `ViTForImageClassification`
+    /// (`vit.` prefix, `classifier`).
+    HfVit,
+    /// Hugging Face `Dinov2Model` (layer scale, `mlp.fc1`, position grid always interpolated).
+    HfDinov2,
+}
+
+/// Everything that fixes a Vision Transformer's shape and forward.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VitConfig {
+    /// Checkpoint layout.
+    pub format: VitFormat,
+    /// Input size the stored position grid was made for (square).
+    pub image_size: usize,
+    /// Patch size (square).
+    pub patch_size: usize,
+    /// Input channels.
+    pub num_channels: usize,
+    /// Token width `D`.
+    pub hidden_size: usize,
+    /// Number of Transformer blocks.
+    pub depth: usize,
+    /// Attention heads.
+    pub num_heads: usize,
+    /// FFN hidden width.
+    pub mlp_hidden: usize,
+    /// Whether q, k, v projections have a bias.
+    pub qkv_bias: bool,
+    /// LayerNorm epsilon.
+    pub layer_norm_eps: f64,
+    /// Whether a class token is prepended.
+    pub class_token: bool,
+    /// What the classifier reads.
+    pub global_pool: GlobalPool,
+    /// Whether blocks have layer scale (`ls1`, `ls2`).
+    pub layer_scale: bool,
+    /// Classes of the linear head; `None` for a backbone without head.
+    pub num_classes: Option<usize>,
+    /// How the position grid is resampled to another input size.
+    pub pos_resample: PosResample,
+}
+
+impl VitConfig {
+    /// The stored position grid's side, `image_size / patch_size`.
+    pub fn grid_size(&self) -> usize {
+        self.image_size / self.patch_size
+    }
+
+    /// Tokens before the patch tokens (the class token, if any).
+    pub fn num_prefix_tokens(&self) -> usize {
+        usize::from(self.class_token)
+    }
+
+    /// Checks that the numbers fit together.
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidConfig`] naming the offending values.
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("image_size", self.image_size),
+            ("patch_size", self.patch_size),
+            ("num_channels", self.num_channels),
+            ("hidden_size", self.hidden_size),
+            ("depth", self.depth),
+            ("num_heads", self.num_heads),
+            ("mlp_hidden", self.mlp_hidden),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(ModelError::InvalidConfig(format!(
+                "{name} must be positive, found 0"
+            )));
+        }
+        if !self.hidden_size.is_multiple_of(self.num_heads) {
+            return Err(ModelError::InvalidConfig(format!(
+                "hidden_size {} is not divisible by num_heads {}",
+                self.hidden_size, self.num_heads
+            )));
+        }
+        if !self.image_size.is_multiple_of(self.patch_size) {
+            return Err(ModelError::InvalidConfig(format!(
+                "image_size {} is not divisible by patch_size {}",
+                self.image_size, self.patch_size
+            )));
+        }
+        if !(self.layer_norm_eps > 0.0 && self.layer_norm_eps.is_finite()) {
+            return Err(ModelError::InvalidConfig(format!(
+                "layer_norm_eps must be a positive number, found {}",
+                self.layer_norm_eps
+            )));
+        }
+        Ok(())
+    }
+
+    /// Reads a Hugging Face (`model_type` `vit` or `dinov2`) or timm (`architecture`)
+    /// `config.json`.
+    ///
+    /// # Errors
+    /// [`ModelError::Io`] or [`ModelError::Config`] naming the file and what is wrong.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_json(&text).map_err(|err| match err {
+            ModelError::Config { message, .. } => ModelError::Config {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// As [`from_file`](Self::from_file), from the JSON text.
+    ///
+    /// # Errors
+    /// [`ModelError::Config`] saying what is wrong.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let json: Value =
+            serde_json::from_str(text).map_err(|err| config_error(err.to_string()))?;
+        let config = if json.get("architecture").is_some() {
+            super::timm::config_from_json(&json)?
+        } else {
+            match json.get("model_type").and_then(Value::as_str) {
+                Some("vit") => super::hf::vit_config_from_json(&json)?,
+                Some("dinov2") => super::hf::dinov2_config_from_json(&json)?,
+                Some(other) => {
+                    return Err(config_error(format!(
+                        "model_type `{other}` is not a supported Vision Transformer (vit, dinov2)"
+                    )));
+                }
+                None => {
+                    return Err(config_error(
+                        "neither a Hugging Face config (`model_type`) nor a timm config (`architecture`)"
+                            .into(),
+                    ));
+                }
+            }
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+pub(crate) fn config_error(message: String) -> ModelError {
+    ModelError::Config {
+        path: "config.json".into(),
+        message,
+    }
+}
+
+/// Reads an optional unsigned field, failing if present with another type.
+pub(crate) fn get_usize(json: &Value, key: &str) -> Result<Option<usize>> {
+    match json.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => value.as_u64().map(|v| Some(v as usize)).ok_or_else(|| {
+            config_error(format!(
+                "`{key}` must be an unsigned integer, found {value}"
+            ))
+        }),
+    }
+}
+
+/// Reads an optional number field.
+pub(crate) fn get_f64(json: &Value, key: &str) -> Result<Option<f64>> {
+    match json.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => value
+            .as_f64()
+            .map(Some)
+            .ok_or_else(|| config_error(format!("`{key}` must be a number, found {value}"))),
+    }
+}
+
+/// Reads an optional boolean field.
+pub(crate) fn get_bool(json: &Value, key: &str) -> Result<Option<bool>> {
+    match json.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => value
+            .as_bool()
+            .map(Some)
+            .ok_or_else(|| config_error(format!("`{key}` must be true or false, found {value}"))),
+    }
+}

@@ -1,0 +1,359 @@
+//! The Vision Transformer: patch embedding, class token, position grid, blocks, pooling, head.
+
+use burn::module::{Module, Param};
+use burn::nn::conv::Conv2d;
+use burn::nn::{Gelu, LayerNorm, Linear};
+use burn::tensor::activation::tanh;
+use burn::tensor::{Device, Tensor, TensorData};
+use gs_lora_core::lora::derive_seed;
+use gs_lora_core::{LoraConfig, LoraGroup, LoraLinear, LoraModel};
+
+use super::attention::Attention;
+use super::block::{Block, Mlp};
+use super::pos_embed::resample_grid;
+use super::{GlobalPool, VitConfig, VitFormat};
+use crate::error::{ModelError, Result};
+use crate::weights::{
+    ParamSource, SeededInit, frozen, load, load_layer_norm, load_linear, load_patch_conv,
+};
+
+/// What a forward pass returns.
+#[derive(Debug, Clone)]
+pub struct VitOutput {
+    /// The final token sequence `[B, prefix + N, D]`, as Hugging Face's `last_hidden_state` and
+    /// timm's `forward_features` (normalised, except for timm's `avg` pooling).
+    pub last_hidden_state: Tensor<3>,
+    /// Hugging Face's `pooler_output` `[B, D]`, where the format has one.
+    pub pooler_output: Option<Tensor<2>>,
+    /// The feature the head reads `[B, D]` (GS-LoRA++ prototypes live in this space).
+    pub embedding: Tensor<2>,
+    /// Class scores `[B, C]`, when the model has a head.
+    pub logits: Option<Tensor<2>>,
+}
+
+/// A Vision Transformer with LoRA on both FFN Linears of every block.
+///
+/// Everything except the adapters is frozen after loading (GS-LoRA trains adapters only).
+#[derive(Module, Debug)]
+pub struct VisionTransformer {
+    /// Patch embedding, a convolution with kernel = stride = patch size.
+    pub patch_embed: Conv2d,
+    /// Class token `[1, 1, D]`.
+    pub cls_token: Option<Param<Tensor<3>>>,
+    /// Position embeddings `[1, prefix + G², D]` for the stored grid `G × G`.
+    pub pos_embed: Param<Tensor<3>>,
+    /// The Transformer blocks.
+    pub blocks: Vec<Block>,
+    /// Final norm (token pooling).
+    pub norm: Option<LayerNorm>,
+    /// Norm after average pooling (timm `avg`).
+    pub fc_norm: Option<LayerNorm>,
+    /// Hugging Face `ViTModel` pooler: `tanh(dense(cls))`.
+    pub pooler: Option<Linear>,
+    /// Linear classifier.
+    pub head: Option<Linear>,
+    /// The architecture.
+    #[module(skip)]
+    pub config: VitConfig,
+}
+
+impl VisionTransformer {
+    /// Builds the model from `source` (a checkpoint or [`SeededInit`]), wrapping every FFN
+    /// Linear with a fresh LoRA adapter drawn from `seed`.
+    ///
+    /// # Errors
+    /// An invalid config, or a missing or mis-shaped tensor (naming the key and both shapes).
+    pub fn load(
+        config: &VitConfig,
+        source: &mut impl ParamSource,
+        lora: &LoraConfig,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        config.validate()?;
+        let (d, grid) = (config.hidden_size, config.grid_size());
+        let eps = config.layer_norm_eps;
+        let patch_embed = load_patch_conv(
+            source,
+            "patch_embed.proj",
+            config.num_channels,
+            d,
+            config.patch_size,
+            true,
+            device,
+        )?;
+        let cls_token = match config.class_token {
+            true => Some(frozen(load(source, "cls_token", [1, 1, d], device)?)),
+            false => None,
+        };
+        let positions = config.num_prefix_tokens() + grid * grid;
+        let pos_embed = frozen(load(source, "pos_embed", [1, positions, d], device)?);
+        let blocks = (0..config.depth)
+            .map(|i| Self::load_block(config, source, lora, derive_seed(seed, i as u64), i, device))
+            .collect::<Result<Vec<_>>>()?;
+        let (norm, fc_norm) = match config.global_pool {
+            GlobalPool::Token => (Some(load_layer_norm(source, "norm", d, eps, device)?), None),
+            GlobalPool::Avg => (
+                None,
+                Some(load_layer_norm(source, "fc_norm", d, eps, device)?),
+            ),
+        };
+        let pooler = match config.format == VitFormat::HfVit && source.contains("pooler.weight") {
+            true => Some(load_linear(source, "pooler", d, d, true, device)?),
+            false => None,
+        };
+        let head = match config.num_classes {
+            Some(classes) => Some(load_linear(source, "head", d, classes, true, device)?),
+            None => None,
+        };
+        Ok(Self {
+            patch_embed,
+            cls_token,
+            pos_embed,
+            blocks,
+            norm,
+            fc_norm,
+            pooler,
+            head,
+            config: config.clone(),
+        })
+    }
+
+    fn load_block(
+        config: &VitConfig,
+        source: &mut impl ParamSource,
+        lora: &LoraConfig,
+        seed: u64,
+        index: usize,
+        device: &Device,
+    ) -> Result<Block> {
+        let (d, hidden, eps) = (config.hidden_size, config.mlp_hidden, config.layer_norm_eps);
+        let prefix = format!("blocks.{index}");
+        let layer_scale = |source: &mut _, name: &str| -> Result<Option<Param<Tensor<1>>>> {
+            match config.layer_scale {
+                true => Ok(Some(frozen(load(
+                    source,
+                    &format!("{prefix}.{name}.gamma"),
+                    [d],
+                    device,
+                )?))),
+                false => Ok(None),
+            }
+        };
+        let fc1 = load_linear(
+            source,
+            &format!("{prefix}.mlp.fc1"),
+            d,
+            hidden,
+            true,
+            device,
+        )?;
+        let fc2 = load_linear(
+            source,
+            &format!("{prefix}.mlp.fc2"),
+            hidden,
+            d,
+            true,
+            device,
+        )?;
+        Ok(Block {
+            norm1: load_layer_norm(source, &format!("{prefix}.norm1"), d, eps, device)?,
+            attn: Attention {
+                qkv: load_linear(
+                    source,
+                    &format!("{prefix}.attn.qkv"),
+                    d,
+                    3 * d,
+                    config.qkv_bias,
+                    device,
+                )?,
+                proj: load_linear(source, &format!("{prefix}.attn.proj"), d, d, true, device)?,
+                num_heads: config.num_heads,
+                scale: ((d / config.num_heads) as f64).powf(-0.5),
+            },
+            ls1: layer_scale(source, "ls1")?,
+            norm2: load_layer_norm(source, &format!("{prefix}.norm2"), d, eps, device)?,
+            mlp: Mlp {
+                fc1: lora.init(fc1, derive_seed(seed, 0))?,
+                act: Gelu::new(),
+                fc2: lora.init(fc2, derive_seed(seed, 1))?,
+            },
+            ls2: layer_scale(source, "ls2")?,
+        })
+    }
+
+    /// Replaces the head with a fresh, trainable one of `num_classes` classes drawn from `seed`
+    /// (timm-style truncated normal, std 0.02, zero bias).
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidConfig`] when `num_classes` is zero.
+    pub fn with_new_head(mut self, num_classes: usize, seed: u64) -> Result<Self> {
+        if num_classes == 0 {
+            return Err(ModelError::InvalidConfig(
+                "a head needs at least one class".into(),
+            ));
+        }
+        let device = self.pos_embed.val().device();
+        let d = self.config.hidden_size;
+        let mut head = load_linear(
+            &mut SeededInit::new(seed),
+            "head",
+            d,
+            num_classes,
+            true,
+            &device,
+        )?;
+        head.weight = head.weight.set_require_grad(true);
+        head.bias = head.bias.map(|bias| bias.set_require_grad(true));
+        self.head = Some(head);
+        self.config.num_classes = Some(num_classes);
+        Ok(self)
+    }
+
+    /// The position embeddings for a `grid_h × grid_w` patch grid, `[1, prefix + N, D]`.
+    fn position_embedding(&self, grid_h: usize, grid_w: usize) -> Result<Tensor<3>> {
+        let grid = self.config.grid_size();
+        let pos = self.pos_embed.val();
+        if (grid_h, grid_w) == (grid, grid) {
+            return Ok(pos);
+        }
+        let (prefix, d) = (self.config.num_prefix_tokens(), self.config.hidden_size);
+        let device = pos.device();
+        let patch_pos = pos.clone().slice_dim(1, prefix..prefix + grid * grid);
+        let values: Vec<f32> =
+            patch_pos
+                .try_into_vec_as::<f32>()
+                .map_err(|err| ModelError::Input {
+                    expected: "readable position embeddings".into(),
+                    found: err.to_string(),
+                })?;
+        let resampled = resample_grid(
+            &values,
+            (grid, grid),
+            (grid_h, grid_w),
+            d,
+            self.config.pos_resample,
+        );
+        let resampled =
+            Tensor::from_data(TensorData::new(resampled, [1, grid_h * grid_w, d]), &device);
+        Ok(Tensor::cat(vec![pos.slice_dim(1, 0..prefix), resampled], 1))
+    }
+
+    /// Resamples the stored position grid for inputs of `image_size` once (as timm's
+    /// `set_input_size`), so later forwards at that size need no resampling.
+    ///
+    /// # Errors
+    /// [`ModelError::Input`] when `image_size` is not a multiple of the patch size.
+    pub fn resize_position_grid(mut self, image_size: usize) -> Result<Self> {
+        let grid = self.checked_grid(image_size, image_size)?;
+        let pos = self.position_embedding(grid.0, grid.1)?;
+        self.pos_embed = frozen(pos.inner());
+        self.config.image_size = image_size;
+        Ok(self)
+    }
+
+    fn checked_grid(&self, height: usize, width: usize) -> Result<(usize, usize)> {
+        let patch = self.config.patch_size;
+        if !height.is_multiple_of(patch)
+            || !width.is_multiple_of(patch)
+            || height == 0
+            || width == 0
+        {
+            return Err(ModelError::Input {
+                expected: format!(
+                    "an image whose height and width are positive multiples of the patch size {patch}"
+                ),
+                found: format!("{height}x{width}"),
+            });
+        }
+        Ok((height / patch, width / patch))
+    }
+
+    /// Runs the model.
+    ///
+    /// # Shapes
+    /// - pixels: `[B, C, H, W]`, `H` and `W` multiples of the patch size
+    ///
+    /// # Errors
+    /// [`ModelError::Input`] for a wrong channel count or an image size that is not a multiple
+    /// of the patch size.
+    pub fn forward(&self, pixels: Tensor<4>) -> Result<VitOutput> {
+        let [batch, channels, height, width] = pixels.dims();
+        if channels != self.config.num_channels {
+            return Err(ModelError::Input {
+                expected: format!("{} input channels", self.config.num_channels),
+                found: format!("{channels} (input shape {:?})", pixels.dims()),
+            });
+        }
+        let (grid_h, grid_w) = self.checked_grid(height, width)?;
+        let d = self.config.hidden_size;
+        let patches = self
+            .patch_embed
+            .forward(pixels)
+            .reshape([batch, d, grid_h * grid_w])
+            .swap_dims(1, 2);
+        let tokens = match &self.cls_token {
+            Some(cls) => Tensor::cat(vec![cls.val().expand([batch, 1, d]), patches], 1),
+            None => patches,
+        };
+        let x = tokens + self.position_embedding(grid_h, grid_w)?;
+        let x = self.blocks.iter().fold(x, |x, block| block.forward(x));
+
+        let prefix = self.config.num_prefix_tokens();
+        let tokens = match &self.norm {
+            Some(norm) => norm.forward(x),
+            None => x,
+        };
+        let first = || tokens.clone().slice_dim(1, 0..1).reshape([batch, d]);
+        let embedding = match (self.config.global_pool, &self.fc_norm) {
+            (GlobalPool::Avg, Some(fc_norm)) => {
+                let n = tokens.dims()[1];
+                let mean = tokens
+                    .clone()
+                    .slice_dim(1, prefix..n)
+                    .mean_dim(1)
+                    .reshape([batch, d]);
+                fc_norm.forward(mean)
+            }
+            _ => first(),
+        };
+        let pooler_output = match (&self.pooler, self.config.format) {
+            (Some(pooler), _) => Some(tanh(pooler.forward(first()))),
+            (None, VitFormat::HfDinov2) => Some(first()),
+            _ => None,
+        };
+        let logits = self
+            .head
+            .as_ref()
+            .map(|head| head.forward(embedding.clone()));
+        Ok(VitOutput {
+            last_hidden_state: tokens,
+            pooler_output,
+            embedding,
+            logits,
+        })
+    }
+}
+
+impl LoraModel for VisionTransformer {
+    fn lora_groups(&self) -> Vec<LoraGroup<&LoraLinear>> {
+        self.blocks
+            .iter()
+            .enumerate()
+            .map(|(i, block)| {
+                LoraGroup::new(format!("blocks.{i}"), vec![&block.mlp.fc1, &block.mlp.fc2])
+            })
+            .collect()
+    }
+
+    fn lora_groups_mut(&mut self) -> Vec<LoraGroup<&mut LoraLinear>> {
+        self.blocks
+            .iter_mut()
+            .enumerate()
+            .map(|(i, block)| {
+                let mlp = &mut block.mlp;
+                LoraGroup::new(format!("blocks.{i}"), vec![&mut mlp.fc1, &mut mlp.fc2])
+            })
+            .collect()
+    }
+}

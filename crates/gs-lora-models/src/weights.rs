@@ -1,0 +1,358 @@
+//! Where a model's parameters come from: a safetensors checkpoint or a seeded initialiser.
+//!
+//! Models ask for tensors by their canonical name (timm's names, PyTorch layout: Linear weights
+//! `[out, in]`); a [`ParamSource`] answers with a tensor of exactly the asked shape or an error
+//! naming the key and both shapes. Building blocks here turn those tensors into Burn modules.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use burn::module::Param;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::Rng;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use safetensors::{Dtype, SafeTensors};
+
+use crate::error::{ModelError, Result};
+
+/// A supplier of named parameter tensors.
+pub trait ParamSource {
+    /// The tensor called `key` (canonical name), which must have `shape`.
+    fn tensor(&mut self, key: &str, shape: &[usize], device: &Device) -> Result<TensorData>;
+
+    /// Whether the source has a tensor called `key`.
+    fn contains(&self, key: &str) -> bool;
+}
+
+/// A parameter that never receives gradients (everything but the adapters, in GS-LoRA).
+pub(crate) fn frozen<const D: usize>(tensor: Tensor<D>) -> Param<Tensor<D>> {
+    Param::from_tensor(tensor).set_require_grad(false)
+}
+
+/// Reads one tensor into a float tensor of rank `D` on `device`.
+pub(crate) fn load<const D: usize>(
+    source: &mut impl ParamSource,
+    key: &str,
+    shape: [usize; D],
+    device: &Device,
+) -> Result<Tensor<D>> {
+    let data = source.tensor(key, &shape, device)?;
+    Ok(Tensor::from_data(data, device))
+}
+
+/// A Linear layer from `{prefix}.weight` `[d_output, d_input]` and `{prefix}.bias`.
+pub(crate) fn load_linear(
+    source: &mut impl ParamSource,
+    prefix: &str,
+    d_input: usize,
+    d_output: usize,
+    bias: bool,
+    device: &Device,
+) -> Result<Linear> {
+    let mut linear = LinearConfig::new(d_input, d_output)
+        .with_bias(bias)
+        .with_initializer(Initializer::Zeros)
+        .init(device);
+    // PyTorch stores [out, in]; Burn's Linear is [in, out].
+    let weight = load(
+        source,
+        &format!("{prefix}.weight"),
+        [d_output, d_input],
+        device,
+    )?;
+    linear.weight = frozen(weight.transpose());
+    if bias {
+        let bias = load(source, &format!("{prefix}.bias"), [d_output], device)?;
+        linear.bias = Some(frozen(bias));
+    }
+    Ok(linear)
+}
+
+/// A LayerNorm from `{prefix}.weight` and `{prefix}.bias`.
+pub(crate) fn load_layer_norm(
+    source: &mut impl ParamSource,
+    prefix: &str,
+    dim: usize,
+    epsilon: f64,
+    device: &Device,
+) -> Result<LayerNorm> {
+    let mut norm = LayerNormConfig::new(dim).with_epsilon(epsilon).init(device);
+    norm.gamma = frozen(load(source, &format!("{prefix}.weight"), [dim], device)?);
+    norm.beta = Some(frozen(load(
+        source,
+        &format!("{prefix}.bias"),
+        [dim],
+        device,
+    )?));
+    Ok(norm)
+}
+
+/// A patch-embedding convolution (kernel = stride = `patch`) from `{prefix}.weight`
+/// `[d_output, channels, patch, patch]` and `{prefix}.bias`.
+pub(crate) fn load_patch_conv(
+    source: &mut impl ParamSource,
+    prefix: &str,
+    channels: usize,
+    d_output: usize,
+    patch: usize,
+    bias: bool,
+    device: &Device,
+) -> Result<Conv2d> {
+    let mut conv = Conv2dConfig::new([channels, d_output], [patch, patch])
+        .with_stride([patch, patch])
+        .with_bias(bias)
+        .with_initializer(Initializer::Zeros)
+        .init(device);
+    let weight = load(
+        source,
+        &format!("{prefix}.weight"),
+        [d_output, channels, patch, patch],
+        device,
+    )?;
+    conv.weight = frozen(weight);
+    if bias {
+        let bias = load(source, &format!("{prefix}.bias"), [d_output], device)?;
+        conv.bias = Some(frozen(bias));
+    }
+    Ok(conv)
+}
+
+/// How a checkpoint names the canonical tensors.
+pub trait KeyMap {
+    /// The file keys holding canonical `key`, concatenated along axis 0 when there are several
+    /// (Hugging Face stores timm's fused `qkv` as separate `query`, `key`, `value`).
+    fn file_keys(&self, key: &str) -> Vec<String>;
+
+    /// File keys that the architecture does not use and that are fine to leave unread
+    /// (for example DINOv2's `mask_token`, used only for masked pre-training).
+    fn is_ignored(&self, file_key: &str) -> bool;
+}
+
+/// The canonical names themselves (timm checkpoints).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IdentityKeys;
+
+impl KeyMap for IdentityKeys {
+    fn file_keys(&self, key: &str) -> Vec<String> {
+        vec![key.to_string()]
+    }
+
+    fn is_ignored(&self, _file_key: &str) -> bool {
+        false
+    }
+}
+
+/// A safetensors checkpoint read through a [`KeyMap`].
+pub struct SafetensorsSource<K> {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    keys: K,
+    used: BTreeSet<String>,
+    all: BTreeSet<String>,
+}
+
+impl<K: KeyMap> SafetensorsSource<K> {
+    /// Opens `path` (read whole; checkpoints of the models here are at most a few hundred MB).
+    ///
+    /// # Errors
+    /// [`ModelError::Io`] when unreadable, [`ModelError::Safetensors`] when not safetensors.
+    pub fn open(path: impl AsRef<Path>, keys: K) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let bytes = std::fs::read(&path).map_err(|source| ModelError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let all = SafeTensors::deserialize(&bytes)
+            .map_err(|err| ModelError::Safetensors {
+                path: path.clone(),
+                message: err.to_string(),
+            })?
+            .names()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        Ok(Self {
+            path,
+            bytes,
+            keys,
+            used: BTreeSet::new(),
+            all,
+        })
+    }
+
+    /// The checkpoint's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Fails if the checkpoint holds tensors that were neither read nor ignorable.
+    ///
+    /// # Errors
+    /// [`ModelError::UnexpectedTensors`] listing up to five of them.
+    pub fn finish(&self) -> Result<()> {
+        let unused: Vec<&String> = self
+            .all
+            .iter()
+            .filter(|key| !self.used.contains(*key) && !self.keys.is_ignored(key))
+            .collect();
+        if unused.is_empty() {
+            return Ok(());
+        }
+        Err(ModelError::UnexpectedTensors {
+            path: self.path.clone(),
+            count: unused.len(),
+            examples: unused.iter().take(5).map(|key| key.to_string()).collect(),
+        })
+    }
+
+    fn read(&self, file_key: &str) -> Result<(Vec<usize>, Vec<f32>)> {
+        let tensors =
+            SafeTensors::deserialize(&self.bytes).map_err(|err| ModelError::Safetensors {
+                path: self.path.clone(),
+                message: err.to_string(),
+            })?;
+        let view = tensors
+            .tensor(file_key)
+            .map_err(|_| ModelError::MissingTensor {
+                path: self.path.clone(),
+                key: file_key.to_string(),
+                expected: Vec::new(),
+            })?;
+        let values =
+            to_f32(view.dtype(), view.data()).ok_or_else(|| ModelError::UnsupportedDtype {
+                path: self.path.clone(),
+                key: file_key.to_string(),
+                dtype: format!("{:?}", view.dtype()),
+            })?;
+        Ok((view.shape().to_vec(), values))
+    }
+}
+
+impl<K: KeyMap> ParamSource for SafetensorsSource<K> {
+    fn tensor(&mut self, key: &str, shape: &[usize], _device: &Device) -> Result<TensorData> {
+        let file_keys = self.keys.file_keys(key);
+        let parts = file_keys.len();
+        let mut values = Vec::with_capacity(shape.iter().product());
+        let mut rows = 0;
+        for file_key in &file_keys {
+            if !self.all.contains(file_key) {
+                return Err(ModelError::MissingTensor {
+                    path: self.path.clone(),
+                    key: file_key.clone(),
+                    expected: part_shape(shape, parts),
+                });
+            }
+            let (found, part) = self.read(file_key)?;
+            let expected = part_shape(shape, parts);
+            if found != expected {
+                return Err(ModelError::ShapeMismatch {
+                    path: self.path.clone(),
+                    key: file_key.clone(),
+                    expected,
+                    found,
+                });
+            }
+            rows += found.first().copied().unwrap_or(1);
+            values.extend(part);
+            self.used.insert(file_key.clone());
+        }
+        debug_assert!(shape.is_empty() || rows == shape[0]);
+        Ok(TensorData::new(values, shape.to_vec()))
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        self.keys
+            .file_keys(key)
+            .iter()
+            .all(|file_key| self.all.contains(file_key))
+    }
+}
+
+/// The shape of one of `parts` equal slices of `shape` along axis 0.
+fn part_shape(shape: &[usize], parts: usize) -> Vec<usize> {
+    let mut part = shape.to_vec();
+    if let Some(rows) = part.first_mut() {
+        *rows /= parts;
+    }
+    part
+}
+
+fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
+    let words = |size: usize| bytes.chunks_exact(size);
+    Some(match dtype {
+        Dtype::F32 => words(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F64 => words(8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32)
+            .collect(),
+        Dtype::F16 => words(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => words(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        _ => return None,
+    })
+}
+
+/// Seeded initialisation in timm's style: weights from a normal with std 0.02 truncated at
+/// ±2 std, biases zero, norm weights and layer scales one.
+///
+/// Each tensor's values depend only on the seed and its name, never on the order tensors are
+/// asked for or on a backend RNG.
+#[derive(Debug, Clone, Copy)]
+pub struct SeededInit {
+    seed: u64,
+}
+
+impl SeededInit {
+    /// An initialiser drawing from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self { seed }
+    }
+}
+
+impl ParamSource for SeededInit {
+    fn tensor(&mut self, key: &str, shape: &[usize], _device: &Device) -> Result<TensorData> {
+        let len = shape.iter().product();
+        let last = key.rsplit('.').next().unwrap_or(key);
+        let is_norm = key.contains("norm");
+        let values = match last {
+            "bias" => vec![0.0; len],
+            "weight" if is_norm => vec![1.0; len],
+            "gamma" | "lambda1" => vec![1.0; len],
+            _ => {
+                let name_hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+                });
+                let mut rng = ChaCha8Rng::seed_from_u64(gs_lora_core::lora::derive_seed(
+                    self.seed, name_hash,
+                ));
+                (0..len)
+                    .map(|_| 0.02 * sample_truncated_normal(&mut rng))
+                    .collect()
+            }
+        };
+        Ok(TensorData::new(values, shape.to_vec()))
+    }
+
+    fn contains(&self, _key: &str) -> bool {
+        true
+    }
+}
+
+/// A standard normal draw truncated to [-2, 2] (Box-Muller, rejection).
+fn sample_truncated_normal(rng: &mut impl Rng) -> f32 {
+    loop {
+        let u1: f64 = rng.random_range(f64::EPSILON..1.0);
+        let u2: f64 = rng.random();
+        let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+        if z.abs() <= 2.0 {
+            return z as f32;
+        }
+    }
+}

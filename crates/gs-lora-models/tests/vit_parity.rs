@@ -1,0 +1,286 @@
+//! Parity of the ViT family with the reference implementations (timm, Hugging Face
+//! transformers), on fixtures made by `tools/make_vit_fixtures.py`, and with the real DINOv2-S
+//! weights in `../shared/data/dinov2-small/`.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor, TensorData};
+use gs_lora_core::{LoraConfig, LoraModel, group_norms};
+use gs_lora_models::vit::{PosResample, resample_grid};
+use gs_lora_models::{ModelError, VisionTransformer, VitConfig};
+use safetensors::SafeTensors;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// `(shape, values)` of `key` in the f32 safetensors file at `path`.
+fn read(path: &Path, key: &str) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let tensors = SafeTensors::deserialize(&bytes).expect("safetensors");
+    let view = tensors
+        .tensor(key)
+        .unwrap_or_else(|_| panic!("{key} in {}", path.display()));
+    let values = view
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    (view.shape().to_vec(), values)
+}
+
+fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+    tensor.try_into_vec_as::<f32>().expect("f32 values")
+}
+
+/// Asserts `max |found − expected| ≤ 1e-4 · max |expected|`.
+fn assert_parity(what: &str, found: &[f32], expected: &[f32]) {
+    assert_eq!(found.len(), expected.len(), "{what}: lengths differ");
+    let scale = expected
+        .iter()
+        .fold(0.0f32, |m, v| m.max(v.abs()))
+        .max(1e-6);
+    let diff = found
+        .iter()
+        .zip(expected)
+        .fold(0.0f32, |m, (f, e)| m.max((f - e).abs()));
+    assert!(
+        diff <= 1e-4 * scale,
+        "{what}: max |diff| {diff} exceeds 1e-4 × max |ref| {scale}"
+    );
+}
+
+/// Loads `dir`'s checkpoint, runs its input and compares every output the fixture has.
+fn check_fixture(dir: &Path) {
+    let device = Device::default();
+    let model = VisionTransformer::from_pretrained(
+        dir.join("config.json"),
+        dir.join("model.safetensors"),
+        &LoraConfig::new(),
+        0,
+        &device,
+    )
+    .unwrap_or_else(|err| panic!("{}: {err}", dir.display()));
+    let (shape, pixels) = read(&dir.join("input.safetensors"), "pixel_values");
+    let pixels = Tensor::<4>::from_data(TensorData::new(pixels, shape), &device);
+    let output = model.forward(pixels).expect("forward");
+    let expected = dir.join("output.safetensors");
+    let bytes = std::fs::read(&expected).expect("outputs");
+    let names = SafeTensors::deserialize(&bytes)
+        .expect("safetensors")
+        .names()
+        .into_iter()
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+    for name in names {
+        let (shape, reference) = read(&expected, &name);
+        let found = match name.as_str() {
+            "last_hidden_state" => output.last_hidden_state.clone(),
+            "logits" => output.logits.clone().expect("logits").unsqueeze(),
+            "pooler_output" => output
+                .pooler_output
+                .clone()
+                .expect("pooler_output")
+                .unsqueeze(),
+            other => panic!("unexpected fixture output {other}"),
+        };
+        let dims: Vec<usize> = found
+            .dims()
+            .into_iter()
+            .filter(|&d| d != 1 || shape.contains(&1))
+            .collect();
+        assert_eq!(
+            dims.iter().product::<usize>(),
+            shape.iter().product::<usize>(),
+            "{name} shape"
+        );
+        assert_parity(
+            &format!("{} {name}", dir.display()),
+            &values(found),
+            &reference,
+        );
+    }
+}
+
+#[test]
+fn timm_token_pooling_matches_timm() {
+    check_fixture(&fixture("timm_token"));
+}
+
+#[test]
+fn timm_avg_pooling_with_layer_scale_matches_timm() {
+    check_fixture(&fixture("timm_avg_ls"));
+}
+
+#[test]
+fn hf_vit_classifier_with_interpolated_positions_matches_transformers() {
+    check_fixture(&fixture("hf_vit_classifier"));
+}
+
+#[test]
+fn hf_vit_model_with_pooler_matches_transformers() {
+    check_fixture(&fixture("hf_vit_pooler"));
+}
+
+#[test]
+fn hf_dinov2_on_a_non_square_input_matches_transformers() {
+    check_fixture(&fixture("hf_dinov2"));
+}
+
+#[test]
+fn position_grid_resampling_matches_pytorch_bicubic() {
+    let path = fixture("resample.safetensors");
+    let (_, grid) = read(&path, "grid");
+    for (h, w) in [(4, 5), (9, 11), (7, 7)] {
+        for (name, kind) in [
+            ("plain", PosResample::Bicubic),
+            ("aa", PosResample::BicubicAntialias),
+        ] {
+            let (_, expected) = read(&path, &format!("{name}_{h}x{w}"));
+            let found = resample_grid(&grid, (7, 7), (h, w), 3, kind);
+            assert_parity(&format!("{name} 7x7 -> {h}x{w}"), &found, &expected);
+        }
+    }
+}
+
+#[test]
+fn every_block_is_one_adapter_group() {
+    let dir = fixture("timm_token");
+    let model = VisionTransformer::from_pretrained(
+        dir.join("config.json"),
+        dir.join("model.safetensors"),
+        &LoraConfig::new(),
+        0,
+        &Device::default(),
+    )
+    .expect("load");
+    let groups = model.lora_groups();
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[1].name, "blocks.1");
+    assert_eq!(groups[0].layers[0].d_output(), 192);
+    assert!(group_norms(&model).expect("norms").iter().all(|n| *n > 0.0));
+}
+
+/// The shared data directory: `$GS_LORA_DATA`, else `../shared/data` beside the repository.
+fn shared_data() -> Option<PathBuf> {
+    let dir = std::env::var_os("GS_LORA_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
+    dir.is_dir().then_some(dir)
+}
+
+#[test]
+fn real_dinov2_small_reproduces_transformers() {
+    let Some(data) = shared_data() else {
+        eprintln!(
+            "SKIPPED real_dinov2_small_reproduces_transformers: no shared data directory \
+             (set GS_LORA_DATA to the folder holding dinov2-small/)"
+        );
+        return;
+    };
+    let dir = data.join("dinov2-small");
+    let device = Device::default();
+    let model = VisionTransformer::from_pretrained(
+        dir.join("config.json"),
+        dir.join("model.safetensors"),
+        &LoraConfig::new(),
+        0,
+        &device,
+    )
+    .expect("real DINOv2-S loads");
+    let reference = dir.join("reference_224.safetensors");
+    let (shape, pixels) = read(&reference, "pixel_values");
+    let output = model
+        .forward(Tensor::from_data(TensorData::new(pixels, shape), &device))
+        .expect("forward");
+    let (_, hidden) = read(&reference, "last_hidden_state");
+    let (_, pooled) = read(&reference, "pooler_output");
+    assert_eq!(output.last_hidden_state.dims(), [2, 257, 384]);
+    assert_parity(
+        "DINOv2-S last_hidden_state",
+        &values(output.last_hidden_state),
+        &hidden,
+    );
+    assert_parity(
+        "DINOv2-S pooler_output",
+        &values(output.pooler_output.expect("pooler")),
+        &pooled,
+    );
+}
+
+#[test]
+fn bad_checkpoints_and_inputs_are_clear_errors() {
+    let device = Device::default();
+    let dir = fixture("timm_token");
+    let tmp = std::env::temp_dir().join(format!("gs-lora-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).expect("tmp");
+    let load = |config: &Path, weights: &Path| {
+        VisionTransformer::from_pretrained(config, weights, &LoraConfig::new(), 0, &device)
+    };
+
+    // Truncated weights.
+    let bytes = std::fs::read(dir.join("model.safetensors")).expect("weights");
+    let truncated = tmp.join("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
+    let err = load(&dir.join("config.json"), &truncated).expect_err("truncated file");
+    assert!(matches!(err, ModelError::Safetensors { .. }), "{err}");
+
+    // A config that does not match the weights: wider model.
+    let config = std::fs::read_to_string(dir.join("config.json")).expect("config");
+    let wider = tmp.join("wider.json");
+    std::fs::write(
+        &wider,
+        config.replace("\"embed_dim\": 48", "\"embed_dim\": 96"),
+    )
+    .expect("write");
+    let err = load(&wider, &dir.join("model.safetensors")).expect_err("mis-shaped");
+    let message = err.to_string();
+    assert!(matches!(err, ModelError::ShapeMismatch { .. }), "{message}");
+    assert!(
+        message.contains("patch_embed.proj.weight") && message.contains("96"),
+        "{message}"
+    );
+
+    // Fewer classes than the head: the head is mis-shaped.
+    let fewer = tmp.join("fewer.json");
+    std::fs::write(
+        &fewer,
+        config.replace("\"num_classes\": 5", "\"num_classes\": 3"),
+    )
+    .expect("write");
+    let err = load(&fewer, &dir.join("model.safetensors")).expect_err("head");
+    assert!(err.to_string().contains("head.weight"), "{err}");
+
+    // A shallower config leaves block 1 unread: unexpected tensors.
+    let shallow = tmp.join("shallow.json");
+    std::fs::write(&shallow, config.replace("\"depth\": 2", "\"depth\": 1")).expect("write");
+    let err = load(&shallow, &dir.join("model.safetensors")).expect_err("unexpected");
+    assert!(matches!(err, ModelError::UnexpectedTensors { .. }), "{err}");
+    assert!(err.to_string().contains("blocks.1."), "{err}");
+
+    // A deeper config asks for a block the weights lack.
+    let deep = tmp.join("deep.json");
+    std::fs::write(&deep, config.replace("\"depth\": 2", "\"depth\": 3")).expect("write");
+    let err = load(&deep, &dir.join("model.safetensors")).expect_err("missing");
+    assert!(matches!(err, ModelError::MissingTensor { .. }), "{err}");
+    assert!(err.to_string().contains("blocks.2."), "{err}");
+
+    // Unknown timm preset.
+    let err =
+        VitConfig::from_json(r#"{"architecture": "vit_huge_patch99_1"}"#).expect_err("preset");
+    assert!(err.to_string().contains("vit_huge_patch99_1"), "{err}");
+
+    // An input whose size is not a multiple of the patch.
+    let model = load(&dir.join("config.json"), &dir.join("model.safetensors")).expect("load");
+    let err = model
+        .forward(Tensor::zeros([1, 3, 30, 32], &device))
+        .expect_err("30 is not a multiple of 8");
+    assert!(err.to_string().contains("30x32"), "{err}");
+    let err = model
+        .forward(Tensor::zeros([1, 1, 32, 32], &device))
+        .expect_err("one channel");
+    assert!(err.to_string().contains("3 input channels"), "{err}");
+    std::fs::remove_dir_all(&tmp).ok();
+}

@@ -1,0 +1,112 @@
+"""Regenerates the ViT parity fixtures in crates/gs-lora-models/tests/fixtures/.
+
+Small random-init checkpoints in each format (every parameter perturbed away from its init
+value, so a wrongly mapped LayerNorm or bias cannot go unnoticed), an input and the reference
+implementation's outputs, plus position-grid resampling cases for both bicubic kernels.
+
+    python -m venv .venv && .venv/bin/pip install torch timm transformers safetensors
+    .venv/bin/python tools/make_vit_fixtures.py
+
+Tested with torch 2.15, timm 1.0.31, transformers 5.23.
+"""
+import json
+import os
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+OUT = os.path.join(os.path.dirname(__file__), "..", "crates", "gs-lora-models", "tests", "fixtures")
+
+
+def perturb(model, seed):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.2 * torch.randn(p.shape, generator=g))
+    return model.eval()
+
+
+def save_case(name, write_checkpoint, inputs, outputs):
+    d = os.path.join(OUT, name)
+    os.makedirs(d, exist_ok=True)
+    write_checkpoint(d)
+    save_file({k: v.contiguous() for k, v in inputs.items()}, os.path.join(d, "input.safetensors"))
+    save_file({k: v.contiguous() for k, v in outputs.items()}, os.path.join(d, "output.safetensors"))
+
+
+def timm_cases():
+    import timm
+
+    for name, args in [
+        ("timm_token", dict(img_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=3, num_classes=5, global_pool="token")),
+        ("timm_avg_ls", dict(img_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=3, num_classes=4, global_pool="avg", init_values=0.5, qkv_bias=False)),
+    ]:
+        torch.manual_seed(0)
+        model = perturb(timm.create_model("vit_tiny_patch16_224", pretrained=False, **args), 1)
+        x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+        with torch.no_grad():
+            features = model.forward_features(x)
+            logits = model.forward_head(features)
+        config = {"architecture": "vit_tiny_patch16_224", "num_classes": args["num_classes"], "model_args": args}
+
+        def write(d, config=config, model=model):
+            with open(os.path.join(d, "config.json"), "w") as f:
+                json.dump(config, f, indent=2)
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(d, "model.safetensors"))
+
+        save_case(name, write, {"pixel_values": x}, {"last_hidden_state": features, "logits": logits})
+
+
+def hf_cases():
+    from transformers import Dinov2Config, Dinov2Model, ViTConfig, ViTForImageClassification, ViTModel
+
+    vit_config = ViTConfig(hidden_size=48, num_hidden_layers=2, num_attention_heads=3, intermediate_size=96,
+                           image_size=32, patch_size=8, layer_norm_eps=1e-6,
+                           id2label={0: "a", 1: "b", 2: "c", 3: "d"}, label2id={"a": 0, "b": 1, "c": 2, "d": 3})
+    torch.manual_seed(0)
+    model = perturb(ViTForImageClassification(vit_config), 3)
+    x = torch.randn(2, 3, 40, 48, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        hidden = model.vit(x, interpolate_pos_encoding=True).last_hidden_state
+        logits = model(x, interpolate_pos_encoding=True).logits
+    # save_pretrained writes the hub's key names and config.json, as users download them.
+    save_case("hf_vit_classifier", model.save_pretrained, {"pixel_values": x},
+              {"last_hidden_state": hidden, "logits": logits})
+
+    torch.manual_seed(0)
+    model = perturb(ViTModel(vit_config, add_pooling_layer=True), 5)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        out = model(x)
+    save_case("hf_vit_pooler", model.save_pretrained, {"pixel_values": x},
+              {"last_hidden_state": out.last_hidden_state, "pooler_output": out.pooler_output})
+
+    dino_config = Dinov2Config(hidden_size=48, num_hidden_layers=2, num_attention_heads=3, mlp_ratio=4,
+                               image_size=32, patch_size=8, layerscale_value=0.5)
+    torch.manual_seed(0)
+    model = perturb(Dinov2Model(dino_config), 7)
+    x = torch.randn(2, 3, 24, 40, generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        out = model(x)
+    save_case("hf_dinov2", model.save_pretrained, {"pixel_values": x},
+              {"last_hidden_state": out.last_hidden_state, "pooler_output": out.pooler_output})
+
+
+def resample_cases():
+    g = torch.Generator().manual_seed(9)
+    grid = torch.randn(1, 3, 7, 7, generator=g)
+    tensors = {"grid": grid.permute(0, 2, 3, 1)[0]}
+    for h, w in [(4, 5), (9, 11), (7, 7)]:
+        for aa in (False, True):
+            out = F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False, antialias=aa)
+            tensors[f"{'aa' if aa else 'plain'}_{h}x{w}"] = out.permute(0, 2, 3, 1)[0]
+    os.makedirs(OUT, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(OUT, "resample.safetensors"))
+
+
+if __name__ == "__main__":
+    timm_cases()
+    hf_cases()
+    resample_cases()
+    print("fixtures written to", os.path.normpath(OUT))

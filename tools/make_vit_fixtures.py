@@ -4,13 +4,19 @@ Small random-init checkpoints in each format (every parameter perturbed away fro
 value, so a wrongly mapped LayerNorm or bias cannot go unnoticed), an input and the reference
 implementation's outputs, plus position-grid resampling cases for both bicubic kernels.
 
-    python -m venv .venv && .venv/bin/pip install torch timm transformers safetensors
-    .venv/bin/python tools/make_vit_fixtures.py
+    python -m venv .venv && .venv/bin/pip install torch timm transformers safetensors einops loralib==0.1.2
+    .venv/bin/python tools/make_vit_fixtures.py [--gslora-repo PATH]
+
+The face Transformer case needs a checkout of the official GS-LoRA code
+(github.com/bjzhb666/GS-LoRA), whose `vit_pytorch_face` package is imported from PATH.
 
 Tested with torch 2.15, timm 1.0.31, transformers 5.23.
 """
+import argparse
 import json
 import os
+import sys
+import types
 
 import torch
 import torch.nn.functional as F
@@ -93,6 +99,34 @@ def hf_cases():
               {"last_hidden_state": out.last_hidden_state, "pooler_output": out.pooler_output})
 
 
+def face_case(repo):
+    sys.modules.setdefault("IPython", types.SimpleNamespace(embed=None))  # imported, unused
+    sys.path.insert(0, repo)
+    from vit_pytorch_face.vit_face import ViT_face
+
+    args = dict(image_size=40, patch_size=8, dim=48, depth=2, heads=3, dim_head=16, mlp_dim=96, num_class=5)
+    torch.manual_seed(0)
+    model = ViT_face(loss_type="CosFace", GPU_ID=None, dropout=0.0, emb_dropout=0.0, lora_rank=8, lora_pos="FFN", **args)
+    model = perturb(model.train(), 10)  # B ≠ 0: the adapters change the output
+    model.eval()  # loralib merges the adapters into the weights, as GS-LoRA's saved checkpoints
+    x = torch.rand(2, 3, 40, 40, generator=torch.Generator().manual_seed(11))
+    labels = torch.tensor([1, 3])
+    with torch.no_grad():
+        emb = model(x)  # without labels ViT_face returns the embedding (its CPU CosFace path needs CUDA)
+        cosine = F.linear(F.normalize(emb), F.normalize(model.loss.weight))
+        logits = 64.0 * cosine
+        margin = 64.0 * (cosine - 0.35 * F.one_hot(labels, 5))
+    config = {"model_type": "vit_face", "loss_type": "CosFace", "s": 64.0, "m": 0.35, **args}
+
+    def write(d):
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump(config, f, indent=2)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, os.path.join(d, "model.safetensors"))
+
+    save_case("gslora_face", write, {"pixel_values": x, "labels": labels.float()},
+              {"embedding": emb, "logits": logits, "logits_with_margin": margin})
+
+
 def resample_cases():
     g = torch.Generator().manual_seed(9)
     grid = torch.randn(1, 3, 7, 7, generator=g)
@@ -106,7 +140,14 @@ def resample_cases():
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--gslora-repo", help="checkout of github.com/bjzhb666/GS-LoRA")
+    cli = parser.parse_args()
     timm_cases()
     hf_cases()
     resample_cases()
+    if cli.gslora_repo:
+        face_case(cli.gslora_repo)
+    else:
+        print("skipping the face Transformer case: pass --gslora-repo PATH")
     print("fixtures written to", os.path.normpath(OUT))

@@ -90,6 +90,21 @@ pub(crate) fn load_layer_norm(
     Ok(norm)
 }
 
+/// A zero convolution with kernel = stride = `patch`, to be filled from a checkpoint.
+fn patch_conv(
+    channels: usize,
+    d_output: usize,
+    patch: usize,
+    bias: bool,
+    device: &Device,
+) -> Conv2d {
+    Conv2dConfig::new([channels, d_output], [patch, patch])
+        .with_stride([patch, patch])
+        .with_bias(bias)
+        .with_initializer(Initializer::Zeros)
+        .init(device)
+}
+
 /// A patch-embedding convolution (kernel = stride = `patch`) from `{prefix}.weight`
 /// `[d_output, channels, patch, patch]` and `{prefix}.bias`.
 pub(crate) fn load_patch_conv(
@@ -101,11 +116,7 @@ pub(crate) fn load_patch_conv(
     bias: bool,
     device: &Device,
 ) -> Result<Conv2d> {
-    let mut conv = Conv2dConfig::new([channels, d_output], [patch, patch])
-        .with_stride([patch, patch])
-        .with_bias(bias)
-        .with_initializer(Initializer::Zeros)
-        .init(device);
+    let mut conv = patch_conv(channels, d_output, patch, bias, device);
     let weight = load(
         source,
         &format!("{prefix}.weight"),
@@ -120,6 +131,37 @@ pub(crate) fn load_patch_conv(
     Ok(conv)
 }
 
+/// A patch embedding stored as a Linear over patches flattened in `(p1, p2, c)` order
+/// (`{prefix}.weight` `[d_output, patch·patch·channels]`), as the equivalent convolution.
+pub(crate) fn load_patch_linear_as_conv(
+    source: &mut impl ParamSource,
+    prefix: &str,
+    channels: usize,
+    d_output: usize,
+    patch: usize,
+    device: &Device,
+) -> Result<Conv2d> {
+    let mut conv = patch_conv(channels, d_output, patch, true, device);
+    let weight = load(
+        source,
+        &format!("{prefix}.weight"),
+        [d_output, patch * patch * channels],
+        device,
+    )?;
+    // W[d, (p1·P + p2)·C + c] = K[d, c, p1, p2]
+    let kernel = weight
+        .reshape([d_output, patch, patch, channels])
+        .permute([0, 3, 1, 2]);
+    conv.weight = frozen(kernel);
+    conv.bias = Some(frozen(load(
+        source,
+        &format!("{prefix}.bias"),
+        [d_output],
+        device,
+    )?));
+    Ok(conv)
+}
+
 /// How a checkpoint names the canonical tensors.
 pub trait KeyMap {
     /// The file keys holding canonical `key`, concatenated along axis 0 when there are several
@@ -129,6 +171,16 @@ pub trait KeyMap {
     /// File keys that the architecture does not use and that are fine to leave unread
     /// (for example DINOv2's `mask_token`, used only for masked pre-training).
     fn is_ignored(&self, file_key: &str) -> bool;
+}
+
+impl KeyMap for Box<dyn KeyMap> {
+    fn file_keys(&self, key: &str) -> Vec<String> {
+        self.as_ref().file_keys(key)
+    }
+
+    fn is_ignored(&self, file_key: &str) -> bool {
+        self.as_ref().is_ignored(file_key)
+    }
 }
 
 /// The canonical names themselves (timm checkpoints).
@@ -355,4 +407,49 @@ fn sample_truncated_normal(rng: &mut impl Rng) -> f32 {
             return z as f32;
         }
     }
+}
+
+/// Reads the tensor `key` of a safetensors file as `f32` data of its stored shape (for inputs
+/// such as `pixel_values`, whose shape the caller does not know in advance).
+///
+/// # Errors
+/// [`ModelError::Io`], [`ModelError::Safetensors`], [`ModelError::MissingTensor`] or
+/// [`ModelError::UnsupportedDtype`].
+pub fn read_tensor(path: impl AsRef<Path>, key: &str) -> Result<TensorData> {
+    let source = SafetensorsSource::open(path, IdentityKeys)?;
+    let (shape, values) = source.read(key)?;
+    Ok(TensorData::new(values, shape))
+}
+
+/// Writes named float tensors to a safetensors file (`f32`, little-endian).
+///
+/// # Errors
+/// [`ModelError::Io`] when the file cannot be written, [`ModelError::Safetensors`] when a
+/// tensor cannot be read back from its device or serialised.
+pub fn write_tensors(path: impl AsRef<Path>, tensors: Vec<(String, TensorData)>) -> Result<()> {
+    let path = path.as_ref();
+    let serialise_error = |message: String| ModelError::Safetensors {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut views = Vec::with_capacity(tensors.len());
+    for (name, data) in tensors {
+        let shape = data.shape().to_vec();
+        let values = data
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|err| serialise_error(format!("{err:?}")))?;
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        views.push((name, shape, bytes));
+    }
+    let views = views
+        .iter()
+        .map(|(name, shape, bytes)| {
+            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), bytes)
+                .map(|view| (name.clone(), view))
+                .map_err(|err| serialise_error(err.to_string()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    safetensors::serialize_to_file(views, None, path)
+        .map_err(|err| serialise_error(err.to_string()))
 }

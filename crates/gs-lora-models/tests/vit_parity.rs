@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use gs_lora_core::{LoraConfig, LoraModel, group_norms};
-use gs_lora_models::vit::{PosResample, resample_grid};
+use gs_lora_models::vit::{Head, PosResample, resample_grid};
 use gs_lora_models::{ModelError, VisionTransformer, VitConfig};
 use safetensors::SafeTensors;
 
@@ -79,6 +79,8 @@ fn check_fixture(dir: &Path) {
         let found = match name.as_str() {
             "last_hidden_state" => output.last_hidden_state.clone(),
             "logits" => output.logits.clone().expect("logits").unsqueeze(),
+            "embedding" => output.embedding.clone().unsqueeze(),
+            "logits_with_margin" => continue, // needs labels: see the face test
             "pooler_output" => output
                 .pooler_output
                 .clone()
@@ -127,6 +129,36 @@ fn hf_vit_model_with_pooler_matches_transformers() {
 #[test]
 fn hf_dinov2_on_a_non_square_input_matches_transformers() {
     check_fixture(&fixture("hf_dinov2"));
+}
+
+#[test]
+fn gslora_face_transformer_with_merged_adapters_matches_the_official_code() {
+    let dir = fixture("gslora_face");
+    check_fixture(&dir);
+
+    // The training logits s·(cos − m·onehot(y)), which GS-LoRA's evaluation also reports.
+    let device = Device::default();
+    let model = VisionTransformer::from_pretrained(
+        dir.join("config.json"),
+        dir.join("model.safetensors"),
+        &LoraConfig::new(),
+        0,
+        &device,
+    )
+    .expect("load");
+    let (shape, pixels) = read(&dir.join("input.safetensors"), "pixel_values");
+    let (_, labels) = read(&dir.join("input.safetensors"), "labels");
+    let labels: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
+    let output = model
+        .forward(Tensor::from_data(TensorData::new(pixels, shape), &device))
+        .expect("forward");
+    let Some(Head::CosFace(cosface)) = &model.head else {
+        panic!("the face Transformer has a CosFace head");
+    };
+    let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [2]), &device);
+    let margin = cosface.forward_with_margin(output.embedding, labels);
+    let (_, expected) = read(&dir.join("output.safetensors"), "logits_with_margin");
+    assert_parity("face logits with margin", &values(margin), &expected);
 }
 
 #[test]

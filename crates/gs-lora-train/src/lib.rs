@@ -1,9 +1,22 @@
 //! # gs-lora-train
 //!
-//! Datasets, task schedules, the continual-forgetting loop, checkpoints and reports for GS-LoRA,
-//! and the `gs-lora` command-line program.
-//!
-//! Not implemented yet: this crate is tracked by the project's training issue and currently
-//! only re-exports the core building blocks the loop composes.
+//! Datasets, task schedules, the continual-forgetting loop, checkpoints and reports for
+//! GS-LoRA: given a pretrained model and a dataset, a sequence of forgetting tasks is run,
+//! measured on the validation split and saved after every task so an interrupted run resumes.
 
-pub use gs_lora_core::{GroupLassoConfig, LoraConfig, TaskMetrics};
+pub mod batch;
+pub mod config;
+pub mod data;
+pub mod embedded;
+mod error;
+pub mod eval;
+pub mod forget;
+pub mod pretrain;
+pub mod progress;
+pub mod report;
+pub mod schedule;
+
+pub use config::{ForgetConfig, Method, Replay};
+pub use error::{Result, TrainError};
+pub use forget::{RunDir, RunState, TaskResult, run_forgetting};
+pub use schedule::{Task, TaskSchedule};

@@ -5,7 +5,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::PosResample;
+use super::{HeadKind, PosResample};
 use crate::error::{ModelError, Result};
 
 /// What the classifier reads.
@@ -29,6 +29,8 @@ pub enum VitFormat {
     HfVit,
     /// Hugging Face `Dinov2Model` (layer scale, `mlp.fc1`, position grid always interpolated).
     HfDinov2,
+    /// The face Transformer `ViT_face` of the official GS-LoRA code (CosFace head).
+    GsLoraFace,
 }
 
 /// Everything that fixes a Vision Transformer's shape and forward.
@@ -64,12 +66,24 @@ pub struct VitConfig {
     pub num_classes: Option<usize>,
     /// How the position grid is resampled to another input size.
     pub pos_resample: PosResample,
+    /// Scale of the attention logits; `head_dim^-1/2` when absent.
+    #[serde(default)]
+    pub attention_scale: Option<f64>,
+    /// The kind of classifier head.
+    #[serde(default)]
+    pub head: HeadKind,
 }
 
 impl VitConfig {
     /// The stored position grid's side, `image_size / patch_size`.
     pub fn grid_size(&self) -> usize {
         self.image_size / self.patch_size
+    }
+
+    /// Scale of the attention logits.
+    pub fn attention_scale(&self) -> f64 {
+        self.attention_scale
+            .unwrap_or(((self.hidden_size / self.num_heads) as f64).powf(-0.5))
     }
 
     /// Tokens before the patch tokens (the class token, if any).
@@ -117,7 +131,8 @@ impl VitConfig {
         Ok(())
     }
 
-    /// Reads a Hugging Face (`model_type` `vit` or `dinov2`) or timm (`architecture`)
+    /// Reads a Hugging Face (`model_type` `vit` or `dinov2`), timm (`architecture`), GS-LoRA
+    /// face (`model_type` `vit_face`) or gs-lora (`format`, as `save_pretrained` writes)
     /// `config.json`.
     ///
     /// # Errors
@@ -144,15 +159,19 @@ impl VitConfig {
     pub fn from_json(text: &str) -> Result<Self> {
         let json: Value =
             serde_json::from_str(text).map_err(|err| config_error(err.to_string()))?;
-        let config = if json.get("architecture").is_some() {
+        let config = if json.get("format").is_some() {
+            // Written by `VisionTransformer::save_pretrained`.
+            serde_json::from_value(json).map_err(|err| config_error(err.to_string()))?
+        } else if json.get("architecture").is_some() {
             super::timm::config_from_json(&json)?
         } else {
             match json.get("model_type").and_then(Value::as_str) {
                 Some("vit") => super::hf::vit_config_from_json(&json)?,
                 Some("dinov2") => super::hf::dinov2_config_from_json(&json)?,
+                Some("vit_face") => super::face::config_from_json(&json)?,
                 Some(other) => {
                     return Err(config_error(format!(
-                        "model_type `{other}` is not a supported Vision Transformer (vit, dinov2)"
+                        "model_type `{other}` is not a supported Vision Transformer (vit, dinov2, vit_face)"
                     )));
                 }
                 None => {

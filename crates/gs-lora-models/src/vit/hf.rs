@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::config::{config_error, get_bool, get_f64, get_usize};
-use super::{GlobalPool, PosResample, VitConfig, VitFormat};
+use super::{GlobalPool, HeadKind, PosResample, VitConfig, VitFormat};
 use crate::error::Result;
 use crate::weights::KeyMap;
 
@@ -40,6 +40,8 @@ fn common(
         layer_scale: false,
         num_classes: None,
         pos_resample: PosResample::Bicubic,
+        attention_scale: None,
+        head: HeadKind::Linear,
     })
 }
 

@@ -3,6 +3,9 @@
 mod attention;
 mod block;
 mod config;
+mod export;
+mod face;
+mod head;
 mod hf;
 mod model;
 mod pos_embed;
@@ -16,12 +19,14 @@ use gs_lora_core::LoraConfig;
 pub use attention::Attention;
 pub use block::{Block, Mlp};
 pub use config::{GlobalPool, VitConfig, VitFormat};
+pub use face::FaceKeys;
+pub use head::{CosFace, Head, HeadKind};
 pub use hf::HfKeys;
 pub use model::{VisionTransformer, VitOutput};
 pub use pos_embed::{PosResample, resample_grid};
 
 use crate::error::Result;
-use crate::weights::{IdentityKeys, SafetensorsSource};
+use crate::weights::{IdentityKeys, KeyMap, SafetensorsSource};
 
 impl VisionTransformer {
     /// Loads a checkpoint as users download it: `config.json` (Hugging Face or timm) and
@@ -38,19 +43,20 @@ impl VisionTransformer {
         device: &Device,
     ) -> Result<Self> {
         let config = VitConfig::from_file(config_path)?;
-        match config.format {
-            VitFormat::Timm => {
-                let mut source = SafetensorsSource::open(weights_path, IdentityKeys)?;
-                let model = Self::load(&config, &mut source, lora, seed, device)?;
-                source.finish()?;
-                Ok(model)
-            }
-            VitFormat::HfVit | VitFormat::HfDinov2 => {
-                let mut source = SafetensorsSource::open(weights_path, HfKeys::new(&config))?;
-                let model = Self::load(&config, &mut source, lora, seed, device)?;
-                source.finish()?;
-                Ok(model)
-            }
+        let mut source = SafetensorsSource::open(weights_path, config.key_map())?;
+        let model = Self::load(&config, &mut source, lora, seed, device)?;
+        source.finish()?;
+        Ok(model)
+    }
+}
+
+impl VitConfig {
+    /// How checkpoints of this config's format name their tensors.
+    pub fn key_map(&self) -> Box<dyn KeyMap> {
+        match self.format {
+            VitFormat::Timm => Box::new(IdentityKeys),
+            VitFormat::HfVit | VitFormat::HfDinov2 => Box::new(HfKeys::new(self)),
+            VitFormat::GsLoraFace => Box::new(FaceKeys),
         }
     }
 }

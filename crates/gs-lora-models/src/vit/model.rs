@@ -10,12 +10,32 @@ use gs_lora_core::{LoraConfig, LoraGroup, LoraLinear, LoraModel};
 
 use super::attention::Attention;
 use super::block::{Block, Mlp};
+use super::head::{CosFace, Head, HeadKind};
 use super::pos_embed::resample_grid;
 use super::{GlobalPool, VitConfig, VitFormat};
 use crate::error::{ModelError, Result};
 use crate::weights::{
     ParamSource, SeededInit, frozen, load, load_layer_norm, load_linear, load_patch_conv,
+    load_patch_linear_as_conv,
 };
+
+/// The classifier `head.*` of `classes` classes, of the config's kind.
+fn load_head(
+    config: &VitConfig,
+    source: &mut impl ParamSource,
+    classes: usize,
+    device: &Device,
+) -> Result<Head> {
+    let d = config.hidden_size;
+    Ok(match config.head {
+        HeadKind::Linear => Head::Linear(load_linear(source, "head", d, classes, true, device)?),
+        HeadKind::CosFace { scale, margin } => Head::CosFace(CosFace {
+            weight: frozen(load(source, "head.weight", [classes, d], device)?),
+            scale,
+            margin,
+        }),
+    })
+}
 
 /// What a forward pass returns.
 #[derive(Debug, Clone)]
@@ -50,8 +70,8 @@ pub struct VisionTransformer {
     pub fc_norm: Option<LayerNorm>,
     /// Hugging Face `ViTModel` pooler: `tanh(dense(cls))`.
     pub pooler: Option<Linear>,
-    /// Linear classifier.
-    pub head: Option<Linear>,
+    /// Classifier.
+    pub head: Option<Head>,
     /// The architecture.
     #[module(skip)]
     pub config: VitConfig,
@@ -73,15 +93,13 @@ impl VisionTransformer {
         config.validate()?;
         let (d, grid) = (config.hidden_size, config.grid_size());
         let eps = config.layer_norm_eps;
-        let patch_embed = load_patch_conv(
-            source,
-            "patch_embed.proj",
-            config.num_channels,
-            d,
-            config.patch_size,
-            true,
-            device,
-        )?;
+        let (channels, patch) = (config.num_channels, config.patch_size);
+        let patch_embed = match config.format {
+            VitFormat::GsLoraFace => {
+                load_patch_linear_as_conv(source, "patch_embed.linear", channels, d, patch, device)?
+            }
+            _ => load_patch_conv(source, "patch_embed.proj", channels, d, patch, true, device)?,
+        };
         let cls_token = match config.class_token {
             true => Some(frozen(load(source, "cls_token", [1, 1, d], device)?)),
             false => None,
@@ -103,7 +121,7 @@ impl VisionTransformer {
             false => None,
         };
         let head = match config.num_classes {
-            Some(classes) => Some(load_linear(source, "head", d, classes, true, device)?),
+            Some(classes) => Some(load_head(config, source, classes, device)?),
             None => None,
         };
         Ok(Self {
@@ -169,7 +187,7 @@ impl VisionTransformer {
                 )?,
                 proj: load_linear(source, &format!("{prefix}.attn.proj"), d, d, true, device)?,
                 num_heads: config.num_heads,
-                scale: ((d / config.num_heads) as f64).powf(-0.5),
+                scale: config.attention_scale(),
             },
             ls1: layer_scale(source, "ls1")?,
             norm2: load_layer_norm(source, &format!("{prefix}.norm2"), d, eps, device)?,
@@ -182,8 +200,8 @@ impl VisionTransformer {
         })
     }
 
-    /// Replaces the head with a fresh, trainable one of `num_classes` classes drawn from `seed`
-    /// (timm-style truncated normal, std 0.02, zero bias).
+    /// Replaces the head with a fresh, trainable one of the config's kind with `num_classes`
+    /// classes, drawn from `seed` (timm-style truncated normal, std 0.02, zero bias).
     ///
     /// # Errors
     /// [`ModelError::InvalidConfig`] when `num_classes` is zero.
@@ -194,18 +212,13 @@ impl VisionTransformer {
             ));
         }
         let device = self.pos_embed.val().device();
-        let d = self.config.hidden_size;
-        let mut head = load_linear(
+        let head = load_head(
+            &self.config,
             &mut SeededInit::new(seed),
-            "head",
-            d,
             num_classes,
-            true,
             &device,
         )?;
-        head.weight = head.weight.set_require_grad(true);
-        head.bias = head.bias.map(|bias| bias.set_require_grad(true));
-        self.head = Some(head);
+        self.head = Some(head.set_require_grad(true));
         self.config.num_classes = Some(num_classes);
         Ok(self)
     }

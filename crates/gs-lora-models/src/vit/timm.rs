@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::config::{config_error, get_bool, get_f64, get_usize};
-use super::{GlobalPool, PosResample, VitConfig, VitFormat};
+use super::{GlobalPool, HeadKind, PosResample, VitConfig, VitFormat};
 use crate::error::Result;
 
 /// `(embed_dim, depth, num_heads)` of timm's size names.
@@ -98,5 +98,7 @@ pub(crate) fn config_from_json(json: &Value) -> Result<VitConfig> {
         layer_scale: get_f64(args, "init_values")?.is_some(),
         num_classes: (num_classes > 0).then_some(num_classes),
         pos_resample: PosResample::BicubicAntialias,
+        attention_scale: None,
+        head: HeadKind::Linear,
     })
 }

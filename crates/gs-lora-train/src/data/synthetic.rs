@@ -1,0 +1,163 @@
+//! The embedded default dataset: fine-grained classes of rendered shapes, generated from a seed.
+//!
+//! A class is a combination of a shape, a colour and a texture, so classes come in families
+//! that differ in one attribute only; inside a class the position, scale, rotation, colour
+//! shade, background and noise vary. Generation is deterministic given the seed and runs in
+//! parallel, one image per task, without any download.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use super::{Dataset, ImageSet};
+use gs_lora_core::lora::derive_seed;
+
+const SHAPES: [&str; 5] = ["circle", "square", "triangle", "cross", "ring"];
+const COLOURS: [(&str, [f32; 3]); 4] = [
+    ("red", [0.85, 0.15, 0.15]),
+    ("green", [0.15, 0.75, 0.2]),
+    ("blue", [0.2, 0.3, 0.9]),
+    ("yellow", [0.9, 0.85, 0.15]),
+];
+const TEXTURES: [&str; 3] = ["solid", "striped", "dotted"];
+
+/// How many images of which size [`SyntheticShapes`] generates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyntheticShapesConfig {
+    /// Side of the square RGB images.
+    pub image_size: usize,
+    /// Training images per class.
+    pub train_per_class: usize,
+    /// Validation images per class.
+    pub val_per_class: usize,
+    /// Test images per class.
+    pub test_per_class: usize,
+    /// Seed of every random draw.
+    pub seed: u64,
+}
+
+impl Default for SyntheticShapesConfig {
+    fn default() -> Self {
+        Self {
+            image_size: 32,
+            train_per_class: 80,
+            val_per_class: 20,
+            test_per_class: 20,
+            seed: 0,
+        }
+    }
+}
+
+/// The generator of the embedded dataset: 60 classes (5 shapes × 4 colours × 3 textures).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyntheticShapes;
+
+impl SyntheticShapes {
+    /// Number of classes.
+    pub const NUM_CLASSES: usize = SHAPES.len() * COLOURS.len() * TEXTURES.len();
+
+    /// The name of class `class`, e.g. `striped-blue-triangle`.
+    pub fn class_name(class: usize) -> String {
+        let (shape, colour, texture) = Self::attributes(class);
+        format!(
+            "{}-{}-{}",
+            TEXTURES[texture], COLOURS[colour].0, SHAPES[shape]
+        )
+    }
+
+    fn attributes(class: usize) -> (usize, usize, usize) {
+        let shape = class % SHAPES.len();
+        let colour = (class / SHAPES.len()) % COLOURS.len();
+        let texture = class / (SHAPES.len() * COLOURS.len());
+        (shape, colour, texture)
+    }
+
+    /// Generates the dataset.
+    pub fn generate(config: &SyntheticShapesConfig) -> Dataset {
+        let split = |split: u64, per_class: usize| {
+            let size = config.image_size;
+            let images: Vec<(usize, Vec<f32>)> = (0..Self::NUM_CLASSES * per_class)
+                .into_par_iter()
+                .map(|i| {
+                    let class = i % Self::NUM_CLASSES;
+                    let seed = derive_seed(derive_seed(config.seed, split), i as u64);
+                    (class, render(class, size, seed))
+                })
+                .collect();
+            let mut set = ImageSet::new(3, size);
+            images
+                .iter()
+                .for_each(|(class, pixels)| set.push(pixels, *class));
+            set
+        };
+        Dataset {
+            class_names: (0..Self::NUM_CLASSES).map(Self::class_name).collect(),
+            train: split(0, config.train_per_class),
+            val: split(1, config.val_per_class),
+            test: split(2, config.test_per_class),
+        }
+    }
+}
+
+/// Renders one `[3, size, size]` image of `class` in `[0, 1]`.
+fn render(class: usize, size: usize, seed: u64) -> Vec<f32> {
+    let (shape, colour, texture) = SyntheticShapes::attributes(class);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let s = size as f32;
+    let (cx, cy) = (
+        s / 2.0 + rng.random_range(-0.15..0.15) * s,
+        s / 2.0 + rng.random_range(-0.15..0.15) * s,
+    );
+    let radius = s * rng.random_range(0.22..0.34);
+    let angle: f32 = rng.random_range(0.0..std::f32::consts::TAU);
+    let shade = rng.random_range(0.8..1.15f32);
+    let rgb = COLOURS[colour].1.map(|c| (c * shade).clamp(0.0, 1.0));
+    let background: [f32; 3] = std::array::from_fn(|_| rng.random_range(0.3..0.6));
+    let stripe_period = rng.random_range(3.0..4.5f32);
+    let noise = rng.random_range(0.02..0.08f32);
+    let (sin, cos) = angle.sin_cos();
+
+    let mut pixels = vec![0.0f32; 3 * size * size];
+    for y in 0..size {
+        for x in 0..size {
+            // Object frame: centred, rotated, in units of the radius.
+            let (dx, dy) = (x as f32 + 0.5 - cx, y as f32 + 0.5 - cy);
+            let (u, v) = (
+                (cos * dx + sin * dy) / radius,
+                (-sin * dx + cos * dy) / radius,
+            );
+            let inside = match shape {
+                0 => u * u + v * v <= 1.0,
+                1 => u.abs().max(v.abs()) <= 0.8,
+                2 => (-0.6..=0.9).contains(&v) && u.abs() <= (0.9 - v) * 0.6,
+                3 => (u.abs() <= 0.3 && v.abs() <= 0.95) || (v.abs() <= 0.3 && u.abs() <= 0.95),
+                _ => {
+                    let r = (u * u + v * v).sqrt();
+                    (0.55..=1.0).contains(&r)
+                }
+            };
+            let painted = inside
+                && match texture {
+                    0 => true,
+                    1 => ((u * radius / stripe_period).floor() as i32).rem_euclid(2) == 0,
+                    _ => {
+                        let (fu, fv) = ((u * radius / 3.0).fract(), (v * radius / 3.0).fract());
+                        let (fu, fv) = (fu.abs() - 0.5, fv.abs() - 0.5);
+                        fu * fu + fv * fv <= 0.12
+                    }
+                };
+            for c in 0..3 {
+                let base = if painted {
+                    rgb[c]
+                } else if inside {
+                    0.5 * rgb[c] + 0.5 * background[c]
+                } else {
+                    background[c]
+                };
+                let value = base + noise * (rng.random::<f32>() - 0.5) * 2.0;
+                pixels[(c * size + y) * size + x] = value.clamp(0.0, 1.0);
+            }
+        }
+    }
+    pixels
+}

@@ -1,0 +1,56 @@
+//! The error type of `gs-lora-train`.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong preparing or running a forgetting run.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A run setting is out of range.
+    #[error("invalid setting: {0}")]
+    InvalidSetting(String),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A saved file could not be parsed.
+    #[error("{path}: {message}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The loss became NaN or infinite; the last good checkpoint is kept.
+    #[error(
+        "task {task}: the loss became {value} at epoch {epoch}, step {step}; stopped, the last finished task's checkpoint is kept"
+    )]
+    NonFiniteLoss {
+        /// The task.
+        task: usize,
+        /// The epoch.
+        epoch: usize,
+        /// The step within the epoch.
+        step: usize,
+        /// The loss value.
+        value: f64,
+    },
+    /// An error of the core building blocks.
+    #[error(transparent)]
+    Core(#[from] gs_lora_core::CoreError),
+    /// An error of the models.
+    #[error(transparent)]
+    Model(#[from] gs_lora_models::ModelError),
+}
+
+/// Result alias for `gs-lora-train`.
+pub type Result<T> = std::result::Result<T, TrainError>;
+
+/// Attaches `path` to an I/O error.
+pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TrainError {
+    let path = path.into();
+    move |source| TrainError::Io { path, source }
+}

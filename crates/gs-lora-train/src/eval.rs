@@ -1,0 +1,37 @@
+//! Accuracy of a model on an image set.
+
+use burn::module::Module;
+use burn::tensor::Device;
+use gs_lora_core::ClassAccuracy;
+use gs_lora_models::VisionTransformer;
+
+use crate::batch::{Normalization, make_batch};
+use crate::data::ImageSet;
+use crate::error::{Result, TrainError};
+
+/// Per-class top-1 counts of `model` on every image of `set`, computed without autodiff.
+///
+/// # Errors
+/// When the model has no head or the forward fails.
+pub fn class_accuracy(
+    model: &VisionTransformer,
+    set: &ImageSet,
+    num_classes: usize,
+    norm: &Normalization,
+    batch_size: usize,
+    device: &Device,
+) -> Result<ClassAccuracy> {
+    let model = model.valid();
+    let device = device.clone().without_autodiff();
+    let mut accuracy = ClassAccuracy::new(num_classes);
+    let indices: Vec<usize> = (0..set.len()).collect();
+    for chunk in indices.chunks(batch_size.max(1)) {
+        let batch = make_batch(set, chunk, norm, &device);
+        let logits = model
+            .forward(batch.images)?
+            .logits
+            .ok_or_else(|| TrainError::InvalidSetting("the model has no classifier head".into()))?;
+        accuracy.update_logits(logits, &batch.labels)?;
+    }
+    Ok(accuracy)
+}

@@ -1,0 +1,519 @@
+//! The continual-forgetting loop: per task, fresh adapters, the GS-LoRA objective, AdamW on the
+//! adapters with a cosine schedule, the group proximal step, merging, evaluation and a
+//! checkpoint from which an interrupted run resumes.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::tensor::{Device, Int, Tensor};
+use gs_lora_core::lora::derive_seed;
+use gs_lora_core::loss::{
+    PrototypeAccumulator, PrototypeLossConfig, Prototypes, forget_loss, retain_loss,
+};
+use gs_lora_core::{
+    LoraConfig, LoraInit, TaskMetrics, adapter_param_ids, group_lasso, group_norms,
+    group_soft_threshold, merge_adapters, reset_adapters,
+};
+use gs_lora_models::vit::Head;
+use gs_lora_models::{VisionTransformer, VitOutput};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::batch::{Normalization, make_batch, shuffled_batches};
+use crate::config::{ForgetConfig, Method, Replay};
+use crate::data::{Dataset, ImageSet};
+use crate::error::{Result, TrainError, io};
+use crate::eval::class_accuracy;
+use crate::progress::Progress;
+use crate::schedule::{Task, TaskSchedule};
+
+/// What one task achieved, as written to `results.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskResult {
+    /// 0-based task index.
+    pub task: usize,
+    /// Classes erased by the task.
+    pub forget_classes: Vec<usize>,
+    /// Accuracy on the forget classes before the task (%).
+    pub acc_f_before: f64,
+    /// Accuracy on the remaining classes before the task (%).
+    pub acc_r_before: f64,
+    /// Accuracy on the forget classes after the task (%).
+    pub acc_f: f64,
+    /// Accuracy on the remaining classes after the task (%).
+    pub acc_r: f64,
+    /// Accuracy on classes erased by earlier tasks (%), `null` on the first task.
+    pub acc_o: Option<f64>,
+    /// Harmonic mean of the forgetting drop and `acc_r`.
+    pub h_mean: f64,
+    /// Norm of each block's adapter group at the end of the task, before merging.
+    pub group_norms: Vec<f64>,
+    /// Blocks whose adapters are exactly zero (left untouched by the task).
+    pub zero_groups: Vec<usize>,
+    /// Wall time of the task in seconds (training and evaluation).
+    pub seconds: f64,
+}
+
+/// One epoch's mean losses, a row of `curves.csv`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// Task index.
+    pub task: usize,
+    /// Epoch within the task.
+    pub epoch: usize,
+    /// Learning rate of the epoch.
+    pub lr: f64,
+    /// Mean total loss.
+    pub loss: f64,
+    /// Mean retention loss.
+    pub retain: f64,
+    /// Mean forgetting loss (before `β`).
+    pub forget: f64,
+    /// Mean group lasso (before `α`).
+    pub sparsity: f64,
+    /// Mean prototype loss (GS-LoRA++; weights included).
+    pub prototype: f64,
+}
+
+/// Everything a run has finished, saved after every task (`state.json`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunState {
+    /// Results of the finished tasks.
+    pub results: Vec<TaskResult>,
+    /// Training curves of the finished tasks.
+    pub curves: Vec<EpochRecord>,
+}
+
+/// Where a run keeps its files.
+#[derive(Debug, Clone)]
+pub struct RunDir(PathBuf);
+
+impl RunDir {
+    /// The run directory `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self(path.into())
+    }
+
+    /// The directory itself.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// The merged model after task `task`.
+    pub fn checkpoint(&self, task: usize) -> PathBuf {
+        self.0.join("checkpoints").join(format!("task-{task}"))
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.0.join("state.json")
+    }
+
+    /// Refuses to resume a run whose saved settings differ from `config` in anything but the
+    /// number of tasks (which may grow).
+    fn check_same_settings(&self, config: &ForgetConfig) -> Result<()> {
+        let path = self.0.join("config.json");
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        let saved: ForgetConfig =
+            serde_json::from_str(&text).map_err(|err| TrainError::Format {
+                path: path.clone(),
+                message: err.to_string(),
+            })?;
+        let comparable = ForgetConfig {
+            tasks: saved.tasks,
+            ..config.clone()
+        };
+        if comparable != saved {
+            return Err(TrainError::InvalidSetting(format!(
+                "{} holds a run with other settings; use another --out or the same settings to resume",
+                self.0.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The finished tasks of an earlier run in this directory, if any.
+    ///
+    /// # Errors
+    /// When `state.json` exists but cannot be read.
+    pub fn load_state(&self) -> Result<RunState> {
+        let path = self.state_path();
+        if !path.exists() {
+            return Ok(RunState::default());
+        }
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        serde_json::from_str(&text).map_err(|err| TrainError::Format {
+            path,
+            message: err.to_string(),
+        })
+    }
+}
+
+/// Writes `contents` to `path` atomically (a temporary file renamed over it).
+pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// Serialises `value` as pretty JSON to `path`, atomically.
+pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|err| TrainError::Format {
+        path: path.to_path_buf(),
+        message: err.to_string(),
+    })?;
+    write_atomic(path, text.as_bytes())
+}
+
+/// The images of each class of `classes` kept for training this task.
+fn subset(set: &ImageSet, classes: &[usize], replay: Replay, full: bool, seed: u64) -> Vec<usize> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut chosen = Vec::new();
+    for &class in classes {
+        let mut indices = set.indices_of(&[class]);
+        indices.shuffle(&mut rng);
+        let keep = match replay {
+            Replay::FewShot(k) => k.min(indices.len()),
+            Replay::Fraction(_) if full => indices.len(),
+            Replay::Fraction(f) => {
+                ((indices.len() as f64 * f).ceil() as usize).clamp(1, indices.len())
+            }
+        };
+        chosen.extend_from_slice(&indices[..keep]);
+    }
+    chosen.sort_unstable();
+    chosen
+}
+
+/// Logits for training: CosFace heads add their margin on the true class, as GS-LoRA trains.
+fn training_logits(
+    model: &VisionTransformer,
+    output: VitOutput,
+    targets: Tensor<1, Int>,
+) -> Result<Tensor<2>> {
+    match &model.head {
+        Some(Head::CosFace(cosface)) => Ok(cosface.forward_with_margin(output.embedding, targets)),
+        Some(Head::Linear(_)) => Ok(output.logits.expect("a Linear head gives logits")),
+        None => Err(TrainError::InvalidSetting(
+            "the model has no classifier head".into(),
+        )),
+    }
+}
+
+fn scalar(tensor: Tensor<1>) -> f64 {
+    tensor
+        .inner()
+        .try_into_vec_as::<f64>()
+        .ok()
+        .and_then(|v| v.first().copied())
+        .unwrap_or(f64::NAN)
+}
+
+/// Accuracies on the forget, remaining and old classes.
+fn evaluate(
+    model: &VisionTransformer,
+    dataset: &Dataset,
+    task: &Task,
+    config: &ForgetConfig,
+    norm: &Normalization,
+    device: &Device,
+) -> Result<(f64, f64, Option<f64>)> {
+    let accuracy = class_accuracy(
+        model,
+        &dataset.val,
+        dataset.num_classes(),
+        norm,
+        2 * config.batch_size,
+        device,
+    )?;
+    Ok((
+        accuracy.accuracy(&task.forget).unwrap_or(0.0),
+        accuracy.accuracy(&task.retain).unwrap_or(0.0),
+        accuracy.accuracy(&task.old),
+    ))
+}
+
+/// Class prototypes of `classes` over `indices`, with the model as it is (GS-LoRA++).
+fn prototypes(
+    model: &VisionTransformer,
+    dataset: &Dataset,
+    indices: &[usize],
+    classes: &[usize],
+    config: &ForgetConfig,
+    norm: &Normalization,
+    device: &Device,
+) -> Result<Prototypes> {
+    let model = model.valid();
+    let plain = device.clone().without_autodiff();
+    let mut accumulator =
+        PrototypeAccumulator::new(dataset.num_classes(), model.config.hidden_size);
+    for chunk in indices.chunks(2 * config.batch_size) {
+        let batch = make_batch(&dataset.train, chunk, norm, &plain);
+        accumulator.add(model.forward(batch.images)?.embedding, &batch.labels)?;
+    }
+    Ok(accumulator.finish(classes, device)?)
+}
+
+/// Runs (or resumes) the forgetting tasks of `config` on `model`, writing results and
+/// checkpoints under `run`. `model` must live on an autodiff device.
+///
+/// # Errors
+/// Invalid settings, a failing model, file errors, or a non-finite loss (the run stops and the
+/// last finished task's checkpoint stays in place).
+pub fn run_forgetting(
+    mut model: VisionTransformer,
+    dataset: &Dataset,
+    config: &ForgetConfig,
+    norm: &Normalization,
+    run: &RunDir,
+    device: &Device,
+) -> Result<RunState> {
+    config.validate()?;
+    let schedule = TaskSchedule::new(
+        dataset.num_classes(),
+        config.tasks,
+        config.forget_per_task,
+        config.seed,
+    )?;
+    std::fs::create_dir_all(run.path()).map_err(io(run.path()))?;
+    let mut state = run.load_state()?;
+    if !state.results.is_empty() {
+        run.check_same_settings(config)?;
+    }
+    write_json(&run.path().join("config.json"), config)?;
+    write_json(&run.path().join("schedule.json"), &schedule)?;
+    let lora = LoraConfig::new()
+        .with_rank(config.rank)
+        .with_alpha(config.lora_alpha);
+
+    if let Some(last) = state.results.last() {
+        let checkpoint = run.checkpoint(last.task);
+        eprintln!(
+            "resuming after task {} from {}",
+            last.task,
+            checkpoint.display()
+        );
+        model = VisionTransformer::from_pretrained(
+            checkpoint.join("config.json"),
+            checkpoint.join("model.safetensors"),
+            &lora,
+            config.seed,
+            device,
+        )?;
+    }
+
+    for task in schedule.tasks.iter().skip(state.results.len()) {
+        let started = Instant::now();
+        let (result, curves) = run_task(&mut model, dataset, task, config, norm, device, started)?;
+        // The merged model first, then the state that points at it: a kill in between leaves
+        // the previous state, and the task is redone.
+        let checkpoint = run.checkpoint(task.index);
+        let tmp = checkpoint.with_extension("tmp");
+        std::fs::remove_dir_all(&tmp).ok();
+        model.save_pretrained(&tmp)?;
+        std::fs::remove_dir_all(&checkpoint).ok();
+        std::fs::rename(&tmp, &checkpoint).map_err(io(&checkpoint))?;
+        state.results.push(result);
+        state.curves.extend(curves);
+        write_json(&run.state_path(), &state)?;
+        crate::report::write_reports(run.path(), &state)?;
+    }
+    Ok(state)
+}
+
+fn run_task(
+    model: &mut VisionTransformer,
+    dataset: &Dataset,
+    task: &Task,
+    config: &ForgetConfig,
+    norm: &Normalization,
+    device: &Device,
+    started: Instant,
+) -> Result<(TaskResult, Vec<EpochRecord>)> {
+    let t = task.index;
+    let task_seed = derive_seed(config.seed, 1000 + t as u64);
+    let (acc_f_before, acc_r_before, _) = evaluate(model, dataset, task, config, norm, device)?;
+    eprintln!(
+        "task {t}: forgetting {} classes; before: acc_f {acc_f_before:.2}%, acc_r {acc_r_before:.2}%",
+        task.forget.len()
+    );
+    reset_adapters(model, LoraInit::for_task(t), task_seed)?;
+
+    let retain_indices = subset(
+        &dataset.train,
+        &task.retain,
+        config.replay,
+        false,
+        derive_seed(task_seed, 1),
+    );
+    let forget_indices = subset(
+        &dataset.train,
+        &task.forget,
+        config.replay,
+        true,
+        derive_seed(task_seed, 2),
+    );
+    let protos = match config.method {
+        Method::GsLoraPlusPlus => {
+            let all: Vec<usize> = retain_indices
+                .iter()
+                .chain(&forget_indices)
+                .copied()
+                .collect();
+            let classes: Vec<usize> = task.retain.iter().chain(&task.forget).copied().collect();
+            Some(prototypes(
+                model, dataset, &all, &classes, config, norm, device,
+            )?)
+        }
+        Method::GsLora => None,
+    };
+    let prototype_loss = PrototypeLossConfig::new()
+        .with_bound(config.bnd_pro)
+        .with_forget_weight(config.pro_forget_weight)
+        .with_retain_weight(config.pro_retain_weight);
+    let lasso = gs_lora_core::GroupLassoConfig::new()
+        .with_alpha(config.alpha)
+        .with_warmup_epochs(config.alpha_warmup_epochs)
+        .with_warmup_alpha(config.big_alpha);
+    let beta = config.beta_for(t);
+    let ids = adapter_param_ids(model);
+    let mut optimizer = AdamWConfig::new()
+        .with_weight_decay(config.weight_decay as f32)
+        .init();
+    let mut curves = Vec::with_capacity(config.epochs);
+
+    for epoch in 0..config.epochs {
+        let lr = config.lr_at(epoch);
+        let alpha = lasso.alpha_at(epoch);
+        let epoch_seed = derive_seed(task_seed, 100 + epoch as u64);
+        let retain_batches = shuffled_batches(
+            &retain_indices,
+            config.batch_size,
+            derive_seed(epoch_seed, 1),
+        );
+        let forget_batches = shuffled_batches(
+            &forget_indices,
+            config.batch_size,
+            derive_seed(epoch_seed, 2),
+        );
+        let steps = retain_batches.len().max(forget_batches.len());
+        let progress = Progress::new(
+            format!("task {t} epoch {}/{}", epoch + 1, config.epochs),
+            steps,
+        );
+        let mut sums = [0.0f64; 5];
+        for step in 0..steps {
+            let retain = make_batch(
+                &dataset.train,
+                &retain_batches[step % retain_batches.len()],
+                norm,
+                device,
+            );
+            let forget = make_batch(
+                &dataset.train,
+                &forget_batches[step % forget_batches.len()],
+                norm,
+                device,
+            );
+            let out_r = model.forward(retain.images)?;
+            let out_f = model.forward(forget.images)?;
+            let (emb_r, emb_f) = (out_r.embedding.clone(), out_f.embedding.clone());
+            let l_r = retain_loss(
+                training_logits(model, out_r, retain.targets.clone())?,
+                retain.targets,
+            )?;
+            let l_f = forget_loss(
+                training_logits(model, out_f, forget.targets.clone())?,
+                forget.targets,
+                config.bnd,
+            )?;
+            let l_s = group_lasso(model)?;
+            let mut loss =
+                l_r.clone() + l_f.clone().mul_scalar(beta) + l_s.clone().mul_scalar(alpha);
+            let mut l_pro = None;
+            if let Some(protos) = &protos {
+                let pro = prototype_loss.loss(
+                    (emb_f, protos.for_labels(&forget.labels)?),
+                    (emb_r, protos.for_labels(&retain.labels)?),
+                )?;
+                loss = loss + pro.clone();
+                l_pro = Some(pro);
+            }
+            let value = scalar(loss.clone());
+            if !value.is_finite() {
+                progress.finish("stopped: non-finite loss");
+                return Err(TrainError::NonFiniteLoss {
+                    task: t,
+                    epoch,
+                    step,
+                    value,
+                });
+            }
+            let parts = [
+                value,
+                scalar(l_r),
+                scalar(l_f),
+                scalar(l_s),
+                l_pro.map_or(0.0, scalar),
+            ];
+            sums.iter_mut().zip(parts).for_each(|(s, p)| *s += p);
+            let mut grads = loss.backward();
+            let grads = GradientsParams::from_params(&mut grads, &*model, &ids);
+            *model = optimizer.step(lr, model.clone(), grads);
+            group_soft_threshold(model, lr * alpha)?;
+            progress.update(
+                step + 1,
+                &format!("loss {:.4}", sums[0] / (step + 1) as f64),
+            );
+        }
+        let mean = sums.map(|s| s / steps as f64);
+        progress.finish(&format!(
+            "loss {:.4} (retain {:.4}, forget {:.4}, lasso {:.4}, proto {:.4}) lr {lr:.2e}",
+            mean[0], mean[1], mean[2], mean[3], mean[4]
+        ));
+        curves.push(EpochRecord {
+            task: t,
+            epoch,
+            lr,
+            loss: mean[0],
+            retain: mean[1],
+            forget: mean[2],
+            sparsity: mean[3],
+            prototype: mean[4],
+        });
+    }
+
+    let norms = group_norms(model)?;
+    let zero_groups = norms
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n == 0.0)
+        .map(|(i, _)| i)
+        .collect();
+    merge_adapters(model)?;
+    let (acc_f, acc_r, acc_o) = evaluate(model, dataset, task, config, norm, device)?;
+    let metrics = TaskMetrics::new(acc_f_before, acc_f, acc_r, acc_o);
+    let result = TaskResult {
+        task: t,
+        forget_classes: task.forget.clone(),
+        acc_f_before,
+        acc_r_before,
+        acc_f,
+        acc_r,
+        acc_o,
+        h_mean: metrics.h_mean,
+        group_norms: norms,
+        zero_groups,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    eprintln!(
+        "task {t}: after: acc_f {acc_f:.2}%, acc_r {acc_r:.2}%, acc_o {}, H {:.2} ({:.1}s)",
+        acc_o.map_or("-".into(), |a| format!("{a:.2}%")),
+        result.h_mean,
+        result.seconds
+    );
+    Ok((result, curves))
+}

@@ -1,0 +1,136 @@
+//! Training a Vision Transformer on a dataset: the embedded default's model, from scratch.
+
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::tensor::Device;
+use gs_lora_core::lora::derive_seed;
+use gs_lora_core::loss::cross_entropy;
+use gs_lora_core::merge_adapters;
+use gs_lora_models::VisionTransformer;
+
+use crate::batch::{Normalization, make_batch, shuffled_batches};
+use crate::data::Dataset;
+use crate::error::{Result, TrainError};
+use crate::eval::class_accuracy;
+use crate::progress::Progress;
+
+/// Settings of [`pretrain`].
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PretrainConfig {
+    /// Passes over the training split.
+    pub epochs: usize,
+    /// Images per batch.
+    pub batch_size: usize,
+    /// Peak learning rate (linear warm-up over the first epoch, then cosine to 1% of it).
+    pub lr: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Seed of the data order.
+    pub seed: u64,
+}
+
+impl Default for PretrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 30,
+            batch_size: 64,
+            lr: 2e-3,
+            weight_decay: 0.05,
+            seed: 0,
+        }
+    }
+}
+
+/// Trains every parameter of `model` (on an autodiff `device`) with cross-entropy on the
+/// training split; returns the model, with its adapters merged and everything frozen again, and
+/// its validation accuracy (%).
+///
+/// # Errors
+/// A zero epoch or batch count, a model without head, or a non-finite loss.
+pub fn pretrain(
+    model: VisionTransformer,
+    dataset: &Dataset,
+    config: &PretrainConfig,
+    norm: &Normalization,
+    device: &Device,
+) -> Result<(VisionTransformer, f64)> {
+    if config.epochs == 0 || config.batch_size == 0 {
+        return Err(TrainError::InvalidSetting(format!(
+            "pretraining needs at least one epoch and one image per batch, found {} and {}",
+            config.epochs, config.batch_size
+        )));
+    }
+    let mut model = model.unfreeze();
+    let mut optimizer = AdamWConfig::new()
+        .with_weight_decay(config.weight_decay as f32)
+        .init();
+    let indices: Vec<usize> = (0..dataset.train.len()).collect();
+    let steps_per_epoch = indices.len().div_ceil(config.batch_size);
+    let total = (config.epochs * steps_per_epoch) as f64;
+    let mut val_accuracy = 0.0;
+    for epoch in 0..config.epochs {
+        let batches = shuffled_batches(
+            &indices,
+            config.batch_size,
+            derive_seed(config.seed, epoch as u64),
+        );
+        let progress = Progress::new(
+            format!("pretrain epoch {}/{}", epoch + 1, config.epochs),
+            batches.len(),
+        );
+        let mut loss_sum = 0.0;
+        for (step, chunk) in batches.iter().enumerate() {
+            let done = (epoch * steps_per_epoch + step) as f64;
+            let lr = if done < steps_per_epoch as f64 {
+                config.lr * (done + 1.0) / steps_per_epoch as f64
+            } else {
+                let progress =
+                    (done - steps_per_epoch as f64) / (total - steps_per_epoch as f64).max(1.0);
+                config.lr * (0.01 + 0.99 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()))
+            };
+            let batch = make_batch(&dataset.train, chunk, norm, device);
+            let logits = model.forward(batch.images)?.logits.ok_or_else(|| {
+                TrainError::InvalidSetting("the model has no classifier head".into())
+            })?;
+            let loss = cross_entropy(logits, batch.targets)?;
+            let value: f64 = loss
+                .clone()
+                .inner()
+                .try_into_vec_as::<f64>()
+                .ok()
+                .and_then(|v| v.first().copied())
+                .unwrap_or(f64::NAN);
+            if !value.is_finite() {
+                return Err(TrainError::NonFiniteLoss {
+                    task: 0,
+                    epoch,
+                    step,
+                    value,
+                });
+            }
+            loss_sum += value;
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optimizer.step(lr, model, grads);
+            progress.update(
+                step + 1,
+                &format!("loss {:.4}", loss_sum / (step + 1) as f64),
+            );
+        }
+        let accuracy = class_accuracy(
+            &model,
+            &dataset.val,
+            dataset.num_classes(),
+            norm,
+            2 * config.batch_size,
+            device,
+        )?;
+        let all: Vec<usize> = (0..dataset.num_classes()).collect();
+        val_accuracy = accuracy.accuracy(&all).unwrap_or(0.0);
+        progress.finish(&format!(
+            "loss {:.4}, validation accuracy {val_accuracy:.2}%",
+            loss_sum / batches.len() as f64
+        ));
+    }
+    merge_adapters(&mut model)?;
+    Ok((model.no_grad(), val_accuracy))
+}

@@ -1,0 +1,80 @@
+//! The sequence of forgetting tasks: which classes each task erases and keeps.
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TrainError};
+
+/// One forgetting task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    /// 0-based position in the sequence.
+    pub index: usize,
+    /// Classes erased by this task (`F_t`).
+    pub forget: Vec<usize>,
+    /// Classes that must keep working (`R_t`).
+    pub retain: Vec<usize>,
+    /// Classes erased by earlier tasks (`O_t`).
+    pub old: Vec<usize>,
+}
+
+/// The class order and the tasks cut from it.
+///
+/// Classes are shuffled by the seed; task `i` of `N` forgets
+/// `order[C − (i+1)k .. C − ik]` and keeps `order[0 .. C − (i+1)k]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSchedule {
+    /// The shuffled classes.
+    pub order: Vec<usize>,
+    /// The tasks, in order.
+    pub tasks: Vec<Task>,
+}
+
+impl TaskSchedule {
+    /// `num_tasks` tasks of `forget_per_task` classes each out of `num_classes`.
+    ///
+    /// # Errors
+    /// [`TrainError::InvalidSetting`] for zero tasks or classes per task, or when the tasks
+    /// would forget every class (at least one must remain).
+    pub fn new(
+        num_classes: usize,
+        num_tasks: usize,
+        forget_per_task: usize,
+        seed: u64,
+    ) -> Result<Self> {
+        if num_tasks == 0 {
+            return Err(TrainError::InvalidSetting(
+                "--tasks must be at least 1, found 0".into(),
+            ));
+        }
+        if forget_per_task == 0 {
+            return Err(TrainError::InvalidSetting(
+                "--forget-per-task must be at least 1, found 0".into(),
+            ));
+        }
+        let forgotten = num_tasks * forget_per_task;
+        if forgotten >= num_classes {
+            return Err(TrainError::InvalidSetting(format!(
+                "{num_tasks} tasks × {forget_per_task} classes = {forgotten} forgotten classes, \
+                 but the model has {num_classes}; at least one class must remain"
+            )));
+        }
+        let mut order: Vec<usize> = (0..num_classes).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+        let tasks = (0..num_tasks)
+            .map(|i| {
+                let end = num_classes - i * forget_per_task;
+                let start = end - forget_per_task;
+                Task {
+                    index: i,
+                    forget: order[start..end].to_vec(),
+                    retain: order[..start].to_vec(),
+                    old: order[end..].to_vec(),
+                }
+            })
+            .collect();
+        Ok(Self { order, tasks })
+    }
+}

@@ -40,7 +40,7 @@ impl Default for SyntheticShapesConfig {
     fn default() -> Self {
         Self {
             image_size: 32,
-            train_per_class: 80,
+            train_per_class: 120,
             val_per_class: 20,
             test_per_class: 20,
             seed: 0,
@@ -108,12 +108,12 @@ fn render(class: usize, size: usize, seed: u64) -> Vec<f32> {
         s / 2.0 + rng.random_range(-0.15..0.15) * s,
         s / 2.0 + rng.random_range(-0.15..0.15) * s,
     );
-    let radius = s * rng.random_range(0.22..0.34);
+    let radius = s * rng.random_range(0.3..0.42);
     let angle: f32 = rng.random_range(0.0..std::f32::consts::TAU);
     let shade = rng.random_range(0.8..1.15f32);
     let rgb = COLOURS[colour].1.map(|c| (c * shade).clamp(0.0, 1.0));
     let background: [f32; 3] = std::array::from_fn(|_| rng.random_range(0.3..0.6));
-    let stripe_period = rng.random_range(3.0..4.5f32);
+    let stripe_period = rng.random_range(4.0..5.5f32);
     let noise = rng.random_range(0.02..0.08f32);
     let (sin, cos) = angle.sin_cos();
 
@@ -141,9 +141,9 @@ fn render(class: usize, size: usize, seed: u64) -> Vec<f32> {
                     0 => true,
                     1 => ((u * radius / stripe_period).floor() as i32).rem_euclid(2) == 0,
                     _ => {
-                        let (fu, fv) = ((u * radius / 3.0).fract(), (v * radius / 3.0).fract());
+                        let (fu, fv) = ((u * radius / 5.0).fract(), (v * radius / 5.0).fract());
                         let (fu, fv) = (fu.abs() - 0.5, fv.abs() - 0.5);
-                        fu * fu + fv * fv <= 0.12
+                        fu * fu + fv * fv <= 0.09
                     }
                 };
             for c in 0..3 {

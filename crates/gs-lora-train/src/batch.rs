@@ -1,8 +1,8 @@
 //! Turning images of an [`ImageSet`] into normalised tensor batches.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::data::ImageSet;
@@ -63,6 +63,43 @@ pub fn make_batch(
         targets: Tensor::from_data(TensorData::new(targets, [indices.len()]), device),
         labels,
     }
+}
+
+/// Random horizontal flips and shifts of up to `max_shift` pixels (edges repeated), drawn from
+/// `seed`: label-preserving for the embedded classes, whose shapes and textures come in every
+/// rotation. Returns the augmented copy of the images `indices` as a new set.
+pub fn augmented(
+    set: &ImageSet,
+    indices: &[usize],
+    max_shift: usize,
+    seed: u64,
+) -> (ImageSet, Vec<usize>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (c, s) = (set.channels, set.image_size);
+    let mut out = ImageSet::new(c, s);
+    let mut image = vec![0.0f32; set.image_len()];
+    let shift = max_shift as i64;
+    for &index in indices {
+        let flip = rng.random_bool(0.5);
+        let (dx, dy) = (
+            rng.random_range(-shift..=shift),
+            rng.random_range(-shift..=shift),
+        );
+        let source = set.image(index);
+        for channel in 0..c {
+            for y in 0..s {
+                let sy = (y as i64 + dy).clamp(0, s as i64 - 1) as usize;
+                for x in 0..s {
+                    let fx = if flip { s - 1 - x } else { x };
+                    let sx = (fx as i64 + dx).clamp(0, s as i64 - 1) as usize;
+                    image[(channel * s + y) * s + x] = source[(channel * s + sy) * s + sx];
+                }
+            }
+        }
+        out.push(&image, set.labels[index]);
+    }
+    let positions = (0..indices.len()).collect();
+    (out, positions)
 }
 
 /// `indices` shuffled with `seed` and cut into batches of at most `batch_size`.

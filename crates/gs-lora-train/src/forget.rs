@@ -203,7 +203,8 @@ fn training_logits(
     }
 }
 
-fn scalar(tensor: Tensor<1>) -> f64 {
+/// The value of a one-element tensor on the host (NaN if it cannot be read).
+pub(crate) fn scalar(tensor: Tensor<1>) -> f64 {
     tensor
         .inner()
         .try_into_vec_as::<f64>()

@@ -8,10 +8,11 @@ use gs_lora_core::loss::cross_entropy;
 use gs_lora_core::merge_adapters;
 use gs_lora_models::VisionTransformer;
 
-use crate::batch::{Normalization, make_batch, shuffled_batches};
+use crate::batch::{Normalization, augmented, make_batch, shuffled_batches};
 use crate::data::Dataset;
 use crate::error::{Result, TrainError};
 use crate::eval::class_accuracy;
+use crate::forget::scalar;
 use crate::progress::Progress;
 
 /// Settings of [`pretrain`].
@@ -25,7 +26,9 @@ pub struct PretrainConfig {
     pub lr: f64,
     /// AdamW weight decay.
     pub weight_decay: f64,
-    /// Seed of the data order.
+    /// Largest random shift of the augmentation (with random horizontal flips), in pixels.
+    pub max_shift: usize,
+    /// Seed of the data order and the augmentation.
     pub seed: u64,
 }
 
@@ -36,6 +39,7 @@ impl Default for PretrainConfig {
             batch_size: 64,
             lr: 2e-3,
             weight_decay: 0.05,
+            max_shift: 3,
             seed: 0,
         }
     }
@@ -88,18 +92,21 @@ pub fn pretrain(
                     (done - steps_per_epoch as f64) / (total - steps_per_epoch as f64).max(1.0);
                 config.lr * (0.01 + 0.99 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()))
             };
-            let batch = make_batch(&dataset.train, chunk, norm, device);
+            let (images, positions) = augmented(
+                &dataset.train,
+                chunk,
+                config.max_shift,
+                derive_seed(
+                    derive_seed(config.seed, u64::MAX),
+                    (epoch * steps_per_epoch + step) as u64,
+                ),
+            );
+            let batch = make_batch(&images, &positions, norm, device);
             let logits = model.forward(batch.images)?.logits.ok_or_else(|| {
                 TrainError::InvalidSetting("the model has no classifier head".into())
             })?;
             let loss = cross_entropy(logits, batch.targets)?;
-            let value: f64 = loss
-                .clone()
-                .inner()
-                .try_into_vec_as::<f64>()
-                .ok()
-                .and_then(|v| v.first().copied())
-                .unwrap_or(f64::NAN);
+            let value = scalar(loss.clone());
             if !value.is_finite() {
                 return Err(TrainError::NonFiniteLoss {
                     task: 0,

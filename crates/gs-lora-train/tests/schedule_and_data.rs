@@ -119,3 +119,32 @@ fn the_embedded_dataset_is_deterministic_and_fine_grained() {
         "splits are drawn independently"
     );
 }
+
+#[test]
+fn augmentation_flips_and_shifts_deterministically_and_keeps_labels() {
+    use gs_lora_train::batch::augmented;
+    let data = SyntheticShapes::generate(&SyntheticShapesConfig {
+        image_size: 8,
+        train_per_class: 1,
+        val_per_class: 1,
+        test_per_class: 1,
+        seed: 0,
+    });
+    let indices = [3, 17, 42];
+    let (a, positions) = augmented(&data.train, &indices, 2, 5);
+    assert_eq!(positions, vec![0, 1, 2]);
+    assert_eq!(a.labels, vec![3, 17, 42]);
+    assert_eq!(
+        a,
+        augmented(&data.train, &indices, 2, 5).0,
+        "same seed, same images"
+    );
+    assert_ne!(a, augmented(&data.train, &indices, 2, 6).0);
+    // Without shift, an image is either itself or its mirror.
+    let (plain, _) = augmented(&data.train, &[3], 0, 9);
+    let source = data.train.image(3);
+    let mirrored: Vec<f32> = (0..3 * 8 * 8)
+        .map(|i| source[(i / 8) * 8 + 7 - i % 8])
+        .collect();
+    assert!(plain.image(0) == source || plain.image(0) == mirrored.as_slice());
+}

@@ -1,4 +1,5 @@
-//! The Vision Transformer family: timm ViT, Hugging Face ViT and DINOv2, with LoRA on every FFN.
+//! The Vision Transformer family: timm ViT, Hugging Face ViT and DINOv2, and GS-LoRA's face
+//! Transformer, with LoRA on every FFN.
 
 mod attention;
 mod block;

@@ -10,11 +10,8 @@ use gs_lora_models::vit::{Head, PosResample, resample_grid};
 use gs_lora_models::{ModelError, VisionTransformer, VitConfig};
 use safetensors::SafeTensors;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
+mod common;
+use common::{assert_parity, fixture, values};
 
 /// `(shape, values)` of `key` in the f32 safetensors file at `path`.
 fn read(path: &Path, key: &str) -> (Vec<usize>, Vec<f32>) {
@@ -29,27 +26,6 @@ fn read(path: &Path, key: &str) -> (Vec<usize>, Vec<f32>) {
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
     (view.shape().to_vec(), values)
-}
-
-fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
-    tensor.try_into_vec_as::<f32>().expect("f32 values")
-}
-
-/// Asserts `max |found − expected| ≤ 1e-4 · max |expected|`.
-fn assert_parity(what: &str, found: &[f32], expected: &[f32]) {
-    assert_eq!(found.len(), expected.len(), "{what}: lengths differ");
-    let scale = expected
-        .iter()
-        .fold(0.0f32, |m, v| m.max(v.abs()))
-        .max(1e-6);
-    let diff = found
-        .iter()
-        .zip(expected)
-        .fold(0.0f32, |m, (f, e)| m.max((f - e).abs()));
-    assert!(
-        diff <= 1e-4 * scale,
-        "{what}: max |diff| {diff} exceeds 1e-4 × max |ref| {scale}"
-    );
 }
 
 /// Loads `dir`'s checkpoint, runs its input and compares every output the fixture has.

@@ -10,11 +10,8 @@ use gs_lora_models::VisionTransformer;
 use gs_lora_models::weights::read_tensor;
 use safetensors::SafeTensors;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
+mod common;
+use common::{assert_parity, fixture, values};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("gs-lora-save-{}-{name}", std::process::id()));
@@ -46,19 +43,7 @@ fn embedding(model: &VisionTransformer, dir: &Path) -> Vec<f32> {
     let pixels = read_tensor(dir.join("input.safetensors"), "pixel_values").expect("input");
     let pixels = Tensor::<4>::from_data(pixels, &Device::default());
     let output = model.forward(pixels).expect("forward");
-    output.embedding.try_into_vec_as::<f32>().expect("values")
-}
-
-fn assert_close(found: &[f32], expected: &[f32], what: &str) {
-    let scale = expected.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-    let diff = found
-        .iter()
-        .zip(expected)
-        .fold(0.0f32, |m, (f, e)| m.max((f - e).abs()));
-    assert!(
-        diff <= 1e-4 * scale,
-        "{what}: max |diff| {diff}, max |ref| {scale}"
-    );
+    values(output.embedding)
 }
 
 fn keys(path: &Path) -> BTreeSet<String> {
@@ -111,9 +96,9 @@ fn merged_models_round_trip_in_their_own_layout() {
 
         // Reloaded with the original config (same layout) and with the saved one.
         let reloaded = load(&dir.join("config.json"), &out.join("model.safetensors"));
-        assert_close(&embedding(&reloaded, &dir), &adapted, name);
+        assert_parity(name, &embedding(&reloaded, &dir), &adapted);
         let reloaded = load(&out.join("config.json"), &out.join("model.safetensors"));
-        assert_close(&embedding(&reloaded, &dir), &adapted, name);
+        assert_parity(name, &embedding(&reloaded, &dir), &adapted);
         std::fs::remove_dir_all(&out).ok();
     }
 }
@@ -128,7 +113,7 @@ fn saving_after_merge_does_not_apply_the_update_twice() {
     let out = scratch("merged");
     model.save_pretrained(&out).expect("save");
     let reloaded = load(&out.join("config.json"), &out.join("model.safetensors"));
-    assert_close(&embedding(&reloaded, &dir), &adapted, "merged then saved");
+    assert_parity("merged then saved", &embedding(&reloaded, &dir), &adapted);
     std::fs::remove_dir_all(&out).ok();
 }
 
@@ -170,7 +155,7 @@ fn adapters_round_trip_in_peft_layout() {
 
         let mut fresh = load(&dir.join("config.json"), &dir.join("model.safetensors"));
         fresh.load_adapters(&out).expect("load adapters");
-        assert_close(&embedding(&fresh, &dir), &adapted, name);
+        assert_parity(name, &embedding(&fresh, &dir), &adapted);
         std::fs::remove_dir_all(&out).ok();
     }
 }

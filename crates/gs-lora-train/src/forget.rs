@@ -443,7 +443,13 @@ fn run_task(
                 loss = loss + pro.clone();
                 l_pro = Some(pro);
             }
-            let value = scalar(loss.clone());
+            // One read back per step for the NaN check and the curves, not one per term.
+            let l_pro = l_pro.unwrap_or_else(|| Tensor::zeros([1], device));
+            let terms = [loss.clone(), l_r, l_f, l_s, l_pro].map(Tensor::inner);
+            let parts: Vec<f64> = Tensor::cat(terms.to_vec(), 0)
+                .try_into_vec_as::<f64>()
+                .unwrap_or_else(|_| vec![f64::NAN; 5]);
+            let value = parts[0];
             if !value.is_finite() {
                 progress.finish("stopped: non-finite loss");
                 return Err(TrainError::NonFiniteLoss {
@@ -453,13 +459,6 @@ fn run_task(
                     value,
                 });
             }
-            let parts = [
-                value,
-                scalar(l_r),
-                scalar(l_f),
-                scalar(l_s),
-                l_pro.map_or(0.0, scalar),
-            ];
             sums.iter_mut().zip(parts).for_each(|(s, p)| *s += p);
             let mut grads = loss.backward();
             let grads = GradientsParams::from_params(&mut grads, &*model, &ids);

@@ -16,6 +16,7 @@
 //! | [`backend`] | this crate | `--backend flex\|ndarray\|wgpu\|cuda` to a `Device` |
 
 pub mod backend;
+pub mod cli;
 
 pub use gs_lora_core as core;
 pub use gs_lora_models as models;

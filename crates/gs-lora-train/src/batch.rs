@@ -1,11 +1,14 @@
-//! Turning images of an [`ImageSet`] into normalised tensor batches.
+//! Turning images of an [`ImageSet`] into normalised, optionally augmented tensor batches.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use gs_lora_core::lora::derive_seed;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
-use crate::data::ImageSet;
+use crate::data::{Image, ImageSet};
+use crate::error::{Result, TrainError};
 
 /// Per-channel normalisation `(x − mean) / std` the model was trained with.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -29,6 +32,114 @@ impl Normalization {
     };
 }
 
+/// How a stored image becomes a model input: resized (bilinear, antialiased) so its shorter side
+/// is `image_size / crop_pct`, centre-cropped to `image_size`, its channels matched to the
+/// model's (grey repeated, or RGB to luminance), scaled to `[0, 1]` and normalised.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Preprocess {
+    /// Side of the square model input.
+    pub image_size: usize,
+    /// Share of the resized image kept by the centre crop (timm's `crop_pct`; 1 keeps it all).
+    pub crop_pct: f64,
+    /// Channels the model reads (1 or 3).
+    pub channels: usize,
+    /// Normalisation the model was trained with.
+    pub norm: Normalization,
+}
+
+impl Preprocess {
+    /// Inputs of `image_size` with `channels`, whole images (`crop_pct = 1`), normalised by `norm`.
+    pub fn new(image_size: usize, channels: usize, norm: Normalization) -> Self {
+        Self {
+            image_size,
+            crop_pct: 1.0,
+            channels,
+            norm,
+        }
+    }
+
+    /// The shorter side images are resized to before the crop.
+    pub fn resize_side(&self) -> usize {
+        ((self.image_size as f64 / self.crop_pct).round() as usize).max(self.image_size)
+    }
+
+    /// Checks the settings.
+    ///
+    /// # Errors
+    /// A zero image size, a crop share outside `(0, 1]`, or channels other than 1 or 3.
+    pub fn validate(&self) -> Result<()> {
+        if self.image_size == 0 || !(self.crop_pct > 0.0 && self.crop_pct <= 1.0) {
+            return Err(TrainError::InvalidSetting(format!(
+                "--image-size must be at least 1 and --crop-pct in (0, 1], found {} and {}",
+                self.image_size, self.crop_pct
+            )));
+        }
+        if !matches!(self.channels, 1 | 3) {
+            return Err(TrainError::InvalidSetting(format!(
+                "models read 1 or 3 channels, found {}",
+                self.channels
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writes `image` as `[C, S, S]` model input into `out`, augmented when `augment` is given.
+    fn write(&self, image: &Image, augment: Option<(&Augment, u64)>, out: &mut [f32]) {
+        let side = self.resize_side();
+        let resized;
+        let image = if image.width().min(image.height()) == side {
+            image
+        } else {
+            resized = image.resized_shorter(side);
+            &resized
+        };
+        let size = self.image_size;
+        let (x0, y0) = ((image.width() - size) / 2, (image.height() - size) / 2);
+        let (flip, dx, dy) = match augment {
+            Some((augment, seed)) => {
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                let shift = augment.max_shift as i64;
+                (
+                    augment.flip && rng.random_bool(0.5),
+                    rng.random_range(-shift..=shift),
+                    rng.random_range(-shift..=shift),
+                )
+            }
+            None => (false, 0, 0),
+        };
+        let source = |offset: usize, position: usize, delta: i64, extent: usize| {
+            (offset as i64 + position as i64 + delta).clamp(0, extent as i64 - 1) as usize
+        };
+        let plane = size * size;
+        for y in 0..size {
+            let sy = source(y0, y, dy, image.height());
+            for x in 0..size {
+                let fx = if flip { size - 1 - x } else { x };
+                let sx = source(x0, fx, dx, image.width());
+                let value = |c: usize| f32::from(image.at(sx, sy, c)) / 255.0;
+                for c in 0..self.channels {
+                    let v = match (image.channels(), self.channels) {
+                        (1, _) => value(0),
+                        (3, 1) => 0.299 * value(0) + 0.587 * value(1) + 0.114 * value(2),
+                        _ => value(c),
+                    };
+                    out[c * plane + y * size + x] = (v - self.norm.mean[c]) / self.norm.std[c];
+                }
+            }
+        }
+    }
+}
+
+/// Label-preserving random changes for training: a horizontal flip and a shift of the crop
+/// window of up to `max_shift` pixels (a random crop; edges repeat past the border).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Augment {
+    /// Flip half of the images horizontally.
+    pub flip: bool,
+    /// Largest shift of the crop window, in pixels.
+    pub max_shift: usize,
+}
+
 /// A batch: images `[B, C, H, W]`, labels `[B]` as a tensor and on the host.
 #[derive(Debug, Clone)]
 pub struct Batch {
@@ -40,22 +151,25 @@ pub struct Batch {
     pub labels: Vec<usize>,
 }
 
-/// The images `indices` of `set` as one normalised batch on `device`.
+/// The images `indices` of `set` as one batch on `device`, prepared in parallel. With
+/// `augment`, image `i` of the batch draws its changes from `derive_seed(seed, i)`.
 pub fn make_batch(
     set: &ImageSet,
     indices: &[usize],
-    norm: &Normalization,
+    preprocess: &Preprocess,
+    augment: Option<(&Augment, u64)>,
     device: &Device,
 ) -> Batch {
-    let (c, s) = (set.channels, set.image_size);
-    let plane = s * s;
-    let mut pixels = Vec::with_capacity(indices.len() * set.image_len());
-    for &index in indices {
-        for (channel, values) in set.image(index).chunks_exact(plane).enumerate() {
-            let (mean, std) = (norm.mean[channel % 3], norm.std[channel % 3]);
-            pixels.extend(values.iter().map(|v| (v - mean) / std));
-        }
-    }
+    let (c, s) = (preprocess.channels, preprocess.image_size);
+    let mut pixels = vec![0.0f32; indices.len() * c * s * s];
+    pixels
+        .par_chunks_mut(c * s * s)
+        .zip(indices.par_iter())
+        .enumerate()
+        .for_each(|(i, (out, &index))| {
+            let augment = augment.map(|(augment, seed)| (augment, derive_seed(seed, i as u64)));
+            preprocess.write(&set.images[index], augment, out);
+        });
     let labels: Vec<usize> = indices.iter().map(|&i| set.labels[i]).collect();
     let targets: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
     Batch {
@@ -63,43 +177,6 @@ pub fn make_batch(
         targets: Tensor::from_data(TensorData::new(targets, [indices.len()]), device),
         labels,
     }
-}
-
-/// Random horizontal flips and shifts of up to `max_shift` pixels (edges repeated), drawn from
-/// `seed`: label-preserving for the embedded classes, whose shapes and textures come in every
-/// rotation. Returns the augmented copy of the images `indices` as a new set.
-pub fn augmented(
-    set: &ImageSet,
-    indices: &[usize],
-    max_shift: usize,
-    seed: u64,
-) -> (ImageSet, Vec<usize>) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let (c, s) = (set.channels, set.image_size);
-    let mut out = ImageSet::new(c, s);
-    let mut image = vec![0.0f32; set.image_len()];
-    let shift = max_shift as i64;
-    for &index in indices {
-        let flip = rng.random_bool(0.5);
-        let (dx, dy) = (
-            rng.random_range(-shift..=shift),
-            rng.random_range(-shift..=shift),
-        );
-        let source = set.image(index);
-        for channel in 0..c {
-            for y in 0..s {
-                let sy = (y as i64 + dy).clamp(0, s as i64 - 1) as usize;
-                for x in 0..s {
-                    let fx = if flip { s - 1 - x } else { x };
-                    let sx = (fx as i64 + dx).clamp(0, s as i64 - 1) as usize;
-                    image[(channel * s + y) * s + x] = source[(channel * s + sy) * s + sx];
-                }
-            }
-        }
-        out.push(&image, set.labels[index]);
-    }
-    let positions = (0..indices.len()).collect();
-    (out, positions)
 }
 
 /// `indices` shuffled with `seed` and cut into batches of at most `batch_size`.

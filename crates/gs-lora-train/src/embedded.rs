@@ -1,24 +1,23 @@
 //! The embedded default: a generated dataset and a small ViT pretrained on it, cached on disk.
 
-use std::path::Path;
-
 use burn::tensor::Device;
 use gs_lora_core::LoraConfig;
 use gs_lora_models::VisionTransformer;
 use gs_lora_models::vit::{GlobalPool, HeadKind, PosResample, VitConfig, VitFormat};
-use gs_lora_models::weights::SeededInit;
 
-use crate::batch::Normalization;
+use crate::batch::{Normalization, Preprocess};
 use crate::data::{Dataset, SyntheticShapes, SyntheticShapesConfig};
 use crate::error::Result;
-use crate::pretrain::{PretrainConfig, pretrain};
+use crate::model_dir::{ModelDir, ModelInfo};
+use crate::pretrain::{PretrainConfig, pretrain_from_scratch};
 
-/// The small ViT of the embedded default: 32×32 inputs, patch 8 (16 tokens), width 64, six
-/// blocks of four heads, FFN 128: small enough to pretrain in minutes on two CPU cores.
-pub fn embedded_model_config(num_classes: usize) -> VitConfig {
+/// The small ViT of the embedded default: patch 8, width 64, six blocks of four heads, FFN 128
+/// (16 tokens at the embedded 32×32 inputs): small enough to pretrain in minutes on two CPU
+/// cores. `image_size` must be a multiple of 8.
+pub fn embedded_model_config(image_size: usize, num_classes: usize) -> VitConfig {
     VitConfig {
         format: VitFormat::Timm,
-        image_size: 32,
+        image_size,
         patch_size: 8,
         num_channels: 3,
         hidden_size: 64,
@@ -37,8 +36,13 @@ pub fn embedded_model_config(num_classes: usize) -> VitConfig {
     }
 }
 
-/// The normalisation of the embedded default.
-pub const EMBEDDED_NORMALIZATION: Normalization = Normalization::HALF;
+/// How the embedded model reads its images: whole 32×32 RGB images, `[0, 1]` mapped to `[−1, 1]`.
+pub const EMBEDDED_PREPROCESS: Preprocess = Preprocess {
+    image_size: 32,
+    crop_pct: 1.0,
+    channels: 3,
+    norm: Normalization::HALF,
+};
 
 /// The embedded dataset for `seed`.
 pub fn embedded_dataset(seed: u64) -> Dataset {
@@ -48,51 +52,33 @@ pub fn embedded_dataset(seed: u64) -> Dataset {
     })
 }
 
-/// The pretrained embedded model from `cache` (`config.json` + `model.safetensors`), training
+/// The pretrained embedded model from the model directory `cache`, training it from scratch
 /// and saving it there first when absent. Returns the model on `device` with fresh adapters.
 ///
 /// # Errors
-/// Training or file errors.
+/// Training or file errors, or a cached model of other classes.
 pub fn load_or_pretrain(
-    cache: &Path,
+    cache: &ModelDir,
     dataset: &Dataset,
     pretrain_config: &PretrainConfig,
     lora: &LoraConfig,
     device: &Device,
 ) -> Result<VisionTransformer> {
-    let (config_path, weights_path) = (cache.join("config.json"), cache.join("model.safetensors"));
-    if !weights_path.exists() {
+    if !cache.exists() {
         eprintln!(
             "pretraining the embedded model (cached in {})",
-            cache.display()
+            cache.path().display()
         );
-        let config = embedded_model_config(dataset.num_classes());
-        let model = VisionTransformer::load(
-            &config,
-            &mut SeededInit::new(pretrain_config.seed),
-            lora,
-            pretrain_config.seed,
-            device,
-        )?;
-        let (model, accuracy) = pretrain(
-            model,
-            dataset,
-            pretrain_config,
-            &EMBEDDED_NORMALIZATION,
-            device,
-        )?;
+        let (model, accuracy) =
+            pretrain_from_scratch(dataset, &EMBEDDED_PREPROCESS, pretrain_config, lora, device)?;
         eprintln!("pretrained: validation accuracy {accuracy:.2}%");
-        let tmp = cache.with_extension("tmp");
-        std::fs::remove_dir_all(&tmp).ok();
-        model.save_pretrained(&tmp)?;
-        std::fs::remove_dir_all(cache).ok();
-        std::fs::rename(&tmp, cache).map_err(crate::error::io(cache))?;
+        let info = ModelInfo {
+            class_names: dataset.class_names.clone(),
+            preprocess: EMBEDDED_PREPROCESS,
+            forgotten: Vec::new(),
+        };
+        cache.save(&model, &info)?;
     }
-    Ok(VisionTransformer::from_pretrained(
-        config_path,
-        weights_path,
-        lora,
-        pretrain_config.seed,
-        device,
-    )?)
+    cache.info()?.check_classes(dataset)?;
+    cache.load(lora, pretrain_config.seed, device)
 }

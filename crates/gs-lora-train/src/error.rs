@@ -8,6 +8,9 @@ pub enum TrainError {
     /// A run setting is out of range.
     #[error("invalid setting: {0}")]
     InvalidSetting(String),
+    /// A dataset is missing, empty or inconsistent.
+    #[error("dataset: {0}")]
+    Data(String),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {

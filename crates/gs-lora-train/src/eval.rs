@@ -5,7 +5,7 @@ use burn::tensor::Device;
 use gs_lora_core::ClassAccuracy;
 use gs_lora_models::VisionTransformer;
 
-use crate::batch::{Normalization, make_batch};
+use crate::batch::{Preprocess, make_batch};
 use crate::data::ImageSet;
 use crate::error::{Result, TrainError};
 
@@ -17,7 +17,7 @@ pub fn class_accuracy(
     model: &VisionTransformer,
     set: &ImageSet,
     num_classes: usize,
-    norm: &Normalization,
+    preprocess: &Preprocess,
     batch_size: usize,
     device: &Device,
 ) -> Result<ClassAccuracy> {
@@ -26,7 +26,7 @@ pub fn class_accuracy(
     let mut accuracy = ClassAccuracy::new(num_classes);
     let indices: Vec<usize> = (0..set.len()).collect();
     for chunk in indices.chunks(batch_size.max(1)) {
-        let batch = make_batch(set, chunk, norm, &device);
+        let batch = make_batch(set, chunk, preprocess, None, &device);
         let logits = model
             .forward(batch.images)?
             .logits

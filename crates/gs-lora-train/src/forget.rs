@@ -23,11 +23,12 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{Normalization, make_batch, shuffled_batches};
+use crate::batch::{Preprocess, make_batch, shuffled_batches};
 use crate::config::{ForgetConfig, Method, Replay};
 use crate::data::{Dataset, ImageSet};
 use crate::error::{Result, TrainError, io};
 use crate::eval::class_accuracy;
+use crate::model_dir::{ModelDir, ModelInfo};
 use crate::progress::Progress;
 use crate::schedule::{Task, TaskSchedule};
 
@@ -219,14 +220,14 @@ fn evaluate(
     dataset: &Dataset,
     task: &Task,
     config: &ForgetConfig,
-    norm: &Normalization,
+    preprocess: &Preprocess,
     device: &Device,
 ) -> Result<(f64, f64, Option<f64>)> {
     let accuracy = class_accuracy(
         model,
         &dataset.val,
         dataset.num_classes(),
-        norm,
+        preprocess,
         2 * config.batch_size,
         device,
     )?;
@@ -244,7 +245,7 @@ fn prototypes(
     indices: &[usize],
     classes: &[usize],
     config: &ForgetConfig,
-    norm: &Normalization,
+    preprocess: &Preprocess,
     device: &Device,
 ) -> Result<Prototypes> {
     let model = model.valid();
@@ -252,7 +253,7 @@ fn prototypes(
     let mut accumulator =
         PrototypeAccumulator::new(dataset.num_classes(), model.config.hidden_size);
     for chunk in indices.chunks(2 * config.batch_size) {
-        let batch = make_batch(&dataset.train, chunk, norm, &plain);
+        let batch = make_batch(&dataset.train, chunk, preprocess, None, &plain);
         accumulator.add(model.forward(batch.images)?.embedding, &batch.labels)?;
     }
     Ok(accumulator.finish(classes, device)?)
@@ -268,7 +269,7 @@ pub fn run_forgetting(
     mut model: VisionTransformer,
     dataset: &Dataset,
     config: &ForgetConfig,
-    norm: &Normalization,
+    preprocess: &Preprocess,
     run: &RunDir,
     device: &Device,
 ) -> Result<RunState> {
@@ -297,26 +298,22 @@ pub fn run_forgetting(
             last.task,
             checkpoint.display()
         );
-        model = VisionTransformer::from_pretrained(
-            checkpoint.join("config.json"),
-            checkpoint.join("model.safetensors"),
-            &lora,
-            config.seed,
-            device,
-        )?;
+        model = ModelDir::new(checkpoint).load(&lora, config.seed, device)?;
     }
 
     for task in schedule.tasks.iter().skip(state.results.len()) {
         let started = Instant::now();
-        let (result, curves) = run_task(&mut model, dataset, task, config, norm, device, started)?;
+        let (result, curves) = run_task(
+            &mut model, dataset, task, config, preprocess, device, started,
+        )?;
         // The merged model first, then the state that points at it: a kill in between leaves
         // the previous state, and the task is redone.
-        let checkpoint = run.checkpoint(task.index);
-        let tmp = checkpoint.with_extension("tmp");
-        std::fs::remove_dir_all(&tmp).ok();
-        model.save_pretrained(&tmp)?;
-        std::fs::remove_dir_all(&checkpoint).ok();
-        std::fs::rename(&tmp, &checkpoint).map_err(io(&checkpoint))?;
+        let info = ModelInfo {
+            class_names: dataset.class_names.clone(),
+            preprocess: *preprocess,
+            forgotten: task.old.iter().chain(&task.forget).copied().collect(),
+        };
+        ModelDir::new(run.checkpoint(task.index)).save(&model, &info)?;
         state.results.push(result);
         state.curves.extend(curves);
         write_json(&run.state_path(), &state)?;
@@ -330,13 +327,14 @@ fn run_task(
     dataset: &Dataset,
     task: &Task,
     config: &ForgetConfig,
-    norm: &Normalization,
+    preprocess: &Preprocess,
     device: &Device,
     started: Instant,
 ) -> Result<(TaskResult, Vec<EpochRecord>)> {
     let t = task.index;
     let task_seed = derive_seed(config.seed, 1000 + t as u64);
-    let (acc_f_before, acc_r_before, _) = evaluate(model, dataset, task, config, norm, device)?;
+    let (acc_f_before, acc_r_before, _) =
+        evaluate(model, dataset, task, config, preprocess, device)?;
     eprintln!(
         "task {t}: forgetting {} classes; before: acc_f {acc_f_before:.2}%, acc_r {acc_r_before:.2}%",
         task.forget.len()
@@ -366,7 +364,7 @@ fn run_task(
                 .collect();
             let classes: Vec<usize> = task.retain.iter().chain(&task.forget).copied().collect();
             Some(prototypes(
-                model, dataset, &all, &classes, config, norm, device,
+                model, dataset, &all, &classes, config, preprocess, device,
             )?)
         }
         Method::GsLora => None,
@@ -410,13 +408,15 @@ fn run_task(
             let retain = make_batch(
                 &dataset.train,
                 &retain_batches[step % retain_batches.len()],
-                norm,
+                preprocess,
+                None,
                 device,
             );
             let forget = make_batch(
                 &dataset.train,
                 &forget_batches[step % forget_batches.len()],
-                norm,
+                preprocess,
+                None,
                 device,
             );
             let out_r = model.forward(retain.images)?;
@@ -494,7 +494,7 @@ fn run_task(
         .map(|(i, _)| i)
         .collect();
     merge_adapters(model)?;
-    let (acc_f, acc_r, acc_o) = evaluate(model, dataset, task, config, norm, device)?;
+    let (acc_f, acc_r, acc_o) = evaluate(model, dataset, task, config, preprocess, device)?;
     let metrics = TaskMetrics::new(acc_f_before, acc_f, acc_r, acc_o);
     let result = TaskResult {
         task: t,

@@ -1,15 +1,19 @@
-//! Training a Vision Transformer on a dataset: the embedded default's model, from scratch.
+//! Training a Vision Transformer on a dataset: every parameter, from scratch (the embedded
+//! default's model) or from a checkpoint.
 
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::Device;
+use gs_lora_core::LoraConfig;
 use gs_lora_core::lora::derive_seed;
 use gs_lora_core::loss::cross_entropy;
 use gs_lora_core::merge_adapters;
 use gs_lora_models::VisionTransformer;
+use gs_lora_models::weights::SeededInit;
 
-use crate::batch::{Normalization, augmented, make_batch, shuffled_batches};
+use crate::batch::{Augment, Preprocess, make_batch, shuffled_batches};
 use crate::data::Dataset;
+use crate::embedded::embedded_model_config;
 use crate::error::{Result, TrainError};
 use crate::eval::class_accuracy;
 use crate::forget::scalar;
@@ -26,8 +30,8 @@ pub struct PretrainConfig {
     pub lr: f64,
     /// AdamW weight decay.
     pub weight_decay: f64,
-    /// Largest random shift of the augmentation (with random horizontal flips), in pixels.
-    pub max_shift: usize,
+    /// Random flips and shifts of the training images.
+    pub augment: Augment,
     /// Seed of the data order and the augmentation.
     pub seed: u64,
 }
@@ -35,11 +39,14 @@ pub struct PretrainConfig {
 impl Default for PretrainConfig {
     fn default() -> Self {
         Self {
-            epochs: 30,
+            epochs: 15,
             batch_size: 64,
             lr: 2e-3,
             weight_decay: 0.05,
-            max_shift: 3,
+            augment: Augment {
+                flip: true,
+                max_shift: 3,
+            },
             seed: 0,
         }
     }
@@ -55,7 +62,7 @@ pub fn pretrain(
     model: VisionTransformer,
     dataset: &Dataset,
     config: &PretrainConfig,
-    norm: &Normalization,
+    preprocess: &Preprocess,
     device: &Device,
 ) -> Result<(VisionTransformer, f64)> {
     if config.epochs == 0 || config.batch_size == 0 {
@@ -92,16 +99,17 @@ pub fn pretrain(
                     (done - steps_per_epoch as f64) / (total - steps_per_epoch as f64).max(1.0);
                 config.lr * (0.01 + 0.99 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()))
             };
-            let (images, positions) = augmented(
+            let augment_seed = derive_seed(
+                derive_seed(config.seed, u64::MAX),
+                (epoch * steps_per_epoch + step) as u64,
+            );
+            let batch = make_batch(
                 &dataset.train,
                 chunk,
-                config.max_shift,
-                derive_seed(
-                    derive_seed(config.seed, u64::MAX),
-                    (epoch * steps_per_epoch + step) as u64,
-                ),
+                preprocess,
+                Some((&config.augment, augment_seed)),
+                device,
             );
-            let batch = make_batch(&images, &positions, norm, device);
             let logits = model.forward(batch.images)?.logits.ok_or_else(|| {
                 TrainError::InvalidSetting("the model has no classifier head".into())
             })?;
@@ -127,7 +135,7 @@ pub fn pretrain(
             &model,
             &dataset.val,
             dataset.num_classes(),
-            norm,
+            preprocess,
             2 * config.batch_size,
             device,
         )?;
@@ -140,4 +148,36 @@ pub fn pretrain(
     }
     merge_adapters(&mut model)?;
     Ok((model.no_grad(), val_accuracy))
+}
+
+/// A new small ViT ([`embedded_model_config`] at `preprocess.image_size`), initialised from
+/// `config.seed` and trained on `dataset` with [`pretrain`].
+///
+/// # Errors
+/// An image size that is not a multiple of the patch size (8), or [`pretrain`]'s errors.
+pub fn pretrain_from_scratch(
+    dataset: &Dataset,
+    preprocess: &Preprocess,
+    config: &PretrainConfig,
+    lora: &LoraConfig,
+    device: &Device,
+) -> Result<(VisionTransformer, f64)> {
+    let architecture = embedded_model_config(preprocess.image_size, dataset.num_classes());
+    if !preprocess
+        .image_size
+        .is_multiple_of(architecture.patch_size)
+    {
+        return Err(TrainError::InvalidSetting(format!(
+            "--image-size must be a multiple of the patch size {}, found {}",
+            architecture.patch_size, preprocess.image_size
+        )));
+    }
+    let model = VisionTransformer::load(
+        &architecture,
+        &mut SeededInit::new(config.seed),
+        lora,
+        config.seed,
+        device,
+    )?;
+    pretrain(model, dataset, config, preprocess, device)
 }

@@ -7,11 +7,20 @@ use gs_lora_core::LoraConfig;
 use gs_lora_models::VisionTransformer;
 use gs_lora_models::vit::VitConfig;
 use gs_lora_models::weights::SeededInit;
-use gs_lora_train::batch::Normalization;
+use gs_lora_train::batch::{Normalization, Preprocess};
 use gs_lora_train::data::{Dataset, SyntheticShapes, SyntheticShapesConfig};
 use gs_lora_train::embedded::embedded_model_config;
 use gs_lora_train::pretrain::{PretrainConfig, pretrain};
-use gs_lora_train::{ForgetConfig, Method, Replay, RunDir, TaskResult, run_forgetting};
+use gs_lora_train::{
+    ForgetConfig, Method, ModelDir, Replay, RunDir, TaskResult, TrainError, run_forgetting,
+};
+
+const PREPROCESS: Preprocess = Preprocess {
+    image_size: 16,
+    crop_pct: 1.0,
+    channels: 3,
+    norm: Normalization::HALF,
+};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("gs-lora-run-{}-{name}", std::process::id()));
@@ -34,7 +43,7 @@ fn tiny_setup() -> (Dataset, VitConfig, ForgetConfig) {
         depth: 2,
         num_heads: 2,
         mlp_hidden: 32,
-        ..embedded_model_config(dataset.num_classes())
+        ..embedded_model_config(16, dataset.num_classes())
     };
     let forget = ForgetConfig {
         tasks: 2,
@@ -57,8 +66,7 @@ fn pretrained(dataset: &Dataset, config: &VitConfig, device: &Device, dir: &Path
         batch_size: 32,
         ..PretrainConfig::default()
     };
-    let (model, _) =
-        pretrain(model, dataset, &settings, &Normalization::HALF, device).expect("pretrain");
+    let (model, _) = pretrain(model, dataset, &settings, &PREPROCESS, device).expect("pretrain");
     let path = dir.join("pretrained");
     model.save_pretrained(&path).expect("save");
     path
@@ -92,7 +100,7 @@ fn a_run_writes_its_results_and_resumes_to_the_same_numbers() {
         load(&pretrained_path, &device),
         &dataset,
         &config,
-        &Normalization::HALF,
+        &PREPROCESS,
         &RunDir::new(&run),
         &device,
     )
@@ -109,9 +117,43 @@ fn a_run_writes_its_results_and_resumes_to_the_same_numbers() {
     ] {
         assert!(run.join(file).is_file(), "{file} is written");
     }
-    assert!(run.join("checkpoints/task-0/model.safetensors").is_file());
-    assert!(run.join("checkpoints/task-1/model.safetensors").is_file());
     let results = read_results(&run);
+    // Every checkpoint is a model directory that knows its classes and what it forgot.
+    for (task, result) in results.iter().enumerate() {
+        let checkpoint = ModelDir::new(run.join(format!("checkpoints/task-{task}")));
+        assert!(checkpoint.exists());
+        let info = checkpoint.info().expect("gs_lora.json");
+        assert_eq!(info.class_names, dataset.class_names);
+        assert_eq!(info.preprocess, PREPROCESS);
+        let mut forgotten: Vec<usize> = results[..=task]
+            .iter()
+            .flat_map(|r| r.forget_classes.clone())
+            .collect();
+        forgotten.sort_unstable();
+        let mut recorded = info.forgotten.clone();
+        recorded.sort_unstable();
+        assert_eq!(recorded, forgotten, "task {task}");
+        assert!(
+            result
+                .forget_classes
+                .iter()
+                .all(|c| info.forgotten.contains(c))
+        );
+    }
+    let info = ModelDir::new(run.join("checkpoints/task-0"))
+        .info()
+        .expect("info");
+    let mut renamed = dataset.clone();
+    renamed.class_names[3] = "purple-hexagon".into();
+    let err = info.check_classes(&renamed).expect_err("other classes");
+    assert!(err.to_string().contains("purple-hexagon"), "{err}");
+    let mut fewer = dataset.clone();
+    fewer.class_names.truncate(10);
+    let err = info.check_classes(&fewer).expect_err("fewer classes");
+    assert!(
+        err.to_string().contains("60 classes but the data has 10"),
+        "{err}"
+    );
     assert_eq!(results, state.results);
     let first = &results[0];
     assert_eq!(first.forget_classes.len(), 5);
@@ -133,7 +175,7 @@ fn a_run_writes_its_results_and_resumes_to_the_same_numbers() {
         load(&pretrained_path, &device),
         &dataset,
         &config,
-        &Normalization::HALF,
+        &PREPROCESS,
         &RunDir::new(&again),
         &device,
     )
@@ -155,7 +197,7 @@ fn a_run_writes_its_results_and_resumes_to_the_same_numbers() {
         load(&pretrained_path, &device),
         &dataset,
         &one_task,
-        &Normalization::HALF,
+        &PREPROCESS,
         &RunDir::new(&killed),
         &device,
     )
@@ -164,7 +206,7 @@ fn a_run_writes_its_results_and_resumes_to_the_same_numbers() {
         load(&pretrained_path, &device),
         &dataset,
         &config,
-        &Normalization::HALF,
+        &PREPROCESS,
         &RunDir::new(&killed),
         &device,
     )
@@ -190,7 +232,7 @@ fn gs_lora_plus_plus_and_few_shot_run() {
         load(&pretrained_path, &device),
         &dataset,
         &config,
-        &Normalization::HALF,
+        &PREPROCESS,
         &RunDir::new(base.join("run")),
         &device,
     )
@@ -200,5 +242,47 @@ fn gs_lora_plus_plus_and_few_shot_run() {
         state.curves[0].prototype > 0.0,
         "the prototype loss is active"
     );
+    std::fs::remove_dir_all(&base).ok();
+}
+
+#[test]
+fn a_non_finite_loss_stops_the_task_and_keeps_the_last_checkpoint() {
+    let device = Device::default().autodiff();
+    let (dataset, model_config, config) = tiny_setup();
+    let base = scratch("nan");
+    let pretrained_path = pretrained(&dataset, &model_config, &device, &base);
+    // β = 1e300 on task 1 makes its very first loss infinite.
+    let config = ForgetConfig {
+        epochs: 1,
+        beta: vec![0.2, 1e300],
+        ..config
+    };
+    let run = base.join("run");
+    let err = run_forgetting(
+        load(&pretrained_path, &device),
+        &dataset,
+        &config,
+        &PREPROCESS,
+        &RunDir::new(&run),
+        &device,
+    )
+    .expect_err("task 1 diverges");
+    assert!(
+        matches!(
+            err,
+            TrainError::NonFiniteLoss {
+                task: 1,
+                epoch: 0,
+                step: 0,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("checkpoint is kept"), "{err}");
+    let state = RunDir::new(&run).load_state().expect("state");
+    assert_eq!(state.results.len(), 1, "task 0 stays finished");
+    assert!(ModelDir::new(run.join("checkpoints/task-0")).exists());
+    assert!(!run.join("checkpoints/task-1").exists());
     std::fs::remove_dir_all(&base).ok();
 }

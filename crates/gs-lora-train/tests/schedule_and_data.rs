@@ -104,25 +104,111 @@ fn the_embedded_dataset_is_deterministic_and_fine_grained() {
         (data.train.len(), data.val.len(), data.test.len()),
         (120, 60, 60)
     );
-    assert_eq!(data.train.image_len(), 3 * 16 * 16);
-    assert!(data.train.pixels.iter().all(|v| (0.0..=1.0).contains(v)));
+    let image = &data.train.images[0];
+    assert_eq!(
+        (image.width(), image.height(), image.channels()),
+        (16, 16, 3)
+    );
     assert_eq!(
         data,
         SyntheticShapes::generate(&config),
         "same seed, same data"
     );
     let other = SyntheticShapes::generate(&SyntheticShapesConfig { seed: 4, ..config });
-    assert_ne!(data.train.pixels, other.train.pixels);
+    assert_ne!(data.train.images, other.train.images);
     assert_ne!(
-        data.train.image(0),
-        data.val.image(0),
+        data.train.images[0], data.val.images[0],
         "splits are drawn independently"
+    );
+}
+
+/// A batch's values on the host.
+fn values(batch: &gs_lora_train::batch::Batch) -> Vec<f32> {
+    batch
+        .images
+        .clone()
+        .try_into_vec_as::<f32>()
+        .expect("readable")
+}
+
+#[test]
+fn preprocessing_resizes_crops_matches_channels_and_normalises() {
+    use gs_lora_train::batch::{Normalization, Preprocess, make_batch};
+    use gs_lora_train::data::{Image, ImageSet};
+    let device = burn::tensor::Device::default();
+    // A 6×4 grey image whose columns are 0, 50, 100, 150, 200, 250.
+    let pixels: Vec<u8> = (0..4).flat_map(|_| (0..6).map(|x| 50 * x)).collect();
+    let mut set = ImageSet::default();
+    set.push(Image::new(6, 4, 1, pixels).expect("image"), 7);
+    let norm = Normalization {
+        mean: [0.5, 0.25, 0.0],
+        std: [0.5, 0.25, 1.0],
+    };
+    // Shorter side already 4: no resize; centre crop keeps columns 1..5; grey goes to 3 channels.
+    let batch = make_batch(&set, &[0], &Preprocess::new(4, 3, norm), None, &device);
+    assert_eq!(batch.images.dims(), [1, 3, 4, 4]);
+    assert_eq!(batch.labels, vec![7]);
+    let got = values(&batch);
+    for c in 0..3 {
+        for y in 0..4 {
+            for x in 0..4 {
+                let v = 50.0 * (x + 1) as f32 / 255.0;
+                let expected = (v - norm.mean[c]) / norm.std[c];
+                let found = got[(c * 4 + y) * 4 + x];
+                assert!(
+                    (found - expected).abs() < 1e-6,
+                    "c{c} y{y} x{x}: {found} vs {expected}"
+                );
+            }
+        }
+    }
+    // crop_pct 0.5: resized to a shorter side of 4 / 0.5 = 8 (12×8), centre 4×4 crop.
+    let zoomed = Preprocess {
+        crop_pct: 0.5,
+        ..Preprocess::new(4, 1, Normalization::HALF)
+    };
+    assert_eq!(zoomed.resize_side(), 8);
+    let got = values(&make_batch(&set, &[0], &zoomed, None, &device));
+    assert_eq!(got.len(), 16);
+    assert!(
+        got.windows(2).take(3).all(|w| w[1] > w[0]),
+        "columns still increase: {got:?}"
+    );
+    // RGB to one channel: luminance.
+    let mut rgb = ImageSet::default();
+    rgb.push(Image::new(1, 1, 3, vec![255, 0, 0]).expect("image"), 0);
+    let grey = Preprocess::new(
+        1,
+        1,
+        Normalization {
+            mean: [0.0; 3],
+            std: [1.0; 3],
+        },
+    );
+    let got = values(&make_batch(&rgb, &[0], &grey, None, &device));
+    assert!((got[0] - 0.299).abs() < 1e-6);
+    assert!(
+        Preprocess {
+            crop_pct: 1.5,
+            ..grey
+        }
+        .validate()
+        .is_err()
+    );
+    assert!(
+        Preprocess {
+            channels: 2,
+            ..grey
+        }
+        .validate()
+        .is_err()
     );
 }
 
 #[test]
 fn augmentation_flips_and_shifts_deterministically_and_keeps_labels() {
-    use gs_lora_train::batch::augmented;
+    use gs_lora_train::batch::{Augment, Normalization, Preprocess, make_batch};
+    let device = burn::tensor::Device::default();
     let data = SyntheticShapes::generate(&SyntheticShapesConfig {
         image_size: 8,
         train_per_class: 1,
@@ -130,21 +216,46 @@ fn augmentation_flips_and_shifts_deterministically_and_keeps_labels() {
         test_per_class: 1,
         seed: 0,
     });
+    let preprocess = Preprocess::new(8, 3, Normalization::HALF);
     let indices = [3, 17, 42];
-    let (a, positions) = augmented(&data.train, &indices, 2, 5);
-    assert_eq!(positions, vec![0, 1, 2]);
+    let augment = Augment {
+        flip: true,
+        max_shift: 2,
+    };
+    let batch = |augment: &Augment, seed| {
+        make_batch(
+            &data.train,
+            &indices,
+            &preprocess,
+            Some((augment, seed)),
+            &device,
+        )
+    };
+    let a = batch(&augment, 5);
     assert_eq!(a.labels, vec![3, 17, 42]);
     assert_eq!(
-        a,
-        augmented(&data.train, &indices, 2, 5).0,
+        values(&a),
+        values(&batch(&augment, 5)),
         "same seed, same images"
     );
-    assert_ne!(a, augmented(&data.train, &indices, 2, 6).0);
+    assert_ne!(values(&a), values(&batch(&augment, 6)));
     // Without shift, an image is either itself or its mirror.
-    let (plain, _) = augmented(&data.train, &[3], 0, 9);
-    let source = data.train.image(3);
+    let flip_only = Augment {
+        flip: true,
+        max_shift: 0,
+    };
+    let plain = values(&make_batch(&data.train, &[3], &preprocess, None, &device));
     let mirrored: Vec<f32> = (0..3 * 8 * 8)
-        .map(|i| source[(i / 8) * 8 + 7 - i % 8])
+        .map(|i| plain[(i / 8) * 8 + 7 - i % 8])
         .collect();
-    assert!(plain.image(0) == source || plain.image(0) == mirrored.as_slice());
+    for seed in 0..4 {
+        let flipped = values(&make_batch(
+            &data.train,
+            &[3],
+            &preprocess,
+            Some((&flip_only, seed)),
+            &device,
+        ));
+        assert!(flipped == plain || flipped == mirrored, "seed {seed}");
+    }
 }

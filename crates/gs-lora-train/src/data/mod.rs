@@ -1,38 +1,36 @@
-//! Labelled image sets: the embedded synthetic default, split into train / validation / test.
+//! Labelled image sets split into train / validation / test: the embedded synthetic default,
+//! CUB-200-2011, image folders (on disk or zipped) and IDX files (Fashion-MNIST).
+//!
+//! Images are kept as 8-bit pixels at (at most) the size they are used at; resizing, cropping,
+//! flipping and normalisation happen per batch ([`crate::batch`]).
 
+mod cub;
+mod folder;
+mod idx;
+mod image;
+mod listing;
 mod synthetic;
 
+use std::path::Path;
+
+pub use cub::load_cub;
+pub use folder::{load_folder, load_zip};
+pub use idx::{FASHION_MNIST_CLASSES, load_idx};
+pub use image::Image;
 pub use synthetic::{SyntheticShapes, SyntheticShapesConfig};
 
-/// Images of one split, `[C, H, W]` each in `[0, 1]`, with their class labels.
+use crate::error::{Result, TrainError};
+
+/// Images of one split with their class labels.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ImageSet {
-    /// Side length of the square images.
-    pub image_size: usize,
-    /// Channels per image.
-    pub channels: usize,
-    /// Pixel values, image after image, `C·H·W` each.
-    pub pixels: Vec<f32>,
+    /// The images.
+    pub images: Vec<Image>,
     /// Class of each image.
     pub labels: Vec<usize>,
 }
 
 impl ImageSet {
-    /// An empty set of `channels × image_size × image_size` images.
-    pub fn new(channels: usize, image_size: usize) -> Self {
-        Self {
-            image_size,
-            channels,
-            pixels: Vec::new(),
-            labels: Vec::new(),
-        }
-    }
-
-    /// Values per image.
-    pub fn image_len(&self) -> usize {
-        self.channels * self.image_size * self.image_size
-    }
-
     /// Number of images.
     pub fn len(&self) -> usize {
         self.labels.len()
@@ -44,16 +42,9 @@ impl ImageSet {
     }
 
     /// Appends one image.
-    pub fn push(&mut self, pixels: &[f32], label: usize) {
-        debug_assert_eq!(pixels.len(), self.image_len());
-        self.pixels.extend_from_slice(pixels);
+    pub fn push(&mut self, image: Image, label: usize) {
+        self.images.push(image);
         self.labels.push(label);
-    }
-
-    /// The pixels of image `index`.
-    pub fn image(&self, index: usize) -> &[f32] {
-        let len = self.image_len();
-        &self.pixels[index * len..(index + 1) * len]
     }
 
     /// Indices of the images whose class is in `classes`.
@@ -75,11 +66,95 @@ pub struct Dataset {
     pub val: ImageSet,
     /// Test images: never read by training or model selection.
     pub test: ImageSet,
+    /// Images that could not be read, as `path: reason`; loading warns with their count.
+    pub skipped: Vec<String>,
 }
 
 impl Dataset {
     /// Number of classes.
     pub fn num_classes(&self) -> usize {
         self.class_names.len()
+    }
+
+    /// Loads the dataset at `path`, recognising its format: a `.zip` archive of an image
+    /// folder, a CUB-200-2011 root, a folder of IDX files, or an image folder.
+    ///
+    /// # Errors
+    /// A missing path, or the format loader's error.
+    pub fn open(path: &Path, options: &LoadOptions) -> Result<Self> {
+        if path.is_file() && path.extension().is_some_and(|e| e == "zip") {
+            return load_zip(path, options);
+        }
+        if !path.is_dir() {
+            return Err(TrainError::Data(format!(
+                "{}: expected a dataset folder or a .zip archive, found nothing there",
+                path.display()
+            )));
+        }
+        if cub::is_cub(path) {
+            load_cub(path, options)
+        } else if idx::idx_file(path, "train-images-idx3-ubyte").is_some() {
+            load_idx(path, options)
+        } else {
+            load_folder(path, options)
+        }
+    }
+}
+
+/// How a loader turns a source into a [`Dataset`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LoadOptions {
+    /// Share of each class's training images kept for validation when the source has no
+    /// validation split (seeded).
+    pub val_fraction: f64,
+    /// Only the first classes (in the source's class order), when set.
+    pub max_classes: Option<usize>,
+    /// At most this many training images per class (a seeded choice), when set.
+    pub train_per_class: Option<usize>,
+    /// At most this many validation and test images per class, when set.
+    pub eval_per_class: Option<usize>,
+    /// Larger images are shrunk at load so their shorter side is this (memory stays small).
+    pub max_side: Option<usize>,
+    /// Seed of the split and of the capped choices.
+    pub seed: u64,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            val_fraction: 0.2,
+            max_classes: None,
+            train_per_class: None,
+            eval_per_class: None,
+            max_side: None,
+            seed: 0,
+        }
+    }
+}
+
+impl LoadOptions {
+    /// Checks the settings.
+    ///
+    /// # Errors
+    /// [`TrainError::InvalidSetting`] naming the flag.
+    pub fn validate(&self) -> Result<()> {
+        if !(0.0..1.0).contains(&self.val_fraction) {
+            return Err(TrainError::InvalidSetting(format!(
+                "--val-fraction must be in [0, 1), found {}",
+                self.val_fraction
+            )));
+        }
+        let counts = [
+            ("--max-classes", self.max_classes),
+            ("--train-per-class", self.train_per_class),
+            ("--eval-per-class", self.eval_per_class),
+            ("--max-side", self.max_side),
+        ];
+        if let Some((name, _)) = counts.iter().find(|(_, value)| *value == Some(0)) {
+            return Err(TrainError::InvalidSetting(format!(
+                "{name} must be at least 1, found 0"
+            )));
+        }
+        Ok(())
     }
 }

@@ -9,10 +9,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::{Dataset, ImageSet};
+use super::{Dataset, Image, ImageSet};
 use gs_lora_core::lora::derive_seed;
 
-const SHAPES: [&str; 5] = ["circle", "square", "triangle", "cross", "ring"];
+const SHAPES: [&str; 5] = ["circle", "bar", "triangle", "cross", "ring"];
 const COLOURS: [(&str, [f32; 3]); 4] = [
     ("red", [0.85, 0.15, 0.15]),
     ("green", [0.15, 0.75, 0.2]),
@@ -40,7 +40,7 @@ impl Default for SyntheticShapesConfig {
     fn default() -> Self {
         Self {
             image_size: 32,
-            train_per_class: 120,
+            train_per_class: 240,
             val_per_class: 20,
             test_per_class: 20,
             seed: 0,
@@ -76,7 +76,7 @@ impl SyntheticShapes {
     pub fn generate(config: &SyntheticShapesConfig) -> Dataset {
         let split = |split: u64, per_class: usize| {
             let size = config.image_size;
-            let images: Vec<(usize, Vec<f32>)> = (0..Self::NUM_CLASSES * per_class)
+            let images: Vec<(usize, Image)> = (0..Self::NUM_CLASSES * per_class)
                 .into_par_iter()
                 .map(|i| {
                     let class = i % Self::NUM_CLASSES;
@@ -84,10 +84,10 @@ impl SyntheticShapes {
                     (class, render(class, size, seed))
                 })
                 .collect();
-            let mut set = ImageSet::new(3, size);
+            let mut set = ImageSet::default();
             images
-                .iter()
-                .for_each(|(class, pixels)| set.push(pixels, *class));
+                .into_iter()
+                .for_each(|(class, image)| set.push(image, class));
             set
         };
         Dataset {
@@ -95,12 +95,13 @@ impl SyntheticShapes {
             train: split(0, config.train_per_class),
             val: split(1, config.val_per_class),
             test: split(2, config.test_per_class),
+            skipped: Vec::new(),
         }
     }
 }
 
-/// Renders one `[3, size, size]` image of `class` in `[0, 1]`.
-fn render(class: usize, size: usize, seed: u64) -> Vec<f32> {
+/// Renders one `size × size` RGB image of `class`.
+fn render(class: usize, size: usize, seed: u64) -> Image {
     let (shape, colour, texture) = SyntheticShapes::attributes(class);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let s = size as f32;
@@ -117,7 +118,7 @@ fn render(class: usize, size: usize, seed: u64) -> Vec<f32> {
     let noise = rng.random_range(0.02..0.08f32);
     let (sin, cos) = angle.sin_cos();
 
-    let mut pixels = vec![0.0f32; 3 * size * size];
+    let mut pixels = vec![0u8; 3 * size * size];
     for y in 0..size {
         for x in 0..size {
             // Object frame: centred, rotated, in units of the radius.
@@ -128,7 +129,7 @@ fn render(class: usize, size: usize, seed: u64) -> Vec<f32> {
             );
             let inside = match shape {
                 0 => u * u + v * v <= 1.0,
-                1 => u.abs().max(v.abs()) <= 0.8,
+                1 => u.abs() <= 0.95 && v.abs() <= 0.4,
                 2 => (-0.6..=0.9).contains(&v) && u.abs() <= (0.9 - v) * 0.6,
                 3 => (u.abs() <= 0.3 && v.abs() <= 0.95) || (v.abs() <= 0.3 && u.abs() <= 0.95),
                 _ => {
@@ -155,9 +156,9 @@ fn render(class: usize, size: usize, seed: u64) -> Vec<f32> {
                     background[c]
                 };
                 let value = base + noise * (rng.random::<f32>() - 0.5) * 2.0;
-                pixels[(c * size + y) * size + x] = value.clamp(0.0, 1.0);
+                pixels[(y * size + x) * 3 + c] = (value.clamp(0.0, 1.0) * 255.0).round() as u8;
             }
         }
     }
-    pixels
+    Image::new(size, size, 3, pixels).expect("3 × size² values")
 }

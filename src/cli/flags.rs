@@ -1,0 +1,237 @@
+//! `--name value` flags, and the groups of flags several commands share: data loading and the
+//! forgetting hyper-parameters (DESIGN.md §2, each with the reference default).
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use gs_lora_train::data::{Dataset, LoadOptions};
+use gs_lora_train::embedded::embedded_dataset;
+use gs_lora_train::{ForgetConfig, Replay};
+
+use super::CliError;
+
+/// Flags of one command: `--name value` pairs and value-less switches, taken one by one so that
+/// whatever is left over is reported as unknown.
+#[derive(Debug)]
+pub struct Flags {
+    values: HashMap<String, String>,
+    switches: HashSet<String>,
+    usage: &'static str,
+}
+
+impl Flags {
+    /// Parses `args`; `switches` are the flags that take no value. `None` when `--help` was
+    /// asked for (the usage has been printed).
+    ///
+    /// # Errors
+    /// A stray argument, a flag without its value, or a flag given twice.
+    pub fn parse(
+        args: &[String],
+        switches: &[&str],
+        usage: &'static str,
+    ) -> Result<Option<Self>, CliError> {
+        let mut flags = Self {
+            values: HashMap::new(),
+            switches: HashSet::new(),
+            usage,
+        };
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            if arg == "--help" || arg == "-h" {
+                println!("{usage}");
+                return Ok(None);
+            }
+            let name = arg
+                .strip_prefix("--")
+                .ok_or_else(|| flags.usage_error(format!("unexpected argument `{arg}`")))?;
+            if switches.contains(&name) {
+                flags.switches.insert(name.to_string());
+                continue;
+            }
+            let value = args
+                .next()
+                .ok_or_else(|| flags.usage_error(format!("`--{name}` needs a value")))?;
+            if flags
+                .values
+                .insert(name.to_string(), value.clone())
+                .is_some()
+            {
+                return Err(flags.usage_error(format!("`--{name}` is given twice")));
+            }
+        }
+        Ok(Some(flags))
+    }
+
+    fn usage_error(&self, message: String) -> CliError {
+        CliError::Usage(format!("{message}\n\n{}", self.usage))
+    }
+
+    /// The value of `--name`, if given.
+    pub fn take(&mut self, name: &str) -> Option<String> {
+        self.values.remove(name)
+    }
+
+    /// Whether the switch `--name` was given.
+    pub fn switch(&mut self, name: &str) -> bool {
+        self.switches.remove(name)
+    }
+
+    /// The path `--name`, if given.
+    pub fn path(&mut self, name: &str) -> Option<PathBuf> {
+        self.take(name).map(PathBuf::from)
+    }
+
+    /// The path `--name`.
+    ///
+    /// # Errors
+    /// When the flag is missing.
+    pub fn required_path(&mut self, name: &str) -> Result<PathBuf, CliError> {
+        self.path(name)
+            .ok_or_else(|| self.usage_error(format!("missing `--{name}`")))
+    }
+
+    /// The value of `--name` parsed, if given.
+    ///
+    /// # Errors
+    /// When the value does not parse.
+    pub fn optional<T: FromStr>(&mut self, name: &str) -> Result<Option<T>, CliError> {
+        self.take(name)
+            .map(|value| {
+                value.parse().map_err(|_| {
+                    self.usage_error(format!("`--{name} {value}` is not a valid value"))
+                })
+            })
+            .transpose()
+    }
+
+    /// The value of `--name` parsed, or `default`.
+    ///
+    /// # Errors
+    /// When the value does not parse.
+    pub fn number<T: FromStr>(&mut self, name: &str, default: T) -> Result<T, CliError> {
+        Ok(self.optional(name)?.unwrap_or(default))
+    }
+
+    /// A comma-separated list of numbers, if given.
+    ///
+    /// # Errors
+    /// When an element does not parse.
+    pub fn list<T: FromStr>(&mut self, name: &str) -> Result<Option<Vec<T>>, CliError> {
+        let Some(value) = self.take(name) else {
+            return Ok(None);
+        };
+        value
+            .split(',')
+            .map(|part| {
+                part.trim().parse().map_err(|_| {
+                    self.usage_error(format!("`--{name} {value}`: `{part}` is not a number"))
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map(Some)
+    }
+
+    /// Ends parsing.
+    ///
+    /// # Errors
+    /// When a flag was given that the command does not know.
+    pub fn finish(self) -> Result<(), CliError> {
+        let unknown = self.values.keys().chain(&self.switches).min();
+        match unknown {
+            Some(name) => Err(self.usage_error(format!("unknown flag `--{name}`"))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Flags of [`LoadOptions`]: `--val-fraction`, `--max-classes`, `--train-per-class`,
+/// `--eval-per-class`; `max_side` and `seed` come from the command.
+///
+/// # Errors
+/// A value that does not parse.
+pub fn load_options(
+    flags: &mut Flags,
+    max_side: Option<usize>,
+    seed: u64,
+) -> Result<LoadOptions, CliError> {
+    let defaults = LoadOptions::default();
+    Ok(LoadOptions {
+        val_fraction: flags.number("val-fraction", defaults.val_fraction)?,
+        max_classes: flags.optional("max-classes")?,
+        train_per_class: flags.optional("train-per-class")?,
+        eval_per_class: flags.optional("eval-per-class")?,
+        max_side,
+        seed,
+    })
+}
+
+/// The dataset at `path` (`embedded` for the generated default), with its size printed.
+///
+/// # Errors
+/// The loader's error.
+pub fn open_dataset(path: &Path, options: &LoadOptions) -> Result<Dataset, CliError> {
+    let dataset = if path == Path::new("embedded") {
+        embedded_dataset(options.seed)
+    } else {
+        Dataset::open(path, options)?
+    };
+    eprintln!(
+        "{}: {} classes, {} train / {} val / {} test images",
+        path.display(),
+        dataset.num_classes(),
+        dataset.train.len(),
+        dataset.val.len(),
+        dataset.test.len()
+    );
+    Ok(dataset)
+}
+
+/// Every forgetting hyper-parameter as a flag, on top of `defaults`:
+/// `--seed --tasks --forget-per-task --method --few-shot --replay-fraction --epochs
+/// --batch-size --rank --lora-alpha --lr --min-lr --weight-decay --bnd --beta --alpha
+/// --alpha-warmup-epochs --big-alpha --bnd-pro --pro-forget-weight --pro-retain-weight`.
+///
+/// # Errors
+/// A value that does not parse, both `--few-shot` and `--replay-fraction`, or an unknown method.
+pub fn forget_config(flags: &mut Flags, defaults: ForgetConfig) -> Result<ForgetConfig, CliError> {
+    let replay = match (
+        flags.optional("few-shot")?,
+        flags.optional("replay-fraction")?,
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(
+                flags.usage_error("give either --few-shot or --replay-fraction, not both".into())
+            );
+        }
+        (Some(k), None) => Replay::FewShot(k),
+        (None, Some(f)) => Replay::Fraction(f),
+        (None, None) => defaults.replay,
+    };
+    let method = match flags.take("method") {
+        Some(name) => name.parse()?,
+        None => defaults.method,
+    };
+    Ok(ForgetConfig {
+        seed: flags.number("seed", defaults.seed)?,
+        tasks: flags.number("tasks", defaults.tasks)?,
+        forget_per_task: flags.number("forget-per-task", defaults.forget_per_task)?,
+        method,
+        replay,
+        epochs: flags.number("epochs", defaults.epochs)?,
+        batch_size: flags.number("batch-size", defaults.batch_size)?,
+        rank: flags.number("rank", defaults.rank)?,
+        lora_alpha: flags.number("lora-alpha", defaults.lora_alpha)?,
+        lr: flags.number("lr", defaults.lr)?,
+        min_lr: flags.number("min-lr", defaults.min_lr)?,
+        weight_decay: flags.number("weight-decay", defaults.weight_decay)?,
+        bnd: flags.number("bnd", defaults.bnd)?,
+        beta: flags.list("beta")?.unwrap_or(defaults.beta),
+        alpha: flags.number("alpha", defaults.alpha)?,
+        alpha_warmup_epochs: flags.number("alpha-warmup-epochs", defaults.alpha_warmup_epochs)?,
+        big_alpha: flags.optional("big-alpha")?.or(defaults.big_alpha),
+        bnd_pro: flags.number("bnd-pro", defaults.bnd_pro)?,
+        pro_forget_weight: flags.number("pro-forget-weight", defaults.pro_forget_weight)?,
+        pro_retain_weight: flags.number("pro-retain-weight", defaults.pro_retain_weight)?,
+    })
+}

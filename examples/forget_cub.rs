@@ -48,7 +48,7 @@ fn embedded_defaults() -> ForgetConfig {
         tasks: 4,
         forget_per_task: 10,
         epochs: 8,
-        replay: Replay::Fraction(0.125),
+        replay: Replay::Fraction(0.25),
         bnd: 10.0,
         ..ForgetConfig::default()
     }

@@ -39,7 +39,7 @@ pub struct PretrainConfig {
 impl Default for PretrainConfig {
     fn default() -> Self {
         Self {
-            epochs: 15,
+            epochs: 30,
             batch_size: 64,
             lr: 2e-3,
             weight_decay: 0.05,

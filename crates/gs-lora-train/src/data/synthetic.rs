@@ -40,7 +40,7 @@ impl Default for SyntheticShapesConfig {
     fn default() -> Self {
         Self {
             image_size: 32,
-            train_per_class: 240,
+            train_per_class: 120,
             val_per_class: 20,
             test_per_class: 20,
             seed: 0,
@@ -151,7 +151,9 @@ fn render(class: usize, size: usize, seed: u64) -> Image {
                 let base = if painted {
                     rgb[c]
                 } else if inside {
-                    0.5 * rgb[c] + 0.5 * background[c]
+                    // Unpainted parts of a texture keep most of the colour, so the silhouette
+                    // (the shape) stays visible under every texture.
+                    0.7 * rgb[c] + 0.3 * background[c]
                 } else {
                     background[c]
                 };

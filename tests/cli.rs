@@ -62,8 +62,8 @@ fn image_folder(root: &Path) {
     }
 }
 
-fn scratch() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gs-lora-cli-run-{}", std::process::id()));
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gs-lora-cli-{name}-{}", std::process::id()));
     std::fs::remove_dir_all(&dir).ok();
     std::fs::create_dir_all(&dir).expect("scratch");
     dir
@@ -71,7 +71,7 @@ fn scratch() -> PathBuf {
 
 #[test]
 fn pretrain_forget_and_eval_on_an_image_folder() {
-    let base = scratch();
+    let base = scratch("run");
     let data = base.join("colours");
     image_folder(&data);
     let (data, model, run) = (
@@ -237,7 +237,7 @@ fn pretrain_forget_and_eval_on_an_image_folder() {
 
 #[test]
 fn pretrain_with_weights_trains_a_linear_probe() {
-    let base = scratch().join("probe");
+    let base = scratch("probe");
     let data = base.join("colours");
     image_folder(&data);
     let weights = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -255,6 +255,8 @@ fn pretrain_with_weights_trains_a_linear_probe() {
         "30",
         "--lr",
         "0.05",
+        "--image-size",
+        "16",
     ]);
     assert!(log.contains("validation accuracy"), "{log}");
     let info: serde_json::Value = serde_json::from_str(
@@ -262,8 +264,8 @@ fn pretrain_with_weights_trains_a_linear_probe() {
     )
     .expect("json");
     assert_eq!(
-        info["preprocess"]["image_size"], 32,
-        "the config's input size"
+        info["preprocess"]["image_size"], 16,
+        "the position grid is resampled for 16×16 inputs"
     );
     let mean = info["preprocess"]["norm"]["mean"][0]
         .as_f64()

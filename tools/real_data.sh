@@ -5,20 +5,24 @@
 #   - Omniglot: the first 100 classes of images_background_small1.zip, 4 tasks of 20;
 #   - Fashion-MNIST (apt install dataset-fashion-mnist): 10 classes, 4 tasks of 2 (a fifth task
 #     would erase the last two classes and leave nothing to retain).
-# Settings are environment variables: SIZE (input side, default 56), EPOCHS (per task, default
-# 3), OUT (default runs/real), GS_LORA_DATA (default ../shared/data). Each run's results.json,
+# Sized for a 2-core CPU: 56×56 inputs (a 4×4 patch grid), 8 training images per Omniglot class
+# and 32 per Fashion-MNIST class, 2 epochs per task. Environment variables change them: SIZE,
+# EPOCHS, OMNIGLOT_TRAIN, FASHION_TRAIN, and OUT (default runs/real), GS_LORA_DATA (default
+# ../shared/data). Each run's results.json,
 # curves and plots land in $OUT/<dataset>/<method>-<replay>/; rerunning resumes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${GS_LORA_DATA:-../shared/data}
 OUT=${OUT:-runs/real}
 SIZE=${SIZE:-56}
-EPOCHS=${EPOCHS:-3}
+EPOCHS=${EPOCHS:-2}
+OMNIGLOT_TRAIN=${OMNIGLOT_TRAIN:-8}
+FASHION_TRAIN=${FASHION_TRAIN:-32}
 cargo build --release --bin gs-lora
 BIN=${CARGO_TARGET_DIR:-target}/release/gs-lora
 WEIGHTS=$DATA/dinov2-small/model.safetensors
 
-run_dataset() { # name, forget flags, data flags...
+run_dataset() { # name, tasks, classes per task, data flags...
     local name=$1 tasks=$2 per_task=$3
     shift 3
     local data=("$@")
@@ -35,6 +39,7 @@ run_dataset() { # name, forget flags, data flags...
     done
 }
 
-run_dataset omniglot 4 20 --data "$DATA/omniglot/images_background_small1.zip" --max-classes 100
+run_dataset omniglot 4 20 --data "$DATA/omniglot/images_background_small1.zip" \
+    --max-classes 100 --train-per-class "$OMNIGLOT_TRAIN"
 run_dataset fashion-mnist 4 2 --data /usr/share/datasets/fashion-mnist \
-    --train-per-class 200 --eval-per-class 100
+    --train-per-class "$FASHION_TRAIN" --eval-per-class 50

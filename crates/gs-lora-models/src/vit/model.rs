@@ -260,7 +260,9 @@ impl VisionTransformer {
     pub fn resize_position_grid(mut self, image_size: usize) -> Result<Self> {
         let grid = self.checked_grid(image_size, image_size)?;
         let pos = self.position_embedding(grid.0, grid.1)?;
-        self.pos_embed = frozen(pos.inner());
+        // Detached but on the model's own device: an autodiff model stays one (a head attached
+        // later is created where `pos_embed` lives).
+        self.pos_embed = frozen(pos.detach());
         self.config.image_size = image_size;
         Ok(self)
     }

@@ -141,7 +141,7 @@ pub fn load_zip(path: &Path, options: &LoadOptions) -> Result<Dataset> {
     };
     let file = std::fs::File::open(path).map_err(io(path))?;
     let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(bad_zip)?;
-    let names: Vec<(Vec<String>, String)> = archive
+    let mut names: Vec<(Vec<String>, String)> = archive
         .file_names()
         .filter(|name| !name.ends_with('/') && is_image(name))
         .filter(|name| {
@@ -156,7 +156,6 @@ pub fn load_zip(path: &Path, options: &LoadOptions) -> Result<Dataset> {
             )
         })
         .collect();
-    let mut names = names;
     names.sort_by(|a, b| a.1.cmp(&b.1));
     let chosen: Chosen<String> = choose(listing(&source, names)?, options, &source)?;
     let mut read = |name: &String| -> std::result::Result<Vec<u8>, String> {

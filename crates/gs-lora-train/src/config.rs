@@ -11,6 +11,7 @@ pub enum Method {
     /// GS-LoRA: retention + bounded forgetting + group lasso.
     GsLora,
     /// GS-LoRA++: GS-LoRA plus the prototype KL losses.
+    #[serde(rename = "gs-lora++", alias = "gs-lora-plus-plus")]
     GsLoraPlusPlus,
 }
 

@@ -6,7 +6,7 @@ use gs_lora_core::ClassAccuracy;
 use gs_lora_models::VisionTransformer;
 
 use crate::batch::{Preprocess, make_batch};
-use crate::data::ImageSet;
+use crate::data::{Dataset, ImageSet};
 use crate::error::{Result, TrainError};
 
 /// Per-class top-1 counts of `model` on every image of `set`, computed without autodiff.
@@ -34,4 +34,21 @@ pub fn class_accuracy(
         accuracy.update_logits(logits, &batch.labels)?;
     }
     Ok(accuracy)
+}
+
+/// Top-1 accuracy (%) of `model` over every class of `dataset`'s validation split.
+///
+/// # Errors
+/// As [`class_accuracy`].
+pub fn val_accuracy(
+    model: &VisionTransformer,
+    dataset: &Dataset,
+    preprocess: &Preprocess,
+    batch_size: usize,
+    device: &Device,
+) -> Result<f64> {
+    let classes = dataset.num_classes();
+    let accuracy = class_accuracy(model, &dataset.val, classes, preprocess, batch_size, device)?;
+    let all: Vec<usize> = (0..classes).collect();
+    Ok(accuracy.accuracy(&all).unwrap_or(0.0))
 }

@@ -6,18 +6,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams};
-use burn::tensor::{Device, Int, Tensor};
+use burn::optim::AdamWConfig;
+use burn::tensor::{Device, Tensor};
 use gs_lora_core::lora::derive_seed;
-use gs_lora_core::loss::{
-    PrototypeAccumulator, PrototypeLossConfig, Prototypes, forget_loss, retain_loss,
-};
+use gs_lora_core::loss::{PrototypeAccumulator, PrototypeLossConfig, Prototypes};
 use gs_lora_core::{
-    LoraConfig, LoraInit, TaskMetrics, adapter_param_ids, group_lasso, group_norms,
-    group_soft_threshold, merge_adapters, reset_adapters,
+    LoraConfig, LoraInit, TaskMetrics, group_norms, merge_adapters, reset_adapters,
 };
-use gs_lora_models::vit::Head;
-use gs_lora_models::{VisionTransformer, VitOutput};
+use gs_lora_models::VisionTransformer;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -31,6 +27,7 @@ use crate::eval::class_accuracy;
 use crate::model_dir::{ModelDir, ModelInfo};
 use crate::progress::Progress;
 use crate::schedule::{Task, TaskSchedule};
+use crate::step::{LossWeights, loss_terms, update_adapters};
 
 /// What one task achieved, as written to `results.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -187,21 +184,6 @@ fn subset(set: &ImageSet, classes: &[usize], replay: Replay, full: bool, seed: u
     }
     chosen.sort_unstable();
     chosen
-}
-
-/// Logits for training: CosFace heads add their margin on the true class, as GS-LoRA trains.
-fn training_logits(
-    model: &VisionTransformer,
-    output: VitOutput,
-    targets: Tensor<1, Int>,
-) -> Result<Tensor<2>> {
-    match &model.head {
-        Some(Head::CosFace(cosface)) => Ok(cosface.forward_with_margin(output.embedding, targets)),
-        Some(Head::Linear(_)) => Ok(output.logits.expect("a Linear head gives logits")),
-        None => Err(TrainError::InvalidSetting(
-            "the model has no classifier head".into(),
-        )),
-    }
 }
 
 /// The value of a one-element tensor on the host (NaN if it cannot be read).
@@ -377,8 +359,7 @@ fn run_task(
         .with_alpha(config.alpha)
         .with_warmup_epochs(config.alpha_warmup_epochs)
         .with_warmup_alpha(config.big_alpha);
-    let beta = config.beta_for(t);
-    let ids = adapter_param_ids(model);
+    let prototypes = protos.as_ref().map(|protos| (&prototype_loss, protos));
     let mut optimizer = AdamWConfig::new()
         .with_weight_decay(config.weight_decay as f32)
         .init();
@@ -387,6 +368,11 @@ fn run_task(
     for epoch in 0..config.epochs {
         let lr = config.lr_at(epoch);
         let alpha = lasso.alpha_at(epoch);
+        let weights = LossWeights {
+            beta: config.beta_for(t),
+            bnd: config.bnd,
+            alpha,
+        };
         let epoch_seed = derive_seed(task_seed, 100 + epoch as u64);
         let retain_batches = shuffled_batches(
             &retain_indices,
@@ -419,36 +405,9 @@ fn run_task(
                 None,
                 device,
             );
-            let out_r = model.forward(retain.images)?;
-            let out_f = model.forward(forget.images)?;
-            let (emb_r, emb_f) = (out_r.embedding.clone(), out_f.embedding.clone());
-            let l_r = retain_loss(
-                training_logits(model, out_r, retain.targets.clone())?,
-                retain.targets,
-            )?;
-            let l_f = forget_loss(
-                training_logits(model, out_f, forget.targets.clone())?,
-                forget.targets,
-                config.bnd,
-            )?;
-            let l_s = group_lasso(model)?;
-            let mut loss =
-                l_r.clone() + l_f.clone().mul_scalar(beta) + l_s.clone().mul_scalar(alpha);
-            let mut l_pro = None;
-            if let Some(protos) = &protos {
-                let pro = prototype_loss.loss(
-                    (emb_f, protos.for_labels(&forget.labels)?),
-                    (emb_r, protos.for_labels(&retain.labels)?),
-                )?;
-                loss = loss + pro.clone();
-                l_pro = Some(pro);
-            }
+            let terms = loss_terms(model, retain, forget, weights, prototypes)?;
             // One read back per step for the NaN check and the curves, not one per term.
-            let l_pro = l_pro.unwrap_or_else(|| Tensor::zeros([1], device));
-            let terms = [loss.clone(), l_r, l_f, l_s, l_pro].map(Tensor::inner);
-            let parts: Vec<f64> = Tensor::cat(terms.to_vec(), 0)
-                .try_into_vec_as::<f64>()
-                .unwrap_or_else(|_| vec![f64::NAN; 5]);
+            let parts = terms.values();
             let value = parts[0];
             if !value.is_finite() {
                 progress.finish("stopped: non-finite loss");
@@ -460,10 +419,7 @@ fn run_task(
                 });
             }
             sums.iter_mut().zip(parts).for_each(|(s, p)| *s += p);
-            let mut grads = loss.backward();
-            let grads = GradientsParams::from_params(&mut grads, &*model, &ids);
-            *model = optimizer.step(lr, model.clone(), grads);
-            group_soft_threshold(model, lr * alpha)?;
+            update_adapters(model, &mut optimizer, terms.total, lr, alpha)?;
             progress.update(
                 step + 1,
                 &format!("loss {:.4}", sums[0] / (step + 1) as f64),

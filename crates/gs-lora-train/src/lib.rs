@@ -17,6 +17,7 @@ pub mod probe;
 pub mod progress;
 pub mod report;
 pub mod schedule;
+pub mod step;
 
 pub use config::{ForgetConfig, Method, Replay};
 pub use error::{Result, TrainError};

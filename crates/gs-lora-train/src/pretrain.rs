@@ -15,7 +15,7 @@ use crate::batch::{Augment, Preprocess, make_batch, shuffled_batches};
 use crate::data::Dataset;
 use crate::embedded::embedded_model_config;
 use crate::error::{Result, TrainError};
-use crate::eval::class_accuracy;
+use crate::eval::val_accuracy;
 use crate::forget::scalar;
 use crate::progress::Progress;
 
@@ -78,7 +78,7 @@ pub fn pretrain(
     let indices: Vec<usize> = (0..dataset.train.len()).collect();
     let steps_per_epoch = indices.len().div_ceil(config.batch_size);
     let total = (config.epochs * steps_per_epoch) as f64;
-    let mut val_accuracy = 0.0;
+    let mut accuracy = 0.0;
     for epoch in 0..config.epochs {
         let batches = shuffled_batches(
             &indices,
@@ -131,23 +131,14 @@ pub fn pretrain(
                 &format!("loss {:.4}", loss_sum / (step + 1) as f64),
             );
         }
-        let accuracy = class_accuracy(
-            &model,
-            &dataset.val,
-            dataset.num_classes(),
-            preprocess,
-            2 * config.batch_size,
-            device,
-        )?;
-        let all: Vec<usize> = (0..dataset.num_classes()).collect();
-        val_accuracy = accuracy.accuracy(&all).unwrap_or(0.0);
+        accuracy = val_accuracy(&model, dataset, preprocess, 2 * config.batch_size, device)?;
         progress.finish(&format!(
-            "loss {:.4}, validation accuracy {val_accuracy:.2}%",
+            "loss {:.4}, validation accuracy {accuracy:.2}%",
             loss_sum / batches.len() as f64
         ));
     }
     merge_adapters(&mut model)?;
-    Ok((model.no_grad(), val_accuracy))
+    Ok((model.no_grad(), accuracy))
 }
 
 /// A new small ViT ([`embedded_model_config`] at `preprocess.image_size`), initialised from

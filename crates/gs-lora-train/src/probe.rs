@@ -15,7 +15,7 @@ use gs_lora_models::vit::VitConfig;
 use crate::batch::{Normalization, Preprocess, make_batch, shuffled_batches};
 use crate::data::{Dataset, ImageSet};
 use crate::error::{Result, TrainError, io};
-use crate::eval::class_accuracy;
+use crate::eval::val_accuracy;
 use crate::forget::scalar;
 use crate::progress::Progress;
 
@@ -135,18 +135,9 @@ pub fn linear_probe(
         );
     }
     model.head = Some(head.no_grad());
-    let accuracy = class_accuracy(
-        &model,
-        &dataset.val,
-        dataset.num_classes(),
-        preprocess,
-        64,
-        device,
-    )?;
-    let all: Vec<usize> = (0..dataset.num_classes()).collect();
-    let val_accuracy = accuracy.accuracy(&all).unwrap_or(0.0);
-    progress.finish(&format!("validation accuracy {val_accuracy:.2}%"));
-    Ok((model, val_accuracy))
+    let accuracy = val_accuracy(&model, dataset, preprocess, 64, device)?;
+    progress.finish(&format!("validation accuracy {accuracy:.2}%"));
+    Ok((model, accuracy))
 }
 
 /// How a pretrained checkpoint reads images: `image_size` (the config's when `None`), the

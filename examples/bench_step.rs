@@ -1,0 +1,148 @@
+//! Times one GS-LoRA training step and one inference forward, the workload of
+//! `../shared/bench/torch_gslora_step.py` (and `tools/torch_gslora_step.py`), so that the two
+//! run side by side:
+//!
+//! ViT-S/16 at 224×224 (depth 12, width 384, 6 heads, FFN 1536), a 100-way head, everything
+//! frozen except LoRA rank 8, alpha 1 on `fc1` and `fc2` of every block. One step forwards a
+//! remaining and a forget batch (`--batch` images each), takes
+//! `CE(remain) + 0.2 · relu(105 − CE(forget)) + 1e-4 · Σ_blocks ‖group‖₂`, backpropagates and
+//! steps AdamW (lr 1e-2, weight decay 0.05) on the adapters, exactly as `gs-lora forget` does
+//! (it calls the same [`loss_terms`] and [`update_adapters`]). Inference forwards one batch
+//! without autodiff.
+//!
+//! Prints `train_step batch=8 median_ms=… min_ms=… max_ms=…`, the same for `inference`, and the
+//! process's peak resident memory.
+//!
+//! ```sh
+//! cargo run --release --example bench_step -- [--backend flex] [--batch 8] [--reps 5] [--warmup 1]
+//! ```
+
+use std::process::ExitCode;
+
+use burn::module::Module;
+use burn::optim::AdamWConfig;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use gs_lora::backend;
+use gs_lora::cli::{CliError, Flags};
+use gs_lora::core::{LoraConfig, LoraInit};
+use gs_lora::models::VisionTransformer;
+use gs_lora::models::vit::{GlobalPool, HeadKind, PosResample, VitConfig, VitFormat};
+use gs_lora::models::weights::SeededInit;
+use gs_lora::train::batch::Batch;
+use gs_lora::train::step::{LossWeights, loss_terms, update_adapters};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+mod common;
+use common::{peak_rss_mib, standard_normal, time};
+
+const USAGE: &str =
+    "usage: bench_step [--backend B] [--batch 8] [--reps 5] [--warmup 1] [--seed 0]";
+
+const CLASSES: usize = 100;
+const IMAGE_SIZE: usize = 224;
+
+/// timm `vit_small_patch16_224` with a 100-way head.
+fn vit_small() -> VitConfig {
+    VitConfig {
+        format: VitFormat::Timm,
+        image_size: IMAGE_SIZE,
+        patch_size: 16,
+        num_channels: 3,
+        hidden_size: 384,
+        depth: 12,
+        num_heads: 6,
+        mlp_hidden: 1536,
+        qkv_bias: true,
+        layer_norm_eps: 1e-6,
+        class_token: true,
+        global_pool: GlobalPool::Token,
+        layer_scale: false,
+        num_classes: Some(CLASSES),
+        pos_resample: PosResample::BicubicAntialias,
+        attention_scale: None,
+        head: HeadKind::Linear,
+    }
+}
+
+/// A batch of standard-normal images with uniform labels, drawn from `rng`.
+fn random_batch(batch: usize, rng: &mut ChaCha8Rng, device: &Device) -> Batch {
+    let len = batch * 3 * IMAGE_SIZE * IMAGE_SIZE;
+    let pixels = standard_normal(rng, len);
+    let labels: Vec<usize> = (0..batch).map(|_| rng.random_range(0..CLASSES)).collect();
+    let data = TensorData::new(pixels, [batch, 3, IMAGE_SIZE, IMAGE_SIZE]);
+    let targets = labels.iter().map(|&l| l as i64).collect::<Vec<_>>();
+    Batch {
+        images: Tensor::from_data(data, device),
+        targets: Tensor::<1, Int>::from_data(TensorData::new(targets, [batch]), device),
+        labels,
+    }
+}
+
+fn run() -> Result<(), CliError> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(mut flags) = Flags::parse(&args, &[], USAGE)? else {
+        return Ok(());
+    };
+    let device = backend::device(flags.take("backend").as_deref())?.autodiff();
+    let batch: usize = flags.number("batch", 8)?;
+    let reps: usize = flags.number("reps", 5)?;
+    let warmup: usize = flags.number("warmup", 1)?;
+    let seed: u64 = flags.number("seed", 0)?;
+    flags.finish()?;
+    if batch == 0 || reps == 0 {
+        return Err(CliError::Usage(format!(
+            "--batch and --reps must be at least 1, found {batch} and {reps}\n\n{USAGE}"
+        )));
+    }
+
+    let lora = LoraConfig::new()
+        .with_rank(8)
+        .with_alpha(1.0)
+        .with_init(LoraInit::first_task());
+    let mut model = VisionTransformer::load(
+        &vit_small(),
+        &mut SeededInit::new(seed),
+        &lora,
+        seed,
+        &device,
+    )?;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let retain = random_batch(batch, &mut rng, &device);
+    let forget = random_batch(batch, &mut rng, &device);
+    let weights = LossWeights {
+        beta: 0.2,
+        bnd: 105.0,
+        alpha: 1e-4,
+    };
+    let mut optimizer = AdamWConfig::new().with_weight_decay(0.05).init();
+
+    time("train_step", batch, (warmup, reps), || {
+        let terms = loss_terms(&model, retain.clone(), forget.clone(), weights, None)?;
+        update_adapters(&mut model, &mut optimizer, terms.total, 1e-2, weights.alpha)?;
+        Ok(())
+    })?;
+    let plain = device.clone().without_autodiff();
+    let images = retain.images.clone().inner().to_device(&plain);
+    time("inference", batch, (warmup, reps), || {
+        let logits = model.valid().forward(images.clone())?.logits;
+        if let Some(logits) = logits {
+            logits.sum().into_scalar::<f32>();
+        }
+        Ok(())
+    })?;
+    if let Some(mib) = peak_rss_mib() {
+        println!("peak_rss_mib={mib:.0}");
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,68 @@
+"""Regenerates crates/gs-lora-models/tests/fixtures/deform_sampling.safetensors.
+
+Multi-scale deformable sampling as Deformable DETR's reference (`ms_deform_attn_core_pytorch`
+of fundamentalvision/Deformable-DETR and Hugging Face's `multi_scale_deformable_attention`):
+per level, `F.grid_sample(bilinear, zeros, align_corners=False)` at `2·loc − 1`, weighted by
+the attention weights and summed. Small random case with points inside, on the border of and
+outside the levels; stores the inputs, the output, and the gradients of `sum(output · cotangent)`
+with respect to value, locations and weights.
+
+    .venv/bin/python tools/make_deform_fixtures.py
+
+Tested with torch 2.15.
+"""
+import os
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+OUT = os.path.join(os.path.dirname(__file__), "..", "crates", "gs-lora-models", "tests", "fixtures")
+SHAPES = [(5, 7), (3, 4), (2, 2)]
+
+
+def reference(value, shapes, locations, weights):
+    n, _, m, dh = value.shape
+    _, lq, _, levels, points, _ = locations.shape
+    per_level = value.split([h * w for h, w in shapes], dim=1)
+    grids = 2 * locations - 1
+    sampled = []
+    for level, (h, w) in enumerate(shapes):
+        v = per_level[level].flatten(2).transpose(1, 2).reshape(n * m, dh, h, w)
+        g = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)
+        sampled.append(F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False))
+    a = weights.transpose(1, 2).reshape(n * m, 1, lq, levels * points)
+    out = (torch.stack(sampled, dim=-2).flatten(-2) * a).sum(-1).view(n, m * dh, lq)
+    return out.transpose(1, 2).contiguous()
+
+
+def main():
+    torch.manual_seed(0)
+    n, m, dh, lq, points = 2, 3, 4, 5, 3
+    tokens = sum(h * w for h, w in SHAPES)
+    value = torch.randn(n, tokens, m, dh, dtype=torch.float64, requires_grad=True)
+    # Spread beyond [0, 1] so that some points fall partly or wholly outside a level.
+    locations = (torch.rand(n, lq, m, len(SHAPES), points, 2, dtype=torch.float64) * 1.4 - 0.2).requires_grad_()
+    weights = torch.rand(n, lq, m, len(SHAPES), points, dtype=torch.float64).softmax(-1).requires_grad_()
+    out = reference(value, SHAPES, locations, weights)
+    cotangent = torch.randn_like(out)
+    (out * cotangent).sum().backward()
+    tensors = {
+        "value": value,
+        "locations": locations,
+        "weights": weights,
+        "output": out,
+        "cotangent": cotangent,
+        "grad_value": value.grad,
+        "grad_locations": locations.grad,
+        "grad_weights": weights.grad,
+        "spatial_shapes": torch.tensor(SHAPES, dtype=torch.float64),
+    }
+    os.makedirs(OUT, exist_ok=True)
+    path = os.path.join(OUT, "deform_sampling.safetensors")
+    save_file({k: v.detach().float().contiguous() for k, v in tensors.items()}, path)
+    print("wrote", path)
+
+
+if __name__ == "__main__":
+    main()

@@ -7,8 +7,8 @@
 #     would erase the last two classes and leave nothing to retain).
 # Sized for a 2-core CPU: 56×56 inputs (a 4×4 patch grid), 8 training images per Omniglot class
 # and 32 per Fashion-MNIST class, 2 epochs per task. Environment variables change them: SIZE,
-# EPOCHS, OMNIGLOT_TRAIN, FASHION_TRAIN, and OUT (default runs/real), GS_LORA_DATA (default
-# ../shared/data). Each run's results.json,
+# EPOCHS, OMNIGLOT_TRAIN, FASHION_TRAIN, DATASETS (default "omniglot fashion-mnist"), and OUT
+# (default runs/real), GS_LORA_DATA (default ../shared/data). Each run's results.json,
 # curves and plots land in $OUT/<dataset>/<method>-<replay>/; rerunning resumes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,7 @@ SIZE=${SIZE:-56}
 EPOCHS=${EPOCHS:-2}
 OMNIGLOT_TRAIN=${OMNIGLOT_TRAIN:-8}
 FASHION_TRAIN=${FASHION_TRAIN:-32}
+DATASETS=${DATASETS:-omniglot fashion-mnist}
 cargo build --release --bin gs-lora
 BIN=${CARGO_TARGET_DIR:-target}/release/gs-lora
 WEIGHTS=$DATA/dinov2-small/model.safetensors
@@ -39,7 +40,11 @@ run_dataset() { # name, tasks, classes per task, data flags...
     done
 }
 
+case " $DATASETS " in *" omniglot "*)
 run_dataset omniglot 4 20 --data "$DATA/omniglot/images_background_small1.zip" \
-    --max-classes 100 --train-per-class "$OMNIGLOT_TRAIN"
+    --max-classes 100 --train-per-class "$OMNIGLOT_TRAIN" ;;
+esac
+case " $DATASETS " in *" fashion-mnist "*)
 run_dataset fashion-mnist 4 2 --data /usr/share/datasets/fashion-mnist \
-    --train-per-class "$FASHION_TRAIN" --eval-per-class 50
+    --train-per-class "$FASHION_TRAIN" --eval-per-class 50 ;;
+esac

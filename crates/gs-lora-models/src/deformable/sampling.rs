@@ -48,11 +48,13 @@ pub fn multi_scale_deformable_sampling(
     let widths = per_level(&|l| shapes[l].1 as i64);
     let heights = per_level(&|l| shapes[l].0 as i64);
     let starts = per_level(&|l| shapes[..l].iter().map(|(h, w)| (h * w) as i64).sum());
-    // Row offset of each (image, head) in `value` flattened to [N · M · S, Dh].
-    let bases: Vec<i64> = (0..batch * heads).map(|i| (i * tokens) as i64).collect();
+    // `value` flattened to rows [N · S · M, Dh]: the row of (image n, token s, head m) is
+    // (n · S + s) · M + m, so each (image, head) contributes n · S · M + m plus s · M.
+    let bases: Vec<i64> = (0..batch)
+        .flat_map(|n| (0..heads).map(move |m| (n * tokens * heads + m) as i64))
+        .collect();
     let bases = Tensor::<1, Int>::from_data(TensorData::new(bases, [batch * heads]), &device)
         .reshape([batch, 1, heads, 1, 1]);
-
     // Pixel coordinates with align_corners = false: x · W − 0.5.
     let coordinate = |axis: usize, size: &Tensor<5, Int>| {
         locations
@@ -90,32 +92,25 @@ pub fn multi_scale_deformable_sampling(
         };
         corner_weights.push(wx * wy * weights.clone() * inside.clone().float());
         // Outside points read row 0 with weight 0.
-        let row = starts.clone() + yi * widths.clone() + xi + bases.clone();
+        let token = starts.clone() + yi * widths.clone() + xi;
+        let row = token.mul_scalar(heads as i64) + bases.clone();
         corner_rows.push(row.mask_fill(inside.bool_not(), 0));
     }
-    // [N, Lq, M, L, P, 4] → [N, M, Lq, L · P · 4], so each (image, head, query) owns a run.
+    // [N, Lq, M, L, P, 4]: each (image, query, head) owns a run of L · P · 4 samples, already in
+    // the output's order, so no tensor is transposed.
     let samples = levels * points * 4;
-    let arrange = |t: Tensor<6>| {
-        t.permute([0, 2, 1, 3, 4, 5])
-            .reshape([batch * heads * queries, samples, 1])
-    };
-    let corner_weights = arrange(Tensor::stack(corner_weights, 5));
+    let runs = batch * queries * heads;
+    let corner_weights: Tensor<6> = Tensor::stack(corner_weights, 5);
     let corner_rows: Tensor<6, Int> = Tensor::stack(corner_rows, 5);
-    let corner_rows = corner_rows
-        .permute([0, 2, 1, 3, 4, 5])
-        .reshape([batch * heads * queries * samples]);
-
-    let table = value
-        .swap_dims(1, 2)
-        .reshape([batch * heads * tokens, head_dim]);
-    let gathered =
-        table
-            .select(0, corner_rows)
-            .reshape([batch * heads * queries, samples, head_dim]);
-    Ok((gathered * corner_weights)
-        .sum_dim(1)
-        .reshape([batch, heads, queries, head_dim])
-        .swap_dims(1, 2)
+    let gathered = value
+        .reshape([batch * tokens * heads, head_dim])
+        .select(0, corner_rows.reshape([runs * samples]))
+        .reshape([runs, samples, head_dim]);
+    // A [1, K] × [K, Dh] product per run: its backward reads the gathered rows once for the
+    // weights' gradient and writes the rows' gradient once, with no [runs, K, Dh] temporaries.
+    Ok(corner_weights
+        .reshape([runs, 1, samples])
+        .matmul(gathered)
         .reshape([batch, queries, heads * head_dim]))
 }
 

@@ -24,6 +24,10 @@ use gs_lora::models::deformable::{SpatialShapes, multi_scale_deformable_sampling
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod common;
 use common::{peak_rss_mib, standard_normal, time};
 

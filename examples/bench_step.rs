@@ -33,6 +33,10 @@ use gs_lora::train::step::{LossWeights, loss_terms, update_adapters};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod common;
 use common::{peak_rss_mib, standard_normal, time};
 

@@ -33,6 +33,10 @@ use gs_lora::train::probe::{ProbeConfig, checkpoint_preprocess, linear_probe, lo
 use gs_lora::train::report::results_table;
 use gs_lora::train::{ForgetConfig, ModelDir, ModelInfo, Replay, RunDir, run_forgetting};
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "\
 usage: forget_cub [--out DIR] [--pretrain-epochs E] [any `gs-lora forget` flag]
        forget_cub --data CUB_200_2011 --weights MODEL.safetensors [--config CONFIG.json]

@@ -84,10 +84,10 @@ impl LoraLinear {
         if self.merged {
             return output;
         }
-        // (x A) B costs O(rank · (d_input + d_output)) per token, far less than forming A B.
+        // (x A)(s B) costs O(rank · (d_input + d_output)) per token, far less than forming A B,
+        // and scaling the [rank, d_output] factor spares a pass over the output (and its grad).
         let down = linear(input, self.lora_a.val(), None);
-        let up = linear(down, self.lora_b.val(), None);
-        output + up.mul_scalar(self.scale)
+        output + linear(down, self.lora_b.val().mul_scalar(self.scale), None)
     }
 
     /// The update `s · A B` in the base weight's layout `[d_input, d_output]`.

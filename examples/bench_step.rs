@@ -40,8 +40,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod common;
 use common::{peak_rss_mib, standard_normal, time};
 
-const USAGE: &str =
-    "usage: bench_step [--backend B] [--batch 8] [--reps 5] [--warmup 1] [--seed 0]";
+const USAGE: &str = "usage: bench_step [--backend B] [--batch 8] [--reps 5] [--warmup 1] [--seed 0] [--only train_step|inference]";
 
 const CLASSES: usize = 100;
 const IMAGE_SIZE: usize = 224;
@@ -93,6 +92,9 @@ fn run() -> Result<(), CliError> {
     let reps: usize = flags.number("reps", 5)?;
     let warmup: usize = flags.number("warmup", 1)?;
     let seed: u64 = flags.number("seed", 0)?;
+    // One figure alone, for profiling it.
+    let only = flags.take("only");
+    let wanted = |name: &str| only.as_deref().is_none_or(|only| only == name);
     flags.finish()?;
     if batch == 0 || reps == 0 {
         return Err(CliError::Usage(format!(
@@ -121,20 +123,24 @@ fn run() -> Result<(), CliError> {
     };
     let mut optimizer = AdamWConfig::new().with_weight_decay(0.05).init();
 
-    time("train_step", batch, (warmup, reps), || {
-        let terms = loss_terms(&model, retain.clone(), forget.clone(), weights, None)?;
-        update_adapters(&mut model, &mut optimizer, terms.total, 1e-2, weights.alpha)?;
-        Ok(())
-    })?;
+    if wanted("train_step") {
+        time("train_step", batch, (warmup, reps), || {
+            let terms = loss_terms(&model, retain.clone(), forget.clone(), weights, None)?;
+            update_adapters(&mut model, &mut optimizer, terms.total, 1e-2, weights.alpha)?;
+            Ok(())
+        })?;
+    }
     let plain = device.clone().without_autodiff();
     let images = retain.images.clone().inner().to_device(&plain);
-    time("inference", batch, (warmup, reps), || {
-        let logits = model.valid().forward(images.clone())?.logits;
-        if let Some(logits) = logits {
-            logits.sum().into_scalar::<f32>();
-        }
-        Ok(())
-    })?;
+    if wanted("inference") {
+        time("inference", batch, (warmup, reps), || {
+            let logits = model.valid().forward(images.clone())?.logits;
+            if let Some(logits) = logits {
+                logits.sum().into_scalar::<f32>();
+            }
+            Ok(())
+        })?;
+    }
     if let Some(mib) = peak_rss_mib() {
         println!("peak_rss_mib={mib:.0}");
     }

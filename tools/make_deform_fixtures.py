@@ -1,4 +1,6 @@
-"""Regenerates crates/gs-lora-models/tests/fixtures/deform_sampling.safetensors.
+"""Regenerates the deformable-attention fixtures in crates/gs-lora-models/tests/fixtures/.
+
+deform_sampling.safetensors: the sampling core alone.
 
 Multi-scale deformable sampling as Deformable DETR's reference (`ms_deform_attn_core_pytorch`
 of fundamentalvision/Deformable-DETR and Hugging Face's `multi_scale_deformable_attention`):
@@ -7,9 +9,15 @@ the attention weights and summed. Small random case with points inside, on the b
 outside the levels; stores the inputs, the output, and the gradients of `sum(output · cotangent)`
 with respect to value, locations and weights.
 
+deform_attention.safetensors: Hugging Face's `DeformableDetrMultiscaleDeformableAttention`
+(d_model 16, 2 heads, 3 levels, 2 points; every parameter perturbed), with a position
+embedding, a value mask with padded tokens, and both kinds of reference points (points and
+boxes); its parameters under `attn.` plus inputs and outputs.
+
+    .venv/bin/python -m pip install torch transformers safetensors
     .venv/bin/python tools/make_deform_fixtures.py
 
-Tested with torch 2.15.
+Tested with torch 2.15, transformers 5.23.
 """
 import os
 
@@ -36,7 +44,48 @@ def reference(value, shapes, locations, weights):
     return out.transpose(1, 2).contiguous()
 
 
+def attention_case():
+    from transformers import DeformableDetrConfig
+    from transformers.models.deformable_detr.modeling_deformable_detr import (
+        DeformableDetrMultiscaleDeformableAttention,
+    )
+
+    torch.manual_seed(1)
+    config = DeformableDetrConfig(d_model=16, num_feature_levels=len(SHAPES), disable_custom_kernels=True)
+    attn = DeformableDetrMultiscaleDeformableAttention(config, num_heads=2, n_points=2).eval()
+    with torch.no_grad():
+        for p in attn.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    n, lq = 2, 5
+    tokens = sum(h * w for h, w in SHAPES)
+    queries = torch.randn(n, lq, 16)
+    position = torch.randn(n, lq, 16)
+    values = torch.randn(n, tokens, 16)
+    mask = torch.ones(n, tokens, dtype=torch.bool)
+    mask[1, -7:] = False  # padding at the end of the second image
+    points = torch.rand(n, lq, len(SHAPES), 2)
+    boxes = torch.cat([torch.rand(n, lq, len(SHAPES), 2), 0.1 + 0.5 * torch.rand(n, lq, len(SHAPES), 2)], -1)
+    shapes = torch.tensor(SHAPES)
+    starts = torch.cat([shapes.new_zeros(1), (shapes[:, 0] * shapes[:, 1]).cumsum(0)[:-1]])
+    outputs = {}
+    with torch.no_grad():
+        for name, reference in (("points", points), ("boxes", boxes)):
+            out, _ = attn(
+                hidden_states=queries, attention_mask=mask, encoder_hidden_states=values,
+                position_embeddings=position, reference_points=reference, spatial_shapes=shapes,
+                spatial_shapes_list=SHAPES, level_start_index=starts,
+            )
+            outputs[f"output_{name}"] = out
+    tensors = {f"attn.{k}": v for k, v in attn.state_dict().items()}
+    tensors.update(queries=queries, position=position, values=values, mask=mask.float(),
+                   points=points, boxes=boxes, **outputs)
+    path = os.path.join(OUT, "deform_attention.safetensors")
+    save_file({k: v.detach().float().contiguous() for k, v in tensors.items()}, path)
+    print("wrote", path)
+
+
 def main():
+    attention_case()
     torch.manual_seed(0)
     n, m, dh, lq, points = 2, 3, 4, 5, 3
     tokens = sum(h * w for h, w in SHAPES)

@@ -1,12 +1,15 @@
-//! Multi-scale deformable sampling against the PyTorch reference (`grid_sample` per level), on
-//! the fixture made by `tools/make_deform_fixtures.py`: output and the gradients with respect
-//! to values, locations and weights, with points inside, across the border of and outside the
-//! levels.
+//! Multi-scale deformable attention against the references, on fixtures made by
+//! `tools/make_deform_fixtures.py`: the sampling core against PyTorch `grid_sample` per level
+//! (output and the gradients with respect to values, locations and weights, with points inside,
+//! across the border of and outside the levels), and the whole attention module against Hugging
+//! Face's `DeformableDetrMultiscaleDeformableAttention`.
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Tensor, TensorData};
 use gs_lora_models::ModelError;
-use gs_lora_models::deformable::multi_scale_deformable_sampling;
-use gs_lora_models::weights::read_tensor;
+use gs_lora_models::deformable::{
+    DeformableAttentionConfig, MultiScaleDeformableAttention, multi_scale_deformable_sampling,
+};
+use gs_lora_models::weights::{IdentityKeys, SafetensorsSource, read_tensor};
 
 mod common;
 use common::{assert_parity, fixture, values};
@@ -110,4 +113,54 @@ fn mismatched_shapes_are_refused_with_both_shapes() {
     )
     .expect_err("no levels");
     assert!(error.to_string().contains("feature level"), "{error}");
+}
+
+#[test]
+fn the_attention_module_matches_transformers_for_points_and_boxes() {
+    let device = Device::default();
+    let path = fixture("deform_attention.safetensors");
+    let mut source = SafetensorsSource::open(&path, IdentityKeys).expect("fixture");
+    let config = DeformableAttentionConfig {
+        d_model: 16,
+        num_heads: 2,
+        num_levels: 3,
+        num_points: 2,
+    };
+    let attention =
+        MultiScaleDeformableAttention::load(&mut source, "attn", config, &device).expect("load");
+    let input = |key: &str| read_tensor(&path, key).expect(key);
+    let queries = Tensor::<3>::from_data(input("queries"), &device);
+    let position = Tensor::<3>::from_data(input("position"), &device);
+    let memory = Tensor::<3>::from_data(input("values"), &device);
+    let mask: Tensor<2, Bool> = Tensor::<2>::from_data(input("mask"), &device).greater_elem(0.5);
+    let shapes = [(5, 7), (3, 4), (2, 2)];
+    for name in ["points", "boxes"] {
+        let output = attention
+            .forward(
+                queries.clone(),
+                Some(position.clone()),
+                memory.clone(),
+                Some(mask.clone()),
+                Tensor::from_data(input(name), &device),
+                &shapes,
+            )
+            .expect("forward");
+        let expected: Vec<f32> = input(&format!("output_{name}")).try_to_vec().expect("f32");
+        assert_parity(
+            &format!("attention with {name}"),
+            &values(output),
+            &expected,
+        );
+    }
+    let error = attention
+        .forward(
+            queries.clone(),
+            None,
+            memory,
+            None,
+            Tensor::zeros([2, 5, 3, 3], &device),
+            &shapes,
+        )
+        .expect_err("three coordinates");
+    assert!(error.to_string().contains("[2, 5, 3, 3]"), "{error}");
 }

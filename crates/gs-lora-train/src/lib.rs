@@ -7,6 +7,7 @@
 pub mod batch;
 pub mod config;
 pub mod data;
+pub mod detection;
 pub mod embedded;
 mod error;
 pub mod eval;

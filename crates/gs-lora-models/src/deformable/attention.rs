@@ -61,7 +61,7 @@ impl MultiScaleDeformableAttention {
             num_levels,
             num_points,
         } = config;
-        if num_heads == 0 || d % num_heads != 0 || num_levels == 0 || num_points == 0 {
+        if num_heads == 0 || !d.is_multiple_of(num_heads) || num_levels == 0 || num_points == 0 {
             return Err(ModelError::InvalidConfig(format!(
                 "deformable attention needs d_model a multiple of the heads and at least one \
                  level and point, found d_model {d}, {num_heads} heads, {num_levels} levels, \

@@ -14,6 +14,11 @@ deform_attention.safetensors: Hugging Face's `DeformableDetrMultiscaleDeformable
 embedding, a value mask with padded tokens, and both kinds of reference points (points and
 boxes); its parameters under `attn.` plus inputs and outputs.
 
+deform_layers.safetensors: one `DeformableDetrEncoderLayer` and one `DeformableDetrDecoderLayer`
+(d_model 16, 2 heads, FFN 24, 3 levels, 2 points; every parameter perturbed) under `encoder.`
+and `decoder.`, with the names of the released checkpoints (transformers 5 calls `fc1`
+`mlp.fc1` and `out_proj` `o_proj`), inputs and outputs.
+
     .venv/bin/python -m pip install torch transformers safetensors
     .venv/bin/python tools/make_deform_fixtures.py
 
@@ -84,7 +89,67 @@ def attention_case():
     print("wrote", path)
 
 
+def checkpoint_name(key):
+    """transformers 5 module names → the released checkpoints' names."""
+    return key.replace("mlp.fc", "fc").replace("self_attn.o_proj", "self_attn.out_proj")
+
+
+def layers_case():
+    from transformers import DeformableDetrConfig
+    from transformers.models.deformable_detr.modeling_deformable_detr import (
+        DeformableDetrDecoderLayer,
+        DeformableDetrEncoderLayer,
+    )
+
+    torch.manual_seed(2)
+    config = DeformableDetrConfig(
+        d_model=16, encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=24,
+        decoder_ffn_dim=24, num_feature_levels=len(SHAPES), encoder_n_points=2, decoder_n_points=2,
+        disable_custom_kernels=True,
+    )
+    config._attn_implementation = "eager"
+    encoder = DeformableDetrEncoderLayer(config).eval()
+    decoder = DeformableDetrDecoderLayer(config).eval()
+    with torch.no_grad():
+        for p in list(encoder.parameters()) + list(decoder.parameters()):
+            p.add_(0.3 * torch.randn_like(p))
+    n, q = 2, 5
+    tokens = sum(h * w for h, w in SHAPES)
+    shapes = torch.tensor(SHAPES)
+    starts = torch.cat([shapes.new_zeros(1), (shapes[:, 0] * shapes[:, 1]).cumsum(0)[:-1]])
+    x = torch.randn(n, tokens, 16)
+    position = torch.randn(n, tokens, 16)
+    mask = torch.ones(n, tokens, dtype=torch.bool)
+    mask[0, -5:] = False
+    encoder_points = torch.rand(n, tokens, len(SHAPES), 2)
+    queries = torch.randn(n, q, 16)
+    query_position = torch.randn(n, q, 16)
+    decoder_points = torch.rand(n, q, len(SHAPES), 2)
+    with torch.no_grad():
+        encoded = encoder(
+            x, attention_mask=mask, spatial_position_embeddings=position,
+            reference_points=encoder_points, spatial_shapes=shapes, spatial_shapes_list=SHAPES,
+            level_start_index=starts,
+        )
+        decoded = decoder(
+            queries, object_queries_position_embeddings=query_position,
+            reference_points=decoder_points, spatial_shapes=shapes, spatial_shapes_list=SHAPES,
+            level_start_index=starts, encoder_hidden_states=encoded, encoder_attention_mask=mask,
+        )
+    tensors = {f"encoder.{checkpoint_name(k)}": v for k, v in encoder.state_dict().items()}
+    tensors.update({f"decoder.{checkpoint_name(k)}": v for k, v in decoder.state_dict().items()})
+    tensors.update(
+        x=x, position=position, mask=mask.float(), encoder_points=encoder_points, encoded=encoded,
+        queries=queries, query_position=query_position, decoder_points=decoder_points,
+        decoded=decoded,
+    )
+    path = os.path.join(OUT, "deform_layers.safetensors")
+    save_file({k: v.detach().float().contiguous() for k, v in tensors.items()}, path)
+    print("wrote", path)
+
+
 def main():
+    layers_case()
     attention_case()
     torch.manual_seed(0)
     n, m, dh, lq, points = 2, 3, 4, 5, 3

@@ -2,12 +2,15 @@
 //! `tools/make_deform_fixtures.py`: the sampling core against PyTorch `grid_sample` per level
 //! (output and the gradients with respect to values, locations and weights, with points inside,
 //! across the border of and outside the levels), and the whole attention module against Hugging
-//! Face's `DeformableDetrMultiscaleDeformableAttention`.
+//! Face's `DeformableDetrMultiscaleDeformableAttention`, and one encoder and one decoder layer
+//! against `DeformableDetrEncoderLayer` / `DeformableDetrDecoderLayer`.
 
 use burn::tensor::{Bool, Device, Tensor, TensorData};
+use gs_lora_core::LoraConfig;
 use gs_lora_models::ModelError;
 use gs_lora_models::deformable::{
-    DeformableAttentionConfig, MultiScaleDeformableAttention, multi_scale_deformable_sampling,
+    DecoderLayer, DeformableAttentionConfig, EncoderLayer, LayerConfig,
+    MultiScaleDeformableAttention, multi_scale_deformable_sampling,
 };
 use gs_lora_models::weights::{IdentityKeys, SafetensorsSource, read_tensor};
 
@@ -163,4 +166,57 @@ fn the_attention_module_matches_transformers_for_points_and_boxes() {
         )
         .expect_err("three coordinates");
     assert!(error.to_string().contains("[2, 5, 3, 3]"), "{error}");
+}
+
+#[test]
+fn encoder_and_decoder_layers_match_transformers() {
+    let device = Device::default();
+    let path = fixture("deform_layers.safetensors");
+    let mut source = SafetensorsSource::open(&path, IdentityKeys).expect("fixture");
+    let config = LayerConfig {
+        d_model: 16,
+        num_heads: 2,
+        ffn_dim: 24,
+        num_levels: 3,
+        num_points: 2,
+    };
+    let lora = LoraConfig::new().with_rank(4);
+    let encoder =
+        EncoderLayer::load(&mut source, "encoder", &config, &lora, 0, &device).expect("encoder");
+    let decoder =
+        DecoderLayer::load(&mut source, "decoder", &config, &lora, 0, &device).expect("decoder");
+    let input = |key: &str| read_tensor(&path, key).expect(key);
+    let tensor3 = |key: &str| Tensor::<3>::from_data(input(key), &device);
+    let tensor4 = |key: &str| Tensor::<4>::from_data(input(key), &device);
+    let mask: Tensor<2, Bool> = Tensor::<2>::from_data(input("mask"), &device).greater_elem(0.5);
+    let shapes = [(5, 7), (3, 4), (2, 2)];
+
+    let encoded = encoder
+        .forward(
+            tensor3("x"),
+            tensor3("position"),
+            Some(mask.clone()),
+            tensor4("encoder_points"),
+            &shapes,
+        )
+        .expect("encoder forward");
+    let expected: Vec<f32> = input("encoded").try_to_vec().expect("f32");
+    assert_parity("encoder layer", &values(encoded.clone()), &expected);
+
+    let decoded = decoder
+        .forward(
+            tensor3("queries"),
+            tensor3("query_position"),
+            tensor4("decoder_points"),
+            encoded,
+            Some(mask),
+            &shapes,
+        )
+        .expect("decoder forward");
+    let expected: Vec<f32> = input("decoded").try_to_vec().expect("f32");
+    assert_parity("decoder layer", &values(decoded), &expected);
+
+    // The parity above holds with LoRA on both FFN Linears: a fresh adapter (B = 0) adds nothing.
+    assert_eq!(encoder.ffn.fc1.rank(), 4);
+    assert!(!encoder.ffn.fc2.is_merged());
 }

@@ -1,7 +1,9 @@
 //! Deformable DETR's building blocks (Zhu et al. 2021).
 
 mod attention;
+mod layers;
 mod sampling;
 
 pub use attention::{DeformableAttentionConfig, MultiScaleDeformableAttention};
+pub use layers::{DecoderLayer, EncoderLayer, Ffn, LayerConfig, SelfAttention};
 pub use sampling::{SpatialShapes, multi_scale_deformable_sampling};

@@ -1,0 +1,321 @@
+//! Deformable DETR's encoder and decoder layers (post-norm, as the reference), with LoRA on
+//! both FFN Linears of every layer: one GS-LoRA adapter group per layer.
+//!
+//! Parameter names follow the released checkpoints (`self_attn`, `self_attn_layer_norm`,
+//! `encoder_attn`, `fc1`, `fc2`, `final_layer_norm`; the decoder's self-attention has `q_proj`,
+//! `k_proj`, `v_proj`, `out_proj`).
+
+use burn::module::Module;
+use burn::nn::{LayerNorm, Linear, Relu};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, Device, Tensor};
+use gs_lora_core::lora::derive_seed;
+use gs_lora_core::{LoraConfig, LoraLinear};
+
+use super::attention::{DeformableAttentionConfig, MultiScaleDeformableAttention};
+use super::sampling::SpatialShapes;
+use crate::error::Result;
+use crate::weights::{ParamSource, load_layer_norm, load_linear};
+
+/// LayerNorm epsilon of the reference (PyTorch's default).
+const LAYER_NORM_EPS: f64 = 1e-5;
+
+/// The sizes of one encoder or decoder layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerConfig {
+    /// Model width `d`.
+    pub d_model: usize,
+    /// Attention heads.
+    pub num_heads: usize,
+    /// FFN hidden width.
+    pub ffn_dim: usize,
+    /// Feature levels.
+    pub num_levels: usize,
+    /// Sampling points per level and head.
+    pub num_points: usize,
+}
+
+impl LayerConfig {
+    fn deformable(&self) -> DeformableAttentionConfig {
+        DeformableAttentionConfig {
+            d_model: self.d_model,
+            num_heads: self.num_heads,
+            num_levels: self.num_levels,
+            num_points: self.num_points,
+        }
+    }
+}
+
+/// `fc2(ReLU(fc1(x)))` with LoRA on both Linears.
+#[derive(Module, Debug)]
+pub struct Ffn {
+    /// `d → ffn_dim`.
+    pub fc1: LoraLinear,
+    /// ReLU.
+    pub act: Relu,
+    /// `ffn_dim → d`.
+    pub fc2: LoraLinear,
+}
+
+impl Ffn {
+    fn load(
+        source: &mut impl ParamSource,
+        prefix: &str,
+        config: &LayerConfig,
+        lora: &LoraConfig,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        let (d, hidden) = (config.d_model, config.ffn_dim);
+        let fc1 = load_linear(source, &format!("{prefix}.fc1"), d, hidden, true, device)?;
+        let fc2 = load_linear(source, &format!("{prefix}.fc2"), hidden, d, true, device)?;
+        Ok(Self {
+            fc1: LoraLinear::from_linear(fc1, lora, derive_seed(seed, 1))?,
+            act: Relu::new(),
+            fc2: LoraLinear::from_linear(fc2, lora, derive_seed(seed, 2))?,
+        })
+    }
+
+    /// # Shapes
+    /// `[N, L, d] → [N, L, d]`
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.fc2.forward(self.act.forward(self.fc1.forward(x)))
+    }
+}
+
+/// Multi-head self-attention whose queries and keys (not values) get the position embedding.
+#[derive(Module, Debug)]
+pub struct SelfAttention {
+    /// Query projection.
+    pub q_proj: Linear,
+    /// Key projection.
+    pub k_proj: Linear,
+    /// Value projection.
+    pub v_proj: Linear,
+    /// Output projection.
+    pub out_proj: Linear,
+    /// Heads.
+    pub num_heads: usize,
+}
+
+impl SelfAttention {
+    fn load(
+        source: &mut impl ParamSource,
+        prefix: &str,
+        config: &LayerConfig,
+        device: &Device,
+    ) -> Result<Self> {
+        let d = config.d_model;
+        let mut linear =
+            |name: &str| load_linear(source, &format!("{prefix}.{name}"), d, d, true, device);
+        Ok(Self {
+            q_proj: linear("q_proj")?,
+            k_proj: linear("k_proj")?,
+            v_proj: linear("v_proj")?,
+            out_proj: linear("out_proj")?,
+            num_heads: config.num_heads,
+        })
+    }
+
+    /// # Shapes
+    /// `x`, `position`: `[N, L, d]` → `[N, L, d]`
+    pub fn forward(&self, x: Tensor<3>, position: Option<Tensor<3>>) -> Tensor<3> {
+        let [batch, len, d] = x.dims();
+        let head_dim = d / self.num_heads;
+        let query_key = match position {
+            Some(position) => x.clone() + position,
+            None => x.clone(),
+        };
+        let heads = |t: Tensor<3>| {
+            t.reshape([batch, len, self.num_heads, head_dim])
+                .swap_dims(1, 2)
+        };
+        let options = AttentionModuleOptions {
+            scale: Some((head_dim as f64).powf(-0.5)),
+            ..Default::default()
+        };
+        let out = attention(
+            heads(self.q_proj.forward(query_key.clone())),
+            heads(self.k_proj.forward(query_key)),
+            heads(self.v_proj.forward(x)),
+            None,
+            None,
+            options,
+        );
+        self.out_proj
+            .forward(out.swap_dims(1, 2).reshape([batch, len, d]))
+    }
+}
+
+/// Encoder layer: deformable self-attention over all levels' tokens, then the FFN, each
+/// followed by residual and LayerNorm.
+#[derive(Module, Debug)]
+pub struct EncoderLayer {
+    /// Deformable self-attention.
+    pub self_attn: MultiScaleDeformableAttention,
+    /// Norm after the attention residual.
+    pub self_attn_layer_norm: LayerNorm,
+    /// The FFN, with LoRA.
+    pub ffn: Ffn,
+    /// Norm after the FFN residual.
+    pub final_layer_norm: LayerNorm,
+}
+
+impl EncoderLayer {
+    /// Loads `{prefix}.*`, with fresh adapters drawn from `seed`.
+    ///
+    /// # Errors
+    /// A missing or mis-shaped tensor, or an invalid config.
+    pub fn load(
+        source: &mut impl ParamSource,
+        prefix: &str,
+        config: &LayerConfig,
+        lora: &LoraConfig,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        let d = config.d_model;
+        let norm = |source: &mut _, name: &str| {
+            load_layer_norm(
+                source,
+                &format!("{prefix}.{name}"),
+                d,
+                LAYER_NORM_EPS,
+                device,
+            )
+        };
+        Ok(Self {
+            self_attn: MultiScaleDeformableAttention::load(
+                source,
+                &format!("{prefix}.self_attn"),
+                config.deformable(),
+                device,
+            )?,
+            self_attn_layer_norm: norm(source, "self_attn_layer_norm")?,
+            ffn: Ffn::load(source, prefix, config, lora, seed, device)?,
+            final_layer_norm: norm(source, "final_layer_norm")?,
+        })
+    }
+
+    /// # Shapes
+    /// - `x`, `position`: `[N, S, d]`; `mask`: `[N, S]` (true on real tokens)
+    /// - `reference_points`: `[N, S, L, 2]`
+    /// - output: `[N, S, d]`
+    ///
+    /// # Errors
+    /// Shapes that disagree.
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        position: Tensor<3>,
+        mask: Option<Tensor<2, Bool>>,
+        reference_points: Tensor<4>,
+        shapes: &SpatialShapes,
+    ) -> Result<Tensor<3>> {
+        let attended = self.self_attn.forward(
+            x.clone(),
+            Some(position),
+            x.clone(),
+            mask,
+            reference_points,
+            shapes,
+        )?;
+        let x = self.self_attn_layer_norm.forward(x + attended);
+        Ok(self
+            .final_layer_norm
+            .forward(x.clone() + self.ffn.forward(x)))
+    }
+}
+
+/// Decoder layer: self-attention among the queries, deformable cross-attention into the
+/// encoder's tokens, then the FFN, each followed by residual and LayerNorm.
+#[derive(Module, Debug)]
+pub struct DecoderLayer {
+    /// Self-attention among the object queries.
+    pub self_attn: SelfAttention,
+    /// Norm after the self-attention residual.
+    pub self_attn_layer_norm: LayerNorm,
+    /// Deformable cross-attention into the encoder output.
+    pub encoder_attn: MultiScaleDeformableAttention,
+    /// Norm after the cross-attention residual.
+    pub encoder_attn_layer_norm: LayerNorm,
+    /// The FFN, with LoRA.
+    pub ffn: Ffn,
+    /// Norm after the FFN residual.
+    pub final_layer_norm: LayerNorm,
+}
+
+impl DecoderLayer {
+    /// Loads `{prefix}.*`, with fresh adapters drawn from `seed`.
+    ///
+    /// # Errors
+    /// A missing or mis-shaped tensor, or an invalid config.
+    pub fn load(
+        source: &mut impl ParamSource,
+        prefix: &str,
+        config: &LayerConfig,
+        lora: &LoraConfig,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        let d = config.d_model;
+        let norm = |source: &mut _, name: &str| {
+            load_layer_norm(
+                source,
+                &format!("{prefix}.{name}"),
+                d,
+                LAYER_NORM_EPS,
+                device,
+            )
+        };
+        Ok(Self {
+            self_attn: SelfAttention::load(source, &format!("{prefix}.self_attn"), config, device)?,
+            self_attn_layer_norm: norm(source, "self_attn_layer_norm")?,
+            encoder_attn: MultiScaleDeformableAttention::load(
+                source,
+                &format!("{prefix}.encoder_attn"),
+                config.deformable(),
+                device,
+            )?,
+            encoder_attn_layer_norm: norm(source, "encoder_attn_layer_norm")?,
+            ffn: Ffn::load(source, prefix, config, lora, seed, device)?,
+            final_layer_norm: norm(source, "final_layer_norm")?,
+        })
+    }
+
+    /// # Shapes
+    /// - `queries`, `query_position`: `[N, Q, d]`
+    /// - `reference_points`: `[N, Q, L, 2]` or `[N, Q, L, 4]`
+    /// - `memory`: `[N, S, d]`; `memory_mask`: `[N, S]` (true on real tokens)
+    /// - output: `[N, Q, d]`
+    ///
+    /// # Errors
+    /// Shapes that disagree.
+    pub fn forward(
+        &self,
+        queries: Tensor<3>,
+        query_position: Tensor<3>,
+        reference_points: Tensor<4>,
+        memory: Tensor<3>,
+        memory_mask: Option<Tensor<2, Bool>>,
+        shapes: &SpatialShapes,
+    ) -> Result<Tensor<3>> {
+        let attended = self
+            .self_attn
+            .forward(queries.clone(), Some(query_position.clone()));
+        let x = self.self_attn_layer_norm.forward(queries + attended);
+        let attended = self.encoder_attn.forward(
+            x.clone(),
+            Some(query_position),
+            memory,
+            memory_mask,
+            reference_points,
+            shapes,
+        )?;
+        let x = self.encoder_attn_layer_norm.forward(x + attended);
+        Ok(self
+            .final_layer_norm
+            .forward(x.clone() + self.ffn.forward(x)))
+    }
+}

@@ -19,10 +19,14 @@ deform_layers.safetensors: one `DeformableDetrEncoderLayer` and one `DeformableD
 and `decoder.`, with the names of the released checkpoints (transformers 5 calls `fc1`
 `mlp.fc1` and `out_proj` `o_proj`), inputs and outputs.
 
-    .venv/bin/python -m pip install torch transformers safetensors
+resnet.safetensors: a small timm bottleneck `ResNet` (stem 64, widths 8/16/32/64, depths
+1/2/1/1; weights and batch-norm statistics perturbed) in eval mode under `backbone.`, an input
+and the four stage outputs.
+
+    .venv/bin/python -m pip install torch timm transformers safetensors
     .venv/bin/python tools/make_deform_fixtures.py
 
-Tested with torch 2.15, transformers 5.23.
+Tested with torch 2.15, timm 1.0.31, transformers 5.23.
 """
 import os
 
@@ -148,7 +152,31 @@ def layers_case():
     print("wrote", path)
 
 
+def resnet_case():
+    from timm.models.resnet import Bottleneck, ResNet
+
+    torch.manual_seed(3)
+    model = ResNet(block=Bottleneck, layers=[1, 2, 1, 1], channels=(8, 16, 32, 64), num_classes=0)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if name.endswith("running_var"):
+                t.copy_(0.5 + torch.rand_like(t))
+            elif t.is_floating_point():
+                t.add_(0.2 * torch.randn_like(t))
+    model.eval()
+    x = torch.randn(2, 3, 64, 48)
+    with torch.no_grad():
+        features = model.forward_intermediates(x, intermediates_only=True)
+    tensors = {f"backbone.{k}": v for k, v in model.state_dict().items() if "num_batches" not in k}
+    tensors["pixel_values"] = x
+    tensors.update({f"stage{i}": f for i, f in enumerate(features[1:])})
+    path = os.path.join(OUT, "resnet.safetensors")
+    save_file({k: v.detach().float().contiguous() for k, v in tensors.items()}, path)
+    print("wrote", path, [tuple(f.shape) for f in features])
+
+
 def main():
+    resnet_case()
     layers_case()
     attention_case()
     torch.manual_seed(0)

@@ -9,6 +9,7 @@
 
 pub mod deformable;
 mod error;
+pub mod resnet;
 pub mod vit;
 pub mod weights;
 

@@ -90,19 +90,66 @@ pub(crate) fn load_layer_norm(
     Ok(norm)
 }
 
-/// A zero convolution with kernel = stride = `patch`, to be filled from a checkpoint.
-fn patch_conv(
-    channels: usize,
-    d_output: usize,
-    patch: usize,
-    bias: bool,
-    device: &Device,
-) -> Conv2d {
-    Conv2dConfig::new([channels, d_output], [patch, patch])
-        .with_stride([patch, patch])
+/// The shape of a 2-D convolution: square kernel, stride and zero padding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConvShape {
+    pub channels: [usize; 2],
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+/// A zero convolution of `shape`, to be filled from a checkpoint.
+fn zero_conv(shape: ConvShape, bias: bool, device: &Device) -> Conv2d {
+    let ConvShape {
+        channels,
+        kernel,
+        stride,
+        padding,
+    } = shape;
+    Conv2dConfig::new(channels, [kernel, kernel])
+        .with_stride([stride, stride])
+        .with_padding(burn::nn::PaddingConfig2d::Explicit(
+            padding, padding, padding, padding,
+        ))
         .with_bias(bias)
         .with_initializer(Initializer::Zeros)
         .init(device)
+}
+
+/// A convolution from `{prefix}.weight` `[out, in, k, k]` and, with `bias`, `{prefix}.bias`.
+pub(crate) fn load_conv2d(
+    source: &mut impl ParamSource,
+    prefix: &str,
+    shape: ConvShape,
+    bias: bool,
+    device: &Device,
+) -> Result<Conv2d> {
+    let mut conv = zero_conv(shape, bias, device);
+    let [d_input, d_output] = shape.channels;
+    let k = shape.kernel;
+    let weight = load(
+        source,
+        &format!("{prefix}.weight"),
+        [d_output, d_input, k, k],
+        device,
+    )?;
+    conv.weight = frozen(weight);
+    if bias {
+        let bias = load(source, &format!("{prefix}.bias"), [d_output], device)?;
+        conv.bias = Some(frozen(bias));
+    }
+    Ok(conv)
+}
+
+/// The patch embedding as a convolution with kernel = stride = `patch`.
+fn patch_shape(channels: usize, d_output: usize, patch: usize) -> ConvShape {
+    ConvShape {
+        channels: [channels, d_output],
+        kernel: patch,
+        stride: patch,
+        padding: 0,
+    }
 }
 
 /// A patch-embedding convolution (kernel = stride = `patch`) from `{prefix}.weight`
@@ -116,19 +163,13 @@ pub(crate) fn load_patch_conv(
     bias: bool,
     device: &Device,
 ) -> Result<Conv2d> {
-    let mut conv = patch_conv(channels, d_output, patch, bias, device);
-    let weight = load(
+    load_conv2d(
         source,
-        &format!("{prefix}.weight"),
-        [d_output, channels, patch, patch],
+        prefix,
+        patch_shape(channels, d_output, patch),
+        bias,
         device,
-    )?;
-    conv.weight = frozen(weight);
-    if bias {
-        let bias = load(source, &format!("{prefix}.bias"), [d_output], device)?;
-        conv.bias = Some(frozen(bias));
-    }
-    Ok(conv)
+    )
 }
 
 /// A patch embedding stored as a Linear over patches flattened in `(p1, p2, c)` order
@@ -141,7 +182,7 @@ pub(crate) fn load_patch_linear_as_conv(
     patch: usize,
     device: &Device,
 ) -> Result<Conv2d> {
-    let mut conv = patch_conv(channels, d_output, patch, true, device);
+    let mut conv = zero_conv(patch_shape(channels, d_output, patch), true, device);
     let weight = load(
         source,
         &format!("{prefix}.weight"),

@@ -19,6 +19,9 @@ deform_layers.safetensors: one `DeformableDetrEncoderLayer` and one `DeformableD
 and `decoder.`, with the names of the released checkpoints (transformers 5 calls `fc1`
 `mlp.fc1` and `out_proj` `o_proj`), inputs and outputs.
 
+position.safetensors: `DeformableDetrSinePositionEmbedding(8, normalize=True)` of a pixel mask
+[2, 5, 7] whose second image is padded at the right and bottom.
+
 resnet.safetensors: a small timm bottleneck `ResNet` (stem 64, widths 8/16/32/64, depths
 1/2/1/1; weights and batch-norm statistics perturbed) in eval mode under `backbone.`, an input
 and the four stage outputs.
@@ -175,7 +178,23 @@ def resnet_case():
     print("wrote", path, [tuple(f.shape) for f in features])
 
 
+def position_case():
+    from transformers.models.deformable_detr.modeling_deformable_detr import (
+        DeformableDetrSinePositionEmbedding,
+    )
+
+    mask = torch.ones(2, 5, 7, dtype=torch.bool)
+    mask[1, 3:, :] = False
+    mask[1, :, 4:] = False
+    embedding = DeformableDetrSinePositionEmbedding(8, normalize=True)
+    pos = embedding((2, 16, 5, 7), "cpu", torch.float32, mask)
+    path = os.path.join(OUT, "position.safetensors")
+    save_file({"mask": mask.float().contiguous(), "position": pos.contiguous()}, path)
+    print("wrote", path, tuple(pos.shape))
+
+
 def main():
+    position_case()
     resnet_case()
     layers_case()
     attention_case()

@@ -10,7 +10,7 @@ use gs_lora_core::LoraConfig;
 use gs_lora_models::ModelError;
 use gs_lora_models::deformable::{
     DecoderLayer, DeformableAttentionConfig, EncoderLayer, LayerConfig,
-    MultiScaleDeformableAttention, multi_scale_deformable_sampling,
+    MultiScaleDeformableAttention, multi_scale_deformable_sampling, sine_position_embedding,
 };
 use gs_lora_models::weights::{IdentityKeys, SafetensorsSource, read_tensor};
 
@@ -219,4 +219,38 @@ fn encoder_and_decoder_layers_match_transformers() {
     // The parity above holds with LoRA on both FFN Linears: a fresh adapter (B = 0) adds nothing.
     assert_eq!(encoder.ffn.fc1.rank(), 4);
     assert!(!encoder.ffn.fc2.is_merged());
+}
+
+#[test]
+fn sine_position_embedding_with_padding_matches_transformers() {
+    let path = fixture("position.safetensors");
+    let mask: Vec<bool> = read_tensor(&path, "mask")
+        .unwrap()
+        .try_to_vec::<f32>()
+        .unwrap()
+        .iter()
+        .map(|&m| m > 0.5)
+        .collect();
+    let found = sine_position_embedding(&mask, [2, 5, 7], 8, &Device::default()).unwrap();
+    assert_eq!(found.dims(), [2, 16, 5, 7]);
+    let expected: Vec<f32> = read_tensor(&path, "position")
+        .unwrap()
+        .try_to_vec()
+        .unwrap();
+    // Compare at valid pixels: at padding the reference divides by 1e-6 and takes the sine of
+    // ~1e6, a value no consumer reads (padded values are masked) and no two libms agree on.
+    let valid_only = |all: Vec<f32>| -> Vec<f32> {
+        all.into_iter()
+            .enumerate()
+            .filter(|(i, _)| mask[(i / (16 * 35)) * 35 + i % 35])
+            .map(|(_, v)| v)
+            .collect()
+    };
+    assert_parity(
+        "sine position embedding",
+        &valid_only(values(found)),
+        &valid_only(expected),
+    );
+    assert!(sine_position_embedding(&mask, [2, 5, 6], 8, &Device::default()).is_err());
+    assert!(sine_position_embedding(&mask, [2, 5, 7], 7, &Device::default()).is_err());
 }

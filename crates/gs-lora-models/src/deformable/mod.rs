@@ -2,8 +2,10 @@
 
 mod attention;
 mod layers;
+mod position;
 mod sampling;
 
 pub use attention::{DeformableAttentionConfig, MultiScaleDeformableAttention};
 pub use layers::{DecoderLayer, EncoderLayer, Ffn, LayerConfig, SelfAttention};
+pub use position::sine_position_embedding;
 pub use sampling::{SpatialShapes, multi_scale_deformable_sampling};

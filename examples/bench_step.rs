@@ -35,7 +35,7 @@ use rand_chacha::ChaCha8Rng;
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: gs_lora::allocator::Allocator = gs_lora::allocator::Allocator;
 
 mod common;
 use common::{peak_rss_mib, standard_normal, time};
@@ -148,6 +148,8 @@ fn run() -> Result<(), CliError> {
 }
 
 fn main() -> ExitCode {
+    #[cfg(feature = "mimalloc")]
+    gs_lora::allocator::keep_freed_memory();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

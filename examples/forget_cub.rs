@@ -35,7 +35,7 @@ use gs_lora::train::{ForgetConfig, ModelDir, ModelInfo, Replay, RunDir, run_forg
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: gs_lora::allocator::Allocator = gs_lora::allocator::Allocator;
 
 const USAGE: &str = "\
 usage: forget_cub [--out DIR] [--pretrain-epochs E] [any `gs-lora forget` flag]
@@ -161,6 +161,8 @@ fn run() -> Result<(), CliError> {
 }
 
 fn main() -> ExitCode {
+    #[cfg(feature = "mimalloc")]
+    gs_lora::allocator::keep_freed_memory();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -15,6 +15,8 @@
 //! | [`train`] | `gs-lora-train` | data, task schedules, the forgetting loop, reports |
 //! | [`backend`] | this crate | `--backend flex\|ndarray\|wgpu\|cuda` to a `Device` |
 
+#[cfg(feature = "mimalloc")]
+pub mod allocator;
 pub mod backend;
 pub mod cli;
 

@@ -4,9 +4,11 @@ use std::process::ExitCode;
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: gs_lora::allocator::Allocator = gs_lora::allocator::Allocator;
 
 fn main() -> ExitCode {
+    #[cfg(feature = "mimalloc")]
+    gs_lora::allocator::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     gs_lora::cli::main(&args)
 }

@@ -44,11 +44,11 @@ fn focal_loss_sums_over_queries_and_classes_per_box() {
         tensor(&targets.map(|v| v as f32), [1, 2, 3]),
         2.0,
     )
-    .unwrap();
+    .expect("valid input");
     assert_close(scalar(found), expected);
     // A confident, correct prediction costs almost nothing; a confident wrong one a lot.
     let easy = sigmoid_focal_loss(tensor(&[8.0], [1, 1, 1]), tensor(&[1.0], [1, 1, 1]), 1.0);
-    assert!(scalar(easy.unwrap()) < 1e-6);
+    assert!(scalar(easy.expect("valid input")) < 1e-6);
     assert!(
         sigmoid_focal_loss(
             tensor(&[0.0; 2], [1, 1, 2]),
@@ -67,9 +67,9 @@ fn box_losses_match_hand_computed_overlaps() {
     // GIoU = −0.56 / 0.64 = −0.875.
     let predicted = tensor(&[0.5, 0.5, 0.2, 0.2, 0.1, 0.1, 0.2, 0.2], [2, 4]);
     let targets = tensor(&[0.6, 0.5, 0.2, 0.2, 0.7, 0.7, 0.2, 0.2], [2, 4]);
-    let giou = giou_loss(predicted.clone(), targets.clone(), 2.0).unwrap();
+    let giou = giou_loss(predicted.clone(), targets.clone(), 2.0).expect("valid input");
     assert_close(scalar(giou), ((1.0 - 1.0 / 3.0) + (1.0 + 0.875)) / 2.0);
-    let l1 = box_l1_loss(predicted.clone(), targets.clone(), 2.0).unwrap();
+    let l1 = box_l1_loss(predicted.clone(), targets.clone(), 2.0).expect("valid input");
     assert_close(scalar(l1), (0.1 + 0.6 + 0.6) / 2.0);
     assert!(giou_loss(predicted.clone(), tensor(&[0.0; 4], [1, 4]), 1.0).is_err());
     assert!(box_l1_loss(predicted, targets, -1.0).is_err());
@@ -83,11 +83,13 @@ fn giou_gradient_matches_finite_differences() {
     let target = tensor(&[0.55, 0.46, 0.25, 0.3], [1, 4]);
     let predicted =
         Tensor::<2>::from_data(TensorData::new(base.to_vec(), [1, 4]), &device).require_grad();
-    let loss = giou_loss(predicted.clone(), target.clone().to_device(&device), 1.0).unwrap();
+    let loss =
+        giou_loss(predicted.clone(), target.clone().to_device(&device), 1.0).expect("valid input");
     let grads = loss.backward();
     let grad = values(predicted.grad(&grads).expect("gradient"));
-    let at =
-        |values: [f32; 4]| scalar(giou_loss(tensor(&values, [1, 4]), target.clone(), 1.0).unwrap());
+    let at = |values: [f32; 4]| {
+        scalar(giou_loss(tensor(&values, [1, 4]), target.clone(), 1.0).expect("valid input"))
+    };
     for i in 0..4 {
         let (mut up, mut down) = (base, base);
         up[i] += 1e-3;
@@ -113,10 +115,11 @@ fn the_detection_losses_combine_with_the_reference_weights() {
         6.0 + 1.0 + 1.0,
     );
     // relu(15 − 2 · 3) = 9, plus the box terms.
-    let forget = detection_forget_loss(focal.clone(), l1.clone(), giou.clone(), 15.0).unwrap();
+    let forget =
+        detection_forget_loss(focal.clone(), l1.clone(), giou.clone(), 15.0).expect("valid input");
     assert_close(scalar(forget), 9.0 + 1.0 + 1.0);
     // Past the bound the classification push stops.
-    let done = detection_forget_loss(tensor(&[10.0], [1]), l1, giou, 15.0).unwrap();
+    let done = detection_forget_loss(tensor(&[10.0], [1]), l1, giou, 15.0).expect("valid input");
     assert_close(scalar(done), 2.0);
     assert!(detection_forget_loss(focal.clone(), focal.clone(), focal, f64::NAN).is_err());
 }

@@ -225,18 +225,19 @@ fn encoder_and_decoder_layers_match_transformers() {
 fn sine_position_embedding_with_padding_matches_transformers() {
     let path = fixture("position.safetensors");
     let mask: Vec<bool> = read_tensor(&path, "mask")
-        .unwrap()
+        .expect("valid input")
         .try_to_vec::<f32>()
-        .unwrap()
+        .expect("valid input")
         .iter()
         .map(|&m| m > 0.5)
         .collect();
-    let found = sine_position_embedding(&mask, [2, 5, 7], 8, &Device::default()).unwrap();
+    let found =
+        sine_position_embedding(&mask, [2, 5, 7], 8, &Device::default()).expect("valid input");
     assert_eq!(found.dims(), [2, 16, 5, 7]);
     let expected: Vec<f32> = read_tensor(&path, "position")
-        .unwrap()
+        .expect("valid input")
         .try_to_vec()
-        .unwrap();
+        .expect("valid input");
     // Compare at valid pixels: at padding the reference divides by 1e-6 and takes the sine of
     // ~1e6, a value no consumer reads (padded values are masked) and no two libms agree on.
     let valid_only = |all: Vec<f32>| -> Vec<f32> {

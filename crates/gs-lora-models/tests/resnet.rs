@@ -22,17 +22,20 @@ fn stage_outputs_match_timm() {
     };
     assert_eq!(config.stage_channels(), vec![32, 64, 128, 256]);
     let model = ResNet::load(&mut source, "backbone", &config, &device).expect("load");
-    let pixels = Tensor::<4>::from_data(read_tensor(&path, "pixel_values").unwrap(), &device);
+    let pixels = Tensor::<4>::from_data(
+        read_tensor(&path, "pixel_values").expect("valid input"),
+        &device,
+    );
     let features = model.forward(pixels);
     assert_eq!(features.len(), 4);
     for (stage, feature) in features.into_iter().enumerate() {
-        let expected = read_tensor(&path, &format!("stage{stage}")).unwrap();
+        let expected = read_tensor(&path, &format!("stage{stage}")).expect("valid input");
         assert_eq!(
             feature.dims().to_vec(),
             expected.shape().to_vec(),
             "stage {stage} shape"
         );
-        let expected: Vec<f32> = expected.try_to_vec().unwrap();
+        let expected: Vec<f32> = expected.try_to_vec().expect("valid input");
         assert_parity(&format!("stage {stage}"), &values(feature), &expected);
     }
 }
@@ -46,7 +49,8 @@ fn a_config_without_matching_stages_is_refused() {
         depths: vec![1],
         ..ResNetConfig::resnet50()
     };
-    let error = ResNet::load(&mut source, "backbone", &config, &Device::default()).unwrap_err();
+    let error =
+        ResNet::load(&mut source, "backbone", &config, &Device::default()).expect_err("refused");
     assert!(error.to_string().contains("[8, 16]"), "{error}");
     // The real ResNet-50 shapes do not fit the small fixture: the error names the tensor.
     let error = ResNet::load(
@@ -55,7 +59,7 @@ fn a_config_without_matching_stages_is_refused() {
         &ResNetConfig::resnet50(),
         &Device::default(),
     )
-    .unwrap_err();
+    .expect_err("refused");
     assert!(
         error
             .to_string()

@@ -62,7 +62,7 @@ fn assignment_is_optimal_on_random_rectangular_matrices() {
     // scipy's documented example: rows 0, 1, 2 take columns 1, 0, 2 for a total of 5.
     let cost = [4.0, 1.0, 3.0, 2.0, 0.0, 5.0, 3.0, 2.0, 2.0];
     assert_eq!(
-        linear_sum_assignment(&cost, 3, 3).unwrap(),
+        linear_sum_assignment(&cost, 3, 3).expect("valid input"),
         vec![(0, 1), (1, 0), (2, 2)]
     );
 
@@ -72,7 +72,7 @@ fn assignment_is_optimal_on_random_rectangular_matrices() {
         let cost: Vec<f64> = (0..rows * cols)
             .map(|_| rng.random_range(-5.0..5.0))
             .collect();
-        let pairs = linear_sum_assignment(&cost, rows, cols).unwrap();
+        let pairs = linear_sum_assignment(&cost, rows, cols).expect("valid input");
         assert_eq!(pairs.len(), rows.min(cols));
         let mut seen_rows: Vec<usize> = pairs.iter().map(|p| p.0).collect();
         let mut seen_cols: Vec<usize> = pairs.iter().map(|p| p.1).collect();
@@ -101,7 +101,9 @@ fn matcher_costs_follow_the_reference_formula() {
         label: 1,
         bbox: [0.6, 0.5, 0.2, 0.2],
     };
-    let cost = matcher.cost(&logits, &[bbox], &[target]).unwrap();
+    let cost = matcher
+        .cost(&logits, &[bbox], &[target])
+        .expect("valid input");
     let p: f64 = 0.75;
     let class =
         0.25 * (1.0 - p).powi(2) * -(p + 1e-8).ln() - 0.75 * p.powi(2) * -(1.0 - p + 1e-8).ln();
@@ -127,12 +129,14 @@ fn matcher_costs_follow_the_reference_formula() {
             bbox: [0.2, 0.2, 0.1, 0.1],
         },
     ];
-    let pairs = matcher.match_queries(&[0.0; 4], &boxes, &targets).unwrap();
+    let pairs = matcher
+        .match_queries(&[0.0; 4], &boxes, &targets)
+        .expect("valid input");
     assert_eq!(pairs, vec![(0, 1), (1, 0)]);
     assert!(
         matcher
             .match_queries(&[0.0; 4], &boxes, &[])
-            .unwrap()
+            .expect("valid input")
             .is_empty()
     );
     let error = matcher
@@ -169,20 +173,20 @@ fn average_precision_matches_hand_computed_cases() {
     // Perfect detections in two images.
     let truths = [gt(0, 0, square), gt(1, 0, elsewhere)];
     let perfect = [det(0, 0, 0.9, square), det(1, 0, 0.8, elsewhere)];
-    let ap = average_precision(&perfect, &truths, &[0]).unwrap();
+    let ap = average_precision(&perfect, &truths, &[0]).expect("valid input");
     close(ap.ap, 100.0);
 
     // A confident miss ranked above the hit: precision 1/2 at recall 1 for every recall point.
     let truths = [gt(0, 0, square)];
     let ranked = [det(0, 0, 0.9, elsewhere), det(0, 0, 0.5, square)];
-    let ap = average_precision(&ranked, &truths, &[0]).unwrap();
+    let ap = average_precision(&ranked, &truths, &[0]).expect("valid input");
     close(ap.ap, 50.0);
     close(ap.ap50, 50.0);
 
     // IoU 0.64 with the truth ([0,0,10,10] vs [0,0,10,6.4]): a hit at thresholds 0.50–0.60
     // (3 of 10), a miss from 0.65 on.
     let loose = [det(0, 0, 0.9, [0.0, 0.0, 10.0, 6.4])];
-    let ap = average_precision(&loose, &truths, &[0]).unwrap();
+    let ap = average_precision(&loose, &truths, &[0]).expect("valid input");
     close(ap.ap50, 100.0);
     close(ap.ap75, 0.0);
     close(ap.ap, 30.0);
@@ -191,7 +195,9 @@ fn average_precision_matches_hand_computed_cases() {
     let truths = [gt(0, 0, square), gt(0, 0, elsewhere)];
     let half = [det(0, 0, 0.9, square)];
     close(
-        average_precision(&half, &truths, &[0]).unwrap().ap,
+        average_precision(&half, &truths, &[0])
+            .expect("valid input")
+            .ap,
         100.0 * 51.0 / 101.0,
     );
 
@@ -200,16 +206,20 @@ fn average_precision_matches_hand_computed_cases() {
     let truths = [gt(0, 0, square), gt(0, 1, elsewhere)];
     let detections = [det(0, 0, 0.9, square), det(0, 2, 0.9, elsewhere)];
     close(
-        average_precision(&detections, &truths, &[0]).unwrap().ap,
+        average_precision(&detections, &truths, &[0])
+            .expect("valid input")
+            .ap,
         100.0,
     );
     close(
-        average_precision(&detections, &truths, &[1]).unwrap().ap,
+        average_precision(&detections, &truths, &[1])
+            .expect("valid input")
+            .ap,
         0.0,
     );
     close(
         average_precision(&detections, &truths, &[0, 1, 2])
-            .unwrap()
+            .expect("valid input")
             .ap,
         50.0,
     );
@@ -218,5 +228,10 @@ fn average_precision_matches_hand_computed_cases() {
     // Two detections on one truth: the second is a false positive (AP 1 since it ranks after).
     let truths = [gt(0, 0, square)];
     let twice = [det(0, 0, 0.9, square), det(0, 0, 0.8, square)];
-    close(average_precision(&twice, &truths, &[0]).unwrap().ap, 100.0);
+    close(
+        average_precision(&twice, &truths, &[0])
+            .expect("valid input")
+            .ap,
+        100.0,
+    );
 }

@@ -86,14 +86,19 @@ fn settings_follow_the_reference_and_refuse_bad_values() {
 
     // config.json names the method as the flag does, and still reads the earlier spelling.
     let method = gs_lora_train::Method::GsLoraPlusPlus;
-    assert_eq!(serde_json::to_string(&method).unwrap(), "\"gs-lora++\"");
     assert_eq!(
-        "gs-lora++".parse::<gs_lora_train::Method>().unwrap(),
+        serde_json::to_string(&method).expect("valid input"),
+        "\"gs-lora++\""
+    );
+    assert_eq!(
+        "gs-lora++"
+            .parse::<gs_lora_train::Method>()
+            .expect("valid input"),
         method
     );
     for json in ["\"gs-lora++\"", "\"gs-lora-plus-plus\""] {
         assert_eq!(
-            serde_json::from_str::<gs_lora_train::Method>(json).unwrap(),
+            serde_json::from_str::<gs_lora_train::Method>(json).expect("valid input"),
             method
         );
     }

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use burn::tensor::ops::{GridSampleOptions, GridSamplePaddingMode, InterpolateMode};
 use burn::tensor::{Device, Tensor, TensorData};
 use gs_lora::backend;
-use gs_lora::cli::{CliError, Flags};
+use gs_lora::cli::{CliError, Flags, exit_code};
 use gs_lora::models::deformable::{SpatialShapes, multi_scale_deformable_sampling};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -174,11 +174,5 @@ fn run() -> Result<(), CliError> {
 fn main() -> ExitCode {
     #[cfg(feature = "mimalloc")]
     gs_lora::allocator::keep_freed_memory();
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code(run())
 }

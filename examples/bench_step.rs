@@ -23,7 +23,7 @@ use burn::module::Module;
 use burn::optim::AdamWConfig;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use gs_lora::backend;
-use gs_lora::cli::{CliError, Flags};
+use gs_lora::cli::{CliError, Flags, exit_code};
 use gs_lora::core::{LoraConfig, LoraInit};
 use gs_lora::models::VisionTransformer;
 use gs_lora::models::vit::{GlobalPool, HeadKind, PosResample, VitConfig, VitFormat};
@@ -150,11 +150,5 @@ fn run() -> Result<(), CliError> {
 fn main() -> ExitCode {
     #[cfg(feature = "mimalloc")]
     gs_lora::allocator::keep_freed_memory();
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code(run())
 }

@@ -22,7 +22,7 @@ use std::process::ExitCode;
 
 use burn::tensor::Device;
 use gs_lora::backend;
-use gs_lora::cli::{CliError, Flags, forget_config, load_options, open_dataset};
+use gs_lora::cli::{CliError, Flags, exit_code, forget_config, load_options, open_dataset};
 use gs_lora::core::LoraConfig;
 use gs_lora::models::VisionTransformer;
 use gs_lora::train::batch::Preprocess;
@@ -163,11 +163,5 @@ fn run() -> Result<(), CliError> {
 fn main() -> ExitCode {
     #[cfg(feature = "mimalloc")]
     gs_lora::allocator::keep_freed_memory();
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code(run())
 }

@@ -17,25 +17,16 @@ import statistics
 import time
 
 import torch
-import torch.nn.functional as F
+
+# The reference formulation, shared with the fixtures the parity tests read.
+from make_deform_fixtures import reference
 
 SHAPES = [(100, 136), (50, 68), (25, 34), (13, 17)]
 HEADS, HEAD_DIM, POINTS = 8, 32, 4
 
 
 def sample(value, locations, weights):
-    n, _, m, dh = value.shape
-    _, lq, _, levels, points, _ = locations.shape
-    per_level = value.split([h * w for h, w in SHAPES], dim=1)
-    grids = 2 * locations - 1
-    sampled = []
-    for level, (h, w) in enumerate(SHAPES):
-        v = per_level[level].flatten(2).transpose(1, 2).reshape(n * m, dh, h, w)
-        g = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)
-        sampled.append(F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False))
-    a = weights.transpose(1, 2).reshape(n * m, 1, lq, levels * points)
-    out = (torch.stack(sampled, dim=-2).flatten(-2) * a).sum(-1).view(n, m * dh, lq)
-    return out.transpose(1, 2)
+    return reference(value, SHAPES, locations, weights)
 
 
 def main():

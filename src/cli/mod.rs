@@ -67,6 +67,12 @@ pub fn main(args: &[String]) -> ExitCode {
             "unknown command `{other}`\n\n{USAGE}"
         ))),
     };
+    exit_code(result)
+}
+
+/// The exit status of a command's result, printing the error: 2 for a usage error, 1 for any
+/// other failure.
+pub fn exit_code(result: Result<(), CliError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

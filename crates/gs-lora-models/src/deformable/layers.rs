@@ -37,13 +37,33 @@ pub struct LayerConfig {
 }
 
 impl LayerConfig {
-    fn deformable(&self) -> DeformableAttentionConfig {
-        DeformableAttentionConfig {
+    /// The layer's LayerNorm `{prefix}.{name}`.
+    fn norm(
+        &self,
+        source: &mut impl ParamSource,
+        prefix: &str,
+        name: &str,
+        device: &Device,
+    ) -> Result<LayerNorm> {
+        let key = format!("{prefix}.{name}");
+        load_layer_norm(source, &key, self.d_model, LAYER_NORM_EPS, device)
+    }
+
+    /// The layer's deformable attention `{prefix}.{name}`.
+    fn deformable(
+        &self,
+        source: &mut impl ParamSource,
+        prefix: &str,
+        name: &str,
+        device: &Device,
+    ) -> Result<MultiScaleDeformableAttention> {
+        let config = DeformableAttentionConfig {
             d_model: self.d_model,
             num_heads: self.num_heads,
             num_levels: self.num_levels,
             num_points: self.num_points,
-        }
+        };
+        MultiScaleDeformableAttention::load(source, &format!("{prefix}.{name}"), config, device)
     }
 }
 
@@ -175,26 +195,11 @@ impl EncoderLayer {
         seed: u64,
         device: &Device,
     ) -> Result<Self> {
-        let d = config.d_model;
-        let norm = |source: &mut _, name: &str| {
-            load_layer_norm(
-                source,
-                &format!("{prefix}.{name}"),
-                d,
-                LAYER_NORM_EPS,
-                device,
-            )
-        };
         Ok(Self {
-            self_attn: MultiScaleDeformableAttention::load(
-                source,
-                &format!("{prefix}.self_attn"),
-                config.deformable(),
-                device,
-            )?,
-            self_attn_layer_norm: norm(source, "self_attn_layer_norm")?,
+            self_attn: config.deformable(source, prefix, "self_attn", device)?,
+            self_attn_layer_norm: config.norm(source, prefix, "self_attn_layer_norm", device)?,
             ffn: Ffn::load(source, prefix, config, lora, seed, device)?,
-            final_layer_norm: norm(source, "final_layer_norm")?,
+            final_layer_norm: config.norm(source, prefix, "final_layer_norm", device)?,
         })
     }
 
@@ -259,28 +264,18 @@ impl DecoderLayer {
         seed: u64,
         device: &Device,
     ) -> Result<Self> {
-        let d = config.d_model;
-        let norm = |source: &mut _, name: &str| {
-            load_layer_norm(
-                source,
-                &format!("{prefix}.{name}"),
-                d,
-                LAYER_NORM_EPS,
-                device,
-            )
-        };
         Ok(Self {
             self_attn: SelfAttention::load(source, &format!("{prefix}.self_attn"), config, device)?,
-            self_attn_layer_norm: norm(source, "self_attn_layer_norm")?,
-            encoder_attn: MultiScaleDeformableAttention::load(
+            self_attn_layer_norm: config.norm(source, prefix, "self_attn_layer_norm", device)?,
+            encoder_attn: config.deformable(source, prefix, "encoder_attn", device)?,
+            encoder_attn_layer_norm: config.norm(
                 source,
-                &format!("{prefix}.encoder_attn"),
-                config.deformable(),
+                prefix,
+                "encoder_attn_layer_norm",
                 device,
             )?,
-            encoder_attn_layer_norm: norm(source, "encoder_attn_layer_norm")?,
             ffn: Ffn::load(source, prefix, config, lora, seed, device)?,
-            final_layer_norm: norm(source, "final_layer_norm")?,
+            final_layer_norm: config.norm(source, prefix, "final_layer_norm", device)?,
         })
     }
 

@@ -22,12 +22,21 @@ and `decoder.`, with the names of the released checkpoints (transformers 5 calls
 position.safetensors: `DeformableDetrSinePositionEmbedding(8, normalize=True)` of a pixel mask
 [2, 5, 7] whose second image is padded at the right and bottom.
 
+detr/: a small random `DeformableDetrForObjectDetection` (a timm ResNet-50 layout with widths
+8/16/32/64 and one block per stage, d_model 32, 1 encoder and 2 decoder layers, 2 heads, 4
+levels, 2 points, 5 queries, 3 labels; every parameter and batch-norm statistic perturbed):
+`model.safetensors` (released checkpoints' layer names), `input.safetensors` (`pixel_values`
+[2, 3, 128, 96], no padding) and `output.safetensors` (`logits`, `pred_boxes`). transformers
+5.23 looks a timm backbone name up on the hub and ignores size arguments for it, so the model is
+built with a ResNet-50 backbone (offline: HF_HUB_OFFLINE=1) whose backbone and input
+projections are then swapped for small ones.
+
 resnet.safetensors: a small timm bottleneck `ResNet` (stem 64, widths 8/16/32/64, depths
 1/2/1/1; weights and batch-norm statistics perturbed) in eval mode under `backbone.`, an input
 and the four stage outputs.
 
     .venv/bin/python -m pip install torch timm transformers safetensors
-    .venv/bin/python tools/make_deform_fixtures.py
+    HF_HUB_OFFLINE=1 .venv/bin/python tools/make_deform_fixtures.py
 
 Tested with torch 2.15, timm 1.0.31, transformers 5.23.
 """
@@ -193,7 +202,53 @@ def position_case():
     print("wrote", path, tuple(pos.shape))
 
 
+def detr_case():
+    import timm
+    from torch import nn
+    from transformers import DeformableDetrConfig, DeformableDetrForObjectDetection
+    from transformers.models.auto import CONFIG_MAPPING
+
+    torch.manual_seed(4)
+    backbone = CONFIG_MAPPING["timm_backbone"](backbone="resnet50", use_pretrained_backbone=False, out_indices=(2, 3, 4))
+    config = DeformableDetrConfig(
+        d_model=32, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=24, decoder_ffn_dim=24, num_queries=5,
+        num_feature_levels=4, encoder_n_points=2, decoder_n_points=2, backbone_config=backbone,
+        num_labels=3, disable_custom_kernels=True,
+    )
+    config._attn_implementation = "eager"
+    model = DeformableDetrForObjectDetection(config).eval()
+    tiny = timm.create_model("resnet50", pretrained=False, features_only=True, out_indices=(2, 3, 4),
+                             channels=(8, 16, 32, 64), layers=[1, 1, 1, 1])
+    model.model.backbone.model = tiny
+    channels = tiny.feature_info.channels()
+    projections = [nn.Sequential(nn.Conv2d(c, 32, 1), nn.GroupNorm(32, 32)) for c in channels]
+    projections.append(nn.Sequential(nn.Conv2d(channels[-1], 32, 3, stride=2, padding=1), nn.GroupNorm(32, 32)))
+    model.model.input_proj = nn.ModuleList(projections)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if name.endswith("running_var"):
+                t.copy_(0.5 + torch.rand_like(t))
+            elif t.is_floating_point():
+                t.add_(0.1 * torch.randn_like(t))
+    model.eval()
+    pixels = torch.randn(2, 3, 128, 96)
+    with torch.no_grad():
+        out = model(pixel_values=pixels)
+    d = os.path.join(OUT, "detr")
+    os.makedirs(d, exist_ok=True)
+    # class_embed.N / bbox_embed.N are one tied module without box refinement: clone to save.
+    weights = {checkpoint_name(k): v.clone().contiguous() for k, v in model.state_dict().items()
+               if "num_batches" not in k}
+    save_file(weights, os.path.join(d, "model.safetensors"))
+    save_file({"pixel_values": pixels}, os.path.join(d, "input.safetensors"))
+    save_file({"logits": out.logits.contiguous(), "pred_boxes": out.pred_boxes.contiguous()},
+              os.path.join(d, "output.safetensors"))
+    print("wrote", d, tuple(out.logits.shape), tuple(out.pred_boxes.shape))
+
+
 def main():
+    detr_case()
     position_case()
     resnet_case()
     layers_case()

@@ -2,10 +2,12 @@
 
 mod attention;
 mod layers;
+mod model;
 mod position;
 mod sampling;
 
 pub use attention::{DeformableAttentionConfig, MultiScaleDeformableAttention};
 pub use layers::{DecoderLayer, EncoderLayer, Ffn, LayerConfig, SelfAttention};
+pub use model::{BoxHead, DeformableDetr, DeformableDetrConfig, DetrOutput, InputProjection};
 pub use position::sine_position_embedding;
 pub use sampling::{SpatialShapes, multi_scale_deformable_sampling};

@@ -1,0 +1,474 @@
+//! Deformable DETR for object detection (single stage, without box refinement), as Hugging
+//! Face's `DeformableDetrForObjectDetection`, with LoRA on the FFN of every encoder and decoder
+//! layer: one adapter group per layer.
+//!
+//! Backbone stages → 1×1 projections (+ strided 3×3 ones for extra levels) with group norm →
+//! tokens of all levels with sine positions and level embeddings → deformable encoder →
+//! object queries (position half and content half of one embedding) with reference points →
+//! deformable decoder → class logits and boxes `sigmoid(Δ + inverse_sigmoid(reference))`.
+
+use burn::module::{Module, Param};
+use burn::nn::conv::Conv2d;
+use burn::nn::{GroupNorm, GroupNormConfig, Linear, Relu};
+use burn::tensor::activation::sigmoid;
+use burn::tensor::{Device, Tensor, TensorData};
+use gs_lora_core::lora::derive_seed;
+use gs_lora_core::{LoraConfig, LoraGroup, LoraLinear, LoraModel};
+
+use super::layers::{DecoderLayer, EncoderLayer, LayerConfig};
+use super::position::sine_position_embedding;
+use crate::error::{ModelError, Result};
+use crate::resnet::{ResNet, ResNetConfig};
+use crate::weights::{ConvShape, ParamSource, frozen, load, load_conv2d, load_linear};
+
+/// Groups of the input projections' group norm (the reference's 32).
+const GROUPS: usize = 32;
+
+/// The architecture of a [`DeformableDetr`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeformableDetrConfig {
+    /// Model width `d` (a multiple of 32 and of the heads).
+    pub d_model: usize,
+    /// Encoder layers.
+    pub encoder_layers: usize,
+    /// Decoder layers.
+    pub decoder_layers: usize,
+    /// Encoder attention heads.
+    pub encoder_heads: usize,
+    /// Decoder attention heads.
+    pub decoder_heads: usize,
+    /// Encoder FFN width.
+    pub encoder_ffn_dim: usize,
+    /// Decoder FFN width.
+    pub decoder_ffn_dim: usize,
+    /// Object queries.
+    pub num_queries: usize,
+    /// Feature levels: the last three backbone stages, then strided extra levels (1: the last
+    /// stage alone).
+    pub num_feature_levels: usize,
+    /// Sampling points per level and head in the encoder.
+    pub encoder_points: usize,
+    /// Sampling points per level and head in the decoder.
+    pub decoder_points: usize,
+    /// Object classes (sigmoid scores, no background class).
+    pub num_labels: usize,
+    /// The backbone.
+    pub backbone: ResNetConfig,
+}
+
+impl DeformableDetrConfig {
+    /// Output channels of the backbone stages the model reads.
+    fn backbone_channels(&self) -> Vec<usize> {
+        let channels = self.backbone.stage_channels();
+        let used = if self.num_feature_levels > 1 { 3 } else { 1 };
+        channels[channels.len().saturating_sub(used)..].to_vec()
+    }
+
+    fn validate(&self) -> Result<()> {
+        let d = self.d_model;
+        let bad = d == 0
+            || !d.is_multiple_of(GROUPS)
+            || self.num_feature_levels == 0
+            || self.num_queries == 0
+            || self.backbone.widths.len() < 3
+            || self.backbone_channels().len() > self.num_feature_levels;
+        if bad {
+            return Err(ModelError::InvalidConfig(format!(
+                "Deformable DETR needs d_model a multiple of {GROUPS}, at least one query, a \
+                 backbone of at least three stages and no more backbone levels than feature \
+                 levels; found d_model {d}, {} queries, {} stages, {} levels",
+                self.num_queries,
+                self.backbone.widths.len(),
+                self.num_feature_levels
+            )));
+        }
+        Ok(())
+    }
+
+    fn layer(&self, heads: usize, ffn_dim: usize, num_points: usize) -> LayerConfig {
+        LayerConfig {
+            d_model: self.d_model,
+            num_heads: heads,
+            ffn_dim,
+            num_levels: self.num_feature_levels,
+            num_points,
+        }
+    }
+}
+
+/// A convolution followed by group norm, mapping one feature level to `d` channels.
+#[derive(Module, Debug)]
+pub struct InputProjection {
+    /// 1×1 (backbone levels) or 3×3 stride-2 (extra levels) convolution.
+    pub conv: Conv2d,
+    /// Group norm over 32 groups.
+    pub norm: GroupNorm,
+}
+
+impl InputProjection {
+    fn load(
+        source: &mut impl ParamSource,
+        prefix: &str,
+        shape: ConvShape,
+        device: &Device,
+    ) -> Result<Self> {
+        let d = shape.channels[1];
+        let mut norm = GroupNormConfig::new(GROUPS, d).init(device);
+        norm.gamma = Some(frozen(load(
+            source,
+            &format!("{prefix}.1.weight"),
+            [d],
+            device,
+        )?));
+        norm.beta = Some(frozen(load(
+            source,
+            &format!("{prefix}.1.bias"),
+            [d],
+            device,
+        )?));
+        Ok(Self {
+            conv: load_conv2d(source, &format!("{prefix}.0"), shape, true, device)?,
+            norm,
+        })
+    }
+
+    /// # Shapes
+    /// `[N, C, H, W] → [N, d, H', W']`
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.norm.forward(self.conv.forward(x))
+    }
+}
+
+/// The box head: three Linears with ReLU between them, `d → d → d → 4`.
+#[derive(Module, Debug)]
+pub struct BoxHead {
+    /// The Linears.
+    pub layers: Vec<Linear>,
+    /// ReLU.
+    pub act: Relu,
+}
+
+impl BoxHead {
+    /// # Shapes
+    /// `[N, Q, d] → [N, Q, 4]`
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let last = self.layers.len() - 1;
+        self.layers.iter().enumerate().fold(x, |x, (i, layer)| {
+            let y = layer.forward(x);
+            if i < last { self.act.forward(y) } else { y }
+        })
+    }
+}
+
+/// What the detector predicts for each object query.
+#[derive(Debug, Clone)]
+pub struct DetrOutput {
+    /// Class logits `[N, Q, C]` (sigmoid scores per class).
+    pub logits: Tensor<3>,
+    /// Boxes `[N, Q, 4]`: `(cx, cy, w, h)` normalised to the image.
+    pub pred_boxes: Tensor<3>,
+}
+
+/// Deformable DETR with LoRA on every encoder and decoder FFN.
+#[derive(Module, Debug)]
+pub struct DeformableDetr {
+    /// The ResNet backbone (frozen batch norm).
+    pub backbone: ResNet,
+    /// One projection per feature level.
+    pub input_proj: Vec<InputProjection>,
+    /// Learned embedding of each level `[L, d]`.
+    pub level_embed: Param<Tensor<2>>,
+    /// Encoder layers.
+    pub encoder: Vec<EncoderLayer>,
+    /// Decoder layers.
+    pub decoder: Vec<DecoderLayer>,
+    /// Object queries `[Q, 2d]`: position half, then content half.
+    pub query_position_embeddings: Param<Tensor<2>>,
+    /// Query position → reference point `(x, y)` (before the sigmoid).
+    pub reference_points: Linear,
+    /// Class head.
+    pub class_embed: Linear,
+    /// Box head.
+    pub bbox_embed: BoxHead,
+    /// The architecture.
+    #[module(skip)]
+    pub config: DeformableDetrConfig,
+}
+
+impl DeformableDetr {
+    /// Builds the model from `source` (names of the released checkpoints, as transformers
+    /// writes them: `model.backbone.model.*`, `model.input_proj.*`, `model.encoder.layers.*`,
+    /// `class_embed.{last}`, …), with fresh LoRA adapters drawn from `seed`.
+    ///
+    /// # Errors
+    /// An invalid config, or a missing or mis-shaped tensor (naming the key and both shapes).
+    pub fn load(
+        config: &DeformableDetrConfig,
+        source: &mut impl ParamSource,
+        lora: &LoraConfig,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        config.validate()?;
+        let d = config.d_model;
+        let backbone = ResNet::load(source, "model.backbone.model", &config.backbone, device)?;
+        let channels = config.backbone_channels();
+        let mut input_proj = Vec::with_capacity(config.num_feature_levels);
+        let mut extra_input = *channels.last().unwrap_or(&d);
+        for level in 0..config.num_feature_levels {
+            let shape = match channels.get(level) {
+                Some(&c) => ConvShape {
+                    channels: [c, d],
+                    kernel: 1,
+                    stride: 1,
+                    padding: 0,
+                },
+                None => {
+                    let shape = ConvShape {
+                        channels: [extra_input, d],
+                        kernel: 3,
+                        stride: 2,
+                        padding: 1,
+                    };
+                    extra_input = d;
+                    shape
+                }
+            };
+            let prefix = format!("model.input_proj.{level}");
+            input_proj.push(InputProjection::load(source, &prefix, shape, device)?);
+        }
+        let levels = config.num_feature_levels;
+        let encoder_layer = config.layer(
+            config.encoder_heads,
+            config.encoder_ffn_dim,
+            config.encoder_points,
+        );
+        let decoder_layer = config.layer(
+            config.decoder_heads,
+            config.decoder_ffn_dim,
+            config.decoder_points,
+        );
+        let encoder = (0..config.encoder_layers)
+            .map(|i| {
+                let prefix = format!("model.encoder.layers.{i}");
+                EncoderLayer::load(
+                    source,
+                    &prefix,
+                    &encoder_layer,
+                    lora,
+                    derive_seed(seed, i as u64),
+                    device,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let decoder = (0..config.decoder_layers)
+            .map(|i| {
+                let prefix = format!("model.decoder.layers.{i}");
+                let layer_seed = derive_seed(seed, (config.encoder_layers + i) as u64);
+                DecoderLayer::load(source, &prefix, &decoder_layer, lora, layer_seed, device)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // Without box refinement every decoder level shares one head; the last is the output's.
+        let head = config.decoder_layers.saturating_sub(1);
+        let bbox_embed = BoxHead {
+            layers: (0..3)
+                .map(|k| {
+                    let d_output = if k == 2 { 4 } else { d };
+                    load_linear(
+                        source,
+                        &format!("bbox_embed.{head}.layers.{k}"),
+                        d,
+                        d_output,
+                        true,
+                        device,
+                    )
+                })
+                .collect::<Result<Vec<_>>>()?,
+            act: Relu::new(),
+        };
+        Ok(Self {
+            backbone,
+            input_proj,
+            level_embed: frozen(load(source, "model.level_embed", [levels, d], device)?),
+            encoder,
+            decoder,
+            query_position_embeddings: frozen(load(
+                source,
+                "model.query_position_embeddings.weight",
+                [config.num_queries, 2 * d],
+                device,
+            )?),
+            reference_points: load_linear(source, "model.reference_points", d, 2, true, device)?,
+            class_embed: load_linear(
+                source,
+                &format!("class_embed.{head}"),
+                d,
+                config.num_labels,
+                true,
+                device,
+            )?,
+            bbox_embed,
+            config: config.clone(),
+        })
+    }
+
+    /// Detects objects in unpadded images.
+    ///
+    /// # Shapes
+    /// - `pixels`: `[N, 3, H, W]`, normalised as the checkpoint expects
+    /// - output: logits `[N, Q, C]`, boxes `[N, Q, 4]`
+    ///
+    /// # Errors
+    /// [`ModelError::Input`] for a wrong channel count or an image too small for the levels.
+    pub fn forward(&self, pixels: Tensor<4>) -> Result<DetrOutput> {
+        let [batch, channels, height, width] = pixels.dims();
+        let min_side = 1
+            << (self.backbone.stages.len() + 1 + self.config.num_feature_levels.saturating_sub(3));
+        if channels != self.config.backbone.in_channels || height < min_side || width < min_side {
+            return Err(ModelError::Input {
+                expected: format!(
+                    "[N, {}, H, W] images with H, W ≥ {min_side}",
+                    self.config.backbone.in_channels
+                ),
+                found: format!("{:?}", pixels.dims()),
+            });
+        }
+        let device = pixels.device();
+        let d = self.config.d_model;
+        let features = self.backbone.forward(pixels);
+        let used = &features[features.len() - self.config.backbone_channels().len()..];
+
+        let mut sources: Vec<Tensor<4>> = Vec::with_capacity(self.input_proj.len());
+        for (level, projection) in self.input_proj.iter().enumerate() {
+            let input = match used.get(level) {
+                Some(feature) => feature.clone(),
+                None if level == used.len() => used[used.len() - 1].clone(),
+                None => sources[level - 1].clone(),
+            };
+            sources.push(projection.forward(input));
+        }
+
+        let mut shapes = Vec::with_capacity(sources.len());
+        let mut tokens = Vec::with_capacity(sources.len());
+        let mut positions = Vec::with_capacity(sources.len());
+        for (level, source) in sources.into_iter().enumerate() {
+            let [_, _, h, w] = source.dims();
+            shapes.push((h, w));
+            let flat = |t: Tensor<4>| t.reshape([batch, d, h * w]).swap_dims(1, 2);
+            tokens.push(flat(source));
+            let position =
+                sine_position_embedding(&vec![true; batch * h * w], [batch, h, w], d / 2, &device)?;
+            let level_embed = self
+                .level_embed
+                .val()
+                .narrow(0, level, 1)
+                .reshape([1, 1, d]);
+            positions.push(flat(position) + level_embed);
+        }
+        let (tokens, positions) = (Tensor::cat(tokens, 1), Tensor::cat(positions, 1));
+        let references = encoder_reference_points(&shapes, batch, &device);
+        let mut memory = tokens;
+        for layer in &self.encoder {
+            memory = layer.forward(memory, positions.clone(), None, references.clone(), &shapes)?;
+        }
+
+        let queries = self.config.num_queries;
+        let embeddings = self.query_position_embeddings.val();
+        let half = |start| {
+            embeddings
+                .clone()
+                .narrow(1, start, d)
+                .unsqueeze::<3>()
+                .expand([batch, queries, d])
+        };
+        let (query_position, mut hidden) = (half(0), half(d));
+        let reference = sigmoid(self.reference_points.forward(query_position.clone()));
+        let levels = shapes.len();
+        let reference_input = reference
+            .clone()
+            .unsqueeze_dim::<4>(2)
+            .expand([batch, queries, levels, 2]);
+        for layer in &self.decoder {
+            hidden = layer.forward(
+                hidden,
+                query_position.clone(),
+                reference_input.clone(),
+                memory.clone(),
+                None,
+                &shapes,
+            )?;
+        }
+
+        let logits = self.class_embed.forward(hidden.clone());
+        let delta = self.bbox_embed.forward(hidden);
+        let centre = delta.clone().narrow(2, 0, 2) + inverse_sigmoid(reference);
+        let pred_boxes = sigmoid(Tensor::cat(vec![centre, delta.narrow(2, 2, 2)], 2));
+        Ok(DetrOutput { logits, pred_boxes })
+    }
+}
+
+/// `log(x / (1 − x))` with both clamped to at least 1e-5, as the reference.
+fn inverse_sigmoid(x: Tensor<3>) -> Tensor<3> {
+    let x = x.clamp(0.0, 1.0);
+    let (a, b) = (
+        x.clone().clamp_min(1e-5),
+        x.ones_like().sub(x).clamp_min(1e-5),
+    );
+    (a / b).log()
+}
+
+/// Each token's pixel centre `((j + ½)/W, (i + ½)/H)` in its own level, repeated for every
+/// level (unpadded images: all valid ratios are 1); `[N, S, L, 2]`.
+fn encoder_reference_points(shapes: &[(usize, usize)], batch: usize, device: &Device) -> Tensor<4> {
+    let points: Vec<f32> = shapes
+        .iter()
+        .flat_map(|&(h, w)| {
+            (0..h * w).flat_map(move |t| {
+                [
+                    ((t % w) as f32 + 0.5) / w as f32,
+                    ((t / w) as f32 + 0.5) / h as f32,
+                ]
+            })
+        })
+        .collect();
+    let tokens = points.len() / 2;
+    Tensor::<3>::from_data(TensorData::new(points, [1, tokens, 2]), device)
+        .unsqueeze_dim::<4>(2)
+        .expand([batch, tokens, shapes.len(), 2])
+}
+
+impl LoraModel for DeformableDetr {
+    fn lora_groups(&self) -> Vec<LoraGroup<&LoraLinear>> {
+        let encoder = self.encoder.iter().enumerate().map(|(i, layer)| {
+            LoraGroup::new(
+                format!("encoder.layers.{i}"),
+                vec![&layer.ffn.fc1, &layer.ffn.fc2],
+            )
+        });
+        let decoder = self.decoder.iter().enumerate().map(|(i, layer)| {
+            LoraGroup::new(
+                format!("decoder.layers.{i}"),
+                vec![&layer.ffn.fc1, &layer.ffn.fc2],
+            )
+        });
+        encoder.chain(decoder).collect()
+    }
+
+    fn lora_groups_mut(&mut self) -> Vec<LoraGroup<&mut LoraLinear>> {
+        let encoder = self.encoder.iter_mut().enumerate().map(|(i, layer)| {
+            let ffn = &mut layer.ffn;
+            LoraGroup::new(
+                format!("encoder.layers.{i}"),
+                vec![&mut ffn.fc1, &mut ffn.fc2],
+            )
+        });
+        let decoder = self.decoder.iter_mut().enumerate().map(|(i, layer)| {
+            let ffn = &mut layer.ffn;
+            LoraGroup::new(
+                format!("decoder.layers.{i}"),
+                vec![&mut ffn.fc1, &mut ffn.fc2],
+            )
+        });
+        encoder.chain(decoder).collect()
+    }
+}

@@ -1,4 +1,5 @@
-//! `gs-lora forward` end to end: every committed checkpoint format, and clear failures.
+//! `gs-lora forward` end to end: every committed checkpoint format (the ViT family and
+//! Deformable DETR), and clear failures.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -47,6 +48,7 @@ fn forward_writes_the_reference_outputs_for_every_format() {
         "hf_vit_classifier",
         "hf_vit_pooler",
         "hf_dinov2",
+        "detr",
     ] {
         let dir = fixture(name);
         let out = out_dir.join(format!("{name}.safetensors"));

@@ -25,7 +25,7 @@ position.safetensors: `DeformableDetrSinePositionEmbedding(8, normalize=True)` o
 detr/: a small random `DeformableDetrForObjectDetection` (a timm ResNet-50 layout with widths
 8/16/32/64 and one block per stage, d_model 32, 1 encoder and 2 decoder layers, 2 heads, 4
 levels, 2 points, 5 queries, 3 labels; every parameter and batch-norm statistic perturbed):
-`model.safetensors` (released checkpoints' layer names), `input.safetensors` (`pixel_values`
+`config.json`, `model.safetensors` (transformers-5 names), `input.safetensors` (`pixel_values`
 [2, 3, 128, 96], no padding) and `output.safetensors` (`logits`, `pred_boxes`). transformers
 5.23 looks a timm backbone name up on the hub and ignores size arguments for it, so the model is
 built with a ResNet-50 backbone (offline: HF_HUB_OFFLINE=1) whose backbone and input
@@ -40,6 +40,7 @@ and the four stage outputs.
 
 Tested with torch 2.15, timm 1.0.31, transformers 5.23.
 """
+import json
 import os
 
 import torch
@@ -238,9 +239,15 @@ def detr_case():
     d = os.path.join(OUT, "detr")
     os.makedirs(d, exist_ok=True)
     # class_embed.N / bbox_embed.N are one tied module without box refinement: clone to save.
-    weights = {checkpoint_name(k): v.clone().contiguous() for k, v in model.state_dict().items()
-               if "num_batches" not in k}
+    # transformers-5 names here (`mlp.fc1`, `o_proj`), to exercise the loader's other spelling.
+    weights = {k: v.clone().contiguous() for k, v in model.state_dict().items() if "num_batches" not in k}
     save_file(weights, os.path.join(d, "model.safetensors"))
+    # The config as transformers writes it, plus the timm size arguments of the small backbone
+    # (transformers does not pass them on; timm's create_model takes them).
+    saved = model.config.to_dict()
+    saved["backbone_config"].update(channels=[8, 16, 32, 64], layers=[1, 1, 1, 1])
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(saved, f, indent=2, default=str)
     save_file({"pixel_values": pixels}, os.path.join(d, "input.safetensors"))
     save_file({"logits": out.logits.contiguous(), "pred_boxes": out.pred_boxes.contiguous()},
               os.path.join(d, "output.safetensors"))

@@ -1,9 +1,12 @@
 //! `gs-lora forward`: a checkpoint's outputs for a tensor file.
 
-use burn::tensor::Tensor;
+use std::path::Path;
+
+use burn::tensor::{Tensor, TensorData};
 use gs_lora_core::LoraConfig;
+use gs_lora_models::deformable::DeformableDetr;
 use gs_lora_models::weights::{read_tensor, write_tensors};
-use gs_lora_models::{ModelError, VisionTransformer};
+use gs_lora_models::{ModelError, VisionTransformer, VitOutput};
 
 use super::{CliError, Flags};
 use crate::backend;
@@ -12,9 +15,11 @@ const USAGE: &str = "\
 usage: gs-lora forward --config CONFIG.json --weights MODEL.safetensors \\
                        --input IN.safetensors --output OUT.safetensors [--backend flex|ndarray|wgpu|cuda]
 
-Runs a checkpoint (timm ViT, Hugging Face ViT or DINOv2, GS-LoRA face ViT) on the tensor
-`pixel_values` [B, C, H, W] of IN and writes `last_hidden_state`, `pooler_output` (where the
-format has one) and `logits` (where the model has a head) to OUT.";
+Runs a checkpoint on the tensor `pixel_values` [B, C, H, W] of IN and writes to OUT:
+- timm ViT, Hugging Face ViT or DINOv2, GS-LoRA face ViT: `last_hidden_state`, `pooler_output`
+  (where the format has one) and `logits` (where the model has a head);
+- Hugging Face Deformable DETR (`model_type` `deformable_detr`, unpadded images): `logits`
+  [B, Q, C] and `pred_boxes` [B, Q, 4] (cx, cy, w, h normalised).";
 
 pub(super) fn run(args: &[String]) -> Result<(), CliError> {
     let Some(mut flags) = Flags::parse(args, &[], USAGE)? else {
@@ -31,8 +36,6 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
     let device = backend::device(flags.take("backend").as_deref())?;
     flags.finish()?;
 
-    let model =
-        VisionTransformer::from_pretrained(&config, &weights, &LoraConfig::new(), 0, &device)?;
     let pixels = read_tensor(&input, "pixel_values")?;
     if pixels.shape().len() != 4 {
         return Err(ModelError::Input {
@@ -41,7 +44,46 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
         }
         .into());
     }
-    let result = model.forward(Tensor::<4>::from_data(pixels, &device))?;
+    let pixels = Tensor::<4>::from_data(pixels, &device);
+    let tensors = match is_deformable_detr(&config) {
+        true => {
+            let model =
+                DeformableDetr::from_pretrained(&config, &weights, &LoraConfig::new(), 0, &device)?;
+            let result = model.forward(pixels)?;
+            vec![
+                ("logits".to_string(), result.logits.into_data()),
+                ("pred_boxes".to_string(), result.pred_boxes.into_data()),
+            ]
+        }
+        false => {
+            let model = VisionTransformer::from_pretrained(
+                &config,
+                &weights,
+                &LoraConfig::new(),
+                0,
+                &device,
+            )?;
+            vit_outputs(model.forward(pixels)?)
+        }
+    };
+    let names: Vec<String> = tensors.iter().map(|(name, _)| name.clone()).collect();
+    write_tensors(&output, tensors)?;
+    println!("wrote {} to {}", names.join(", "), output.display());
+    Ok(())
+}
+
+/// Whether `config` is a Deformable DETR `config.json` (any other file is left to the ViT loader,
+/// which reports what it cannot read).
+fn is_deformable_detr(config: &Path) -> bool {
+    std::fs::read_to_string(config)
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .is_some_and(|json| {
+            json.get("model_type").and_then(|t| t.as_str()) == Some("deformable_detr")
+        })
+}
+
+fn vit_outputs(result: VitOutput) -> Vec<(String, TensorData)> {
     let mut tensors = vec![(
         "last_hidden_state".to_string(),
         result.last_hidden_state.into_data(),
@@ -52,8 +94,5 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
     if let Some(logits) = result.logits {
         tensors.push(("logits".into(), logits.into_data()));
     }
-    let names: Vec<String> = tensors.iter().map(|(name, _)| name.clone()).collect();
-    write_tensors(&output, tensors)?;
-    println!("wrote {} to {}", names.join(", "), output.display());
-    Ok(())
+    tensors
 }

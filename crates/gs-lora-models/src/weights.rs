@@ -281,6 +281,23 @@ impl<K: KeyMap> SafetensorsSource<K> {
         &self.path
     }
 
+    /// Every tensor name in the file.
+    pub fn names(&self) -> &BTreeSet<String> {
+        &self.all
+    }
+
+    /// The same open file read through another key map (chosen after looking at
+    /// [`names`](Self::names)).
+    pub fn with_keys<K2: KeyMap>(self, keys: K2) -> SafetensorsSource<K2> {
+        SafetensorsSource {
+            path: self.path,
+            bytes: self.bytes,
+            keys,
+            used: self.used,
+            all: self.all,
+        }
+    }
+
     /// Fails if the checkpoint holds tensors that were neither read nor ignorable.
     ///
     /// # Errors

@@ -1,45 +1,29 @@
 //! Deformable DETR against Hugging Face's `DeformableDetrForObjectDetection` on the small random
-//! checkpoint made by `tools/make_deform_fixtures.py`: `logits` and `pred_boxes` of two unpadded
-//! images, and one adapter group per encoder and decoder layer.
+//! checkpoint made by `tools/make_deform_fixtures.py` (its `config.json` and transformers-5
+//! tensor names): `logits` and `pred_boxes` of two unpadded images, one adapter group per encoder
+//! and decoder layer, both generations of tensor names, and refused configs.
 
 use burn::tensor::{Device, Tensor};
 use gs_lora_core::{LoraConfig, LoraModel};
 use gs_lora_models::ModelError;
-use gs_lora_models::deformable::{DeformableDetr, DeformableDetrConfig};
-use gs_lora_models::resnet::ResNetConfig;
-use gs_lora_models::weights::{IdentityKeys, SafetensorsSource, read_tensor};
+use std::collections::BTreeSet;
+
+use gs_lora_models::deformable::{DeformableDetr, DeformableDetrConfig, DetrKeys};
+use gs_lora_models::weights::{KeyMap, read_tensor};
 
 mod common;
 use common::{assert_parity, fixture, values};
 
-fn config() -> DeformableDetrConfig {
-    DeformableDetrConfig {
-        d_model: 32,
-        encoder_layers: 1,
-        decoder_layers: 2,
-        encoder_heads: 2,
-        decoder_heads: 2,
-        encoder_ffn_dim: 24,
-        decoder_ffn_dim: 24,
-        num_queries: 5,
-        num_feature_levels: 4,
-        encoder_points: 2,
-        decoder_points: 2,
-        num_labels: 3,
-        backbone: ResNetConfig {
-            in_channels: 3,
-            stem_width: 64,
-            widths: vec![8, 16, 32, 64],
-            depths: vec![1, 1, 1, 1],
-        },
-    }
-}
-
 fn load(device: &Device) -> DeformableDetr {
     let dir = fixture("detr");
-    let mut source =
-        SafetensorsSource::open(dir.join("model.safetensors"), IdentityKeys).expect("fixture");
-    DeformableDetr::load(&config(), &mut source, &LoraConfig::new(), 0, device).expect("load")
+    DeformableDetr::from_pretrained(
+        dir.join("config.json"),
+        dir.join("model.safetensors"),
+        &LoraConfig::new(),
+        0,
+        device,
+    )
+    .expect("load")
 }
 
 #[test]
@@ -77,4 +61,100 @@ fn every_layer_is_one_adapter_group_and_bad_inputs_are_refused() {
         .forward(Tensor::zeros([1, 3, 16, 16], &device))
         .expect_err("too small for four levels");
     assert!(error.to_string().contains("[1, 3, 16, 16]"), "{error}");
+}
+
+#[test]
+fn the_config_is_read_from_config_json() {
+    let config =
+        DeformableDetrConfig::from_file(fixture("detr").join("config.json")).expect("config");
+    assert_eq!(
+        (
+            config.d_model,
+            config.encoder_layers,
+            config.decoder_layers,
+            config.num_queries
+        ),
+        (32, 1, 2, 5)
+    );
+    assert_eq!((config.num_labels, config.num_feature_levels), (3, 4));
+    assert_eq!(config.backbone.widths, vec![8, 16, 32, 64]);
+    assert_eq!(config.backbone.depths, vec![1, 1, 1, 1]);
+    // The reference's defaults for what a config leaves out.
+    let defaults =
+        DeformableDetrConfig::from_json(r#"{"model_type": "deformable_detr"}"#).expect("defaults");
+    assert_eq!(
+        (
+            defaults.d_model,
+            defaults.num_queries,
+            defaults.backbone.depths
+        ),
+        (256, 300, vec![3, 4, 6, 3])
+    );
+    for (json, says) in [
+        (r#"{"model_type": "detr"}"#, "deformable_detr"),
+        (
+            r#"{"model_type": "deformable_detr", "two_stage": true}"#,
+            "two_stage",
+        ),
+        (
+            r#"{"model_type": "deformable_detr", "with_box_refine": true}"#,
+            "with_box_refine",
+        ),
+        (
+            r#"{"model_type": "deformable_detr", "backbone": "swin"}"#,
+            "swin",
+        ),
+        (
+            r#"{"model_type": "deformable_detr", "d_model": "wide"}"#,
+            "d_model",
+        ),
+    ] {
+        let error = DeformableDetrConfig::from_json(json).expect_err(json);
+        assert!(error.to_string().contains(says), "{json}: {error}");
+    }
+}
+
+#[test]
+fn both_generations_of_tensor_names_are_read() {
+    let names = |list: &[&str]| list.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
+    // transformers 5: backbone under `model.backbone.model`, `mlp.fc1`, `o_proj`.
+    let new = DetrKeys::new(
+        &names(&[
+            "model.backbone.model.conv1.weight",
+            "model.encoder.layers.0.mlp.fc1.weight",
+            "model.decoder.layers.0.self_attn.o_proj.weight",
+        ]),
+        2,
+    );
+    assert_eq!(
+        new.file_keys("model.encoder.layers.0.fc1.weight"),
+        ["model.encoder.layers.0.mlp.fc1.weight"]
+    );
+    assert_eq!(
+        new.file_keys("model.decoder.layers.1.self_attn.out_proj.bias"),
+        ["model.decoder.layers.1.self_attn.o_proj.bias"]
+    );
+    assert_eq!(
+        new.file_keys("model.backbone.model.conv1.weight"),
+        ["model.backbone.model.conv1.weight"]
+    );
+    // Released checkpoints: `conv_encoder`, `fc1`, `out_proj`.
+    let old = DetrKeys::new(
+        &names(&[
+            "model.backbone.conv_encoder.model.conv1.weight",
+            "model.encoder.layers.0.fc1.weight",
+        ]),
+        2,
+    );
+    assert_eq!(
+        old.file_keys("model.backbone.model.layer1.0.conv1.weight"),
+        ["model.backbone.conv_encoder.model.layer1.0.conv1.weight"]
+    );
+    assert_eq!(
+        old.file_keys("model.encoder.layers.0.fc1.weight"),
+        ["model.encoder.layers.0.fc1.weight"]
+    );
+    // The per-level copies of the heads other than the last may stay unread; the last may not.
+    assert!(old.is_ignored("class_embed.0.weight") && old.is_ignored("bbox_embed.0.layers.2.bias"));
+    assert!(!old.is_ignored("class_embed.1.weight") && !old.is_ignored("model.level_embed"));
 }

@@ -1,12 +1,14 @@
 //! Deformable DETR's building blocks (Zhu et al. 2021).
 
 mod attention;
+mod checkpoint;
 mod layers;
 mod model;
 mod position;
 mod sampling;
 
 pub use attention::{DeformableAttentionConfig, MultiScaleDeformableAttention};
+pub use checkpoint::DetrKeys;
 pub use layers::{DecoderLayer, EncoderLayer, Ffn, LayerConfig, SelfAttention};
 pub use model::{BoxHead, DeformableDetr, DeformableDetrConfig, DetrOutput, InputProjection};
 pub use position::sine_position_embedding;

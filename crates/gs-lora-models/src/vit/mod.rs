@@ -3,7 +3,7 @@
 
 mod attention;
 mod block;
-mod config;
+pub(crate) mod config;
 mod export;
 mod face;
 mod head;

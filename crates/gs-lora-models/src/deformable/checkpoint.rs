@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::model::{DeformableDetr, DeformableDetrConfig};
 use crate::error::{ModelError, Result};
 use crate::resnet::ResNetConfig;
-use crate::vit::config::{config_error, get_usize};
+use crate::vit::config::{config_error, get_usize, read_config_file};
 use crate::weights::{IdentityKeys, KeyMap, SafetensorsSource};
 
 impl DeformableDetrConfig {
@@ -71,18 +71,7 @@ impl DeformableDetrConfig {
     /// # Errors
     /// [`ModelError::Io`], or [`ModelError::Config`] naming the file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_json(&text).map_err(|err| match err {
-            ModelError::Config { message, .. } => ModelError::Config {
-                path: path.to_path_buf(),
-                message,
-            },
-            other => other,
-        })
+        read_config_file(path.as_ref(), Self::from_json)
     }
 }
 

@@ -138,18 +138,7 @@ impl VitConfig {
     /// # Errors
     /// [`ModelError::Io`] or [`ModelError::Config`] naming the file and what is wrong.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_json(&text).map_err(|err| match err {
-            ModelError::Config { message, .. } => ModelError::Config {
-                path: path.to_path_buf(),
-                message,
-            },
-            other => other,
-        })
+        read_config_file(path.as_ref(), Self::from_json)
     }
 
     /// As [`from_file`](Self::from_file), from the JSON text.
@@ -185,6 +174,21 @@ impl VitConfig {
         config.validate()?;
         Ok(config)
     }
+}
+
+/// Reads `path` and parses it with `parse`, naming the file in a config error.
+pub(crate) fn read_config_file<T>(path: &Path, parse: impl FnOnce(&str) -> Result<T>) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text).map_err(|err| match err {
+        ModelError::Config { message, .. } => ModelError::Config {
+            path: path.to_path_buf(),
+            message,
+        },
+        other => other,
+    })
 }
 
 pub(crate) fn config_error(message: String) -> ModelError {

@@ -1,9 +1,10 @@
 //! Detection pieces against hand-computed values: box overlaps, the assignment solver (against
-//! brute force over all permutations), the matcher's costs, and COCO-style AP.
+//! brute force over all permutations), the matcher's costs, COCO-style AP, and reading COCO
+//! annotations.
 
 use gs_lora_train::detection::{
-    Detection, GroundTruth, HungarianMatcher, Target, average_precision, corners, generalized_iou,
-    iou, linear_sum_assignment,
+    CocoAnnotations, Detection, GroundTruth, HungarianMatcher, Target, average_precision, corners,
+    generalized_iou, iou, linear_sum_assignment,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -233,5 +234,82 @@ fn average_precision_matches_hand_computed_cases() {
             .expect("valid input")
             .ap,
         100.0,
+    );
+}
+
+const COCO: &str = r#"{
+  "images": [
+    {"id": 1, "file_name": "a.jpg", "width": 200, "height": 100},
+    {"id": 2, "file_name": "b.jpg", "width": 50, "height": 50},
+    {"id": 3, "file_name": "empty.jpg", "width": 10, "height": 10}
+  ],
+  "categories": [{"id": 1, "name": "person"}, {"id": 18, "name": "dog"}, {"id": 44, "name": "bottle"}],
+  "annotations": [
+    {"image_id": 1, "category_id": 18, "bbox": [20, 10, 40, 30], "iscrowd": 0},
+    {"image_id": 1, "category_id": 1, "bbox": [180, 50, 40, 80], "iscrowd": 0},
+    {"image_id": 1, "category_id": 1, "bbox": [0, 0, 100, 100], "iscrowd": 1},
+    {"image_id": 2, "category_id": 44, "bbox": [10, 10, 0, 5], "iscrowd": 0},
+    {"image_id": 2, "category_id": 18, "bbox": [5, 5, 10, 10]}
+  ]
+}"#;
+
+#[test]
+fn coco_annotations_keep_the_task_classes_and_normalise_boxes() {
+    // Dogs and people, in that label order.
+    let coco = CocoAnnotations::from_json(COCO, Some(&[18, 1])).expect("valid file");
+    assert_eq!(
+        coco.categories,
+        vec![(18, "dog".to_string()), (1, "person".to_string())]
+    );
+    assert_eq!(
+        coco.images.len(),
+        3,
+        "images without kept objects stay as negatives"
+    );
+    let a = &coco.images[0];
+    assert_eq!(a.file_name, "a.jpg");
+    assert_eq!(a.objects.len(), 2);
+    // Dog [20, 10, 40, 30] in 200×100: centre (40, 25), size (40, 30).
+    assert_eq!(a.objects[0].label, 0);
+    for (found, expected) in a.objects[0].bbox.iter().zip([0.2, 0.25, 0.2, 0.3]) {
+        close(*found, expected);
+    }
+    // Person [180, 50, 40, 80] is clamped to the image: x 180–200, y 50–100.
+    assert_eq!(a.objects[1].label, 1);
+    for (found, expected) in a.objects[1].bbox.iter().zip([0.95, 0.75, 0.1, 0.5]) {
+        close(*found, expected);
+    }
+    assert_eq!(
+        coco.images[1].objects.len(),
+        1,
+        "the zero-width bottle is not kept"
+    );
+    assert!(coco.images[2].objects.is_empty());
+    // The crowd region is dropped; the bottle is not a kept class, so it is not counted.
+    assert_eq!(coco.skipped_boxes, 1);
+
+    let all = CocoAnnotations::from_json(COCO, None).expect("valid file");
+    assert_eq!(all.categories.len(), 3);
+    assert_eq!(all.skipped_boxes, 2, "crowd region and zero-width box");
+}
+
+#[test]
+fn inconsistent_coco_files_are_refused_with_the_id() {
+    let error = CocoAnnotations::from_json(COCO, Some(&[999])).expect_err("unknown class");
+    assert!(error.to_string().contains("999"), "{error}");
+    let bad_image = COCO.replace(
+        r#""image_id": 2, "category_id": 18"#,
+        r#""image_id": 7, "category_id": 18"#,
+    );
+    let error = CocoAnnotations::from_json(&bad_image, None).expect_err("unknown image");
+    assert!(error.to_string().contains("image 7"), "{error}");
+    let bad_category = COCO.replace(r#""category_id": 44"#, r#""category_id": 45"#);
+    let error = CocoAnnotations::from_json(&bad_category, None).expect_err("unknown category");
+    assert!(error.to_string().contains("category 45"), "{error}");
+    assert!(CocoAnnotations::from_json("{}", None).is_err());
+    let error = CocoAnnotations::open("/nonexistent/instances.json", None).expect_err("missing");
+    assert!(
+        error.to_string().contains("/nonexistent/instances.json"),
+        "{error}"
     );
 }

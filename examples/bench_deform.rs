@@ -29,7 +29,7 @@ use rand_chacha::ChaCha8Rng;
 static ALLOCATOR: gs_lora::allocator::Allocator = gs_lora::allocator::Allocator;
 
 mod common;
-use common::{peak_rss_mib, standard_normal, time};
+use common::{print_peak_rss, standard_normal, time};
 
 const USAGE: &str = "usage: bench_deform [--backend B] [--batch 2] [--queries 300] [--reps 5] \
                      [--warmup 1] [--impl gather|grid-sample] [--seed 0]";
@@ -165,9 +165,7 @@ fn run() -> Result<(), CliError> {
         output.sum().into_scalar::<f32>();
         Ok(())
     })?;
-    if let Some(mib) = peak_rss_mib() {
-        println!("peak_rss_mib={mib:.0}");
-    }
+    print_peak_rss();
     Ok(())
 }
 

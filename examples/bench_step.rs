@@ -38,7 +38,7 @@ use rand_chacha::ChaCha8Rng;
 static ALLOCATOR: gs_lora::allocator::Allocator = gs_lora::allocator::Allocator;
 
 mod common;
-use common::{peak_rss_mib, standard_normal, time};
+use common::{print_peak_rss, standard_normal, time};
 
 const USAGE: &str = "usage: bench_step [--backend B] [--batch 8] [--reps 5] [--warmup 1] [--seed 0] [--only train_step|inference]";
 
@@ -141,9 +141,7 @@ fn run() -> Result<(), CliError> {
             Ok(())
         })?;
     }
-    if let Some(mib) = peak_rss_mib() {
-        println!("peak_rss_mib={mib:.0}");
-    }
+    print_peak_rss();
     Ok(())
 }
 

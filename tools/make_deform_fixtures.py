@@ -106,6 +106,17 @@ def attention_case():
     print("wrote", path)
 
 
+def perturb_state(model, scale):
+    """Moves every float parameter and buffer off its init by `scale`·N(0, 1); batch-norm
+    variances are redrawn in [0.5, 1.5) so they stay positive."""
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if name.endswith("running_var"):
+                t.copy_(0.5 + torch.rand_like(t))
+            elif t.is_floating_point():
+                t.add_(scale * torch.randn_like(t))
+
+
 def checkpoint_name(key):
     """transformers 5 module names → the released checkpoints' names."""
     return key.replace("mlp.fc", "fc").replace("self_attn.o_proj", "self_attn.out_proj")
@@ -170,12 +181,7 @@ def resnet_case():
 
     torch.manual_seed(3)
     model = ResNet(block=Bottleneck, layers=[1, 2, 1, 1], channels=(8, 16, 32, 64), num_classes=0)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if name.endswith("running_var"):
-                t.copy_(0.5 + torch.rand_like(t))
-            elif t.is_floating_point():
-                t.add_(0.2 * torch.randn_like(t))
+    perturb_state(model, 0.2)
     model.eval()
     x = torch.randn(2, 3, 64, 48)
     with torch.no_grad():
@@ -226,12 +232,7 @@ def detr_case():
     projections = [nn.Sequential(nn.Conv2d(c, 32, 1), nn.GroupNorm(32, 32)) for c in channels]
     projections.append(nn.Sequential(nn.Conv2d(channels[-1], 32, 3, stride=2, padding=1), nn.GroupNorm(32, 32)))
     model.model.input_proj = nn.ModuleList(projections)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if name.endswith("running_var"):
-                t.copy_(0.5 + torch.rand_like(t))
-            elif t.is_floating_point():
-                t.add_(0.1 * torch.randn_like(t))
+    perturb_state(model, 0.1)
     model.eval()
     pixels = torch.randn(2, 3, 128, 96)
     with torch.no_grad():

@@ -31,12 +31,17 @@ pub fn time(
     Ok(())
 }
 
-/// The process's peak resident set in MiB (Linux `VmHWM`), if known.
-pub fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
+/// Prints the process's peak resident set in MiB (Linux `VmHWM`), where the OS reports it.
+pub fn print_peak_rss() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse::<f64>().ok());
+    if let Some(kib) = kib {
+        println!("peak_rss_mib={:.0}", kib / 1024.0);
+    }
 }
 
 /// `len` standard-normal draws (Box-Muller) from `rng`.

@@ -155,7 +155,7 @@ fn run() -> Result<(), CliError> {
     };
     let run = RunDir::new(&out);
     let state = run_forgetting(model, &dataset, &config, &preprocess, &run, &device)?;
-    println!("\n{}", results_table(&state.results));
+    println!("\n{}", results_table(&state.results, "acc"));
     println!("results, curves and plots in {}", out.display());
     Ok(())
 }

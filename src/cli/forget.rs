@@ -44,7 +44,7 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
         .with_alpha(config.lora_alpha);
     let model = model_dir.load(&lora, config.seed, &device)?;
     let state = run_forgetting(model, &dataset, &config, &info.preprocess, &out, &device)?;
-    println!("\n{}", results_table(&state.results));
+    println!("\n{}", results_table(&state.results, "acc"));
     println!(
         "results, curves, plots and checkpoints in {}",
         out.path().display()

@@ -14,7 +14,7 @@ use crate::weights::{ConvShape, ParamSource, frozen, load, load_conv2d};
 const BATCH_NORM_EPS: f64 = 1e-5;
 
 /// The sizes of a bottleneck ResNet.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ResNetConfig {
     /// Input channels.
     pub in_channels: usize,

@@ -436,12 +436,7 @@ impl ParamSource for SeededInit {
             "weight" if is_norm => vec![1.0; len],
             "gamma" | "lambda1" => vec![1.0; len],
             _ => {
-                let name_hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                    (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-                });
-                let mut rng = ChaCha8Rng::seed_from_u64(gs_lora_core::lora::derive_seed(
-                    self.seed, name_hash,
-                ));
+                let mut rng = key_rng(self.seed, key);
                 (0..len)
                     .map(|_| 0.02 * sample_truncated_normal(&mut rng))
                     .collect()
@@ -455,8 +450,17 @@ impl ParamSource for SeededInit {
     }
 }
 
+/// The random stream of the tensor called `key` under `seed` (FNV-1a of the name), so a
+/// tensor's values never depend on the order tensors are asked for.
+pub(crate) fn key_rng(seed: u64, key: &str) -> ChaCha8Rng {
+    let name_hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    ChaCha8Rng::seed_from_u64(gs_lora_core::lora::derive_seed(seed, name_hash))
+}
+
 /// A standard normal draw truncated to [-2, 2] (Box-Muller, rejection).
-fn sample_truncated_normal(rng: &mut impl Rng) -> f32 {
+pub(crate) fn sample_truncated_normal(rng: &mut impl Rng) -> f32 {
     loop {
         let u1: f64 = rng.random_range(f64::EPSILON..1.0);
         let u2: f64 = rng.random();

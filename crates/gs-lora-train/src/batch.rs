@@ -84,7 +84,7 @@ impl Preprocess {
     }
 
     /// Writes `image` as `[C, S, S]` model input into `out`, augmented when `augment` is given.
-    fn write(&self, image: &Image, augment: Option<(&Augment, u64)>, out: &mut [f32]) {
+    pub(crate) fn write(&self, image: &Image, augment: Option<(&Augment, u64)>, out: &mut [f32]) {
         let side = self.resize_side();
         let resized;
         let image = if image.width().min(image.height()) == side {

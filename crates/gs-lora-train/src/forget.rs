@@ -11,7 +11,7 @@ use burn::tensor::{Device, Tensor};
 use gs_lora_core::lora::derive_seed;
 use gs_lora_core::loss::{PrototypeAccumulator, PrototypeLossConfig, Prototypes};
 use gs_lora_core::{
-    LoraConfig, LoraInit, TaskMetrics, group_norms, merge_adapters, reset_adapters,
+    LoraConfig, LoraInit, LoraModel, TaskMetrics, group_norms, merge_adapters, reset_adapters,
 };
 use gs_lora_models::VisionTransformer;
 use rand::SeedableRng;
@@ -21,13 +21,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch::{Preprocess, make_batch, shuffled_batches};
 use crate::config::{ForgetConfig, Method, Replay};
-use crate::data::{Dataset, ImageSet};
+use crate::data::Dataset;
 use crate::error::{Result, TrainError, io};
 use crate::eval::class_accuracy;
 use crate::model_dir::{ModelDir, ModelInfo};
 use crate::progress::Progress;
 use crate::schedule::{Task, TaskSchedule};
-use crate::step::{LossWeights, loss_terms, update_adapters};
+use crate::step::{LossTerms, LossWeights, loss_terms, update_adapters};
 
 /// What one task achieved, as written to `results.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -166,12 +166,19 @@ pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     write_atomic(path, text.as_bytes())
 }
 
-/// The images of each class of `classes` kept for training this task.
-fn subset(set: &ImageSet, classes: &[usize], replay: Replay, full: bool, seed: u64) -> Vec<usize> {
+/// The images of each class of `classes` kept for training this task; `images_of(class)` lists
+/// a class's images (an image of several classes is kept once).
+pub(crate) fn subset(
+    images_of: impl Fn(usize) -> Vec<usize>,
+    classes: &[usize],
+    replay: Replay,
+    full: bool,
+    seed: u64,
+) -> Vec<usize> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut chosen = Vec::new();
     for &class in classes {
-        let mut indices = set.indices_of(&[class]);
+        let mut indices = images_of(class);
         indices.shuffle(&mut rng);
         let keep = match replay {
             Replay::FewShot(k) => k.min(indices.len()),
@@ -183,6 +190,7 @@ fn subset(set: &ImageSet, classes: &[usize], replay: Replay, full: bool, seed: u
         chosen.extend_from_slice(&indices[..keep]);
     }
     chosen.sort_unstable();
+    chosen.dedup();
     chosen
 }
 
@@ -255,13 +263,51 @@ pub fn run_forgetting(
     run: &RunDir,
     device: &Device,
 ) -> Result<RunState> {
+    let lora = LoraConfig::new()
+        .with_rank(config.rank)
+        .with_alpha(config.lora_alpha);
+    let classes: Vec<usize> = (0..dataset.num_classes()).collect();
+    run_schedule(
+        &mut model,
+        &classes,
+        config,
+        run,
+        |checkpoint| ModelDir::new(checkpoint).load(&lora, config.seed, device),
+        |model, task| {
+            let started = Instant::now();
+            run_task(model, dataset, task, config, preprocess, device, started)
+        },
+        |model, task, checkpoint| {
+            let info = ModelInfo {
+                class_names: dataset.class_names.clone(),
+                preprocess: *preprocess,
+                forgotten: task.old.iter().chain(&task.forget).copied().collect(),
+            };
+            ModelDir::new(checkpoint).save(model, &info)
+        },
+    )
+}
+
+/// The task loop shared by every kind of model: validates `config`, draws the schedule over
+/// the model labels `classes`, resumes after the last finished task of `run` (`load` reads its checkpoint),
+/// then per task runs `task`, saves the merged model with `save` and records the result.
+pub(crate) fn run_schedule<M>(
+    model: &mut M,
+    classes: &[usize],
+    config: &ForgetConfig,
+    run: &RunDir,
+    load: impl FnOnce(PathBuf) -> Result<M>,
+    mut task: impl FnMut(&mut M, &Task) -> Result<(TaskResult, Vec<EpochRecord>)>,
+    mut save: impl FnMut(&M, &Task, PathBuf) -> Result<()>,
+) -> Result<RunState> {
     config.validate()?;
     let schedule = TaskSchedule::new(
-        dataset.num_classes(),
+        classes.len(),
         config.tasks,
         config.forget_per_task,
         config.seed,
-    )?;
+    )?
+    .relabelled(classes)?;
     std::fs::create_dir_all(run.path()).map_err(io(run.path()))?;
     let mut state = run.load_state()?;
     if !state.results.is_empty() {
@@ -269,9 +315,6 @@ pub fn run_forgetting(
     }
     write_json(&run.path().join("config.json"), config)?;
     write_json(&run.path().join("schedule.json"), &schedule)?;
-    let lora = LoraConfig::new()
-        .with_rank(config.rank)
-        .with_alpha(config.lora_alpha);
 
     if let Some(last) = state.results.last() {
         let checkpoint = run.checkpoint(last.task);
@@ -280,22 +323,14 @@ pub fn run_forgetting(
             last.task,
             checkpoint.display()
         );
-        model = ModelDir::new(checkpoint).load(&lora, config.seed, device)?;
+        *model = load(checkpoint)?;
     }
 
-    for task in schedule.tasks.iter().skip(state.results.len()) {
-        let started = Instant::now();
-        let (result, curves) = run_task(
-            &mut model, dataset, task, config, preprocess, device, started,
-        )?;
+    for next in schedule.tasks.iter().skip(state.results.len()) {
+        let (result, curves) = task(model, next)?;
         // The merged model first, then the state that points at it: a kill in between leaves
         // the previous state, and the task is redone.
-        let info = ModelInfo {
-            class_names: dataset.class_names.clone(),
-            preprocess: *preprocess,
-            forgotten: task.old.iter().chain(&task.forget).copied().collect(),
-        };
-        ModelDir::new(run.checkpoint(task.index)).save(&model, &info)?;
+        save(model, next, run.checkpoint(next.index))?;
         state.results.push(result);
         state.curves.extend(curves);
         write_json(&run.state_path(), &state)?;
@@ -304,67 +339,29 @@ pub fn run_forgetting(
     Ok(state)
 }
 
-fn run_task(
-    model: &mut VisionTransformer,
-    dataset: &Dataset,
-    task: &Task,
+/// The epochs of one task: per step a remaining and a forget batch (the shorter list cycled),
+/// the loss `loss` computes from their indices at the epoch's weights, and the adapter update
+/// with the cosine learning rate and the group proximal step. Returns the epochs' mean losses.
+///
+/// # Errors
+/// The loss's errors, or a non-finite loss (naming task, epoch and step).
+pub(crate) fn train_task<M: LoraModel>(
+    model: &mut M,
     config: &ForgetConfig,
-    preprocess: &Preprocess,
-    device: &Device,
-    started: Instant,
-) -> Result<(TaskResult, Vec<EpochRecord>)> {
+    task: &Task,
+    [retain_indices, forget_indices]: [&[usize]; 2],
+    mut loss: impl FnMut(&M, [&[usize]; 2], LossWeights) -> Result<LossTerms>,
+) -> Result<Vec<EpochRecord>> {
     let t = task.index;
     let task_seed = derive_seed(config.seed, 1000 + t as u64);
-    let (acc_f_before, acc_r_before, _) =
-        evaluate(model, dataset, task, config, preprocess, device)?;
-    eprintln!(
-        "task {t}: forgetting {} classes; before: acc_f {acc_f_before:.2}%, acc_r {acc_r_before:.2}%",
-        task.forget.len()
-    );
-    reset_adapters(model, LoraInit::for_task(t), task_seed)?;
-
-    let retain_indices = subset(
-        &dataset.train,
-        &task.retain,
-        config.replay,
-        false,
-        derive_seed(task_seed, 1),
-    );
-    let forget_indices = subset(
-        &dataset.train,
-        &task.forget,
-        config.replay,
-        true,
-        derive_seed(task_seed, 2),
-    );
-    let protos = match config.method {
-        Method::GsLoraPlusPlus => {
-            let all: Vec<usize> = retain_indices
-                .iter()
-                .chain(&forget_indices)
-                .copied()
-                .collect();
-            let classes: Vec<usize> = task.retain.iter().chain(&task.forget).copied().collect();
-            Some(prototypes(
-                model, dataset, &all, &classes, config, preprocess, device,
-            )?)
-        }
-        Method::GsLora => None,
-    };
-    let prototype_loss = PrototypeLossConfig::new()
-        .with_bound(config.bnd_pro)
-        .with_forget_weight(config.pro_forget_weight)
-        .with_retain_weight(config.pro_retain_weight);
     let lasso = gs_lora_core::GroupLassoConfig::new()
         .with_alpha(config.alpha)
         .with_warmup_epochs(config.alpha_warmup_epochs)
         .with_warmup_alpha(config.big_alpha);
-    let prototypes = protos.as_ref().map(|protos| (&prototype_loss, protos));
     let mut optimizer = AdamWConfig::new()
         .with_weight_decay(config.weight_decay as f32)
         .init();
     let mut curves = Vec::with_capacity(config.epochs);
-
     for epoch in 0..config.epochs {
         let lr = config.lr_at(epoch);
         let alpha = lasso.alpha_at(epoch);
@@ -375,12 +372,12 @@ fn run_task(
         };
         let epoch_seed = derive_seed(task_seed, 100 + epoch as u64);
         let retain_batches = shuffled_batches(
-            &retain_indices,
+            retain_indices,
             config.batch_size,
             derive_seed(epoch_seed, 1),
         );
         let forget_batches = shuffled_batches(
-            &forget_indices,
+            forget_indices,
             config.batch_size,
             derive_seed(epoch_seed, 2),
         );
@@ -391,21 +388,14 @@ fn run_task(
         );
         let mut sums = [0.0f64; 5];
         for step in 0..steps {
-            let retain = make_batch(
-                &dataset.train,
-                &retain_batches[step % retain_batches.len()],
-                preprocess,
-                None,
-                device,
-            );
-            let forget = make_batch(
-                &dataset.train,
-                &forget_batches[step % forget_batches.len()],
-                preprocess,
-                None,
-                device,
-            );
-            let terms = loss_terms(model, retain, forget, weights, prototypes)?;
+            let terms = loss(
+                model,
+                [
+                    &retain_batches[step % retain_batches.len()],
+                    &forget_batches[step % forget_batches.len()],
+                ],
+                weights,
+            )?;
             // One read back per step for the NaN check and the curves, not one per term.
             let parts = terms.values();
             let value = parts[0];
@@ -441,7 +431,14 @@ fn run_task(
             prototype: mean[4],
         });
     }
+    Ok(curves)
+}
 
+/// Each adapter group's norm and the groups left exactly zero, then merges the adapters.
+///
+/// # Errors
+/// Malformed adapter groups.
+pub(crate) fn merge_task_adapters<M: LoraModel>(model: &mut M) -> Result<(Vec<f64>, Vec<usize>)> {
     let norms = group_norms(model)?;
     let zero_groups = norms
         .iter()
@@ -450,10 +447,23 @@ fn run_task(
         .map(|(i, _)| i)
         .collect();
     merge_adapters(model)?;
-    let (acc_f, acc_r, acc_o) = evaluate(model, dataset, task, config, preprocess, device)?;
+    Ok((norms, zero_groups))
+}
+
+/// The result of `task` from the score (`metric`: accuracy or AP, %) on its forget and
+/// remaining classes before, on its forget, remaining and old classes after, and the adapter
+/// groups' norms and zeroed groups; printed as it is made.
+pub(crate) fn task_result(
+    task: &Task,
+    [acc_f_before, acc_r_before]: [f64; 2],
+    (acc_f, acc_r, acc_o): (f64, f64, Option<f64>),
+    (group_norms, zero_groups): (Vec<f64>, Vec<usize>),
+    started: Instant,
+    metric: &str,
+) -> TaskResult {
     let metrics = TaskMetrics::new(acc_f_before, acc_f, acc_r, acc_o);
     let result = TaskResult {
-        task: t,
+        task: task.index,
         forget_classes: task.forget.clone(),
         acc_f_before,
         acc_r_before,
@@ -461,15 +471,92 @@ fn run_task(
         acc_r,
         acc_o,
         h_mean: metrics.h_mean,
-        group_norms: norms,
+        group_norms,
         zero_groups,
         seconds: started.elapsed().as_secs_f64(),
     };
     eprintln!(
-        "task {t}: after: acc_f {acc_f:.2}%, acc_r {acc_r:.2}%, acc_o {}, H {:.2} ({:.1}s)",
+        "task {}: after: {metric}_f {acc_f:.2}%, {metric}_r {acc_r:.2}%, {metric}_o {}, H {:.2} ({:.1}s)",
+        task.index,
         acc_o.map_or("-".into(), |a| format!("{a:.2}%")),
         result.h_mean,
         result.seconds
+    );
+    result
+}
+
+fn run_task(
+    model: &mut VisionTransformer,
+    dataset: &Dataset,
+    task: &Task,
+    config: &ForgetConfig,
+    preprocess: &Preprocess,
+    device: &Device,
+    started: Instant,
+) -> Result<(TaskResult, Vec<EpochRecord>)> {
+    let t = task.index;
+    let task_seed = derive_seed(config.seed, 1000 + t as u64);
+    let (acc_f_before, acc_r_before, _) =
+        evaluate(model, dataset, task, config, preprocess, device)?;
+    eprintln!(
+        "task {t}: forgetting {} classes; before: acc_f {acc_f_before:.2}%, acc_r {acc_r_before:.2}%",
+        task.forget.len()
+    );
+    reset_adapters(model, LoraInit::for_task(t), task_seed)?;
+
+    let images_of = |class| dataset.train.indices_of(&[class]);
+    let retain_indices = subset(
+        images_of,
+        &task.retain,
+        config.replay,
+        false,
+        derive_seed(task_seed, 1),
+    );
+    let forget_indices = subset(
+        images_of,
+        &task.forget,
+        config.replay,
+        true,
+        derive_seed(task_seed, 2),
+    );
+    let protos = match config.method {
+        Method::GsLoraPlusPlus => {
+            let all: Vec<usize> = retain_indices
+                .iter()
+                .chain(&forget_indices)
+                .copied()
+                .collect();
+            let classes: Vec<usize> = task.retain.iter().chain(&task.forget).copied().collect();
+            Some(prototypes(
+                model, dataset, &all, &classes, config, preprocess, device,
+            )?)
+        }
+        Method::GsLora => None,
+    };
+    let prototype_loss = PrototypeLossConfig::new()
+        .with_bound(config.bnd_pro)
+        .with_forget_weight(config.pro_forget_weight)
+        .with_retain_weight(config.pro_retain_weight);
+    let prototypes = protos.as_ref().map(|protos| (&prototype_loss, protos));
+    let curves = train_task(
+        model,
+        config,
+        task,
+        [&retain_indices, &forget_indices],
+        |model, [retain, forget], weights| {
+            let batch = |indices| make_batch(&dataset.train, indices, preprocess, None, device);
+            loss_terms(model, batch(retain), batch(forget), weights, prototypes)
+        },
+    )?;
+    let groups = merge_task_adapters(model)?;
+    let after = evaluate(model, dataset, task, config, preprocess, device)?;
+    let result = task_result(
+        task,
+        [acc_f_before, acc_r_before],
+        after,
+        groups,
+        started,
+        "acc",
     );
     Ok((result, curves))
 }

@@ -52,6 +52,16 @@ impl Default for PretrainConfig {
     }
 }
 
+/// The learning rate after `done` of `total` steps: linear warm-up over `warmup` steps, then
+/// cosine to 1% of `peak`.
+pub(crate) fn warmup_cosine(peak: f64, done: usize, warmup: usize, total: usize) -> f64 {
+    if done < warmup {
+        return peak * (done + 1) as f64 / warmup as f64;
+    }
+    let progress = (done - warmup) as f64 / (total - warmup).max(1) as f64;
+    peak * (0.01 + 0.99 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()))
+}
+
 /// Trains every parameter of `model` (on an autodiff `device`) with cross-entropy on the
 /// training split; returns the model, with its adapters merged and everything frozen again, and
 /// its validation accuracy (%).
@@ -77,7 +87,7 @@ pub fn pretrain(
         .init();
     let indices: Vec<usize> = (0..dataset.train.len()).collect();
     let steps_per_epoch = indices.len().div_ceil(config.batch_size);
-    let total = (config.epochs * steps_per_epoch) as f64;
+    let total = config.epochs * steps_per_epoch;
     let mut accuracy = 0.0;
     for epoch in 0..config.epochs {
         let batches = shuffled_batches(
@@ -91,14 +101,12 @@ pub fn pretrain(
         );
         let mut loss_sum = 0.0;
         for (step, chunk) in batches.iter().enumerate() {
-            let done = (epoch * steps_per_epoch + step) as f64;
-            let lr = if done < steps_per_epoch as f64 {
-                config.lr * (done + 1.0) / steps_per_epoch as f64
-            } else {
-                let progress =
-                    (done - steps_per_epoch as f64) / (total - steps_per_epoch as f64).max(1.0);
-                config.lr * (0.01 + 0.99 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()))
-            };
+            let lr = warmup_cosine(
+                config.lr,
+                epoch * steps_per_epoch + step,
+                steps_per_epoch,
+                total,
+            );
             let augment_seed = derive_seed(
                 derive_seed(config.seed, u64::MAX),
                 (epoch * steps_per_epoch + step) as u64,

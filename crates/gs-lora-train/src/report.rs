@@ -31,11 +31,12 @@ pub fn write_reports(dir: &Path, state: &RunState) -> Result<()> {
     )
 }
 
-/// A Markdown table of the per-task metrics, as the paper reports them.
-pub fn results_table(results: &[TaskResult]) -> String {
-    let mut table = String::from(
-        "| task | forget | acc_f before | acc_r before | acc_f | acc_r | acc_o | H | zeroed blocks | seconds |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+/// A Markdown table of the per-task metrics, as the paper reports them; `metric` names the
+/// score (`acc` for top-1 accuracy, `AP` for detection).
+pub fn results_table(results: &[TaskResult], metric: &str) -> String {
+    let mut table = format!(
+        "| task | forget | {metric}_f before | {metric}_r before | {metric}_f | {metric}_r | \
+         {metric}_o | H | zeroed blocks | seconds |\n|---|---|---|---|---|---|---|---|---|---|\n"
     );
     for r in results {
         let _ = writeln!(

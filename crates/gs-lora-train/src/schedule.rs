@@ -77,4 +77,34 @@ impl TaskSchedule {
             .collect();
         Ok(Self { order, tasks })
     }
+
+    /// The same schedule over the model labels `labels` (class `i` becomes `labels[i]`): for
+    /// data that uses some of a model's labels only, such as COCO's 80 categories of a
+    /// 91-label detector.
+    ///
+    /// # Errors
+    /// Fewer labels than the schedule's classes.
+    pub fn relabelled(self, labels: &[usize]) -> Result<Self> {
+        if labels.len() < self.order.len() {
+            return Err(TrainError::InvalidSetting(format!(
+                "{} labels for a schedule of {} classes",
+                labels.len(),
+                self.order.len()
+            )));
+        }
+        let map = |classes: Vec<usize>| classes.into_iter().map(|c| labels[c]).collect();
+        Ok(Self {
+            order: map(self.order),
+            tasks: self
+                .tasks
+                .into_iter()
+                .map(|task| Task {
+                    index: task.index,
+                    forget: map(task.forget),
+                    retain: map(task.retain),
+                    old: map(task.old),
+                })
+                .collect(),
+        })
+    }
 }

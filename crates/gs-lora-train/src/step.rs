@@ -6,7 +6,7 @@
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Int, Tensor};
 use gs_lora_core::loss::{PrototypeLossConfig, Prototypes, forget_loss, retain_loss};
-use gs_lora_core::{adapter_param_ids, group_lasso, group_soft_threshold};
+use gs_lora_core::{LoraModel, adapter_param_ids, group_lasso, group_soft_threshold};
 use gs_lora_models::vit::Head;
 use gs_lora_models::{VisionTransformer, VitOutput};
 
@@ -132,8 +132,8 @@ pub fn loss_terms(
 ///
 /// # Errors
 /// A model whose adapter groups are malformed.
-pub fn update_adapters(
-    model: &mut VisionTransformer,
+pub fn update_adapters<M: LoraModel>(
+    model: &mut M,
     optimizer: &mut ModuleOptimizer,
     loss: Tensor<1>,
     lr: f64,

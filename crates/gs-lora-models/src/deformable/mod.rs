@@ -2,6 +2,7 @@
 
 mod attention;
 mod checkpoint;
+mod init;
 mod layers;
 mod model;
 mod position;
@@ -9,6 +10,7 @@ mod sampling;
 
 pub use attention::{DeformableAttentionConfig, MultiScaleDeformableAttention};
 pub use checkpoint::DetrKeys;
+pub use init::DetrInit;
 pub use layers::{DecoderLayer, EncoderLayer, Ffn, LayerConfig, SelfAttention};
 pub use model::{BoxHead, DeformableDetr, DeformableDetrConfig, DetrOutput, InputProjection};
 pub use position::sine_position_embedding;

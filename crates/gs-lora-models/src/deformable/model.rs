@@ -25,7 +25,7 @@ use crate::weights::{ConvShape, ParamSource, frozen, load, load_conv2d, load_lin
 const GROUPS: usize = 32;
 
 /// The architecture of a [`DeformableDetr`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeformableDetrConfig {
     /// Model width `d` (a multiple of 32 and of the heads).
     pub d_model: usize,
@@ -167,6 +167,8 @@ pub struct DetrOutput {
     pub logits: Tensor<3>,
     /// Boxes `[N, Q, 4]`: `(cx, cy, w, h)` normalised to the image.
     pub pred_boxes: Tensor<3>,
+    /// The last decoder layer's query embeddings `[N, Q, d]`, which both heads read.
+    pub hidden: Tensor<3>,
 }
 
 /// Deformable DETR with LoRA on every encoder and decoder FFN.
@@ -400,10 +402,14 @@ impl DeformableDetr {
         }
 
         let logits = self.class_embed.forward(hidden.clone());
-        let delta = self.bbox_embed.forward(hidden);
+        let delta = self.bbox_embed.forward(hidden.clone());
         let centre = delta.clone().narrow(2, 0, 2) + inverse_sigmoid(reference);
         let pred_boxes = sigmoid(Tensor::cat(vec![centre, delta.narrow(2, 2, 2)], 2));
-        Ok(DetrOutput { logits, pred_boxes })
+        Ok(DetrOutput {
+            logits,
+            pred_boxes,
+            hidden,
+        })
     }
 }
 

@@ -85,6 +85,12 @@ impl Image {
         let scale = side as f64 / shorter as f64;
         let width = ((self.width as f64 * scale).round() as usize).max(side);
         let height = ((self.height as f64 * scale).round() as usize).max(side);
+        self.resized(width, height)
+    }
+
+    /// This image resized to `width × height` (bilinear with antialiasing, as PIL's), the
+    /// aspect ratio not kept.
+    pub fn resized(&self, width: usize, height: usize) -> Image {
         let (w, h) = (self.width as u32, self.height as u32);
         let (nw, nh) = (width as u32, height as u32);
         let pixels = if self.channels == 1 {

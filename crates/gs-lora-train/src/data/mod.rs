@@ -9,7 +9,7 @@ mod folder;
 mod idx;
 mod image;
 mod listing;
-mod synthetic;
+pub(crate) mod synthetic;
 
 use std::path::Path;
 

@@ -12,8 +12,8 @@ use rayon::prelude::*;
 use super::{Dataset, Image, ImageSet};
 use gs_lora_core::lora::derive_seed;
 
-const SHAPES: [&str; 5] = ["circle", "bar", "triangle", "cross", "ring"];
-const COLOURS: [(&str, [f32; 3]); 4] = [
+pub(crate) const SHAPES: [&str; 5] = ["circle", "bar", "triangle", "cross", "ring"];
+pub(crate) const COLOURS: [(&str, [f32; 3]); 4] = [
     ("red", [0.85, 0.15, 0.15]),
     ("green", [0.15, 0.75, 0.2]),
     ("blue", [0.2, 0.3, 0.9]),
@@ -100,6 +100,21 @@ impl SyntheticShapes {
     }
 }
 
+/// Whether the point `(u, v)` of the object frame (centred, rotated, in units of the radius)
+/// lies inside shape `shape` of [`SHAPES`].
+pub(crate) fn shape_contains(shape: usize, u: f32, v: f32) -> bool {
+    match shape {
+        0 => u * u + v * v <= 1.0,
+        1 => u.abs() <= 0.95 && v.abs() <= 0.4,
+        2 => (-0.6..=0.9).contains(&v) && u.abs() <= (0.9 - v) * 0.6,
+        3 => (u.abs() <= 0.3 && v.abs() <= 0.95) || (v.abs() <= 0.3 && u.abs() <= 0.95),
+        _ => {
+            let r = (u * u + v * v).sqrt();
+            (0.55..=1.0).contains(&r)
+        }
+    }
+}
+
 /// Renders one `size × size` RGB image of `class`.
 fn render(class: usize, size: usize, seed: u64) -> Image {
     let (shape, colour, texture) = SyntheticShapes::attributes(class);
@@ -127,16 +142,7 @@ fn render(class: usize, size: usize, seed: u64) -> Image {
                 (cos * dx + sin * dy) / radius,
                 (-sin * dx + cos * dy) / radius,
             );
-            let inside = match shape {
-                0 => u * u + v * v <= 1.0,
-                1 => u.abs() <= 0.95 && v.abs() <= 0.4,
-                2 => (-0.6..=0.9).contains(&v) && u.abs() <= (0.9 - v) * 0.6,
-                3 => (u.abs() <= 0.3 && v.abs() <= 0.95) || (v.abs() <= 0.3 && u.abs() <= 0.95),
-                _ => {
-                    let r = (u * u + v * v).sqrt();
-                    (0.55..=1.0).contains(&r)
-                }
-            };
+            let inside = shape_contains(shape, u, v);
             let painted = inside
                 && match texture {
                     0 => true,

@@ -6,7 +6,11 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use rayon::prelude::*;
+
+use super::dataset::DetectionSample;
 use super::matching::Target;
+use crate::data::Image;
 use crate::error::{Result, TrainError, io};
 
 #[derive(Deserialize)]
@@ -150,6 +154,74 @@ impl CocoAnnotations {
             images,
             skipped_boxes,
         })
+    }
+}
+
+impl CocoAnnotations {
+    /// Each kept category's label in a model whose classes are `class_names`, matched by name.
+    ///
+    /// # Errors
+    /// A category the model has no class of, naming it.
+    pub fn model_labels(&self, class_names: &[String]) -> Result<Vec<usize>> {
+        self.categories
+            .iter()
+            .map(|(id, name)| {
+                class_names.iter().position(|n| n == name).ok_or_else(|| {
+                    TrainError::Data(format!(
+                        "category {id} `{name}` is not among the model's {} labels",
+                        class_names.len()
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// The first `max_images` images (all when `None`) decoded from `image_dir` and resized to
+    /// `side × side` (boxes are normalised, so they stay valid), their objects relabelled with
+    /// `labels` (one model label per kept category, as [`model_labels`](Self::model_labels)).
+    ///
+    /// # Errors
+    /// A `labels` list of another length, or an image that cannot be read or decoded (naming
+    /// the file).
+    pub fn load_samples(
+        &self,
+        image_dir: &Path,
+        labels: &[usize],
+        side: usize,
+        max_images: Option<usize>,
+    ) -> Result<Vec<DetectionSample>> {
+        if labels.len() != self.categories.len() {
+            return Err(TrainError::InvalidSetting(format!(
+                "{} labels for {} categories",
+                labels.len(),
+                self.categories.len()
+            )));
+        }
+        let count = max_images
+            .unwrap_or(self.images.len())
+            .min(self.images.len());
+        self.images[..count]
+            .par_iter()
+            .map(|image| {
+                let path = image_dir.join(&image.file_name);
+                let bytes = std::fs::read(&path).map_err(io(&path))?;
+                let decoded = Image::decode(&bytes).map_err(|message| TrainError::Format {
+                    path: path.clone(),
+                    message,
+                })?;
+                Ok(DetectionSample {
+                    image: decoded.resized(side, side),
+                    objects: image
+                        .objects
+                        .iter()
+                        .map(|o| Target {
+                            label: labels[o.label],
+                            bbox: o.bbox,
+                        })
+                        .collect(),
+                })
+            })
+            .collect()
     }
 }
 

@@ -1,12 +1,35 @@
-//! Detection pieces of forgetting object classes: box overlaps, COCO annotations, the
-//! Hungarian matcher of (Deformable) DETR, and COCO-style average precision per group of classes.
+//! Forgetting object classes in a Deformable DETR: detection data (COCO annotations and the
+//! embedded synthetic scenes), the Hungarian matcher and set criterion of (Deformable) DETR,
+//! post-processing and COCO-style average precision per group of classes, training a detector,
+//! and the GS-LoRA forgetting loop for detection.
 
 mod average_precision;
 mod boxes;
 mod coco;
+mod criterion;
+mod dataset;
+mod detector_dir;
+mod embedded;
+mod evaluate;
+mod forget;
 mod matching;
+mod pretrain;
+mod synthetic;
 
 pub use average_precision::{ApSummary, Detection, GroundTruth, average_precision};
 pub use boxes::{Corners, CxCyWh, corners, generalized_iou, iou};
 pub use coco::{CocoAnnotations, CocoImage};
+pub use criterion::{CriterionTerms, set_criterion};
+pub use dataset::{
+    DetectionBatch, DetectionDataset, DetectionSample, detection_batch, samples_with,
+};
+pub use detector_dir::{DetectorDir, DetectorInfo};
+pub use embedded::{
+    EMBEDDED_DETECTION_PREPROCESS, embedded_detection_dataset, embedded_detector_config,
+    load_or_train_detector,
+};
+pub use evaluate::{DETECTIONS_PER_IMAGE, detector_ap, top_k_detections};
+pub use forget::{detection_loss_terms, run_detection_forgetting};
 pub use matching::{HungarianMatcher, Target, linear_sum_assignment};
+pub use pretrain::{DetectorTrainConfig, pretrain_detector};
+pub use synthetic::{SyntheticScenes, SyntheticScenesConfig};

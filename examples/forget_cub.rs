@@ -114,9 +114,7 @@ fn run() -> Result<(), CliError> {
             flags.finish()?;
             config.validate()?;
             let dataset = embedded_dataset(config.seed);
-            let lora = LoraConfig::new()
-                .with_rank(config.rank)
-                .with_alpha(config.lora_alpha);
+            let lora = config.lora();
             let model = load_or_pretrain(&cache, &dataset, &pretrain, &lora, &device)?;
             (config, dataset, EMBEDDED_PREPROCESS, model)
         }
@@ -133,9 +131,7 @@ fn run() -> Result<(), CliError> {
             flags.finish()?;
             config.validate()?;
             let dataset = open_dataset(&data, &options)?;
-            let lora = LoraConfig::new()
-                .with_rank(config.rank)
-                .with_alpha(config.lora_alpha);
+            let lora = config.lora();
             let model = cub_model(
                 &cache,
                 (&model_config, &weights),

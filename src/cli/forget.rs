@@ -1,6 +1,5 @@
 //! `gs-lora forget`: continual-forgetting tasks on a model directory.
 
-use gs_lora_core::LoraConfig;
 use gs_lora_train::report::results_table;
 use gs_lora_train::{ForgetConfig, ModelDir, RunDir, run_forgetting};
 
@@ -39,9 +38,7 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
 
     let dataset = open_dataset(&data, &options)?;
     info.check_classes(&dataset)?;
-    let lora = LoraConfig::new()
-        .with_rank(config.rank)
-        .with_alpha(config.lora_alpha);
+    let lora = config.lora();
     let model = model_dir.load(&lora, config.seed, &device)?;
     let state = run_forgetting(model, &dataset, &config, &info.preprocess, &out, &device)?;
     println!("\n{}", results_table(&state.results, "acc"));

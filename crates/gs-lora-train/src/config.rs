@@ -1,5 +1,7 @@
 //! Every hyper-parameter of a forgetting run, with the reference code's defaults.
 
+use gs_lora_core::LoraConfig;
+use gs_lora_core::loss::PrototypeLossConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
@@ -119,6 +121,21 @@ impl ForgetConfig {
             .or(self.beta.last())
             .copied()
             .unwrap_or(0.2)
+    }
+
+    /// The adapters of these settings (rank and alpha).
+    pub fn lora(&self) -> LoraConfig {
+        LoraConfig::new()
+            .with_rank(self.rank)
+            .with_alpha(self.lora_alpha)
+    }
+
+    /// The GS-LoRA++ prototype loss of these settings.
+    pub fn prototype_loss(&self) -> PrototypeLossConfig {
+        PrototypeLossConfig::new()
+            .with_bound(self.bnd_pro)
+            .with_forget_weight(self.pro_forget_weight)
+            .with_retain_weight(self.pro_retain_weight)
     }
 
     /// The learning rate of epoch `epoch`: cosine from `lr` to `min_lr` over the task.

@@ -9,10 +9,8 @@ use burn::module::Module;
 use burn::optim::AdamWConfig;
 use burn::tensor::{Device, Tensor};
 use gs_lora_core::lora::derive_seed;
-use gs_lora_core::loss::{PrototypeAccumulator, PrototypeLossConfig, Prototypes};
-use gs_lora_core::{
-    LoraConfig, LoraInit, LoraModel, TaskMetrics, group_norms, merge_adapters, reset_adapters,
-};
+use gs_lora_core::loss::{PrototypeAccumulator, Prototypes};
+use gs_lora_core::{LoraInit, LoraModel, TaskMetrics, group_norms, merge_adapters, reset_adapters};
 use gs_lora_models::VisionTransformer;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -166,9 +164,29 @@ pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     write_atomic(path, text.as_bytes())
 }
 
+/// The remaining-class and forget-class training images of `task` (`images_of(class)` lists a
+/// class's images): the replay subset of the remaining classes, and all forget-class images
+/// (or `k` per class, few-shot).
+pub(crate) fn task_subsets(
+    images_of: impl Fn(usize) -> Vec<usize>,
+    task: &Task,
+    config: &ForgetConfig,
+) -> [Vec<usize>; 2] {
+    let task_seed = derive_seed(config.seed, 1000 + task.index as u64);
+    [(&task.retain, false, 1), (&task.forget, true, 2)].map(|(classes, full, stream)| {
+        subset(
+            &images_of,
+            classes,
+            config.replay,
+            full,
+            derive_seed(task_seed, stream),
+        )
+    })
+}
+
 /// The images of each class of `classes` kept for training this task; `images_of(class)` lists
 /// a class's images (an image of several classes is kept once).
-pub(crate) fn subset(
+fn subset(
     images_of: impl Fn(usize) -> Vec<usize>,
     classes: &[usize],
     replay: Replay,
@@ -263,9 +281,7 @@ pub fn run_forgetting(
     run: &RunDir,
     device: &Device,
 ) -> Result<RunState> {
-    let lora = LoraConfig::new()
-        .with_rank(config.rank)
-        .with_alpha(config.lora_alpha);
+    let lora = config.lora();
     let classes: Vec<usize> = (0..dataset.num_classes()).collect();
     run_schedule(
         &mut model,
@@ -504,21 +520,8 @@ fn run_task(
     );
     reset_adapters(model, LoraInit::for_task(t), task_seed)?;
 
-    let images_of = |class| dataset.train.indices_of(&[class]);
-    let retain_indices = subset(
-        images_of,
-        &task.retain,
-        config.replay,
-        false,
-        derive_seed(task_seed, 1),
-    );
-    let forget_indices = subset(
-        images_of,
-        &task.forget,
-        config.replay,
-        true,
-        derive_seed(task_seed, 2),
-    );
+    let [retain_indices, forget_indices] =
+        task_subsets(|class| dataset.train.indices_of(&[class]), task, config);
     let protos = match config.method {
         Method::GsLoraPlusPlus => {
             let all: Vec<usize> = retain_indices
@@ -533,10 +536,7 @@ fn run_task(
         }
         Method::GsLora => None,
     };
-    let prototype_loss = PrototypeLossConfig::new()
-        .with_bound(config.bnd_pro)
-        .with_forget_weight(config.pro_forget_weight)
-        .with_retain_weight(config.pro_retain_weight);
+    let prototype_loss = config.prototype_loss();
     let prototypes = protos.as_ref().map(|protos| (&prototype_loss, protos));
     let curves = train_task(
         model,

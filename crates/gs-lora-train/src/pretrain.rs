@@ -1,13 +1,13 @@
 //! Training a Vision Transformer on a dataset: every parameter, from scratch (the embedded
 //! default's model) or from a checkpoint.
 
-use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams};
-use burn::tensor::Device;
-use gs_lora_core::LoraConfig;
+use burn::module::{Module, ParamId};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Tensor};
 use gs_lora_core::lora::derive_seed;
 use gs_lora_core::loss::cross_entropy;
 use gs_lora_core::merge_adapters;
+use gs_lora_core::{LoraConfig, LoraModel};
 use gs_lora_models::VisionTransformer;
 use gs_lora_models::weights::SeededInit;
 
@@ -75,42 +75,25 @@ pub fn pretrain(
     preprocess: &Preprocess,
     device: &Device,
 ) -> Result<(VisionTransformer, f64)> {
-    if config.epochs == 0 || config.batch_size == 0 {
-        return Err(TrainError::InvalidSetting(format!(
-            "pretraining needs at least one epoch and one image per batch, found {} and {}",
-            config.epochs, config.batch_size
-        )));
-    }
-    let mut model = model.unfreeze();
-    let mut optimizer = AdamWConfig::new()
+    let optimizer = AdamWConfig::new()
         .with_weight_decay(config.weight_decay as f32)
         .init();
-    let indices: Vec<usize> = (0..dataset.train.len()).collect();
-    let steps_per_epoch = indices.len().div_ceil(config.batch_size);
-    let total = config.epochs * steps_per_epoch;
+    let schedule = FitSchedule {
+        name: "pretrain",
+        epochs: config.epochs,
+        batch_size: config.batch_size,
+        lr: config.lr,
+        seed: config.seed,
+    };
     let mut accuracy = 0.0;
-    for epoch in 0..config.epochs {
-        let batches = shuffled_batches(
-            &indices,
-            config.batch_size,
-            derive_seed(config.seed, epoch as u64),
-        );
-        let progress = Progress::new(
-            format!("pretrain epoch {}/{}", epoch + 1, config.epochs),
-            batches.len(),
-        );
-        let mut loss_sum = 0.0;
-        for (step, chunk) in batches.iter().enumerate() {
-            let lr = warmup_cosine(
-                config.lr,
-                epoch * steps_per_epoch + step,
-                steps_per_epoch,
-                total,
-            );
-            let augment_seed = derive_seed(
-                derive_seed(config.seed, u64::MAX),
-                (epoch * steps_per_epoch + step) as u64,
-            );
+    let model = fit(
+        model.unfreeze(),
+        optimizer,
+        None,
+        dataset.train.len(),
+        &schedule,
+        |model, chunk, done| {
+            let augment_seed = derive_seed(derive_seed(config.seed, u64::MAX), done as u64);
             let batch = make_batch(
                 &dataset.train,
                 chunk,
@@ -121,9 +104,72 @@ pub fn pretrain(
             let logits = model.forward(batch.images)?.logits.ok_or_else(|| {
                 TrainError::InvalidSetting("the model has no classifier head".into())
             })?;
-            let loss = cross_entropy(logits, batch.targets)?;
+            Ok(cross_entropy(logits, batch.targets)?)
+        },
+        |model| {
+            accuracy = val_accuracy(model, dataset, preprocess, 2 * config.batch_size, device)?;
+            Ok(format!("validation accuracy {accuracy:.2}%"))
+        },
+    )?;
+    Ok((model, accuracy))
+}
+
+/// The passes of [`fit`]: how many, in batches of what size, at what peak learning rate, from
+/// which seed, and the name its progress bars show.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FitSchedule {
+    pub(crate) name: &'static str,
+    pub(crate) epochs: usize,
+    pub(crate) batch_size: usize,
+    pub(crate) lr: f64,
+    pub(crate) seed: u64,
+}
+
+/// Full training shared by the classifier and the detector: `epochs` passes over `samples`
+/// training samples in seeded shuffled batches; per batch the loss `loss(model, indices, step)`
+/// (`step` counts batches from the start), its backward pass and an `optimizer` step of the
+/// parameters `params` (all when `None`) at the warm-up + cosine learning rate; after each
+/// epoch `report(model)` for the progress line. Returns the model with its adapters merged and
+/// everything frozen again.
+///
+/// # Errors
+/// A zero epoch or batch count, the closures' errors, or a non-finite loss.
+pub(crate) fn fit<M: LoraModel>(
+    mut model: M,
+    mut optimizer: ModuleOptimizer,
+    params: Option<&[ParamId]>,
+    samples: usize,
+    schedule: &FitSchedule,
+    mut loss: impl FnMut(&M, &[usize], usize) -> Result<Tensor<1>>,
+    mut report: impl FnMut(&M) -> Result<String>,
+) -> Result<M> {
+    if schedule.epochs == 0 || schedule.batch_size == 0 {
+        return Err(TrainError::InvalidSetting(format!(
+            "{} needs at least one epoch and one image per batch, found {} and {}",
+            schedule.name, schedule.epochs, schedule.batch_size
+        )));
+    }
+    let indices: Vec<usize> = (0..samples).collect();
+    let steps_per_epoch = samples.div_ceil(schedule.batch_size);
+    let total = schedule.epochs * steps_per_epoch;
+    for epoch in 0..schedule.epochs {
+        let batches = shuffled_batches(
+            &indices,
+            schedule.batch_size,
+            derive_seed(schedule.seed, epoch as u64),
+        );
+        let progress = Progress::new(
+            format!("{} epoch {}/{}", schedule.name, epoch + 1, schedule.epochs),
+            batches.len(),
+        );
+        let mut loss_sum = 0.0;
+        for (step, chunk) in batches.iter().enumerate() {
+            let done = epoch * steps_per_epoch + step;
+            let lr = warmup_cosine(schedule.lr, done, steps_per_epoch, total);
+            let loss = loss(&model, chunk, done)?;
             let value = scalar(loss.clone());
             if !value.is_finite() {
+                progress.finish("stopped: non-finite loss");
                 return Err(TrainError::NonFiniteLoss {
                     task: 0,
                     epoch,
@@ -132,21 +178,25 @@ pub fn pretrain(
                 });
             }
             loss_sum += value;
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let mut grads = loss.backward();
+            let grads = match params {
+                Some(ids) => GradientsParams::from_params(&mut grads, &model, ids),
+                None => GradientsParams::from_grads(grads, &model),
+            };
             model = optimizer.step(lr, model, grads);
             progress.update(
                 step + 1,
                 &format!("loss {:.4}", loss_sum / (step + 1) as f64),
             );
         }
-        accuracy = val_accuracy(&model, dataset, preprocess, 2 * config.batch_size, device)?;
+        let line = report(&model)?;
         progress.finish(&format!(
-            "loss {:.4}, validation accuracy {accuracy:.2}%",
+            "loss {:.4}, {line}",
             loss_sum / batches.len() as f64
         ));
     }
     merge_adapters(&mut model)?;
-    Ok((model.no_grad(), accuracy))
+    Ok(model.no_grad())
 }
 
 /// A new small ViT ([`embedded_model_config`] at `preprocess.image_size`), initialised from

@@ -40,6 +40,29 @@ pub struct LossTerms {
 }
 
 impl LossTerms {
+    /// The terms and their weighted sum `retain + β·forget + α·lasso (+ prototype)`.
+    pub fn new(
+        retain: Tensor<1>,
+        forget: Tensor<1>,
+        lasso: Tensor<1>,
+        prototype: Option<Tensor<1>>,
+        weights: LossWeights,
+    ) -> Self {
+        let mut total = retain.clone()
+            + forget.clone().mul_scalar(weights.beta)
+            + lasso.clone().mul_scalar(weights.alpha);
+        if let Some(term) = &prototype {
+            total = total + term.clone();
+        }
+        Self {
+            total,
+            retain,
+            forget,
+            lasso,
+            prototype,
+        }
+    }
+
     /// `[total, retain, forget, lasso, prototype]` on the host in one read back (NaN where a
     /// value cannot be read; prototype 0 without prototypes).
     pub fn values(&self) -> [f64; 5] {
@@ -104,27 +127,20 @@ pub fn loss_terms(
         forget.targets,
         weights.bnd,
     )?;
-    let l_s = group_lasso(model)?;
-    let mut total =
-        l_r.clone() + l_f.clone().mul_scalar(weights.beta) + l_s.clone().mul_scalar(weights.alpha);
     let prototype = match prototypes {
-        Some((loss, protos)) => {
-            let term = loss.loss(
-                (emb_f, protos.for_labels(&forget.labels)?),
-                (emb_r, protos.for_labels(&retain.labels)?),
-            )?;
-            total = total + term.clone();
-            Some(term)
-        }
+        Some((loss, protos)) => Some(loss.loss(
+            (emb_f, protos.for_labels(&forget.labels)?),
+            (emb_r, protos.for_labels(&retain.labels)?),
+        )?),
         None => None,
     };
-    Ok(LossTerms {
-        total,
-        retain: l_r,
-        forget: l_f,
-        lasso: l_s,
+    Ok(LossTerms::new(
+        l_r,
+        l_f,
+        group_lasso(model)?,
         prototype,
-    })
+        weights,
+    ))
 }
 
 /// Backpropagates `loss`, lets `optimizer` step the adapters only at learning rate `lr`, then

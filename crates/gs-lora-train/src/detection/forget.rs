@@ -12,7 +12,7 @@ use std::time::Instant;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use gs_lora_core::lora::derive_seed;
 use gs_lora_core::loss::{PrototypeLossConfig, detection_forget_loss, detection_loss};
-use gs_lora_core::{LoraConfig, LoraInit, group_lasso, reset_adapters};
+use gs_lora_core::{LoraInit, group_lasso, reset_adapters};
 use gs_lora_models::deformable::{DeformableDetr, DetrOutput};
 
 use super::criterion::{CriterionTerms, set_criterion};
@@ -24,8 +24,8 @@ use crate::batch::Preprocess;
 use crate::config::{ForgetConfig, Method};
 use crate::error::Result;
 use crate::forget::{
-    EpochRecord, RunDir, RunState, TaskResult, merge_task_adapters, run_schedule, subset,
-    task_result, train_task,
+    EpochRecord, RunDir, RunState, TaskResult, merge_task_adapters, run_schedule, task_result,
+    task_subsets, train_task,
 };
 use crate::schedule::Task;
 use crate::step::{LossTerms, LossWeights};
@@ -83,19 +83,13 @@ pub fn detection_loss_terms(
     };
     let l_r = detection_loss(terms_r.focal, terms_r.l1, terms_r.giou);
     let l_f = detection_forget_loss(terms_f.focal, terms_f.l1, terms_f.giou, weights.bnd)?;
-    let l_s = group_lasso(model)?;
-    let mut total =
-        l_r.clone() + l_f.clone().mul_scalar(weights.beta) + l_s.clone().mul_scalar(weights.alpha);
-    if let Some(term) = &prototype {
-        total = total + term.clone();
-    }
-    Ok(LossTerms {
-        total,
-        retain: l_r,
-        forget: l_f,
-        lasso: l_s,
+    Ok(LossTerms::new(
+        l_r,
+        l_f,
+        group_lasso(model)?,
         prototype,
-    })
+        weights,
+    ))
 }
 
 /// `true` for the classes of `classes`, out of `num_classes`.
@@ -147,9 +141,7 @@ pub fn run_detection_forgetting(
     run: &RunDir,
     device: &Device,
 ) -> Result<RunState> {
-    let lora = LoraConfig::new()
-        .with_rank(config.rank)
-        .with_alpha(config.lora_alpha);
+    let lora = config.lora();
     run_schedule(
         &mut model,
         &dataset.labels,
@@ -188,32 +180,16 @@ fn run_detection_task(
     reset_adapters(model, LoraInit::for_task(t), task_seed)?;
 
     let classes = dataset.num_classes();
-    let images_of = |class: usize| {
-        let mask = class_mask(classes, &[class]);
-        samples_with(&dataset.train, &mask)
-    };
-    let retain_indices = subset(
-        images_of,
-        &task.retain,
-        config.replay,
-        false,
-        derive_seed(task_seed, 1),
-    );
-    let forget_indices = subset(
-        images_of,
-        &task.forget,
-        config.replay,
-        true,
-        derive_seed(task_seed, 2),
+    let [retain_indices, forget_indices] = task_subsets(
+        |class| samples_with(&dataset.train, &class_mask(classes, &[class])),
+        task,
+        config,
     );
     let masks = [
         class_mask(classes, &task.retain),
         class_mask(classes, &task.forget),
     ];
-    let prototype = PrototypeLossConfig::new()
-        .with_bound(config.bnd_pro)
-        .with_forget_weight(config.pro_forget_weight)
-        .with_retain_weight(config.pro_retain_weight);
+    let prototype = config.prototype_loss();
     let prototype = (config.method == Method::GsLoraPlusPlus).then_some(&prototype);
     let matcher = HungarianMatcher::default();
     let curves = train_task(

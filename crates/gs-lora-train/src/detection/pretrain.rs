@@ -2,12 +2,11 @@
 //! with the set criterion `2·focal + 5·L1 + 2·GIoU`, AdamW and the reference's gradient
 //! clipping (the embedded default's detector, trained from scratch).
 
+use burn::grad_clipping::GradientClippingConfig;
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
-use burn::optim::{AdamWConfig, GradientsParams};
+use burn::optim::AdamWConfig;
 use burn::tensor::{Device, Tensor};
-use gs_lora_core::lora::derive_seed;
 use gs_lora_core::loss::detection_loss;
-use gs_lora_core::merge_adapters;
 use gs_lora_models::deformable::DeformableDetr;
 use serde::{Deserialize, Serialize};
 
@@ -16,11 +15,9 @@ use super::criterion::set_criterion;
 use super::dataset::{DetectionDataset, detection_batch};
 use super::evaluate::detector_ap;
 use super::matching::HungarianMatcher;
-use crate::batch::{Preprocess, shuffled_batches};
-use crate::error::{Result, TrainError};
-use crate::forget::scalar;
-use crate::pretrain::warmup_cosine;
-use crate::progress::Progress;
+use crate::batch::Preprocess;
+use crate::error::Result;
+use crate::pretrain::{FitSchedule, fit};
 
 /// Settings of [`pretrain_detector`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -88,82 +85,50 @@ pub fn pretrain_detector(
     preprocess: &Preprocess,
     device: &Device,
 ) -> Result<(DeformableDetr, Option<ApSummary>)> {
-    if config.epochs == 0 || config.batch_size == 0 {
-        return Err(TrainError::InvalidSetting(format!(
-            "detector training needs at least one epoch and one image per batch, found {} and {}",
-            config.epochs, config.batch_size
-        )));
-    }
-    let mut model = model.unfreeze();
+    let model = model.unfreeze();
     let mut trainable = TrainableIds::default();
     model.visit(&mut trainable);
-    let mut optimizer = AdamWConfig::new()
+    let optimizer = AdamWConfig::new()
         .with_weight_decay(config.weight_decay as f32)
-        .with_grad_clipping(Some(burn::grad_clipping::GradientClippingConfig::Norm(
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(
             config.max_grad_norm as f32,
         )))
         .init();
+    let schedule = FitSchedule {
+        name: "detector",
+        epochs: config.epochs,
+        batch_size: config.batch_size,
+        lr: config.lr,
+        seed: config.seed,
+    };
     let matcher = HungarianMatcher::default();
     let keep = vec![true; dataset.num_classes()];
-    let indices: Vec<usize> = (0..dataset.train.len()).collect();
-    let steps_per_epoch = indices.len().div_ceil(config.batch_size);
-    let total = config.epochs * steps_per_epoch;
     let all_classes: Vec<usize> = (0..dataset.num_classes()).collect();
     let mut ap = None;
-    for epoch in 0..config.epochs {
-        let batches = shuffled_batches(
-            &indices,
-            config.batch_size,
-            derive_seed(config.seed, epoch as u64),
-        );
-        let progress = Progress::new(
-            format!("detector epoch {}/{}", epoch + 1, config.epochs),
-            batches.len(),
-        );
-        let mut loss_sum = 0.0;
-        for (step, chunk) in batches.iter().enumerate() {
-            let done = epoch * steps_per_epoch + step;
-            let lr = warmup_cosine(config.lr, done, steps_per_epoch, total);
+    let model = fit(
+        model,
+        optimizer,
+        Some(&trainable.ids),
+        dataset.train.len(),
+        &schedule,
+        |model, chunk, _| {
             let batch = detection_batch(&dataset.train, chunk, &keep, preprocess, device)?;
-            let output = model.forward(batch.pixels)?;
-            let terms = set_criterion(&output, &batch.targets, &matcher)?;
-            let loss = detection_loss(terms.focal, terms.l1, terms.giou);
-            let value = scalar(loss.clone());
-            if !value.is_finite() {
-                progress.finish("stopped: non-finite loss");
-                return Err(TrainError::NonFiniteLoss {
-                    task: 0,
-                    epoch,
-                    step,
-                    value,
-                });
-            }
-            loss_sum += value;
-            let mut grads = loss.backward();
-            let grads = GradientsParams::from_params(&mut grads, &model, &trainable.ids);
-            model = optimizer.step(lr, model, grads);
-            progress.update(
-                step + 1,
-                &format!("loss {:.4}", loss_sum / (step + 1) as f64),
-            );
-        }
-        ap = detector_ap(
-            &model,
-            &dataset.val,
-            preprocess,
-            2 * config.batch_size,
-            &[&all_classes],
-            device,
-        )?[0];
-        progress.finish(&format!(
-            "loss {:.4}, validation AP {}",
-            loss_sum / batches.len() as f64,
-            ap.map_or("-".into(), |ap| format!(
-                "{:.1} (AP50 {:.1})",
-                ap.ap, ap.ap50
-            ))
-        ));
-    }
-    merge_adapters(&mut model)?;
-    Ok((model.no_grad(), ap))
+            let terms = set_criterion(&model.forward(batch.pixels)?, &batch.targets, &matcher)?;
+            Ok(detection_loss(terms.focal, terms.l1, terms.giou))
+        },
+        |model| {
+            ap = detector_ap(
+                model,
+                &dataset.val,
+                preprocess,
+                2 * config.batch_size,
+                &[&all_classes],
+                device,
+            )?[0];
+            Ok(ap.map_or("validation AP -".into(), |ap| {
+                format!("validation AP {:.1} (AP50 {:.1})", ap.ap, ap.ap50)
+            }))
+        },
+    )?;
+    Ok((model, ap))
 }

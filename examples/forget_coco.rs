@@ -8,8 +8,9 @@
 //! With `--coco PATH --weights MODEL.safetensors [--config CONFIG.json]` it runs the paper's
 //! setting on COCO 2017 (`PATH/annotations/instances_{train,val}2017.json`,
 //! `PATH/{train,val}2017/`) with a Hugging Face `DeformableDetrForObjectDetection` checkpoint:
-//! tasks of 10 of the 80 categories, images resized to `--image-size` squares (the model reads
-//! unpadded batches), at most `--max-images` training and `--max-val-images` validation images.
+//! tasks of 10 of the 80 categories, images resized with their aspect kept (shorter side
+//! `--image-size`, longer at most 1333/800 of it) and padded per batch with a pixel mask, at
+//! most `--max-images` training and `--max-val-images` validation images.
 //!
 //! Result files go to `--out` (default `runs/forget_coco`); running again with the same `--out`
 //! resumes. Every flag of `gs-lora forget` is accepted.

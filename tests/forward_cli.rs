@@ -42,16 +42,18 @@ fn max_abs_diff(a: &SafeTensors, b: &SafeTensors, key: &str) -> (f32, f32) {
 fn forward_writes_the_reference_outputs_for_every_format() {
     let out_dir = std::env::temp_dir().join(format!("gs-lora-cli-{}", std::process::id()));
     std::fs::create_dir_all(&out_dir).expect("tmp");
-    for name in [
-        "timm_token",
-        "timm_avg_ls",
-        "hf_vit_classifier",
-        "hf_vit_pooler",
-        "hf_dinov2",
-        "detr",
+    // (fixture, input, reference output); the padded DETR input carries a `pixel_mask`.
+    for (name, input, output) in [
+        ("timm_token", "input", "output"),
+        ("timm_avg_ls", "input", "output"),
+        ("hf_vit_classifier", "input", "output"),
+        ("hf_vit_pooler", "input", "output"),
+        ("hf_dinov2", "input", "output"),
+        ("detr", "input", "output"),
+        ("detr", "input_padded", "output_padded"),
     ] {
         let dir = fixture(name);
-        let out = out_dir.join(format!("{name}.safetensors"));
+        let out = out_dir.join(format!("{name}-{input}.safetensors"));
         let path = |p: &Path| p.to_str().expect("utf-8 path").to_string();
         let run = gs_lora(&[
             "forward",
@@ -60,7 +62,7 @@ fn forward_writes_the_reference_outputs_for_every_format() {
             "--weights",
             &path(&dir.join("model.safetensors")),
             "--input",
-            &path(&dir.join("input.safetensors")),
+            &path(&dir.join(format!("{input}.safetensors"))),
             "--output",
             &path(&out),
             "--backend",
@@ -72,7 +74,8 @@ fn forward_writes_the_reference_outputs_for_every_format() {
             String::from_utf8_lossy(&run.stderr)
         );
         let found_bytes = std::fs::read(&out).expect("output written");
-        let expected_bytes = std::fs::read(dir.join("output.safetensors")).expect("reference");
+        let expected_bytes =
+            std::fs::read(dir.join(format!("{output}.safetensors"))).expect("reference");
         let found = SafeTensors::deserialize(&found_bytes).expect("valid safetensors");
         let expected = SafeTensors::deserialize(&expected_bytes).expect("reference");
         for key in expected.names() {

@@ -252,6 +252,18 @@ def detr_case():
     save_file({"pixel_values": pixels}, os.path.join(d, "input.safetensors"))
     save_file({"logits": out.logits.contiguous(), "pred_boxes": out.pred_boxes.contiguous()},
               os.path.join(d, "output.safetensors"))
+    # A padded batch: the second image's real part is 96×64 (bottom and right padded with zeros,
+    # as the image processor pads), the first is whole.
+    mask = torch.ones(2, 128, 96, dtype=torch.long)
+    mask[1, 96:, :] = 0
+    mask[1, :, 64:] = 0
+    padded = pixels * mask[:, None]
+    with torch.no_grad():
+        out = model(pixel_values=padded, pixel_mask=mask)
+    save_file({"pixel_values": padded, "pixel_mask": mask.float()},
+              os.path.join(d, "input_padded.safetensors"))
+    save_file({"logits": out.logits.contiguous(), "pred_boxes": out.pred_boxes.contiguous()},
+              os.path.join(d, "output_padded.safetensors"))
     print("wrote", d, tuple(out.logits.shape), tuple(out.pred_boxes.shape))
 
 

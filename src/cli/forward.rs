@@ -2,10 +2,10 @@
 
 use std::path::Path;
 
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Bool, Device, Tensor, TensorData};
 use gs_lora_core::LoraConfig;
 use gs_lora_models::deformable::DeformableDetr;
-use gs_lora_models::weights::{read_tensor, write_tensors};
+use gs_lora_models::weights::{IdentityKeys, SafetensorsSource, read_tensor, write_tensors};
 use gs_lora_models::{ModelError, VisionTransformer, VitOutput};
 
 use super::{CliError, Flags};
@@ -18,8 +18,9 @@ usage: gs-lora forward --config CONFIG.json --weights MODEL.safetensors \\
 Runs a checkpoint on the tensor `pixel_values` [B, C, H, W] of IN and writes to OUT:
 - timm ViT, Hugging Face ViT or DINOv2, GS-LoRA face ViT: `last_hidden_state`, `pooler_output`
   (where the format has one) and `logits` (where the model has a head);
-- Hugging Face Deformable DETR (`model_type` `deformable_detr`, unpadded images): `logits`
-  [B, Q, C] and `pred_boxes` [B, Q, 4] (cx, cy, w, h normalised).";
+- Hugging Face Deformable DETR (`model_type` `deformable_detr`): `logits` [B, Q, C] and
+  `pred_boxes` [B, Q, 4] (cx, cy, w, h normalised); a padded batch passes `pixel_mask` [B, H, W]
+  in IN (non-zero on real pixels, floating point), as the Hugging Face image processor makes it.";
 
 pub(super) fn run(args: &[String]) -> Result<(), CliError> {
     let Some(mut flags) = Flags::parse(args, &[], USAGE)? else {
@@ -49,7 +50,7 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
         true => {
             let model =
                 DeformableDetr::from_pretrained(&config, &weights, &LoraConfig::new(), 0, &device)?;
-            let result = model.forward(pixels)?;
+            let result = model.forward_masked(pixels, pixel_mask(&input, &device)?)?;
             vec![
                 ("logits".to_string(), result.logits.into_data()),
                 ("pred_boxes".to_string(), result.pred_boxes.into_data()),
@@ -70,6 +71,34 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
     write_tensors(&output, tensors)?;
     println!("wrote {} to {}", names.join(", "), output.display());
     Ok(())
+}
+
+/// The `pixel_mask` of the input file, when it has one (values other than 0 are real pixels).
+fn pixel_mask(input: &Path, device: &Device) -> Result<Option<Tensor<3, Bool>>, CliError> {
+    if !SafetensorsSource::open(input, IdentityKeys)?
+        .names()
+        .contains("pixel_mask")
+    {
+        return Ok(None);
+    }
+    let mask = read_tensor(input, "pixel_mask")?;
+    let shape = mask.shape().to_vec();
+    let values = mask.try_to_vec::<f32>().map_err(|err| ModelError::Input {
+        expected: "a floating-point pixel_mask".into(),
+        found: format!("{err:?} in {}", input.display()),
+    })?;
+    let [batch, height, width] = shape[..] else {
+        return Err(ModelError::Input {
+            expected: "pixel_mask of rank 3 [B, H, W]".into(),
+            found: format!("shape {shape:?} in {}", input.display()),
+        }
+        .into());
+    };
+    let flags: Vec<bool> = values.into_iter().map(|v| v != 0.0).collect();
+    Ok(Some(Tensor::from_data(
+        TensorData::new(flags, [batch, height, width]),
+        device,
+    )))
 }
 
 /// Whether `config` is a Deformable DETR `config.json` (any other file is left to the ViT loader,

@@ -1,9 +1,10 @@
 //! Deformable DETR against Hugging Face's `DeformableDetrForObjectDetection` on the small random
 //! checkpoint made by `tools/make_deform_fixtures.py` (its `config.json` and transformers-5
-//! tensor names): `logits` and `pred_boxes` of two unpadded images, one adapter group per encoder
-//! and decoder layer, both generations of tensor names, and refused configs.
+//! tensor names): `logits` and `pred_boxes` of two unpadded images and of a padded batch with a
+//! pixel mask, one adapter group per encoder and decoder layer, both generations of tensor
+//! names, and refused configs.
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Bool, Device, Tensor, TensorData};
 use gs_lora_core::{LoraConfig, LoraModel};
 use gs_lora_models::ModelError;
 use std::collections::BTreeSet;
@@ -42,6 +43,55 @@ fn logits_and_boxes_match_transformers() {
             .expect("f32");
         assert_parity(name, &values(found), &expected);
     }
+}
+
+/// A padded batch with Hugging Face's `pixel_mask`: the second image's real part is 96×64 of
+/// the 128×96 batch.
+#[test]
+fn padded_batches_match_transformers() {
+    let device = Device::default();
+    let model = load(&device);
+    let input = fixture("detr").join("input_padded.safetensors");
+    let pixels = read_tensor(&input, "pixel_values").expect("pixels");
+    let mask: Vec<bool> = read_tensor(&input, "pixel_mask")
+        .expect("mask")
+        .try_to_vec::<f32>()
+        .expect("f32")
+        .into_iter()
+        .map(|v| v > 0.5)
+        .collect();
+    let mask = Tensor::<3, Bool>::from_data(TensorData::new(mask, [2, 128, 96]), &device);
+    let output = model
+        .forward_masked(Tensor::from_data(pixels, &device), Some(mask.clone()))
+        .expect("forward");
+    for (name, found) in [("logits", output.logits), ("pred_boxes", output.pred_boxes)] {
+        let expected: Vec<f32> =
+            read_tensor(fixture("detr").join("output_padded.safetensors"), name)
+                .expect(name)
+                .try_to_vec()
+                .expect("f32");
+        assert_parity(name, &values(found), &expected);
+    }
+    let error = model
+        .forward_masked(
+            Tensor::zeros([2, 3, 128, 96], &device),
+            Some(mask.bool_not()),
+        )
+        .expect_err("padding at the top-left");
+    assert!(
+        error.to_string().contains("image 0 padded at its top-left"),
+        "{error}"
+    );
+    let error = model
+        .forward_masked(
+            Tensor::zeros([2, 3, 128, 96], &device),
+            Some(Tensor::<3, Bool>::from_data(
+                TensorData::new(vec![true; 2 * 64 * 96], [2, 64, 96]),
+                &device,
+            )),
+        )
+        .expect_err("mask of another size");
+    assert!(error.to_string().contains("[2, 128, 96]"), "{error}");
 }
 
 #[test]

@@ -83,6 +83,18 @@ impl Preprocess {
         Ok(())
     }
 
+    /// Channel `c` of the model input at pixel `(x, y)` of `image`: its channels matched to the
+    /// model's (grey repeated, RGB to luminance), scaled to `[0, 1]` and normalised.
+    pub(crate) fn input_value(&self, image: &Image, x: usize, y: usize, c: usize) -> f32 {
+        let value = |c: usize| f32::from(image.at(x, y, c)) / 255.0;
+        let v = match (image.channels(), self.channels) {
+            (1, _) => value(0),
+            (3, 1) => 0.299 * value(0) + 0.587 * value(1) + 0.114 * value(2),
+            _ => value(c),
+        };
+        (v - self.norm.mean[c]) / self.norm.std[c]
+    }
+
     /// Writes `image` as `[C, S, S]` model input into `out`, augmented when `augment` is given.
     pub(crate) fn write(&self, image: &Image, augment: Option<(&Augment, u64)>, out: &mut [f32]) {
         let side = self.resize_side();
@@ -116,14 +128,8 @@ impl Preprocess {
             for x in 0..size {
                 let fx = if flip { size - 1 - x } else { x };
                 let sx = source(x0, fx, dx, image.width());
-                let value = |c: usize| f32::from(image.at(sx, sy, c)) / 255.0;
                 for c in 0..self.channels {
-                    let v = match (image.channels(), self.channels) {
-                        (1, _) => value(0),
-                        (3, 1) => 0.299 * value(0) + 0.587 * value(1) + 0.114 * value(2),
-                        _ => value(c),
-                    };
-                    out[c * plane + y * size + x] = (v - self.norm.mean[c]) / self.norm.std[c];
+                    out[c * plane + y * size + x] = self.input_value(image, sx, sy, c);
                 }
             }
         }

@@ -83,7 +83,7 @@ fn synthetic_scenes_are_deterministic_and_boxed() {
 }
 
 #[test]
-fn batches_keep_the_chosen_classes_and_refuse_mixed_sizes() {
+fn batches_keep_the_chosen_classes_and_pad_mixed_sizes() {
     let data = tiny_scenes(1);
     let device = Device::default();
     let mut keep = vec![false; SyntheticScenes::NUM_CLASSES];
@@ -91,17 +91,35 @@ fn batches_keep_the_chosen_classes_and_refuse_mixed_sizes() {
     let batch = detection_batch(&data.train, &[0, 1], &keep, &PREPROCESS, &device)
         .expect("same-size images");
     assert_eq!(batch.pixels.dims(), [2, 3, 32, 32]);
+    assert!(batch.pixel_mask.is_none(), "nothing to pad");
     assert!(batch.targets[0].contains(&data.train[0].objects[0]));
     assert!(batch.targets.iter().flatten().all(|t| keep[t.label]));
 
+    // A 40×24 and a 32×32 image: padded to 32 rows and 40 columns at the bottom and right.
     let mut mixed = data.train[..2].to_vec();
-    mixed[1].image = mixed[1].image.resized(40, 32);
-    let err =
-        detection_batch(&mixed, &[0, 1], &keep, &PREPROCESS, &device).expect_err("mixed sizes");
-    assert!(
-        err.to_string().contains("image 1 is 40×32, expected 32×32"),
-        "{err}"
-    );
+    mixed[0].image = mixed[0].image.resized(40, 24);
+    let batch = detection_batch(&mixed, &[0, 1], &keep, &PREPROCESS, &device).expect("padded");
+    assert_eq!(batch.pixels.dims(), [2, 3, 32, 40]);
+    let mask = batch
+        .pixel_mask
+        .expect("a padded batch has a mask")
+        .into_data()
+        .try_to_vec::<bool>()
+        .expect("bool");
+    let real = |n: usize, y: usize, x: usize| mask[(n * 32 + y) * 40 + x];
+    assert!(real(0, 23, 39) && !real(0, 24, 0) && real(1, 31, 31) && !real(1, 0, 32));
+    let pixels = batch.pixels.into_data().try_to_vec::<f32>().expect("f32");
+    // Image 0, channel 0, row 24 is padding (0); image 1's first pixel is its normalised value.
+    assert_eq!(pixels[24 * 40], 0.0);
+    let expected = (f32::from(mixed[1].image.at(0, 0, 0)) / 255.0 - 0.485) / 0.229;
+    close(f64::from(pixels[3 * 32 * 40]), f64::from(expected), 1e-6);
+    let model =
+        DeformableDetr::init(&tiny_config(8), &LoraConfig::new(), 0, &device).expect("model");
+    let batch = detection_batch(&mixed, &[0, 1], &keep, &PREPROCESS, &device).expect("padded");
+    let output = model
+        .forward_masked(batch.pixels, batch.pixel_mask)
+        .expect("a padded batch runs");
+    assert_eq!(output.logits.dims(), [2, 6, 8]);
 }
 
 /// One image, two queries, two classes; one target of class 1 that query 1 predicts well.
@@ -192,11 +210,12 @@ fn coco_images_are_decoded_resized_and_relabelled() {
         .load_samples(&root, &labels, 16, None)
         .expect("samples");
     assert_eq!(samples.len(), 2);
-    assert!(
-        samples
-            .iter()
-            .all(|s| s.image.width() == 16 && s.image.height() == 16)
-    );
+    // Shorter side 16, longer at most 16 · 1333 / 800 = 26.7: 40×20 → 27×13, 10×30 → 9×27.
+    let sizes: Vec<(usize, usize)> = samples
+        .iter()
+        .map(|s| (s.image.width(), s.image.height()))
+        .collect();
+    assert_eq!(sizes, vec![(27, 13), (9, 27)]);
     assert_eq!(
         samples[0].objects,
         vec![Target {

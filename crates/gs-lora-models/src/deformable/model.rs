@@ -11,7 +11,7 @@ use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, GroupNormConfig, Linear, Relu};
 use burn::tensor::activation::sigmoid;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Tensor, TensorData};
 use gs_lora_core::lora::derive_seed;
 use gs_lora_core::{LoraConfig, LoraGroup, LoraLinear, LoraModel};
 
@@ -314,7 +314,7 @@ impl DeformableDetr {
         })
     }
 
-    /// Detects objects in unpadded images.
+    /// Detects objects in unpadded images (every pixel real).
     ///
     /// # Shapes
     /// - `pixels`: `[N, 3, H, W]`, normalised as the checkpoint expects
@@ -323,6 +323,26 @@ impl DeformableDetr {
     /// # Errors
     /// [`ModelError::Input`] for a wrong channel count or an image too small for the levels.
     pub fn forward(&self, pixels: Tensor<4>) -> Result<DetrOutput> {
+        self.forward_masked(pixels, None)
+    }
+
+    /// Detects objects in a padded batch: `pixel_mask` marks each image's real pixels (as
+    /// Hugging Face's `pixel_mask`; padding at the bottom and right, as its image processor
+    /// pads). Positions count real pixels only, padded tokens are never attended to, and
+    /// reference points and boxes are relative to each image's real part.
+    ///
+    /// # Shapes
+    /// - `pixels`: `[N, 3, H, W]`; `pixel_mask`: `[N, H, W]`, true on real pixels
+    /// - output: logits `[N, Q, C]`, boxes `[N, Q, 4]` normalised to the real part
+    ///
+    /// # Errors
+    /// [`ModelError::Input`] for a wrong channel count, an image too small for the levels, or a
+    /// mask of another size.
+    pub fn forward_masked(
+        &self,
+        pixels: Tensor<4>,
+        pixel_mask: Option<Tensor<3, Bool>>,
+    ) -> Result<DetrOutput> {
         let [batch, channels, height, width] = pixels.dims();
         let min_side = 1
             << (self.backbone.stages.len() + 1 + self.config.num_feature_levels.saturating_sub(3));
@@ -333,6 +353,33 @@ impl DeformableDetr {
                     self.config.backbone.in_channels
                 ),
                 found: format!("{:?}", pixels.dims()),
+            });
+        }
+        let valid = match pixel_mask {
+            Some(mask) if mask.dims() == [batch, height, width] => Some(
+                mask.into_data()
+                    .try_to_vec::<bool>()
+                    .map_err(|err| ModelError::Input {
+                        expected: "a readable boolean pixel mask".into(),
+                        found: format!("{err:?}"),
+                    })?,
+            ),
+            Some(mask) => {
+                return Err(ModelError::Input {
+                    expected: format!("a pixel mask [{batch}, {height}, {width}]"),
+                    found: format!("{:?}", mask.dims()),
+                });
+            }
+            None => None,
+        };
+        if let Some(empty) = valid
+            .as_ref()
+            .and_then(|v| (0..batch).find(|&n| !v[n * height * width]))
+        {
+            return Err(ModelError::Input {
+                expected: "a real top-left pixel in every image (padding at the bottom and right)"
+                    .into(),
+                found: format!("image {empty} padded at its top-left pixel"),
             });
         }
         let device = pixels.device();
@@ -353,25 +400,43 @@ impl DeformableDetr {
         let mut shapes = Vec::with_capacity(sources.len());
         let mut tokens = Vec::with_capacity(sources.len());
         let mut positions = Vec::with_capacity(sources.len());
+        let mut level_masks = Vec::with_capacity(sources.len());
         for (level, source) in sources.into_iter().enumerate() {
             let [_, _, h, w] = source.dims();
             shapes.push((h, w));
+            let level_mask = match &valid {
+                Some(valid) => nearest_mask(valid, [batch, height, width], [h, w]),
+                None => vec![true; batch * h * w],
+            };
             let flat = |t: Tensor<4>| t.reshape([batch, d, h * w]).swap_dims(1, 2);
             tokens.push(flat(source));
-            let position =
-                sine_position_embedding(&vec![true; batch * h * w], [batch, h, w], d / 2, &device)?;
+            let position = sine_position_embedding(&level_mask, [batch, h, w], d / 2, &device)?;
             let level_embed = self
                 .level_embed
                 .val()
                 .narrow(0, level, 1)
                 .reshape([1, 1, d]);
             positions.push(flat(position) + level_embed);
+            level_masks.push(level_mask);
         }
         let (tokens, positions) = (Tensor::cat(tokens, 1), Tensor::cat(positions, 1));
-        let references = encoder_reference_points(&shapes, batch, &device);
+        let ratios = valid_ratios(&level_masks, &shapes, batch);
+        let references = encoder_reference_points(&shapes, &ratios, batch, &device);
+        let ratios =
+            Tensor::<3>::from_data(TensorData::new(ratios, [batch, shapes.len(), 2]), &device);
+        // Token masks only for padded batches: without padding every token is real.
+        let token_mask = valid
+            .is_some()
+            .then(|| token_mask(&level_masks, &shapes, batch, &device));
         let mut memory = tokens;
         for layer in &self.encoder {
-            memory = layer.forward(memory, positions.clone(), None, references.clone(), &shapes)?;
+            memory = layer.forward(
+                memory,
+                positions.clone(),
+                token_mask.clone(),
+                references.clone(),
+                &shapes,
+            )?;
         }
 
         let queries = self.config.num_queries;
@@ -385,18 +450,15 @@ impl DeformableDetr {
         };
         let (query_position, mut hidden) = (half(0), half(d));
         let reference = sigmoid(self.reference_points.forward(query_position.clone()));
-        let levels = shapes.len();
-        let reference_input = reference
-            .clone()
-            .unsqueeze_dim::<4>(2)
-            .expand([batch, queries, levels, 2]);
+        // Each level reads the reference point scaled to its real part.
+        let reference_input = reference.clone().unsqueeze_dim::<4>(2) * ratios.unsqueeze_dim(1);
         for layer in &self.decoder {
             hidden = layer.forward(
                 hidden,
                 query_position.clone(),
                 reference_input.clone(),
                 memory.clone(),
-                None,
+                token_mask.clone(),
                 &shapes,
             )?;
         }
@@ -413,6 +475,64 @@ impl DeformableDetr {
     }
 }
 
+/// `mask` (`[N, H, W]`, row-major) resized to `[N, h, w]` by nearest neighbour, as PyTorch's
+/// `interpolate(mode="nearest")`: source index `⌊i · H / h⌋`.
+fn nearest_mask(
+    mask: &[bool],
+    [batch, height, width]: [usize; 3],
+    [h, w]: [usize; 2],
+) -> Vec<bool> {
+    let source = |i: usize, from: usize, to: usize| {
+        ((i as f32 * (from as f32 / to as f32)).floor() as usize).min(from - 1)
+    };
+    (0..batch)
+        .flat_map(|n| {
+            (0..h).flat_map(move |i| {
+                let row = source(i, height, h);
+                (0..w).map(move |j| mask[(n * height + row) * width + source(j, width, w)])
+            })
+        })
+        .collect()
+}
+
+/// Each image's share of real rows and columns per level, `(w, h)` as the reference's
+/// `get_valid_ratio` (real pixels counted along the first column and the first row); `N · L · 2`
+/// values.
+fn valid_ratios(level_masks: &[Vec<bool>], shapes: &[(usize, usize)], batch: usize) -> Vec<f32> {
+    (0..batch)
+        .flat_map(|n| {
+            level_masks
+                .iter()
+                .zip(shapes)
+                .flat_map(move |(mask, &(h, w))| {
+                    let image = &mask[n * h * w..(n + 1) * h * w];
+                    let rows = (0..h).filter(|&i| image[i * w]).count();
+                    let columns = (0..w).filter(|&j| image[j]).count();
+                    [columns as f32 / w as f32, rows as f32 / h as f32]
+                })
+        })
+        .collect()
+}
+
+/// The tokens of all levels that are real pixels, `[N, S]`.
+fn token_mask(
+    level_masks: &[Vec<bool>],
+    shapes: &[(usize, usize)],
+    batch: usize,
+    device: &Device,
+) -> Tensor<2, Bool> {
+    let tokens: usize = shapes.iter().map(|&(h, w)| h * w).sum();
+    let flags: Vec<bool> = (0..batch)
+        .flat_map(|n| {
+            level_masks
+                .iter()
+                .zip(shapes)
+                .flat_map(move |(mask, &(h, w))| mask[n * h * w..(n + 1) * h * w].iter().copied())
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(flags, [batch, tokens]), device)
+}
+
 /// `log(x / (1 − x))` with both clamped to at least 1e-5, as the reference.
 fn inverse_sigmoid(x: Tensor<3>) -> Tensor<3> {
     let x = x.clamp(0.0, 1.0);
@@ -423,24 +543,30 @@ fn inverse_sigmoid(x: Tensor<3>) -> Tensor<3> {
     (a / b).log()
 }
 
-/// Each token's pixel centre `((j + ½)/W, (i + ½)/H)` in its own level, repeated for every
-/// level (unpadded images: all valid ratios are 1); `[N, S, L, 2]`.
-fn encoder_reference_points(shapes: &[(usize, usize)], batch: usize, device: &Device) -> Tensor<4> {
-    let points: Vec<f32> = shapes
-        .iter()
-        .flat_map(|&(h, w)| {
-            (0..h * w).flat_map(move |t| {
-                [
-                    ((t % w) as f32 + 0.5) / w as f32,
-                    ((t / w) as f32 + 0.5) / h as f32,
-                ]
+/// Each token's pixel centre in its own level relative to the image's real part,
+/// `((j + ½)/(r_w W), (i + ½)/(r_h H))`, then scaled by every level's ratios `r` (`ratios`:
+/// `N · L · 2` values, `(w, h)`), as the reference's encoder; `[N, S, L, 2]`.
+fn encoder_reference_points(
+    shapes: &[(usize, usize)],
+    ratios: &[f32],
+    batch: usize,
+    device: &Device,
+) -> Tensor<4> {
+    let levels = shapes.len();
+    let points: Vec<f32> = (0..batch)
+        .flat_map(|n| {
+            let ratio = move |level: usize, axis: usize| ratios[(n * levels + level) * 2 + axis];
+            shapes.iter().enumerate().flat_map(move |(level, &(h, w))| {
+                (0..h * w).flat_map(move |t| {
+                    let x = ((t % w) as f32 + 0.5) / (ratio(level, 0) * w as f32);
+                    let y = ((t / w) as f32 + 0.5) / (ratio(level, 1) * h as f32);
+                    (0..levels).flat_map(move |l| [x * ratio(l, 0), y * ratio(l, 1)])
+                })
             })
         })
         .collect();
-    let tokens = points.len() / 2;
-    Tensor::<3>::from_data(TensorData::new(points, [1, tokens, 2]), device)
-        .unsqueeze_dim::<4>(2)
-        .expand([batch, tokens, shapes.len(), 2])
+    let tokens = points.len() / (2 * levels * batch.max(1));
+    Tensor::<4>::from_data(TensorData::new(points, [batch, tokens, levels, 2]), device)
 }
 
 impl LoraModel for DeformableDetr {

@@ -157,6 +157,9 @@ impl CocoAnnotations {
     }
 }
 
+/// DETR's limit on the longer side relative to the shorter (1333 / 800).
+const MAX_TO_SHORT_SIDE: f64 = 1333.0 / 800.0;
+
 impl CocoAnnotations {
     /// Each kept category's label in a model whose classes are `class_names`, matched by name.
     ///
@@ -176,9 +179,11 @@ impl CocoAnnotations {
             .collect()
     }
 
-    /// The first `max_images` images (all when `None`) decoded from `image_dir` and resized to
-    /// `side × side` (boxes are normalised, so they stay valid), their objects relabelled with
-    /// `labels` (one model label per kept category, as [`model_labels`](Self::model_labels)).
+    /// The first `max_images` images (all when `None`) decoded from `image_dir` and resized,
+    /// aspect kept, so the shorter side is `side` and the longer at most `side · 1333 / 800`
+    /// (DETR's 800 / 1333; boxes are normalised, so they stay valid), their objects relabelled
+    /// with `labels` (one model label per kept category, as
+    /// [`model_labels`](Self::model_labels)). Batches of them are padded.
     ///
     /// # Errors
     /// A `labels` list of another length, or an image that cannot be read or decoded (naming
@@ -209,8 +214,12 @@ impl CocoAnnotations {
                     path: path.clone(),
                     message,
                 })?;
+                let longest = side as f64 * MAX_TO_SHORT_SIDE;
+                let (w, h) = (decoded.width() as f64, decoded.height() as f64);
+                let scale = (side as f64 / w.min(h)).min(longest / w.max(h));
+                let size = |extent: f64| ((extent * scale).round() as usize).max(1);
                 Ok(DetectionSample {
-                    image: decoded.resized(side, side),
+                    image: decoded.resized(size(w), size(h)),
                     objects: image
                         .objects
                         .iter()

@@ -1,6 +1,6 @@
 //! Detection data in memory: images with their objects, and batches of them for the model.
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::matching::Target;
@@ -48,22 +48,27 @@ pub fn samples_with(samples: &[DetectionSample], keep: &[bool]) -> Vec<usize> {
         .collect()
 }
 
-/// A batch: images `[B, C, S, S]` and each image's target objects.
+/// A batch: images `[B, C, H, W]` (padded to the largest when sizes differ) and each image's
+/// target objects.
 #[derive(Debug, Clone)]
 pub struct DetectionBatch {
-    /// Normalised images.
+    /// Normalised images; padding is 0.
     pub pixels: Tensor<4>,
-    /// Objects per image; only those of the classes the batch was made for.
+    /// Real pixels `[B, H, W]` when the batch is padded; `None` when every image fills it.
+    pub pixel_mask: Option<Tensor<3, Bool>>,
+    /// Objects per image; only those of the classes the batch was made for. Boxes are
+    /// normalised to each image's real part, as the model predicts them.
     pub targets: Vec<Vec<Target>>,
 }
 
 /// The samples `indices` as one batch on `device`, keeping the objects of the classes `keep`
-/// marks (the others become background). Images must all be `preprocess.image_size` square:
-/// the model reads unpadded batches, so loaders resize images to one size.
+/// marks (the others become background). Images are normalised as `preprocess` says (its
+/// channels and statistics; they keep their size). Images of different sizes are padded at the
+/// bottom and right to the largest height and width, with a pixel mask, as Hugging Face's image
+/// processor pads.
 ///
 /// # Errors
-/// An image of another size (naming the index and both sizes), or an object label outside
-/// `keep`.
+/// An index outside `samples`, or an object label outside `keep`.
 pub fn detection_batch(
     samples: &[DetectionSample],
     indices: &[usize],
@@ -71,7 +76,6 @@ pub fn detection_batch(
     preprocess: &Preprocess,
     device: &Device,
 ) -> Result<DetectionBatch> {
-    let (c, s) = (preprocess.channels, preprocess.image_size);
     let mut targets = Vec::with_capacity(indices.len());
     for &index in indices {
         let sample = samples.get(index).ok_or_else(|| {
@@ -80,15 +84,6 @@ pub fn detection_batch(
                 samples.len()
             ))
         })?;
-        let image = &sample.image;
-        if image.width() != s || image.height() != s {
-            return Err(TrainError::Data(format!(
-                "detection batches are unpadded: image {index} is {}×{}, expected {s}×{s}; \
-                 resize images to one size when loading",
-                image.width(),
-                image.height()
-            )));
-        }
         if let Some(bad) = sample.objects.iter().find(|o| o.label >= keep.len()) {
             return Err(TrainError::Data(format!(
                 "image {index} has an object of class {} but the dataset has {} classes",
@@ -105,13 +100,44 @@ pub fn detection_batch(
                 .collect(),
         );
     }
-    let mut pixels = vec![0.0f32; indices.len() * c * s * s];
+    let images: Vec<&Image> = indices.iter().map(|&i| &samples[i].image).collect();
+    let height = images.iter().map(|i| i.height()).max().unwrap_or(1);
+    let width = images.iter().map(|i| i.width()).max().unwrap_or(1);
+    let c = preprocess.channels;
+    let mut pixels = vec![0.0f32; images.len() * c * height * width];
     pixels
-        .par_chunks_mut(c * s * s)
-        .zip(indices.par_iter())
-        .for_each(|(out, &index)| preprocess.write(&samples[index].image, None, out));
+        .par_chunks_mut(c * height * width)
+        .zip(images.par_iter())
+        .for_each(|(out, image)| {
+            for channel in 0..c {
+                for y in 0..image.height() {
+                    for x in 0..image.width() {
+                        out[(channel * height + y) * width + x] =
+                            preprocess.input_value(image, x, y, channel);
+                    }
+                }
+            }
+        });
+    let padded = images
+        .iter()
+        .any(|i| i.height() != height || i.width() != width);
+    let pixel_mask = padded.then(|| {
+        let mask: Vec<bool> = images
+            .iter()
+            .flat_map(|image| {
+                (0..height).flat_map(move |y| {
+                    (0..width).map(move |x| y < image.height() && x < image.width())
+                })
+            })
+            .collect();
+        Tensor::from_data(TensorData::new(mask, [images.len(), height, width]), device)
+    });
     Ok(DetectionBatch {
-        pixels: Tensor::from_data(TensorData::new(pixels, [indices.len(), c, s, s]), device),
+        pixels: Tensor::from_data(
+            TensorData::new(pixels, [images.len(), c, height, width]),
+            device,
+        ),
+        pixel_mask,
         targets,
     })
 }

@@ -68,7 +68,7 @@ pub fn detector_ap(
     let indices: Vec<usize> = (0..samples.len()).collect();
     for chunk in indices.chunks(batch_size) {
         let batch = detection_batch(samples, chunk, &keep, preprocess, &plain)?;
-        let output = model.forward(batch.pixels)?;
+        let output = model.forward_masked(batch.pixels, batch.pixel_mask)?;
         let [_, queries, classes] = output.logits.dims();
         let read = |t: burn::tensor::Tensor<3>| {
             t.try_into_vec_as::<f32>().map_err(|err| {

@@ -68,8 +68,8 @@ pub fn detection_loss_terms(
     prototype: Option<&PrototypeLossConfig>,
     matcher: &HungarianMatcher,
 ) -> Result<LossTerms> {
-    let out_r = model.forward(retain.pixels)?;
-    let out_f = model.forward(forget.pixels)?;
+    let out_r = model.forward_masked(retain.pixels, retain.pixel_mask)?;
+    let out_f = model.forward_masked(forget.pixels, forget.pixel_mask)?;
     let terms_r = set_criterion(&out_r, &retain.targets, matcher)?;
     let terms_f = set_criterion(&out_f, &forget.targets, matcher)?;
     let prototype = match prototype {

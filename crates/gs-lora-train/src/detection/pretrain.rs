@@ -113,7 +113,11 @@ pub fn pretrain_detector(
         &schedule,
         |model, chunk, _| {
             let batch = detection_batch(&dataset.train, chunk, &keep, preprocess, device)?;
-            let terms = set_criterion(&model.forward(batch.pixels)?, &batch.targets, &matcher)?;
+            let terms = set_criterion(
+                &model.forward_masked(batch.pixels, batch.pixel_mask)?,
+                &batch.targets,
+                &matcher,
+            )?;
             Ok(detection_loss(terms.focal, terms.l1, terms.giou))
         },
         |model| {

@@ -209,19 +209,19 @@ def position_case():
     print("wrote", path, tuple(pos.shape))
 
 
-def detr_case():
+def detr_case(name="detr", seed=4, with_box_refine=False):
     import timm
     from torch import nn
     from transformers import DeformableDetrConfig, DeformableDetrForObjectDetection
     from transformers.models.auto import CONFIG_MAPPING
 
-    torch.manual_seed(4)
+    torch.manual_seed(seed)
     backbone = CONFIG_MAPPING["timm_backbone"](backbone="resnet50", use_pretrained_backbone=False, out_indices=(2, 3, 4))
     config = DeformableDetrConfig(
         d_model=32, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2,
         decoder_attention_heads=2, encoder_ffn_dim=24, decoder_ffn_dim=24, num_queries=5,
         num_feature_levels=4, encoder_n_points=2, decoder_n_points=2, backbone_config=backbone,
-        num_labels=3, disable_custom_kernels=True,
+        num_labels=3, disable_custom_kernels=True, with_box_refine=with_box_refine,
     )
     config._attn_implementation = "eager"
     model = DeformableDetrForObjectDetection(config).eval()
@@ -237,7 +237,7 @@ def detr_case():
     pixels = torch.randn(2, 3, 128, 96)
     with torch.no_grad():
         out = model(pixel_values=pixels)
-    d = os.path.join(OUT, "detr")
+    d = os.path.join(OUT, name)
     os.makedirs(d, exist_ok=True)
     # class_embed.N / bbox_embed.N are one tied module without box refinement: clone to save.
     # transformers-5 names here (`mlp.fc1`, `o_proj`), to exercise the loader's other spelling.
@@ -252,6 +252,9 @@ def detr_case():
     save_file({"pixel_values": pixels}, os.path.join(d, "input.safetensors"))
     save_file({"logits": out.logits.contiguous(), "pred_boxes": out.pred_boxes.contiguous()},
               os.path.join(d, "output.safetensors"))
+    if with_box_refine:
+        print("wrote", d, tuple(out.logits.shape), tuple(out.pred_boxes.shape))
+        return
     # A padded batch: the second image's real part is 96×64 (bottom and right padded with zeros,
     # as the image processor pads), the first is whole.
     mask = torch.ones(2, 128, 96, dtype=torch.long)
@@ -269,6 +272,7 @@ def detr_case():
 
 def main():
     detr_case()
+    detr_case("detr_refine", seed=5, with_box_refine=True)
     position_case()
     resnet_case()
     layers_case()

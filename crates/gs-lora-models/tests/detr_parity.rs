@@ -45,6 +45,35 @@ fn logits_and_boxes_match_transformers() {
     }
 }
 
+/// Iterative box refinement: every decoder layer's box head moves the reference boxes of the
+/// next (a second small random checkpoint, `with_box_refine` in its `config.json`).
+#[test]
+fn box_refinement_matches_transformers() {
+    let device = Device::default();
+    let dir = fixture("detr_refine");
+    let model = DeformableDetr::from_pretrained(
+        dir.join("config.json"),
+        dir.join("model.safetensors"),
+        &LoraConfig::new(),
+        0,
+        &device,
+    )
+    .expect("load");
+    assert!(model.config.with_box_refine);
+    assert_eq!(model.bbox_embed.len(), 2, "one box head per decoder layer");
+    let pixels = read_tensor(dir.join("input.safetensors"), "pixel_values").expect("input");
+    let output = model
+        .forward(Tensor::from_data(pixels, &device))
+        .expect("forward");
+    for (name, found) in [("logits", output.logits), ("pred_boxes", output.pred_boxes)] {
+        let expected: Vec<f32> = read_tensor(dir.join("output.safetensors"), name)
+            .expect(name)
+            .try_to_vec()
+            .expect("f32");
+        assert_parity(name, &values(found), &expected);
+    }
+}
+
 /// A padded batch with Hugging Face's `pixel_mask`: the second image's real part is 96×64 of
 /// the 128×96 batch.
 #[test]
@@ -147,10 +176,6 @@ fn the_config_is_read_from_config_json() {
             "two_stage",
         ),
         (
-            r#"{"model_type": "deformable_detr", "with_box_refine": true}"#,
-            "with_box_refine",
-        ),
-        (
             r#"{"model_type": "deformable_detr", "backbone": "swin"}"#,
             "swin",
         ),
@@ -167,6 +192,10 @@ fn the_config_is_read_from_config_json() {
 #[test]
 fn both_generations_of_tensor_names_are_read() {
     let names = |list: &[&str]| list.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
+    let two_layers = DeformableDetrConfig::from_json(
+        r#"{"model_type": "deformable_detr", "decoder_layers": 2}"#,
+    )
+    .expect("config");
     // transformers 5: backbone under `model.backbone.model`, `mlp.fc1`, `o_proj`.
     let new = DetrKeys::new(
         &names(&[
@@ -174,7 +203,7 @@ fn both_generations_of_tensor_names_are_read() {
             "model.encoder.layers.0.mlp.fc1.weight",
             "model.decoder.layers.0.self_attn.o_proj.weight",
         ]),
-        2,
+        &two_layers,
     );
     assert_eq!(
         new.file_keys("model.encoder.layers.0.fc1.weight"),
@@ -194,7 +223,7 @@ fn both_generations_of_tensor_names_are_read() {
             "model.backbone.conv_encoder.model.conv1.weight",
             "model.encoder.layers.0.fc1.weight",
         ]),
-        2,
+        &two_layers,
     );
     assert_eq!(
         old.file_keys("model.backbone.model.layer1.0.conv1.weight"),
@@ -207,4 +236,15 @@ fn both_generations_of_tensor_names_are_read() {
     // The per-level copies of the heads other than the last may stay unread; the last may not.
     assert!(old.is_ignored("class_embed.0.weight") && old.is_ignored("bbox_embed.0.layers.2.bias"));
     assert!(!old.is_ignored("class_embed.1.weight") && !old.is_ignored("model.level_embed"));
+    // With box refinement every level's box head is read, the decoder's alias of them is not.
+    let refine = DetrKeys::new(
+        &names(&["model.encoder.layers.0.fc1.weight"]),
+        &DeformableDetrConfig {
+            with_box_refine: true,
+            ..two_layers
+        },
+    );
+    assert!(!refine.is_ignored("bbox_embed.0.layers.2.bias"));
+    assert!(refine.is_ignored("class_embed.0.weight"));
+    assert!(refine.is_ignored("model.decoder.bbox_embed.0.layers.2.bias"));
 }

@@ -35,12 +35,11 @@ impl DeformableDetrConfig {
                 )));
             }
         }
-        for flag in ["two_stage", "with_box_refine"] {
-            if json.get(flag).and_then(Value::as_bool) == Some(true) {
-                return Err(config_error(format!(
-                    "`{flag}` models are not supported yet (single-stage, no box refinement only)"
-                )));
-            }
+        let flag = |name: &str| json.get(name).and_then(Value::as_bool) == Some(true);
+        if flag("two_stage") {
+            return Err(config_error(
+                "`two_stage` models are not supported yet (single-stage models only)".into(),
+            ));
         }
         let size = |key: &str, default: usize| {
             Ok::<_, ModelError>(get_usize(&json, key)?.unwrap_or(default))
@@ -62,6 +61,7 @@ impl DeformableDetrConfig {
             encoder_points: size("encoder_n_points", 4)?,
             decoder_points: size("decoder_n_points", 4)?,
             num_labels,
+            with_box_refine: flag("with_box_refine"),
             backbone: backbone_from_json(&json)?,
         })
     }
@@ -125,25 +125,28 @@ fn backbone_from_json(json: &Value) -> Result<ResNetConfig> {
 /// names (`model.backbone.model.*`) and the released checkpoints' layer names (`fc1`,
 /// `self_attn.out_proj`); older files call the backbone `model.backbone.conv_encoder.model.*`,
 /// transformers 5 calls the others `mlp.fc1` and `o_proj`. The spelling is read off the file's
-/// names. Without box refinement `class_embed.N` / `bbox_embed.N` are copies of one head: the
-/// model reads the last, the others may stay unread.
+/// names. `class_embed.N` are copies of one head (or, with box refinement, per-level heads of
+/// which only the last scores the output): the model reads the last, the others may stay
+/// unread; so may `bbox_embed.N` except with box refinement, which uses every level's.
 #[derive(Debug, Clone)]
 pub struct DetrKeys {
     legacy_backbone: bool,
     mlp_ffn: bool,
     o_proj: bool,
     head: usize,
+    box_refine: bool,
 }
 
 impl DetrKeys {
-    /// The key map for a file holding `names`, for a model with `decoder_layers` layers.
-    pub fn new(names: &BTreeSet<String>, decoder_layers: usize) -> Self {
+    /// The key map for a file holding `names`, for a model of architecture `config`.
+    pub fn new(names: &BTreeSet<String>, config: &DeformableDetrConfig) -> Self {
         let any = |needle: &str| names.iter().any(|n| n.contains(needle));
         Self {
             legacy_backbone: any("model.backbone.conv_encoder.model."),
             mlp_ffn: any(".mlp.fc1."),
             o_proj: any(".self_attn.o_proj."),
-            head: decoder_layers.saturating_sub(1),
+            head: config.decoder_layers.saturating_sub(1),
+            box_refine: config.with_box_refine,
         }
     }
 }
@@ -169,14 +172,21 @@ impl KeyMap for DetrKeys {
     }
 
     fn is_ignored(&self, file_key: &str) -> bool {
-        let copy_of_head = ["class_embed.", "bbox_embed."].iter().any(|prefix| {
+        let unread_heads: &[&str] = if self.box_refine {
+            &["class_embed."]
+        } else {
+            &["class_embed.", "bbox_embed."]
+        };
+        let copy_of_head = unread_heads.iter().any(|prefix| {
             file_key
                 .strip_prefix(prefix)
                 .and_then(|rest| rest.split('.').next())
                 .and_then(|index| index.parse::<usize>().ok())
                 .is_some_and(|index| index != self.head)
         });
-        copy_of_head || file_key.ends_with("num_batches_tracked")
+        // With box refinement the decoder holds the same box heads under its own name.
+        let decoder_alias = file_key.starts_with("model.decoder.bbox_embed.");
+        copy_of_head || decoder_alias || file_key.ends_with("num_batches_tracked")
     }
 }
 
@@ -196,7 +206,7 @@ impl DeformableDetr {
     ) -> Result<Self> {
         let config = DeformableDetrConfig::from_file(config_path)?;
         let file = SafetensorsSource::open(weights_path, IdentityKeys)?;
-        let keys = DetrKeys::new(file.names(), config.decoder_layers);
+        let keys = DetrKeys::new(file.names(), &config);
         let mut source = file.with_keys(keys);
         let model = Self::load(&config, &mut source, lora, seed, device)?;
         source.finish()?;

@@ -1,6 +1,6 @@
-//! Deformable DETR for object detection (single stage, without box refinement), as Hugging
-//! Face's `DeformableDetrForObjectDetection`, with LoRA on the FFN of every encoder and decoder
-//! layer: one adapter group per layer.
+//! Deformable DETR for object detection (single stage, with or without iterative box
+//! refinement), as Hugging Face's `DeformableDetrForObjectDetection`, with LoRA on the FFN of
+//! every encoder and decoder layer: one adapter group per layer.
 //!
 //! Backbone stages → 1×1 projections (+ strided 3×3 ones for extra levels) with group norm →
 //! tokens of all levels with sine positions and level embeddings → deformable encoder →
@@ -52,6 +52,10 @@ pub struct DeformableDetrConfig {
     pub decoder_points: usize,
     /// Object classes (sigmoid scores, no background class).
     pub num_labels: usize,
+    /// Iterative box refinement: each decoder layer has its own box head, whose output becomes
+    /// the next layer's reference box (Zhu et al. 2021, §4.1).
+    #[serde(default)]
+    pub with_box_refine: bool,
     /// The backbone.
     pub backbone: ResNetConfig,
 }
@@ -190,8 +194,9 @@ pub struct DeformableDetr {
     pub reference_points: Linear,
     /// Class head.
     pub class_embed: Linear,
-    /// Box head.
-    pub bbox_embed: BoxHead,
+    /// Box heads: one shared head, or one per decoder layer with box refinement (the last
+    /// predicts the output boxes).
+    pub bbox_embed: Vec<BoxHead>,
     /// The architecture.
     #[module(skip)]
     pub config: DeformableDetrConfig,
@@ -270,24 +275,29 @@ impl DeformableDetr {
                 DecoderLayer::load(source, &prefix, &decoder_layer, lora, layer_seed, device)
             })
             .collect::<Result<Vec<_>>>()?;
-        // Without box refinement every decoder level shares one head; the last is the output's.
+        // Without box refinement every decoder level shares one head, saved once per level:
+        // the last copy is read. With it, every level's box head refines the reference boxes.
         let head = config.decoder_layers.saturating_sub(1);
-        let bbox_embed = BoxHead {
-            layers: (0..3)
-                .map(|k| {
-                    let d_output = if k == 2 { 4 } else { d };
-                    load_linear(
-                        source,
-                        &format!("bbox_embed.{head}.layers.{k}"),
-                        d,
-                        d_output,
-                        true,
-                        device,
-                    )
-                })
-                .collect::<Result<Vec<_>>>()?,
-            act: Relu::new(),
+        let box_heads = if config.with_box_refine {
+            0..config.decoder_layers
+        } else {
+            head..head + 1
         };
+        let bbox_embed = box_heads
+            .map(|level| {
+                let layers = (0..3)
+                    .map(|k| {
+                        let d_output = if k == 2 { 4 } else { d };
+                        let key = format!("bbox_embed.{level}.layers.{k}");
+                        load_linear(source, &key, d, d_output, true, device)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(BoxHead {
+                    layers,
+                    act: Relu::new(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             backbone,
             input_proj,
@@ -449,24 +459,34 @@ impl DeformableDetr {
                 .expand([batch, queries, d])
         };
         let (query_position, mut hidden) = (half(0), half(d));
-        let reference = sigmoid(self.reference_points.forward(query_position.clone()));
-        // Each level reads the reference point scaled to its real part.
-        let reference_input = reference.clone().unsqueeze_dim::<4>(2) * ratios.unsqueeze_dim(1);
-        for layer in &self.decoder {
+        // Reference points (x, y), or boxes (cx, cy, w, h) once a refining head has run.
+        let mut reference = sigmoid(self.reference_points.forward(query_position.clone()));
+        let last = self.decoder.len().saturating_sub(1);
+        for (level, layer) in self.decoder.iter().enumerate() {
+            // Each level reads the reference scaled to its real part.
+            let scale = match reference.dims()[2] {
+                2 => ratios.clone(),
+                _ => Tensor::cat(vec![ratios.clone(), ratios.clone()], 2),
+            };
+            let reference_input = reference.clone().unsqueeze_dim::<4>(2) * scale.unsqueeze_dim(1);
             hidden = layer.forward(
                 hidden,
                 query_position.clone(),
-                reference_input.clone(),
+                reference_input,
                 memory.clone(),
                 token_mask.clone(),
                 &shapes,
             )?;
+            if self.config.with_box_refine && level < last {
+                let delta = self.bbox_embed[level].forward(hidden.clone());
+                // The reference detaches the refined boxes: each head learns its own correction.
+                reference = refined_boxes(delta, reference).detach();
+            }
         }
 
         let logits = self.class_embed.forward(hidden.clone());
-        let delta = self.bbox_embed.forward(hidden.clone());
-        let centre = delta.clone().narrow(2, 0, 2) + inverse_sigmoid(reference);
-        let pred_boxes = sigmoid(Tensor::cat(vec![centre, delta.narrow(2, 2, 2)], 2));
+        let head = self.bbox_embed.len() - 1;
+        let pred_boxes = refined_boxes(self.bbox_embed[head].forward(hidden.clone()), reference);
         Ok(DetrOutput {
             logits,
             pred_boxes,
@@ -531,6 +551,19 @@ fn token_mask(
         })
         .collect();
     Tensor::from_data(TensorData::new(flags, [batch, tokens]), device)
+}
+
+/// Boxes `sigmoid(Δ + inverse_sigmoid(reference))`: for reference points `[N, Q, 2]` the
+/// centre moves and `Δ` gives the size; for reference boxes `[N, Q, 4]` all four move.
+fn refined_boxes(delta: Tensor<3>, reference: Tensor<3>) -> Tensor<3> {
+    let logits = match reference.dims()[2] {
+        2 => {
+            let centre = delta.clone().narrow(2, 0, 2) + inverse_sigmoid(reference);
+            Tensor::cat(vec![centre, delta.narrow(2, 2, 2)], 2)
+        }
+        _ => delta + inverse_sigmoid(reference),
+    };
+    sigmoid(logits)
 }
 
 /// `log(x / (1 − x))` with both clamped to at least 1e-5, as the reference.

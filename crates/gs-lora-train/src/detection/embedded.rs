@@ -30,6 +30,7 @@ pub fn embedded_detector_config(num_labels: usize) -> DeformableDetrConfig {
         encoder_points: 2,
         decoder_points: 2,
         num_labels,
+        with_box_refine: false,
         backbone: ResNetConfig {
             in_channels: 3,
             stem_width: 16,

@@ -51,6 +51,7 @@ fn forward_writes_the_reference_outputs_for_every_format() {
         ("hf_dinov2", "input", "output"),
         ("detr", "input", "output"),
         ("detr", "input_padded", "output_padded"),
+        ("detr_refine", "input", "output"),
     ] {
         let dir = fixture(name);
         let out = out_dir.join(format!("{name}-{input}.safetensors"));

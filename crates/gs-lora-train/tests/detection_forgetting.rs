@@ -424,4 +424,15 @@ fn gs_lora_plus_plus_adds_the_prototype_term() {
     )
     .expect_err("8 classes cannot lose 8");
     assert!(matches!(err, TrainError::InvalidSetting(_)), "{err}");
+
+    let mut broken = data.clone();
+    broken.val[1].objects[0].label = 99;
+    let err = broken.validate().expect_err("class 99 of 8");
+    assert!(
+        err.to_string()
+            .contains("validation image 1 has an object of class 99"),
+        "{err}"
+    );
+    broken.val.clear();
+    assert!(broken.validate().is_err(), "an empty validation split");
 }

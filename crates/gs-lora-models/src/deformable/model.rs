@@ -461,18 +461,21 @@ impl DeformableDetr {
         let (query_position, mut hidden) = (half(0), half(d));
         // Reference points (x, y), or boxes (cx, cy, w, h) once a refining head has run.
         let mut reference = sigmoid(self.reference_points.forward(query_position.clone()));
-        let last = self.decoder.len().saturating_sub(1);
-        for (level, layer) in self.decoder.iter().enumerate() {
-            // Each level reads the reference scaled to its real part.
+        // Each level reads the reference scaled to its real part (boxes: all four coordinates).
+        let per_level = |reference: &Tensor<3>| {
             let scale = match reference.dims()[2] {
                 2 => ratios.clone(),
                 _ => Tensor::cat(vec![ratios.clone(), ratios.clone()], 2),
             };
-            let reference_input = reference.clone().unsqueeze_dim::<4>(2) * scale.unsqueeze_dim(1);
+            reference.clone().unsqueeze_dim::<4>(2) * scale.unsqueeze_dim(1)
+        };
+        let mut reference_input = per_level(&reference);
+        let last = self.decoder.len().saturating_sub(1);
+        for (level, layer) in self.decoder.iter().enumerate() {
             hidden = layer.forward(
                 hidden,
                 query_position.clone(),
-                reference_input,
+                reference_input.clone(),
                 memory.clone(),
                 token_mask.clone(),
                 &shapes,
@@ -481,6 +484,7 @@ impl DeformableDetr {
                 let delta = self.bbox_embed[level].forward(hidden.clone());
                 // The reference detaches the refined boxes: each head learns its own correction.
                 reference = refined_boxes(delta, reference).detach();
+                reference_input = per_level(&reference);
             }
         }
 

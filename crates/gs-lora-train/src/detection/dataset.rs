@@ -36,6 +36,39 @@ impl DetectionDataset {
     pub fn num_classes(&self) -> usize {
         self.class_names.len()
     }
+
+    /// Checks that both splits have images and that every label in play and every object's
+    /// label is a class of the dataset.
+    ///
+    /// # Errors
+    /// [`TrainError::Data`] naming the split, image or label.
+    pub fn validate(&self) -> Result<()> {
+        let classes = self.num_classes();
+        if let Some(bad) = self.labels.iter().find(|&&l| l >= classes) {
+            return Err(TrainError::Data(format!(
+                "label {bad} is in play but the dataset has {classes} classes"
+            )));
+        }
+        for (name, split) in [("training", &self.train), ("validation", &self.val)] {
+            if split.is_empty() {
+                return Err(TrainError::Data(format!("the {name} split has no images")));
+            }
+            let bad = split.iter().enumerate().find_map(|(i, sample)| {
+                sample
+                    .objects
+                    .iter()
+                    .find(|o| o.label >= classes)
+                    .map(|o| (i, o.label))
+            });
+            if let Some((image, label)) = bad {
+                return Err(TrainError::Data(format!(
+                    "{name} image {image} has an object of class {label}, but the dataset has \
+                     {classes} classes"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Indices of the samples that hold at least one object whose class `keep` marks.
@@ -43,7 +76,12 @@ pub fn samples_with(samples: &[DetectionSample], keep: &[bool]) -> Vec<usize> {
     samples
         .iter()
         .enumerate()
-        .filter(|(_, sample)| sample.objects.iter().any(|o| keep[o.label]))
+        .filter(|(_, sample)| {
+            sample
+                .objects
+                .iter()
+                .any(|o| keep.get(o.label).copied().unwrap_or(false))
+        })
         .map(|(i, _)| i)
         .collect()
 }

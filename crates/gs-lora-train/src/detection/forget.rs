@@ -141,6 +141,7 @@ pub fn run_detection_forgetting(
     run: &RunDir,
     device: &Device,
 ) -> Result<RunState> {
+    dataset.validate()?;
     let lora = config.lora();
     run_schedule(
         &mut model,

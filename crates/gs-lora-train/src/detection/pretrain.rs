@@ -85,6 +85,7 @@ pub fn pretrain_detector(
     preprocess: &Preprocess,
     device: &Device,
 ) -> Result<(DeformableDetr, Option<ApSummary>)> {
+    dataset.validate()?;
     let model = model.unfreeze();
     let mut trainable = TrainableIds::default();
     model.visit(&mut trainable);

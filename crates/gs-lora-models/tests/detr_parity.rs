@@ -9,7 +9,7 @@ use gs_lora_core::{LoraConfig, LoraModel};
 use gs_lora_models::ModelError;
 use std::collections::BTreeSet;
 
-use gs_lora_models::deformable::{DeformableDetr, DeformableDetrConfig, DetrKeys};
+use gs_lora_models::deformable::{DeformableDetr, DeformableDetrConfig, DetrKeys, DetrOutput};
 use gs_lora_models::weights::{KeyMap, read_tensor};
 
 mod common;
@@ -27,6 +27,17 @@ fn load(device: &Device) -> DeformableDetr {
     .expect("load")
 }
 
+/// `logits` and `pred_boxes` of `output` against those saved in `reference`.
+fn assert_matches_reference(output: DetrOutput, reference: impl AsRef<std::path::Path>) {
+    for (name, found) in [("logits", output.logits), ("pred_boxes", output.pred_boxes)] {
+        let expected: Vec<f32> = read_tensor(reference.as_ref(), name)
+            .expect(name)
+            .try_to_vec()
+            .expect("f32");
+        assert_parity(name, &values(found), &expected);
+    }
+}
+
 #[test]
 fn logits_and_boxes_match_transformers() {
     let device = Device::default();
@@ -36,13 +47,7 @@ fn logits_and_boxes_match_transformers() {
     let output = model
         .forward(Tensor::from_data(pixels, &device))
         .expect("forward");
-    for (name, found) in [("logits", output.logits), ("pred_boxes", output.pred_boxes)] {
-        let expected: Vec<f32> = read_tensor(dir.join("output.safetensors"), name)
-            .expect(name)
-            .try_to_vec()
-            .expect("f32");
-        assert_parity(name, &values(found), &expected);
-    }
+    assert_matches_reference(output, dir.join("output.safetensors"));
 }
 
 /// Iterative box refinement: every decoder layer's box head moves the reference boxes of the
@@ -65,13 +70,7 @@ fn box_refinement_matches_transformers() {
     let output = model
         .forward(Tensor::from_data(pixels, &device))
         .expect("forward");
-    for (name, found) in [("logits", output.logits), ("pred_boxes", output.pred_boxes)] {
-        let expected: Vec<f32> = read_tensor(dir.join("output.safetensors"), name)
-            .expect(name)
-            .try_to_vec()
-            .expect("f32");
-        assert_parity(name, &values(found), &expected);
-    }
+    assert_matches_reference(output, dir.join("output.safetensors"));
 }
 
 /// A padded batch with Hugging Face's `pixel_mask`: the second image's real part is 96×64 of
@@ -93,14 +92,7 @@ fn padded_batches_match_transformers() {
     let output = model
         .forward_masked(Tensor::from_data(pixels, &device), Some(mask.clone()))
         .expect("forward");
-    for (name, found) in [("logits", output.logits), ("pred_boxes", output.pred_boxes)] {
-        let expected: Vec<f32> =
-            read_tensor(fixture("detr").join("output_padded.safetensors"), name)
-                .expect(name)
-                .try_to_vec()
-                .expect("f32");
-        assert_parity(name, &values(found), &expected);
-    }
+    assert_matches_reference(output, fixture("detr").join("output_padded.safetensors"));
     let error = model
         .forward_masked(
             Tensor::zeros([2, 3, 128, 96], &device),

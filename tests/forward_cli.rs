@@ -52,6 +52,7 @@ fn forward_writes_the_reference_outputs_for_every_format() {
         ("detr", "input", "output"),
         ("detr", "input_padded", "output_padded"),
         ("detr_refine", "input", "output"),
+        ("detr_two_stage", "input", "output"),
     ] {
         let dir = fixture(name);
         let out = out_dir.join(format!("{name}-{input}.safetensors"));

@@ -209,7 +209,7 @@ def position_case():
     print("wrote", path, tuple(pos.shape))
 
 
-def detr_case(name="detr", seed=4, with_box_refine=False):
+def detr_case(name="detr", seed=4, with_box_refine=False, two_stage=False):
     import timm
     from torch import nn
     from transformers import DeformableDetrConfig, DeformableDetrForObjectDetection
@@ -222,6 +222,7 @@ def detr_case(name="detr", seed=4, with_box_refine=False):
         decoder_attention_heads=2, encoder_ffn_dim=24, decoder_ffn_dim=24, num_queries=5,
         num_feature_levels=4, encoder_n_points=2, decoder_n_points=2, backbone_config=backbone,
         num_labels=3, disable_custom_kernels=True, with_box_refine=with_box_refine,
+        **(dict(two_stage=True, two_stage_num_proposals=5) if two_stage else {}),
     )
     config._attn_implementation = "eager"
     model = DeformableDetrForObjectDetection(config).eval()
@@ -273,6 +274,7 @@ def detr_case(name="detr", seed=4, with_box_refine=False):
 def main():
     detr_case()
     detr_case("detr_refine", seed=5, with_box_refine=True)
+    detr_case("detr_two_stage", seed=6, with_box_refine=True, two_stage=True)
     position_case()
     resnet_case()
     layers_case()

@@ -73,6 +73,33 @@ fn box_refinement_matches_transformers() {
     assert_matches_reference(output, dir.join("output.safetensors"));
 }
 
+/// Two stages: encoder tokens propose boxes, the best five become the decoder's queries (a
+/// third small random checkpoint, `two_stage` and `with_box_refine` in its `config.json`).
+#[test]
+fn two_stage_models_match_transformers() {
+    let device = Device::default();
+    let dir = fixture("detr_two_stage");
+    let model = DeformableDetr::from_pretrained(
+        dir.join("config.json"),
+        dir.join("model.safetensors"),
+        &LoraConfig::new(),
+        0,
+        &device,
+    )
+    .expect("load");
+    assert!(model.config.two_stage && model.proposals.is_some());
+    assert!(model.query_position_embeddings.is_none());
+    let pixels = read_tensor(dir.join("input.safetensors"), "pixel_values").expect("input");
+    let output = model
+        .forward(Tensor::from_data(pixels, &device))
+        .expect("forward");
+    assert_matches_reference(output, dir.join("output.safetensors"));
+    let error =
+        DeformableDetrConfig::from_json(r#"{"model_type": "deformable_detr", "two_stage": true}"#)
+            .expect_err("two stages without box refinement");
+    assert!(error.to_string().contains("with_box_refine"), "{error}");
+}
+
 /// A padded batch with Hugging Face's `pixel_mask`: the second image's real part is 96×64 of
 /// the 128×96 batch.
 #[test]
@@ -163,10 +190,6 @@ fn the_config_is_read_from_config_json() {
     );
     for (json, says) in [
         (r#"{"model_type": "detr"}"#, "deformable_detr"),
-        (
-            r#"{"model_type": "deformable_detr", "two_stage": true}"#,
-            "two_stage",
-        ),
         (
             r#"{"model_type": "deformable_detr", "backbone": "swin"}"#,
             "swin",

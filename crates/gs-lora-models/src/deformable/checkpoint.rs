@@ -36,9 +36,10 @@ impl DeformableDetrConfig {
             }
         }
         let flag = |name: &str| json.get(name).and_then(Value::as_bool) == Some(true);
-        if flag("two_stage") {
+        if flag("two_stage") && !flag("with_box_refine") {
             return Err(config_error(
-                "`two_stage` models are not supported yet (single-stage models only)".into(),
+                "`two_stage` needs `with_box_refine` (the proposals use the refining box heads)"
+                    .into(),
             ));
         }
         let size = |key: &str, default: usize| {
@@ -62,6 +63,8 @@ impl DeformableDetrConfig {
             decoder_points: size("decoder_n_points", 4)?,
             num_labels,
             with_box_refine: flag("with_box_refine"),
+            two_stage: flag("two_stage"),
+            two_stage_num_proposals: size("two_stage_num_proposals", 300)?,
             backbone: backbone_from_json(&json)?,
         })
     }
@@ -127,7 +130,9 @@ fn backbone_from_json(json: &Value) -> Result<ResNetConfig> {
 /// transformers 5 calls the others `mlp.fc1` and `o_proj`. The spelling is read off the file's
 /// names. `class_embed.N` are copies of one head (or, with box refinement, per-level heads of
 /// which only the last scores the output): the model reads the last, the others may stay
-/// unread; so may `bbox_embed.N` except with box refinement, which uses every level's.
+/// unread; so may `bbox_embed.N` except with box refinement, which uses every level's. A
+/// two-stage model also reads the proposal heads `class_embed.L` / `bbox_embed.L` after the
+/// `L` decoder levels.
 #[derive(Debug, Clone)]
 pub struct DetrKeys {
     legacy_backbone: bool,
@@ -135,6 +140,7 @@ pub struct DetrKeys {
     o_proj: bool,
     head: usize,
     box_refine: bool,
+    two_stage: bool,
 }
 
 impl DetrKeys {
@@ -147,6 +153,7 @@ impl DetrKeys {
             o_proj: any(".self_attn.o_proj."),
             head: config.decoder_layers.saturating_sub(1),
             box_refine: config.with_box_refine,
+            two_stage: config.two_stage,
         }
     }
 }
@@ -182,10 +189,15 @@ impl KeyMap for DetrKeys {
                 .strip_prefix(prefix)
                 .and_then(|rest| rest.split('.').next())
                 .and_then(|index| index.parse::<usize>().ok())
-                .is_some_and(|index| index != self.head)
+                .is_some_and(|index| {
+                    index != self.head && !(self.two_stage && index == self.head + 1)
+                })
         });
-        // With box refinement the decoder holds the same box heads under its own name.
-        let decoder_alias = file_key.starts_with("model.decoder.bbox_embed.");
+        // With box refinement (and two stages) the decoder holds the same heads under its own
+        // name.
+        let decoder_alias = ["model.decoder.bbox_embed.", "model.decoder.class_embed."]
+            .iter()
+            .any(|alias| file_key.starts_with(alias));
         copy_of_head || decoder_alias || file_key.ends_with("num_batches_tracked")
     }
 }

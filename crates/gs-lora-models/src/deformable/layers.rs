@@ -19,7 +19,7 @@ use crate::error::Result;
 use crate::weights::{ParamSource, load_layer_norm, load_linear};
 
 /// LayerNorm epsilon of the reference (PyTorch's default).
-const LAYER_NORM_EPS: f64 = 1e-5;
+pub(crate) const LAYER_NORM_EPS: f64 = 1e-5;
 
 /// The sizes of one encoder or decoder layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

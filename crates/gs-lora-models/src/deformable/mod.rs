@@ -7,6 +7,7 @@ mod layers;
 mod model;
 mod position;
 mod sampling;
+mod two_stage;
 
 pub use attention::{DeformableAttentionConfig, MultiScaleDeformableAttention};
 pub use checkpoint::DetrKeys;
@@ -15,3 +16,4 @@ pub use layers::{DecoderLayer, EncoderLayer, Ffn, LayerConfig, SelfAttention};
 pub use model::{BoxHead, DeformableDetr, DeformableDetrConfig, DetrOutput, InputProjection};
 pub use position::sine_position_embedding;
 pub use sampling::{SpatialShapes, multi_scale_deformable_sampling};
+pub use two_stage::{ProposalHead, Queries};

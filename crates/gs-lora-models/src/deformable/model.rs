@@ -1,4 +1,4 @@
-//! Deformable DETR for object detection (single stage, with or without iterative box
+//! Deformable DETR for object detection (single or two stages, with or without iterative box
 //! refinement), as Hugging Face's `DeformableDetrForObjectDetection`, with LoRA on the FFN of
 //! every encoder and decoder layer: one adapter group per layer.
 //!
@@ -17,6 +17,7 @@ use gs_lora_core::{LoraConfig, LoraGroup, LoraLinear, LoraModel};
 
 use super::layers::{DecoderLayer, EncoderLayer, LayerConfig};
 use super::position::sine_position_embedding;
+use super::two_stage::ProposalHead;
 use crate::error::{ModelError, Result};
 use crate::resnet::{ResNet, ResNetConfig};
 use crate::weights::{ConvShape, ParamSource, frozen, load, load_conv2d, load_linear};
@@ -56,6 +57,13 @@ pub struct DeformableDetrConfig {
     /// the next layer's reference box (Zhu et al. 2021, §4.1).
     #[serde(default)]
     pub with_box_refine: bool,
+    /// Two stages: the encoder proposes boxes and the best `two_stage_num_proposals` become the
+    /// queries (needs box refinement, as the reference).
+    #[serde(default)]
+    pub two_stage: bool,
+    /// Proposals kept as queries by a two-stage model.
+    #[serde(default)]
+    pub two_stage_num_proposals: usize,
     /// The backbone.
     pub backbone: ResNetConfig,
 }
@@ -153,6 +161,26 @@ pub struct BoxHead {
 }
 
 impl BoxHead {
+    /// Loads `{prefix}.layers.{0,1,2}` (`d → d → d → 4`).
+    pub(crate) fn load(
+        source: &mut impl ParamSource,
+        prefix: &str,
+        d: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        let layers = (0..3)
+            .map(|k| {
+                let d_output = if k == 2 { 4 } else { d };
+                let key = format!("{prefix}.layers.{k}");
+                load_linear(source, &key, d, d_output, true, device)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            layers,
+            act: Relu::new(),
+        })
+    }
+
     /// # Shapes
     /// `[N, Q, d] → [N, Q, 4]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
@@ -188,10 +216,12 @@ pub struct DeformableDetr {
     pub encoder: Vec<EncoderLayer>,
     /// Decoder layers.
     pub decoder: Vec<DecoderLayer>,
-    /// Object queries `[Q, 2d]`: position half, then content half.
-    pub query_position_embeddings: Param<Tensor<2>>,
-    /// Query position → reference point `(x, y)` (before the sigmoid).
-    pub reference_points: Linear,
+    /// Object queries `[Q, 2d]`: position half, then content half (not in two-stage models).
+    pub query_position_embeddings: Option<Param<Tensor<2>>>,
+    /// Query position → reference point `(x, y)` (before the sigmoid; not in two-stage models).
+    pub reference_points: Option<Linear>,
+    /// The first stage of two-stage models, which proposes the queries.
+    pub proposals: Option<ProposalHead>,
     /// Class head.
     pub class_embed: Linear,
     /// Box heads: one shared head, or one per decoder layer with box refinement (the last
@@ -284,33 +314,33 @@ impl DeformableDetr {
             head..head + 1
         };
         let bbox_embed = box_heads
-            .map(|level| {
-                let layers = (0..3)
-                    .map(|k| {
-                        let d_output = if k == 2 { 4 } else { d };
-                        let key = format!("bbox_embed.{level}.layers.{k}");
-                        load_linear(source, &key, d, d_output, true, device)
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                Ok(BoxHead {
-                    layers,
-                    act: Relu::new(),
-                })
-            })
+            .map(|level| BoxHead::load(source, &format!("bbox_embed.{level}"), d, device))
             .collect::<Result<Vec<_>>>()?;
+        // Two-stage models take their queries from the encoder's proposals (the heads after
+        // the decoder's), the others from learned embeddings.
+        let (proposals, query_position_embeddings, reference_points) = if config.two_stage {
+            let head = (config.decoder_layers, config.two_stage_num_proposals);
+            let proposals = ProposalHead::load(source, d, config.num_labels, head, device)?;
+            (Some(proposals), None, None)
+        } else {
+            let embeddings = load(
+                source,
+                "model.query_position_embeddings.weight",
+                [config.num_queries, 2 * d],
+                device,
+            )?;
+            let reference = load_linear(source, "model.reference_points", d, 2, true, device)?;
+            (None, Some(frozen(embeddings)), Some(reference))
+        };
         Ok(Self {
             backbone,
             input_proj,
             level_embed: frozen(load(source, "model.level_embed", [levels, d], device)?),
             encoder,
             decoder,
-            query_position_embeddings: frozen(load(
-                source,
-                "model.query_position_embeddings.weight",
-                [config.num_queries, 2 * d],
-                device,
-            )?),
-            reference_points: load_linear(source, "model.reference_points", d, 2, true, device)?,
+            query_position_embeddings,
+            reference_points,
+            proposals,
             class_embed: load_linear(
                 source,
                 &format!("class_embed.{head}"),
@@ -449,18 +479,38 @@ impl DeformableDetr {
             )?;
         }
 
-        let queries = self.config.num_queries;
-        let embeddings = self.query_position_embeddings.val();
-        let half = |start| {
-            embeddings
-                .clone()
-                .narrow(1, start, d)
-                .unsqueeze::<3>()
-                .expand([batch, queries, d])
+        // Reference points (x, y), or boxes (cx, cy, w, h) from proposals or once a refining
+        // head has run.
+        let (query_position, mut hidden, mut reference) = match (
+            &self.proposals,
+            &self.query_position_embeddings,
+            &self.reference_points,
+        ) {
+            (Some(proposals), _, _) => {
+                let queries = proposals.forward(memory.clone(), &level_masks, &shapes)?;
+                (queries.position, queries.content, queries.reference)
+            }
+            (None, Some(embeddings), Some(reference_points)) => {
+                let queries = self.config.num_queries;
+                let embeddings = embeddings.val();
+                let half = |start| {
+                    embeddings
+                        .clone()
+                        .narrow(1, start, d)
+                        .unsqueeze::<3>()
+                        .expand([batch, queries, d])
+                };
+                let (position, content) = (half(0), half(d));
+                let reference = sigmoid(reference_points.forward(position.clone()));
+                (position, content, reference)
+            }
+            _ => {
+                return Err(ModelError::InvalidConfig(
+                    "a model needs either proposals or query embeddings and reference points"
+                        .into(),
+                ));
+            }
         };
-        let (query_position, mut hidden) = (half(0), half(d));
-        // Reference points (x, y), or boxes (cx, cy, w, h) once a refining head has run.
-        let mut reference = sigmoid(self.reference_points.forward(query_position.clone()));
         // Each level reads the reference scaled to its real part (boxes: all four coordinates).
         let per_level = |reference: &Tensor<3>| {
             let scale = match reference.dims()[2] {

@@ -31,6 +31,8 @@ pub fn embedded_detector_config(num_labels: usize) -> DeformableDetrConfig {
         decoder_points: 2,
         num_labels,
         with_box_refine: false,
+        two_stage: false,
+        two_stage_num_proposals: 0,
         backbone: ResNetConfig {
             in_channels: 3,
             stem_width: 16,

@@ -15,8 +15,9 @@ use gs_lora_models::weights::{KeyMap, read_tensor};
 mod common;
 use common::{assert_parity, fixture, values};
 
-fn load(device: &Device) -> DeformableDetr {
-    let dir = fixture("detr");
+/// The checkpoint of the fixture directory `name`.
+fn load(name: &str, device: &Device) -> DeformableDetr {
+    let dir = fixture(name);
     DeformableDetr::from_pretrained(
         dir.join("config.json"),
         dir.join("model.safetensors"),
@@ -38,16 +39,21 @@ fn assert_matches_reference(output: DetrOutput, reference: impl AsRef<std::path:
     }
 }
 
+/// The model's outputs for the fixture's `input.safetensors` against its `output.safetensors`.
+fn assert_fixture_output(model: &DeformableDetr, dir: &std::path::Path, device: &Device) {
+    let pixels = read_tensor(dir.join("input.safetensors"), "pixel_values").expect("input");
+    let output = model
+        .forward(Tensor::from_data(pixels, device))
+        .expect("forward");
+    assert_matches_reference(output, dir.join("output.safetensors"));
+}
+
 #[test]
 fn logits_and_boxes_match_transformers() {
     let device = Device::default();
-    let model = load(&device);
+    let model = load("detr", &device);
     let dir = fixture("detr");
-    let pixels = read_tensor(dir.join("input.safetensors"), "pixel_values").expect("input");
-    let output = model
-        .forward(Tensor::from_data(pixels, &device))
-        .expect("forward");
-    assert_matches_reference(output, dir.join("output.safetensors"));
+    assert_fixture_output(&model, &dir, &device);
 }
 
 /// Iterative box refinement: every decoder layer's box head moves the reference boxes of the
@@ -56,21 +62,10 @@ fn logits_and_boxes_match_transformers() {
 fn box_refinement_matches_transformers() {
     let device = Device::default();
     let dir = fixture("detr_refine");
-    let model = DeformableDetr::from_pretrained(
-        dir.join("config.json"),
-        dir.join("model.safetensors"),
-        &LoraConfig::new(),
-        0,
-        &device,
-    )
-    .expect("load");
+    let model = load("detr_refine", &device);
     assert!(model.config.with_box_refine);
     assert_eq!(model.bbox_embed.len(), 2, "one box head per decoder layer");
-    let pixels = read_tensor(dir.join("input.safetensors"), "pixel_values").expect("input");
-    let output = model
-        .forward(Tensor::from_data(pixels, &device))
-        .expect("forward");
-    assert_matches_reference(output, dir.join("output.safetensors"));
+    assert_fixture_output(&model, &dir, &device);
 }
 
 /// Two stages: encoder tokens propose boxes, the best five become the decoder's queries (a
@@ -79,21 +74,10 @@ fn box_refinement_matches_transformers() {
 fn two_stage_models_match_transformers() {
     let device = Device::default();
     let dir = fixture("detr_two_stage");
-    let model = DeformableDetr::from_pretrained(
-        dir.join("config.json"),
-        dir.join("model.safetensors"),
-        &LoraConfig::new(),
-        0,
-        &device,
-    )
-    .expect("load");
+    let model = load("detr_two_stage", &device);
     assert!(model.config.two_stage && model.proposals.is_some());
     assert!(model.query_position_embeddings.is_none());
-    let pixels = read_tensor(dir.join("input.safetensors"), "pixel_values").expect("input");
-    let output = model
-        .forward(Tensor::from_data(pixels, &device))
-        .expect("forward");
-    assert_matches_reference(output, dir.join("output.safetensors"));
+    assert_fixture_output(&model, &dir, &device);
     let error =
         DeformableDetrConfig::from_json(r#"{"model_type": "deformable_detr", "two_stage": true}"#)
             .expect_err("two stages without box refinement");
@@ -105,7 +89,7 @@ fn two_stage_models_match_transformers() {
 #[test]
 fn padded_batches_match_transformers() {
     let device = Device::default();
-    let model = load(&device);
+    let model = load("detr", &device);
     let input = fixture("detr").join("input_padded.safetensors");
     let pixels = read_tensor(&input, "pixel_values").expect("pixels");
     let mask: Vec<bool> = read_tensor(&input, "pixel_mask")
@@ -145,7 +129,7 @@ fn padded_batches_match_transformers() {
 #[test]
 fn every_layer_is_one_adapter_group_and_bad_inputs_are_refused() {
     let device = Device::default();
-    let model = load(&device);
+    let model = load("detr", &device);
     let names: Vec<String> = model.lora_groups().into_iter().map(|g| g.name).collect();
     assert_eq!(
         names,

@@ -17,6 +17,7 @@
 
 mod adapter_group;
 mod error;
+pub mod fused;
 mod group_lasso;
 pub mod lora;
 pub mod loss;

@@ -1,19 +1,18 @@
 //! A pre-norm Transformer block with LoRA on its FFN.
 
 use burn::module::{Module, Param};
-use burn::nn::{Gelu, LayerNorm};
+use burn::nn::LayerNorm;
 use burn::tensor::Tensor;
-use gs_lora_core::LoraLinear;
+use gs_lora_core::{LoraLinear, fused};
 
 use super::attention::Attention;
 
-/// `fc2(GELU(fc1(x)))`, both Linears adapted with LoRA: one GS-LoRA adapter group.
+/// `fc2(GELU(fc1(x)))` with the exact (erf) GELU ([`fused::gelu`]), both Linears adapted with
+/// LoRA: one GS-LoRA adapter group.
 #[derive(Module, Debug)]
 pub struct Mlp {
     /// `D → mlp_hidden`.
     pub fc1: LoraLinear,
-    /// Exact (erf) GELU.
-    pub act: Gelu,
     /// `mlp_hidden → D`.
     pub fc2: LoraLinear,
 }
@@ -22,7 +21,7 @@ impl Mlp {
     /// # Shapes
     /// `[B, N, D] → [B, N, D]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.fc2.forward(self.act.forward(self.fc1.forward(x)))
+        self.fc2.forward(fused::gelu(self.fc1.forward(x)))
     }
 }
 

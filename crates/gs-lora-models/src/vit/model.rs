@@ -2,7 +2,7 @@
 
 use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
-use burn::nn::{Gelu, LayerNorm, Linear};
+use burn::nn::{LayerNorm, Linear};
 use burn::tensor::activation::tanh;
 use burn::tensor::{Device, Tensor, TensorData};
 use gs_lora_core::lora::derive_seed;
@@ -193,7 +193,6 @@ impl VisionTransformer {
             norm2: load_layer_norm(source, &format!("{prefix}.norm2"), d, eps, device)?,
             mlp: Mlp {
                 fc1: lora.init(fc1, derive_seed(seed, 0))?,
-                act: Gelu::new(),
                 fc2: lora.init(fc2, derive_seed(seed, 1))?,
             },
             ls2: layer_scale(source, "ls2")?,

@@ -1,0 +1,106 @@
+//! The fused ops as a Burn backend extension on Flex, with hand-written backward passes for
+//! `Autodiff<Flex>`.
+//!
+//! Burn's autodiff decomposes the ops it has no backward for into primitive ops, each a separate
+//! single-threaded pass over the activations that allocates its result and records its own
+//! backward; the ops here run as one parallel, vectorised pass each way.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::ActivationOps;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Flex, backend_extension};
+use burn::tensor::{DType, TensorData};
+
+use super::kernels;
+
+/// Ops that Flex runs fused, and `Autodiff<Flex>` differentiates as one node each.
+#[backend_extension(Flex, Autodiff)]
+pub trait FusedOps: Backend {
+    /// The exact (erf) GELU, element-wise.
+    fn fused_gelu(x: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+impl FusedOps for Flex {
+    fn fused_gelu(x: FlexTensor) -> FlexTensor {
+        let x = contiguous(x);
+        let Some(input) = f32_slice(&x) else {
+            return Flex::gelu(x);
+        };
+        let mut out = vec![0.0; input.len()];
+        kernels::gelu(input, &mut out);
+        from_vec(out, &x)
+    }
+}
+
+impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
+    fn fused_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct GeluBackward;
+
+        impl Backward<Flex, 1> for GeluBackward {
+            /// The op's input.
+            type State = FlexTensor;
+
+            fn backward(
+                self,
+                ops: Ops<FlexTensor, 1>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let x = ops.state;
+                unary::<Flex, _>(ops.parents, ops.node, grads, |grad| gelu_backward(x, grad));
+            }
+        }
+
+        match GeluBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let input = x.into_primitive();
+                prep.finish(input.clone(), Flex::fused_gelu(input))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::fused_gelu(x.into_primitive())),
+        }
+    }
+}
+
+/// `grad · gelu'(x)`.
+fn gelu_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
+    let (x, grad) = (contiguous(x), contiguous(grad));
+    match (f32_slice(&x), f32_slice(&grad)) {
+        (Some(input), Some(grad_slice)) if input.len() == grad_slice.len() => {
+            let mut out = vec![0.0; input.len()];
+            kernels::gelu_backward(input, grad_slice, &mut out);
+            from_vec(out, &x)
+        }
+        _ => Flex::gelu_backward(x, grad),
+    }
+}
+
+/// The tensor itself when it is a contiguous view from its buffer's start, else a packed copy.
+fn contiguous(tensor: FlexTensor) -> FlexTensor {
+    if tensor.is_contiguous() && tensor.layout().start_offset() == 0 {
+        tensor
+    } else {
+        tensor.to_contiguous()
+    }
+}
+
+/// The elements of a contiguous `f32` tensor; `None` for other dtypes (which take Burn's path).
+fn f32_slice(tensor: &FlexTensor) -> Option<&[f32]> {
+    match tensor.dtype() {
+        DType::F32 => tensor.as_slice::<f32>(),
+        _ => None,
+    }
+}
+
+/// A tensor of `like`'s shape holding `values`.
+fn from_vec(values: Vec<f32>, like: &FlexTensor) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, like.layout().shape().clone()))
+}

@@ -82,3 +82,90 @@ fn gelu_of_an_untracked_tensor_on_an_autodiff_device_has_no_graph() {
     assert!(!y.is_require_grad());
     assert_close(values(y), values(activation::gelu(x)), "untracked gelu");
 }
+
+/// `[batch, heads, n, d]` values in `[-scale, scale)`.
+fn heads(dims: [usize; 4], scale: f32, seed: u64, device: &Device) -> Tensor<4> {
+    let values = random_values(dims.iter().product(), seed)
+        .into_iter()
+        .map(|v| v * scale)
+        .collect::<Vec<_>>();
+    Tensor::from_data(TensorData::new(values, dims), device)
+}
+
+#[test]
+fn softmax_matches_burn_on_rows_of_any_length_and_large_logits() {
+    let device = device();
+    // Row lengths below, at and above the eight reduction lanes, and one spanning many tasks.
+    for (rows, cols, seed) in [(5, 3, 5), (40, 8, 6), (37, 197, 7), (200, 1000, 8)] {
+        let x = activations(rows, cols, 30.0, seed, &device);
+        let y = fused::softmax(x.clone());
+        assert_close(
+            values(y.clone()),
+            values(activation::softmax(x, 1)),
+            &format!("softmax {rows}×{cols}"),
+        );
+        for (r, row) in values(y.sum_dim(1)).iter().enumerate() {
+            assert!((row - 1.0).abs() < 1e-5, "row {r} sums to {row}");
+        }
+    }
+}
+
+#[test]
+fn softmax_of_a_fully_masked_row_is_uniform_not_nan() {
+    let device = device();
+    let x = Tensor::<2>::from_data(TensorData::new(vec![f32::NEG_INFINITY; 4], [1, 4]), &device);
+    let found = values(fused::softmax(x));
+    if fused::available(&device) {
+        assert_eq!(found, vec![0.25; 4]);
+    }
+}
+
+#[test]
+fn softmax_gradient_matches_burn_autodiff_along_the_last_axis_of_4d_scores() {
+    let device = device().autodiff();
+    let x = heads([2, 3, 7, 11], 4.0, 9, &device).require_grad();
+    let weights = heads([2, 3, 7, 11], 1.0, 10, &device);
+    let gradient = |y: Tensor<4>| {
+        let grads = (y * weights.clone()).sum().backward();
+        values(x.grad(&grads).expect("x has a gradient"))
+    };
+    assert_close(
+        gradient(fused::softmax(x.clone())),
+        gradient(activation::softmax(x.clone(), 3)),
+        "d softmax / dx",
+    );
+}
+
+#[test]
+fn attention_matches_burn_forward_and_backward() {
+    let device = device().autodiff();
+    let q = heads([2, 3, 9, 4], 1.5, 11, &device).require_grad();
+    let k = heads([2, 3, 13, 4], 1.5, 12, &device).require_grad();
+    let v = heads([2, 3, 13, 5], 1.0, 13, &device).require_grad();
+    let weights = heads([2, 3, 9, 5], 1.0, 14, &device);
+    let scale = 0.5;
+    let run = |out: Tensor<4>| {
+        let grads = (out.clone() * weights.clone()).sum().backward();
+        let grad = |t: &Tensor<4>| values(t.grad(&grads).expect("input has a gradient"));
+        [values(out), grad(&q), grad(&k), grad(&v)]
+    };
+    let options = burn::tensor::ops::AttentionModuleOptions {
+        scale: Some(scale),
+        ..Default::default()
+    };
+    let expected = run(burn::tensor::module::attention(
+        q.clone(),
+        k.clone(),
+        v.clone(),
+        None,
+        None,
+        options,
+    ));
+    let found = run(fused::attention(q.clone(), k.clone(), v.clone(), scale));
+    for (name, (f, e)) in ["output", "dq", "dk", "dv"]
+        .iter()
+        .zip(found.into_iter().zip(expected))
+    {
+        assert_close(f, e, name);
+    }
+}

@@ -10,7 +10,7 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::ActivationOps;
+use burn::backend::ops::{ActivationOps, FloatTensorOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Flex, backend_extension};
 use burn::tensor::{DType, TensorData};
@@ -22,6 +22,8 @@ use super::kernels;
 pub trait FusedOps: Backend {
     /// The exact (erf) GELU, element-wise.
     fn fused_gelu(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Softmax over the last axis.
+    fn fused_softmax(x: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 impl FusedOps for Flex {
@@ -32,6 +34,18 @@ impl FusedOps for Flex {
         };
         let mut out = vec![0.0; input.len()];
         kernels::gelu(input, &mut out);
+        from_vec(out, &x)
+    }
+
+    fn fused_softmax(x: FlexTensor) -> FlexTensor {
+        let x = contiguous(x);
+        let row_len = last_dim(&x);
+        let Some(input) = f32_slice(&x) else {
+            let dim = rank(&x) - 1;
+            return Flex::softmax(x, dim);
+        };
+        let mut out = vec![0.0; input.len()];
+        kernels::softmax_rows(input, &mut out, row_len);
         from_vec(out, &x)
     }
 }
@@ -68,6 +82,40 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
             OpsKind::UnTracked(prep) => prep.finish(Flex::fused_gelu(x.into_primitive())),
         }
     }
+
+    fn fused_softmax(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct SoftmaxBackward;
+
+        impl Backward<Flex, 1> for SoftmaxBackward {
+            /// The op's output.
+            type State = FlexTensor;
+
+            fn backward(
+                self,
+                ops: Ops<FlexTensor, 1>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let y = ops.state;
+                unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
+                    softmax_backward(y, grad)
+                });
+            }
+        }
+
+        match SoftmaxBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let y = Flex::fused_softmax(x.into_primitive());
+                prep.finish(y.clone(), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::fused_softmax(x.into_primitive())),
+        }
+    }
 }
 
 /// `grad · gelu'(x)`.
@@ -81,6 +129,32 @@ fn gelu_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
         }
         _ => Flex::gelu_backward(x, grad),
     }
+}
+
+/// `y ⊙ (grad − Σ_last grad ⊙ y)` from the softmax output `y`.
+fn softmax_backward(y: FlexTensor, grad: FlexTensor) -> FlexTensor {
+    let (y, grad) = (contiguous(y), contiguous(grad));
+    let row_len = last_dim(&y);
+    match (f32_slice(&y), f32_slice(&grad)) {
+        (Some(output), Some(grad_slice)) if output.len() == grad_slice.len() => {
+            let mut out = vec![0.0; output.len()];
+            kernels::softmax_rows_backward(output, grad_slice, &mut out, row_len);
+            from_vec(out, &y)
+        }
+        _ => {
+            let dim = rank(&y) - 1;
+            let dot = Flex::float_sum_dim(Flex::float_mul(grad.clone(), y.clone()), dim);
+            Flex::float_mul(y, Flex::float_sub(grad, dot))
+        }
+    }
+}
+
+fn rank(tensor: &FlexTensor) -> usize {
+    tensor.layout().shape().num_dims()
+}
+
+fn last_dim(tensor: &FlexTensor) -> usize {
+    tensor.layout().shape()[rank(tensor) - 1]
 }
 
 /// The tensor itself when it is a contiguous view from its buffer's start, else a packed copy.

@@ -1,10 +1,11 @@
 //! The element-wise loops behind the fused ops, on contiguous `f32` slices.
 //!
 //! Each loop is split into chunks that rayon spreads over the cores (Burn's Flex runs its
-//! element-wise ops on one thread), and each chunk runs inside [`pulp::Arch::dispatch`], which
-//! compiles the closure for the best instruction set the CPU has (AVX2 + FMA here) and picks
-//! it at run time, so the straight-line bodies vectorise.
+//! element-wise ops on one thread), and each chunk runs inside [`Arch::dispatch`], which
+//! compiles the loop for the best instruction set the CPU has (AVX2 + FMA here) and picks it
+//! at run time, so the straight-line bodies vectorise.
 
+use pulp::{Arch, Simd, WithSimd};
 use rayon::prelude::*;
 
 use super::approx::{erf, exp_nonpositive};
@@ -22,13 +23,7 @@ pub(crate) fn gelu(x: &[f32], out: &mut [f32]) {
     debug_assert_eq!(x.len(), out.len());
     out.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
-        .for_each(|(out, x)| {
-            pulp::Arch::new().dispatch(|| {
-                for (o, &x) in out.iter_mut().zip(x) {
-                    *o = 0.5 * x * (1.0 + erf(x * FRAC_1_SQRT_2));
-                }
-            })
-        });
+        .for_each(|(out, x)| Arch::new().dispatch(Gelu { x, out }));
 }
 
 /// `out = grad · gelu'(x)` with `gelu'(x) = Φ(x) + x·φ(x)`, `φ(x) = exp(−x²/2)/√(2π)`.
@@ -37,13 +32,178 @@ pub(crate) fn gelu_backward(x: &[f32], grad: &[f32], out: &mut [f32]) {
     debug_assert_eq!(grad.len(), out.len());
     out.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK).zip(grad.par_chunks(CHUNK)))
-        .for_each(|(out, (x, grad))| {
-            pulp::Arch::new().dispatch(|| {
-                for ((o, &x), &g) in out.iter_mut().zip(x).zip(grad) {
-                    let cdf = 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2));
-                    let pdf = INV_SQRT_2PI * exp_nonpositive(-0.5 * x * x);
-                    *o = g * x.mul_add(pdf, cdf);
-                }
+        .for_each(|(out, (x, grad))| Arch::new().dispatch(GeluBackward { x, grad, out }));
+}
+
+/// Row-wise softmax: `out[r] = exp(x[r] − max x[r]) / Σ exp(x[r] − max x[r])` for each row of
+/// `row_len` elements. A −∞ input weighs `e^−87 ≈ 10⁻³⁸` relative to the row's largest term
+/// rather than 0, and a row of only −∞ comes out uniform rather than NaN.
+pub(crate) fn softmax_rows(x: &[f32], out: &mut [f32], row_len: usize) {
+    debug_assert_eq!(x.len(), out.len());
+    let chunk = rows_per_task(row_len) * row_len;
+    out.par_chunks_mut(chunk)
+        .zip(x.par_chunks(chunk))
+        .for_each(|(out, x)| Arch::new().dispatch(SoftmaxRows { x, out, row_len }));
+}
+
+/// The softmax's input gradient from its output `y`: `out[r] = y[r] ⊙ (g[r] − ⟨g[r], y[r]⟩)`.
+pub(crate) fn softmax_rows_backward(y: &[f32], grad: &[f32], out: &mut [f32], row_len: usize) {
+    debug_assert_eq!(y.len(), out.len());
+    debug_assert_eq!(grad.len(), out.len());
+    let chunk = rows_per_task(row_len) * row_len;
+    out.par_chunks_mut(chunk)
+        .zip(y.par_chunks(chunk).zip(grad.par_chunks(chunk)))
+        .for_each(|(out, (y, grad))| {
+            Arch::new().dispatch(SoftmaxRowsBackward {
+                y,
+                grad,
+                out,
+                row_len,
             })
         });
+}
+
+// One struct per loop: `WithSimd::with_simd` is inlined into pulp's target-feature function,
+// which a closure's body is not reliably (it then calls libm's `fmaf` per element).
+
+struct Gelu<'a> {
+    x: &'a [f32],
+    out: &'a mut [f32],
+}
+
+impl WithSimd for Gelu<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) {
+        for (o, &x) in self.out.iter_mut().zip(self.x) {
+            *o = 0.5 * x * (1.0 + erf(x * FRAC_1_SQRT_2));
+        }
+    }
+}
+
+struct GeluBackward<'a> {
+    x: &'a [f32],
+    grad: &'a [f32],
+    out: &'a mut [f32],
+}
+
+impl WithSimd for GeluBackward<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) {
+        for ((o, &x), &g) in self.out.iter_mut().zip(self.x).zip(self.grad) {
+            let cdf = 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2));
+            let pdf = INV_SQRT_2PI * exp_nonpositive(-0.5 * x * x);
+            *o = g * x.mul_add(pdf, cdf);
+        }
+    }
+}
+
+struct SoftmaxRows<'a> {
+    x: &'a [f32],
+    out: &'a mut [f32],
+    row_len: usize,
+}
+
+impl WithSimd for SoftmaxRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) {
+        let rows = self.out.chunks_exact_mut(self.row_len);
+        for (out, x) in rows.zip(self.x.chunks_exact(self.row_len)) {
+            let max = lane_max(x);
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = exp_nonpositive(v - max);
+            }
+            let inv_sum = 1.0 / lane_sum(out);
+            out.iter_mut().for_each(|o| *o *= inv_sum);
+        }
+    }
+}
+
+struct SoftmaxRowsBackward<'a> {
+    y: &'a [f32],
+    grad: &'a [f32],
+    out: &'a mut [f32],
+    row_len: usize,
+}
+
+impl WithSimd for SoftmaxRowsBackward<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) {
+        let inputs = self
+            .y
+            .chunks_exact(self.row_len)
+            .zip(self.grad.chunks_exact(self.row_len));
+        for (out, (y, g)) in self.out.chunks_exact_mut(self.row_len).zip(inputs) {
+            let dot = lane_dot(y, g);
+            for ((o, &y), &g) in out.iter_mut().zip(y).zip(g) {
+                *o = y * (g - dot);
+            }
+        }
+    }
+}
+
+/// Whole rows per parallel task, about [`CHUNK`] elements.
+fn rows_per_task(row_len: usize) -> usize {
+    (CHUNK / row_len.max(1)).max(1)
+}
+
+/// Lanes of the reductions below: eight independent accumulators, which the compiler keeps in
+/// one AVX register (a single running float accumulator would not vectorise, since float
+/// addition is not associative).
+const LANES: usize = 8;
+
+#[inline(always)]
+fn lane_reduce(
+    values: &[f32],
+    init: f32,
+    step: impl Fn(f32, f32) -> f32,
+    combine: impl Fn(f32, f32) -> f32,
+) -> f32 {
+    let mut acc = [init; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a = step(*a, v);
+        }
+    }
+    let lanes = acc.into_iter().fold(init, &combine);
+    tail.iter().fold(lanes, |a, &v| step(a, v))
+}
+
+#[inline(always)]
+fn lane_max(values: &[f32]) -> f32 {
+    let max = |a: f32, v: f32| if v > a { v } else { a };
+    let found = lane_reduce(values, f32::NEG_INFINITY, max, max);
+    // A row of −∞ (fully masked) shifts by 0, giving exp(−∞) terms of equal weight.
+    if found == f32::NEG_INFINITY {
+        0.0
+    } else {
+        found
+    }
+}
+
+#[inline(always)]
+fn lane_sum(values: &[f32]) -> f32 {
+    lane_reduce(values, 0.0, |a, v| a + v, |a, b| a + b)
+}
+
+#[inline(always)]
+fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let (chunks_a, chunks_b) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail = chunks_a.remainder().iter().zip(chunks_b.remainder());
+    for (ca, cb) in chunks_a.zip(chunks_b) {
+        for ((s, &x), &y) in acc.iter_mut().zip(ca).zip(cb) {
+            *s = x.mul_add(y, *s);
+        }
+    }
+    tail.fold(acc.iter().sum(), |s, (&x, &y)| x.mul_add(y, s))
 }

@@ -30,6 +30,37 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     burn::tensor::activation::gelu(x)
 }
 
+/// Softmax over the last axis, as [`burn::tensor::activation::softmax`] with `dim = D − 1`.
+///
+/// - `x`: `[..., n]`; the output has the same shape, each row summing to 1.
+pub fn softmax<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if available(&x.device()) {
+        use burn::backend::Dispatch;
+        return Tensor::from_dispatch(<Dispatch as FusedOps>::fused_softmax(x.into_dispatch()));
+    }
+    burn::tensor::activation::softmax(x, D - 1)
+}
+
+/// Scaled dot-product attention, `softmax(scale · q·kᵀ)·v`, as
+/// [`burn::tensor::module::attention`] without mask or bias.
+///
+/// On Flex it is two batched products around [`softmax`], so that training differentiates one
+/// softmax node instead of Burn's decomposed one.
+///
+/// - `q`: `[batch, heads, n_q, d]`, `k`: `[batch, heads, n_k, d]`, `v`: `[batch, heads, n_k, d_v]`
+/// - returns `[batch, heads, n_q, d_v]`
+pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scale: f64) -> Tensor<4> {
+    if available(&q.device()) {
+        return softmax((q * scale).matmul(k.swap_dims(2, 3))).matmul(v);
+    }
+    let options = burn::tensor::ops::AttentionModuleOptions {
+        scale: Some(scale),
+        ..Default::default()
+    };
+    burn::tensor::module::attention(q, k, v, None, None, options)
+}
+
 /// Whether the functions here run fused on `device`: Flex (directly or under autodiff) with this
 /// crate's `flex` feature.
 pub fn available(device: &Device) -> bool {

@@ -5,8 +5,8 @@
 
 use burn::module::Module;
 use burn::nn::Linear;
-use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
+use gs_lora_core::fused;
 
 use super::sampling::{SpatialShapes, multi_scale_deformable_sampling};
 use crate::error::{ModelError, Result};
@@ -146,15 +146,12 @@ impl MultiScaleDeformableAttention {
             points,
             2,
         ]);
-        let weights = softmax(
-            self.attention_weights.forward(queries).reshape([
-                batch,
-                queries_len,
-                heads,
-                levels * points,
-            ]),
-            3,
-        )
+        let weights = fused::softmax(self.attention_weights.forward(queries).reshape([
+            batch,
+            queries_len,
+            heads,
+            levels * points,
+        ]))
         .reshape([batch, queries_len, heads, levels, points]);
 
         let reference = |range| {

@@ -7,11 +7,9 @@
 
 use burn::module::Module;
 use burn::nn::{LayerNorm, Linear, Relu};
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Tensor};
 use gs_lora_core::lora::derive_seed;
-use gs_lora_core::{LoraConfig, LoraLinear};
+use gs_lora_core::{LoraConfig, LoraLinear, fused};
 
 use super::attention::{DeformableAttentionConfig, MultiScaleDeformableAttention};
 use super::sampling::SpatialShapes;
@@ -151,17 +149,11 @@ impl SelfAttention {
             t.reshape([batch, len, self.num_heads, head_dim])
                 .swap_dims(1, 2)
         };
-        let options = AttentionModuleOptions {
-            scale: Some((head_dim as f64).powf(-0.5)),
-            ..Default::default()
-        };
-        let out = attention(
+        let out = fused::attention(
             heads(self.q_proj.forward(query_key.clone())),
             heads(self.k_proj.forward(query_key)),
             heads(self.v_proj.forward(x)),
-            None,
-            None,
-            options,
+            (head_dim as f64).powf(-0.5),
         );
         self.out_proj
             .forward(out.swap_dims(1, 2).reshape([batch, len, d]))

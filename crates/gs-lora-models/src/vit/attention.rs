@@ -3,8 +3,7 @@
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::Tensor;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
+use gs_lora_core::fused;
 
 /// `softmax(q kᵀ · scale) v` over `num_heads` heads, then `proj`.
 #[derive(Module, Debug)]
@@ -36,11 +35,7 @@ impl Attention {
                 .slice_dim(0, i..i + 1)
                 .reshape([batch, self.num_heads, tokens, head_dim])
         };
-        let options = AttentionModuleOptions {
-            scale: Some(self.scale),
-            ..Default::default()
-        };
-        let out = attention(part(0), part(1), part(2), None, None, options);
+        let out = fused::attention(part(0), part(1), part(2), self.scale);
         self.proj
             .forward(out.swap_dims(1, 2).reshape([batch, tokens, dim]))
     }

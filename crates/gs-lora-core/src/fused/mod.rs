@@ -16,7 +16,19 @@ mod kernels;
 #[cfg(feature = "flex")]
 pub use flex::FusedOps;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use burn::tensor::{Device, Tensor};
+
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns the fused path on or off for the whole process (on by default). Off, every function
+/// here calls Burn's op on every device: to compare the two, or to reproduce training runs
+/// made before the fused ops existed (the results agree to rounding, but a training
+/// trajectory moves with any change of floating-point order).
+pub fn set_enabled(enabled: bool) {
+    ENABLED.store(enabled, Ordering::Relaxed);
+}
 
 /// The exact (erf) GELU, `x·Φ(x)`, as [`burn::tensor::activation::gelu`].
 ///
@@ -62,14 +74,15 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scale: f64) -> Tensor
 }
 
 /// Whether the functions here run fused on `device`: Flex (directly or under autodiff) with this
-/// crate's `flex` feature.
+/// crate's `flex` feature, unless [`set_enabled`] turned the fused path off.
 pub fn available(device: &Device) -> bool {
     #[cfg(feature = "flex")]
     {
-        matches!(
-            device.clone().inner().as_dispatch(),
-            burn::backend::DispatchDevice::Flex(_)
-        )
+        ENABLED.load(Ordering::Relaxed)
+            && matches!(
+                device.clone().inner().as_dispatch(),
+                burn::backend::DispatchDevice::Flex(_)
+            )
     }
     #[cfg(not(feature = "flex"))]
     {

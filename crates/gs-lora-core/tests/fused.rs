@@ -11,10 +11,14 @@ use gs_lora_core::fused;
 const TOLERANCE: f64 = 2e-6;
 
 fn assert_close(found: Vec<f64>, expected: Vec<f64>, what: &str) {
+    assert_close_within(found, expected, TOLERANCE, what);
+}
+
+fn assert_close_within(found: Vec<f64>, expected: Vec<f64>, tolerance: f64, what: &str) {
     assert_eq!(found.len(), expected.len(), "{what}: lengths differ");
     for (i, (f, e)) in found.iter().zip(&expected).enumerate() {
         assert!(
-            (f - e).abs() <= TOLERANCE * e.abs().max(1.0),
+            (f - e).abs() <= tolerance * e.abs().max(1.0),
             "{what}[{i}]: fused {f}, Burn {e}"
         );
     }
@@ -167,5 +171,53 @@ fn attention_matches_burn_forward_and_backward() {
         .zip(found.into_iter().zip(expected))
     {
         assert_close(f, e, name);
+    }
+}
+
+#[test]
+fn layer_norm_matches_burn_forward_and_all_three_gradients() {
+    let device = device().autodiff();
+    // Rows of 64 and 384 (the embedded ViT's and ViT-S's widths) and a ragged 37.
+    for (rows, cols, seed) in [(50, 37, 17), (300, 64, 18), (20, 384, 19)] {
+        let x = activations(rows, cols, 3.0, seed, &device).require_grad();
+        let gamma = heads([1, 1, 1, cols], 1.0, seed + 100, &device)
+            .reshape([cols])
+            .add_scalar(1.0)
+            .require_grad();
+        let beta = heads([1, 1, 1, cols], 0.5, seed + 200, &device)
+            .reshape([cols])
+            .require_grad();
+        let weights = activations(rows, cols, 1.0, seed + 300, &device);
+        let run = |out: Tensor<2>| {
+            let grads = (out.clone() * weights.clone()).sum().backward();
+            [
+                values(out),
+                values(x.grad(&grads).expect("dx")),
+                values(gamma.grad(&grads).expect("dgamma")),
+                values(beta.grad(&grads).expect("dbeta")),
+            ]
+        };
+        let expected = run(burn::tensor::module::layer_norm(
+            x.clone(),
+            gamma.clone(),
+            Some(beta.clone()),
+            1e-6,
+        ));
+        let found = run(fused::layer_norm(
+            x.clone(),
+            gamma.clone(),
+            Some(beta.clone()),
+            1e-6,
+        ));
+        // dgamma and dbeta sum `rows` terms, so their rounding grows with it.
+        let tolerances = [TOLERANCE, TOLERANCE, 1e-4, 1e-4];
+        let names = ["output", "dx", "dgamma", "dbeta"];
+        for ((name, tolerance), (f, e)) in names
+            .iter()
+            .zip(tolerances)
+            .zip(found.into_iter().zip(expected))
+        {
+            assert_close_within(f, e, tolerance, &format!("layer norm {rows}×{cols} {name}"));
+        }
     }
 }

@@ -10,7 +10,7 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::{ActivationOps, FloatTensorOps};
+use burn::backend::ops::{ActivationOps, FloatTensorOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Flex, backend_extension};
 use burn::tensor::{DType, TensorData};
@@ -24,6 +24,13 @@ pub trait FusedOps: Backend {
     fn fused_gelu(x: FloatTensor<Self>) -> FloatTensor<Self>;
     /// Softmax over the last axis.
     fn fused_softmax(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// LayerNorm over the last axis with affine `gamma` and `beta` (`[d]`); `f32` only.
+    fn fused_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f32,
+    ) -> FloatTensor<Self>;
 }
 
 impl FusedOps for Flex {
@@ -47,6 +54,23 @@ impl FusedOps for Flex {
         let mut out = vec![0.0; input.len()];
         kernels::softmax_rows(input, &mut out, row_len);
         from_vec(out, &x)
+    }
+
+    fn fused_layer_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f32,
+    ) -> FlexTensor {
+        let (x, gamma, beta) = (contiguous(x), contiguous(gamma), contiguous(beta));
+        match (f32_slice(&x), f32_slice(&gamma), f32_slice(&beta)) {
+            (Some(input), Some(g), Some(b)) => {
+                let mut out = vec![0.0; input.len()];
+                kernels::layer_norm(input, g, b, epsilon, &mut out);
+                from_vec(out, &x)
+            }
+            _ => Flex::layer_norm(x, gamma, Some(beta), epsilon.into()),
+        }
     }
 }
 
@@ -116,6 +140,57 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
             OpsKind::UnTracked(prep) => prep.finish(Flex::fused_softmax(x.into_primitive())),
         }
     }
+
+    fn fused_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f32,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct LayerNormBackward;
+
+        impl Backward<Flex, 3> for LayerNormBackward {
+            /// The input, `gamma` and `epsilon`.
+            type State = (FlexTensor, FlexTensor, f32);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _: &mut Checkpointer,
+            ) {
+                let (x, gamma, epsilon) = ops.state;
+                let grad = grads.consume::<Flex>(&ops.node);
+                let [dx, dgamma, dbeta] = layer_norm_backward(x, gamma, grad, epsilon);
+                for (parent, grad) in ops.parents.into_iter().zip([dx, dgamma, dbeta]) {
+                    if let Some(parent) = parent {
+                        grads.register::<Flex>(parent.id, grad);
+                    }
+                }
+            }
+        }
+
+        let nodes = [x.node(), gamma.node(), beta.node()];
+        let (x, gamma, beta) = (
+            x.into_primitive(),
+            gamma.into_primitive(),
+            beta.into_primitive(),
+        );
+        match LayerNormBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let state = (x.clone(), gamma.clone(), epsilon);
+                prep.finish(state, Flex::fused_layer_norm(x, gamma, beta, epsilon))
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(Flex::fused_layer_norm(x, gamma, beta, epsilon))
+            }
+        }
+    }
 }
 
 /// `grad · gelu'(x)`.
@@ -147,6 +222,29 @@ fn softmax_backward(y: FlexTensor, grad: FlexTensor) -> FlexTensor {
             Flex::float_mul(y, Flex::float_sub(grad, dot))
         }
     }
+}
+
+/// `[dx, dgamma, dbeta]` of LayerNorm from its input, `gamma` and the output gradient.
+/// [`super::layer_norm`] routes only `f32` tensors here.
+fn layer_norm_backward(
+    x: FlexTensor,
+    gamma: FlexTensor,
+    grad: FlexTensor,
+    epsilon: f32,
+) -> [FlexTensor; 3] {
+    let (x, gamma, grad) = (contiguous(x), contiguous(gamma), contiguous(grad));
+    let (Some(input), Some(g), Some(grad_slice)) =
+        (f32_slice(&x), f32_slice(&gamma), f32_slice(&grad))
+    else {
+        unreachable!("fused::layer_norm takes the fused path for f32 tensors only");
+    };
+    let mut dx = vec![0.0; input.len()];
+    let (dgamma, dbeta) = kernels::layer_norm_backward(input, g, grad_slice, epsilon, &mut dx);
+    [
+        from_vec(dx, &x),
+        from_vec(dgamma, &gamma),
+        from_vec(dbeta, &gamma),
+    ]
 }
 
 fn rank(tensor: &FlexTensor) -> usize {

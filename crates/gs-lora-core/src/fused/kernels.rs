@@ -207,3 +207,140 @@ fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
     }
     tail.fold(acc.iter().sum(), |s, (&x, &y)| x.mul_add(y, s))
 }
+
+/// Row-wise LayerNorm: `out[r] = (x[r] − mean) · rstd ⊙ gamma + beta` with the biased variance
+/// and `rstd = 1 / sqrt(var + epsilon)`, rows of `gamma.len()` elements.
+pub(crate) fn layer_norm(x: &[f32], gamma: &[f32], beta: &[f32], epsilon: f32, out: &mut [f32]) {
+    let row_len = gamma.len();
+    let chunk = rows_per_task(row_len) * row_len;
+    out.par_chunks_mut(chunk)
+        .zip(x.par_chunks(chunk))
+        .for_each(|(out, x)| {
+            Arch::new().dispatch(LayerNormRows {
+                x,
+                gamma,
+                beta,
+                epsilon,
+                out,
+            })
+        });
+}
+
+/// LayerNorm's gradients from its input `x` and the output gradient `grad`: `dx` (written to
+/// `dx`) and the returned `(dgamma, dbeta)`, summed over the rows. With `ĝ = grad ⊙ gamma`
+/// and `x̂ = (x − mean)·rstd`: `dx = rstd · (ĝ − mean(ĝ) − x̂ · mean(ĝ ⊙ x̂))`,
+/// `dgamma = Σ grad ⊙ x̂`, `dbeta = Σ grad`.
+pub(crate) fn layer_norm_backward(
+    x: &[f32],
+    gamma: &[f32],
+    grad: &[f32],
+    epsilon: f32,
+    dx: &mut [f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let row_len = gamma.len();
+    let chunk = rows_per_task(row_len) * row_len;
+    let zeros = || (vec![0.0f32; row_len], vec![0.0f32; row_len]);
+    dx.par_chunks_mut(chunk)
+        .zip(x.par_chunks(chunk).zip(grad.par_chunks(chunk)))
+        .map(|(dx, (x, grad))| {
+            let (mut dgamma, mut dbeta) = zeros();
+            Arch::new().dispatch(LayerNormRowsBackward {
+                x,
+                gamma,
+                grad,
+                epsilon,
+                dx,
+                dgamma: &mut dgamma,
+                dbeta: &mut dbeta,
+            });
+            (dgamma, dbeta)
+        })
+        .reduce(zeros, |(mut g1, mut b1), (g2, b2)| {
+            g1.iter_mut().zip(&g2).for_each(|(a, b)| *a += b);
+            b1.iter_mut().zip(&b2).for_each(|(a, b)| *a += b);
+            (g1, b1)
+        })
+}
+
+/// `(mean, rstd)` of one row.
+#[inline(always)]
+fn row_moments(x: &[f32], epsilon: f32) -> (f32, f32) {
+    let n = x.len() as f32;
+    let mean = lane_sum(x) / n;
+    let var = lane_reduce(x, 0.0, |a, v| (v - mean).mul_add(v - mean, a), |a, b| a + b) / n;
+    (mean, 1.0 / (var + epsilon).sqrt())
+}
+
+struct LayerNormRows<'a> {
+    x: &'a [f32],
+    gamma: &'a [f32],
+    beta: &'a [f32],
+    epsilon: f32,
+    out: &'a mut [f32],
+}
+
+impl WithSimd for LayerNormRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) {
+        let row_len = self.gamma.len();
+        for (out, x) in self
+            .out
+            .chunks_exact_mut(row_len)
+            .zip(self.x.chunks_exact(row_len))
+        {
+            let (mean, rstd) = row_moments(x, self.epsilon);
+            let params = self.gamma.iter().zip(self.beta);
+            for ((o, &v), (&g, &b)) in out.iter_mut().zip(x).zip(params) {
+                *o = ((v - mean) * rstd).mul_add(g, b);
+            }
+        }
+    }
+}
+
+struct LayerNormRowsBackward<'a> {
+    x: &'a [f32],
+    gamma: &'a [f32],
+    grad: &'a [f32],
+    epsilon: f32,
+    dx: &'a mut [f32],
+    dgamma: &'a mut [f32],
+    dbeta: &'a mut [f32],
+}
+
+impl WithSimd for LayerNormRowsBackward<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) {
+        let row_len = self.gamma.len();
+        let n = row_len as f32;
+        let rows = self
+            .x
+            .chunks_exact(row_len)
+            .zip(self.grad.chunks_exact(row_len));
+        for (dx, (x, grad)) in self.dx.chunks_exact_mut(row_len).zip(rows) {
+            let (mean, rstd) = row_moments(x, self.epsilon);
+            // dx holds ĝ = grad ⊙ gamma first.
+            for ((d, &g), &w) in dx.iter_mut().zip(grad).zip(self.gamma) {
+                *d = g * w;
+            }
+            let mean_g = lane_sum(dx) / n;
+            let mut dot = 0.0f32;
+            for (&d, &v) in dx.iter().zip(x) {
+                dot = d.mul_add((v - mean) * rstd, dot);
+            }
+            let mean_gx = dot / n;
+            for (d, &v) in dx.iter_mut().zip(x) {
+                let x_hat = (v - mean) * rstd;
+                *d = rstd * (*d - mean_g - x_hat * mean_gx);
+            }
+            let sums = self.dgamma.iter_mut().zip(self.dbeta.iter_mut());
+            for (((dg, db), &g), &v) in sums.zip(grad).zip(x) {
+                *dg = g.mul_add((v - mean) * rstd, *dg);
+                *db += g;
+            }
+        }
+    }
+}

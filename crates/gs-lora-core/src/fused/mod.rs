@@ -42,6 +42,36 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     burn::tensor::activation::gelu(x)
 }
 
+/// LayerNorm over the last axis, `(x − mean)/sqrt(var + epsilon) ⊙ gamma + beta` with the biased
+/// variance, as [`burn::tensor::module::layer_norm`] (what [`burn::nn::LayerNorm`] computes).
+///
+/// - `x`: `[..., d]`; `gamma`, `beta`: `[d]`; the output has `x`'s shape.
+pub fn layer_norm<const D: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Option<Tensor<1>>,
+    epsilon: f64,
+) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if available(&x.device())
+        && x.dtype() == burn::tensor::DType::F32
+        && gamma.dtype() == burn::tensor::DType::F32
+    {
+        use burn::backend::Dispatch;
+        let beta = beta.unwrap_or_else(|| gamma.zeros_like());
+        if beta.dtype() == burn::tensor::DType::F32 {
+            return Tensor::from_dispatch(<Dispatch as FusedOps>::fused_layer_norm(
+                x.into_dispatch(),
+                gamma.into_dispatch(),
+                beta.into_dispatch(),
+                epsilon as f32,
+            ));
+        }
+        return burn::tensor::module::layer_norm(x, gamma, Some(beta), epsilon);
+    }
+    burn::tensor::module::layer_norm(x, gamma, beta, epsilon)
+}
+
 /// Softmax over the last axis, as [`burn::tensor::activation::softmax`] with `dim = D − 1`.
 ///
 /// - `x`: `[..., n]`; the output has the same shape, each row summing to 1.

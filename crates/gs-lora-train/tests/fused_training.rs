@@ -1,5 +1,5 @@
 //! The embedded ViT trains through the same numbers with the fused ops as with Burn's: a
-//! GS-LoRA step's loss and every adapter gradient (which flow back through each block's LayerNorms,
+//! GS-LoRA step's loss and every adapter gradient (which flow back through each block's
 //! softmax and GELU) agree to rounding. Its own test binary, since it switches the fused path
 //! off for the whole process.
 

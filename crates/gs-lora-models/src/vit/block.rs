@@ -40,8 +40,6 @@ pub struct Block {
     pub mlp: Mlp,
     /// Layer scale of the FFN branch, `[D]`.
     pub ls2: Option<Param<Tensor<1>>>,
-    /// The epsilon of `norm1` and `norm2` (Burn's `LayerNorm` keeps its own private).
-    pub norm_eps: f64,
 }
 
 fn layer_scale(x: Tensor<3>, scale: &Option<Param<Tensor<1>>>) -> Tensor<3> {
@@ -55,13 +53,7 @@ impl Block {
     /// # Shapes
     /// `[B, N, D] → [B, N, D]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let x = x.clone() + layer_scale(self.attn.forward(self.norm(&self.norm1, x)), &self.ls1);
-        x.clone() + layer_scale(self.mlp.forward(self.norm(&self.norm2, x)), &self.ls2)
-    }
-
-    /// `norm`'s LayerNorm through [`fused::layer_norm`].
-    fn norm(&self, norm: &LayerNorm, x: Tensor<3>) -> Tensor<3> {
-        let beta = norm.beta.as_ref().map(|beta| beta.val());
-        fused::layer_norm(x, norm.gamma.val(), beta, self.norm_eps)
+        let x = x.clone() + layer_scale(self.attn.forward(self.norm1.forward(x)), &self.ls1);
+        x.clone() + layer_scale(self.mlp.forward(self.norm2.forward(x)), &self.ls2)
     }
 }

@@ -196,7 +196,6 @@ impl VisionTransformer {
                 fc2: lora.init(fc2, derive_seed(seed, 1))?,
             },
             ls2: layer_scale(source, "ls2")?,
-            norm_eps: eps,
         })
     }
 

@@ -76,69 +76,11 @@ impl FusedOps for Flex {
 
 impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
     fn fused_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct GeluBackward;
-
-        impl Backward<Flex, 1> for GeluBackward {
-            /// The op's input.
-            type State = FlexTensor;
-
-            fn backward(
-                self,
-                ops: Ops<FlexTensor, 1>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let x = ops.state;
-                unary::<Flex, _>(ops.parents, ops.node, grads, |grad| gelu_backward(x, grad));
-            }
-        }
-
-        match GeluBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let input = x.into_primitive();
-                prep.finish(input.clone(), Flex::fused_gelu(input))
-            }
-            OpsKind::UnTracked(prep) => prep.finish(Flex::fused_gelu(x.into_primitive())),
-        }
+        unary_node::<C>(x, Flex::fused_gelu, Keep::Input, gelu_backward)
     }
 
     fn fused_softmax(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct SoftmaxBackward;
-
-        impl Backward<Flex, 1> for SoftmaxBackward {
-            /// The op's output.
-            type State = FlexTensor;
-
-            fn backward(
-                self,
-                ops: Ops<FlexTensor, 1>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let y = ops.state;
-                unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
-                    softmax_backward(y, grad)
-                });
-            }
-        }
-
-        match SoftmaxBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let y = Flex::fused_softmax(x.into_primitive());
-                prep.finish(y.clone(), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(Flex::fused_softmax(x.into_primitive())),
-        }
+        unary_node::<C>(x, Flex::fused_softmax, Keep::Output, softmax_backward)
     }
 
     fn fused_layer_norm(
@@ -190,6 +132,54 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
                 prep.finish(Flex::fused_layer_norm(x, gamma, beta, epsilon))
             }
         }
+    }
+}
+
+/// Which tensor a one-input op's backward needs.
+#[derive(Debug, Clone, Copy)]
+enum Keep {
+    Input,
+    Output,
+}
+
+/// The backward node of a one-input op: `grad_in = backward(kept, grad_out)`.
+#[derive(Debug)]
+struct UnaryBackward(fn(FlexTensor, FlexTensor) -> FlexTensor);
+
+impl Backward<Flex, 1> for UnaryBackward {
+    /// The kept input or output.
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<FlexTensor, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let kept = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |grad| (self.0)(kept, grad));
+    }
+}
+
+/// Runs `forward` on Flex and, when `x` is tracked, records one node whose backward is
+/// `backward(kept, grad)`.
+fn unary_node<C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<Flex, C>>,
+    forward: fn(FlexTensor) -> FlexTensor,
+    keep: Keep,
+    backward: fn(FlexTensor, FlexTensor) -> FlexTensor,
+) -> FloatTensor<Autodiff<Flex, C>> {
+    let node = UnaryBackward(backward)
+        .prepare::<C>([x.node()])
+        .compute_bound()
+        .stateful();
+    match node {
+        OpsKind::Tracked(prep) => {
+            let input = x.into_primitive();
+            match keep {
+                Keep::Input => prep.finish(input.clone(), forward(input)),
+                Keep::Output => {
+                    let output = forward(input);
+                    prep.finish(output.clone(), output)
+                }
+            }
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(x.into_primitive())),
     }
 }
 

@@ -221,3 +221,110 @@ fn layer_norm_matches_burn_forward_and_all_three_gradients() {
         }
     }
 }
+
+/// A `[rows, cols]` matrix of values in `[-scale, scale)`.
+fn matrix(rows: usize, cols: usize, scale: f32, seed: u64, device: &Device) -> Tensor<2> {
+    heads([1, 1, rows, cols], scale, seed, device).reshape([rows, cols])
+}
+
+/// `linear(x, W, b) + linear(linear(x, A), s·B)`, the LoRA layer composed from Burn's ops.
+fn lora_reference(
+    x: Tensor<3>,
+    [weight, lora_a, lora_b]: [Tensor<2>; 3],
+    bias: Option<Tensor<1>>,
+    scale: f64,
+) -> Tensor<3> {
+    use burn::tensor::module::linear;
+    let down = linear(x.clone(), lora_a, None);
+    linear(x, weight, bias) + linear(down, lora_b.mul_scalar(scale), None)
+}
+
+#[test]
+fn lora_linear_matches_burn_forward_and_all_five_gradients() {
+    let device = device().autodiff();
+    let (d_input, d_output, rank, scale) = (37, 45, 3, 0.7);
+    let x = heads([1, 2, 11, d_input], 1.0, 21, &device)
+        .reshape([2, 11, d_input])
+        .require_grad();
+    let weight = matrix(d_input, d_output, 0.3, 22, &device).require_grad();
+    let bias = matrix(1, d_output, 0.5, 23, &device)
+        .reshape([d_output])
+        .require_grad();
+    let lora_a = matrix(d_input, rank, 0.4, 24, &device).require_grad();
+    let lora_b = matrix(rank, d_output, 0.4, 25, &device).require_grad();
+    let weights = heads([1, 2, 11, d_output], 1.0, 26, &device).reshape([2, 11, d_output]);
+    let run = |out: Tensor<3>| {
+        let grads = (out.clone() * weights.clone()).sum().backward();
+        let grad = |t: Tensor<2>| values(t.grad(&grads).expect("a gradient"));
+        [
+            values(out),
+            values(x.grad(&grads).expect("dx")),
+            grad(weight.clone()),
+            values(bias.grad(&grads).expect("dbias")),
+            grad(lora_a.clone()),
+            grad(lora_b.clone()),
+        ]
+    };
+    let factors = [weight.clone(), lora_a.clone(), lora_b.clone()];
+    let expected = run(lora_reference(
+        x.clone(),
+        factors.clone(),
+        Some(bias.clone()),
+        scale,
+    ));
+    let [weight_value, a_value, b_value] = factors;
+    let found = run(fused::lora_linear(
+        x.clone(),
+        weight_value,
+        Some(bias.clone()),
+        a_value,
+        b_value,
+        scale,
+    ));
+    for (name, (f, e)) in ["output", "dx", "dweight", "dbias", "dA", "dB"]
+        .iter()
+        .zip(found.into_iter().zip(expected))
+    {
+        assert_close_within(f, e, 1e-5, name);
+    }
+}
+
+#[test]
+fn lora_linear_without_bias_or_autodiff_matches_burn() {
+    let device = device();
+    let x = heads([1, 3, 4, 16], 1.0, 31, &device).reshape([3, 4, 16]);
+    let factors = [
+        matrix(16, 10, 0.3, 32, &device),
+        matrix(16, 2, 0.5, 33, &device),
+        matrix(2, 10, 0.5, 34, &device),
+    ];
+    let [weight, lora_a, lora_b] = factors.clone();
+    assert_close_within(
+        values(fused::lora_linear(
+            x.clone(),
+            weight,
+            None,
+            lora_a,
+            lora_b,
+            4.0,
+        )),
+        values(lora_reference(x, factors, None, 4.0)),
+        1e-5,
+        "lora_linear without bias",
+    );
+}
+
+#[test]
+#[should_panic(expected = "lora_linear: expected x [..., 16]")]
+fn lora_linear_names_the_shapes_that_disagree() {
+    let device = device();
+    let x = Tensor::<2>::zeros([4, 15], &device);
+    let _ = fused::lora_linear(
+        x,
+        Tensor::zeros([16, 10], &device),
+        None,
+        Tensor::zeros([16, 2], &device),
+        Tensor::zeros([2, 10], &device),
+        1.0,
+    );
+}

@@ -31,6 +31,16 @@ pub trait FusedOps: Backend {
         beta: FloatTensor<Self>,
         epsilon: f32,
     ) -> FloatTensor<Self>;
+    /// `x·(weight + scale·lora_a·lora_b) + bias`: `x` `[tokens, d_in]`, `weight` `[d_in, d_out]`,
+    /// `bias` `[d_out]`, `lora_a` `[d_in, rank]`, `lora_b` `[rank, d_out]`.
+    fn fused_lora_linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        lora_a: FloatTensor<Self>,
+        lora_b: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self>;
 }
 
 impl FusedOps for Flex {
@@ -71,6 +81,17 @@ impl FusedOps for Flex {
             }
             _ => Flex::layer_norm(x, gamma, Some(beta), epsilon.into()),
         }
+    }
+
+    fn fused_lora_linear(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        lora_a: FlexTensor,
+        lora_b: FlexTensor,
+        scale: f32,
+    ) -> FlexTensor {
+        linear(x, effective_weight(weight, lora_a, lora_b, scale), bias)
     }
 }
 
@@ -133,6 +154,108 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
             }
         }
     }
+
+    fn fused_lora_linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        lora_a: FloatTensor<Self>,
+        lora_b: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self> {
+        let nodes = [
+            x.node(),
+            weight.node(),
+            bias.node(),
+            lora_a.node(),
+            lora_b.node(),
+        ];
+        let (x, weight, bias, lora_a, lora_b) = (
+            x.into_primitive(),
+            weight.into_primitive(),
+            bias.into_primitive(),
+            lora_a.into_primitive(),
+            lora_b.into_primitive(),
+        );
+        match LoraLinearBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let effective = effective_weight(weight, lora_a.clone(), lora_b.clone(), scale);
+                let output = linear(x.clone(), effective.clone(), bias);
+                prep.finish((x, effective, lora_a, lora_b, scale), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::fused_lora_linear(
+                x, weight, bias, lora_a, lora_b, scale,
+            )),
+        }
+    }
+}
+
+/// The LoRA layer's backward node: parents `x`, `weight`, `bias`, `lora_a`, `lora_b`.
+#[derive(Debug)]
+struct LoraLinearBackward;
+
+impl Backward<Flex, 5> for LoraLinearBackward {
+    /// `x`, the effective weight `W + s·A·B`, `A`, `B` and `s`.
+    type State = (FlexTensor, FlexTensor, FlexTensor, FlexTensor, f32);
+
+    fn backward(self, ops: Ops<Self::State, 5>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, weight, lora_a, lora_b, scale) = ops.state;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let t = Flex::float_transpose;
+        // Through the effective weight, `dx` is one product instead of the frozen layer's and
+        // the adapter's, added.
+        let dx = || Flex::float_matmul(grad.clone(), t(weight.clone()));
+        let dweight = || Flex::float_matmul(t(x.clone()), grad.clone());
+        let dbias = || {
+            let d_output = last_dim(&grad);
+            Flex::float_reshape(Flex::float_sum_dim(grad.clone(), 0), [d_output].into())
+        };
+        // dA = xᵀ·(g·(s·B)ᵀ), dB = s·(x·A)ᵀ·g: rank-sized products only.
+        let da = || {
+            let scaled_b = Flex::float_mul_scalar(lora_b.clone(), scale.into());
+            Flex::float_matmul(t(x.clone()), Flex::float_matmul(grad.clone(), t(scaled_b)))
+        };
+        let db = || {
+            let down = Flex::float_matmul(x.clone(), lora_a.clone());
+            Flex::float_mul_scalar(Flex::float_matmul(t(down), grad.clone()), scale.into())
+        };
+        let gradients: [&dyn Fn() -> FlexTensor; 5] = [&dx, &dweight, &dbias, &da, &db];
+        for (parent, gradient) in ops.parents.into_iter().zip(gradients) {
+            if let Some(parent) = parent {
+                grads.register::<Flex>(parent.id, gradient());
+            }
+        }
+    }
+}
+
+/// `W + s·A·B`: `[d_in, d_out]`, far smaller than the `[tokens, d_out]` product `(x·A)·B` that
+/// the unfused layer writes and then adds.
+fn effective_weight(
+    weight: FlexTensor,
+    lora_a: FlexTensor,
+    lora_b: FlexTensor,
+    scale: f32,
+) -> FlexTensor {
+    let update = Flex::float_matmul(lora_a, Flex::float_mul_scalar(lora_b, scale.into()));
+    Flex::float_add(weight, update)
+}
+
+/// `x·weight + bias`, the bias added in place over all cores.
+fn linear(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+    let mut output = Flex::float_matmul(x, weight);
+    let bias = contiguous(bias);
+    if output.dtype() == DType::F32 && output.is_contiguous() {
+        if let (Some(bias), Some(out)) = (f32_slice(&bias), output.try_storage_mut::<f32>()) {
+            kernels::add_rows(out, bias);
+            return output;
+        }
+    }
+    let d_output = last_dim(&bias);
+    Flex::float_add(output, Flex::float_reshape(bias, [1, d_output].into()))
 }
 
 /// Which tensor a one-input op's backward needs.

@@ -35,6 +35,13 @@ pub(crate) fn gelu_backward(x: &[f32], grad: &[f32], out: &mut [f32]) {
         .for_each(|(out, (x, grad))| Arch::new().dispatch(GeluBackward { x, grad, out }));
 }
 
+/// `out[r] += bias` for every row of `bias.len()` elements, in place.
+pub(crate) fn add_rows(out: &mut [f32], bias: &[f32]) {
+    let chunk = rows_per_task(bias.len()) * bias.len();
+    out.par_chunks_mut(chunk)
+        .for_each(|out| Arch::new().dispatch(AddRows { out, bias }));
+}
+
 /// Row-wise softmax: `out[r] = exp(x[r] − max x[r]) / Σ exp(x[r] − max x[r])` for each row of
 /// `row_len` elements. A −∞ input weighs `e^−87 ≈ 10⁻³⁸` relative to the row's largest term
 /// rather than 0, and a row of only −∞ comes out uniform rather than NaN.
@@ -97,6 +104,22 @@ impl WithSimd for GeluBackward<'_> {
             let cdf = 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2));
             let pdf = INV_SQRT_2PI * exp_nonpositive(-0.5 * x * x);
             *o = g * x.mul_add(pdf, cdf);
+        }
+    }
+}
+
+struct AddRows<'a> {
+    out: &'a mut [f32],
+    bias: &'a [f32],
+}
+
+impl WithSimd for AddRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) {
+        for row in self.out.chunks_exact_mut(self.bias.len()) {
+            row.iter_mut().zip(self.bias).for_each(|(o, &b)| *o += b);
         }
     }
 }

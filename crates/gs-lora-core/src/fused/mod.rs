@@ -18,6 +18,7 @@ pub use flex::FusedOps;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use burn::tensor::module::linear;
 use burn::tensor::{Device, Tensor};
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
@@ -101,6 +102,62 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scale: f64) -> Tensor
         ..Default::default()
     };
     burn::tensor::module::attention(q, k, v, None, None, options)
+}
+
+/// A Linear layer with a LoRA update, `x·W + b + s·(x·A)·B`, as
+/// [`burn::tensor::module::linear`] of `x` with `weight` and `bias` plus
+/// `linear(linear(x, lora_a), s·lora_b)`.
+///
+/// On Flex it multiplies `x` once by the effective weight `W + s·A·B` (`[d_in, d_out]`, formed
+/// per call, is far smaller than the `[tokens, d_out]` product of the adapter branch, which then
+/// needs adding), and its backward node forms `dx = g·(W + s·A·B)ᵀ` in one product and `A`'s and
+/// `B`'s gradients from rank-sized products: `dA = xᵀ·(g·(s·B)ᵀ)`, `dB = s·(x·A)ᵀ·g`.
+///
+/// - `x`: `[..., d_in]`; `weight`: `[d_in, d_out]`; `bias`: `[d_out]`;
+///   `lora_a`: `[d_in, rank]`; `lora_b`: `[rank, d_out]`
+/// - returns `[..., d_out]`
+///
+/// # Panics
+/// If the shapes disagree, as Burn's own ops do.
+pub fn lora_linear<const D: usize>(
+    x: Tensor<D>,
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+    lora_a: Tensor<2>,
+    lora_b: Tensor<2>,
+    scale: f64,
+) -> Tensor<D> {
+    let dims = x.dims();
+    let [d_input, d_output] = weight.dims();
+    let [a_input, rank] = lora_a.dims();
+    assert!(
+        dims[D - 1] == d_input && a_input == d_input && lora_b.dims() == [rank, d_output],
+        "lora_linear: expected x [..., {d_input}], lora_a [{d_input}, r], lora_b [r, {d_output}] \
+         for a [{d_input}, {d_output}] weight; found x {dims:?}, lora_a {:?}, lora_b {:?}",
+        lora_a.dims(),
+        lora_b.dims()
+    );
+    #[cfg(feature = "flex")]
+    if available(&x.device()) {
+        use burn::backend::Dispatch;
+        let tokens = dims[..D - 1].iter().product();
+        let bias = bias.unwrap_or_else(|| Tensor::zeros([d_output], &x.device()));
+        let output = <Dispatch as FusedOps>::fused_lora_linear(
+            x.reshape([tokens, d_input]).into_dispatch(),
+            weight.into_dispatch(),
+            bias.into_dispatch(),
+            lora_a.into_dispatch(),
+            lora_b.into_dispatch(),
+            scale as f32,
+        );
+        let mut output_dims = dims;
+        output_dims[D - 1] = d_output;
+        return Tensor::<2>::from_dispatch(output).reshape(output_dims);
+    }
+    // (x·A)·(s·B) costs O(rank · (d_in + d_out)) per token, and scaling the [rank, d_out]
+    // factor spares a pass over the output (and its gradient).
+    let down = linear(x.clone(), lora_a, None);
+    linear(x, weight, bias) + linear(down, lora_b.mul_scalar(scale), None)
 }
 
 /// Whether the functions here run fused on `device`: Flex (directly or under autodiff) with this

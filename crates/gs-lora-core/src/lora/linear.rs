@@ -3,10 +3,10 @@
 use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::Tensor;
-use burn::tensor::module::linear;
 
 use super::{LoraConfig, LoraInit};
 use crate::error::{CoreError, Result};
+use crate::fused;
 use crate::param::edit_value;
 
 /// A frozen [`Linear`] plus a trainable low-rank update, as PEFT's `lora.Linear`.
@@ -80,14 +80,17 @@ impl LoraLinear {
     /// - input: `[..., d_input]`
     /// - output: `[..., d_output]`
     pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Tensor<D> {
-        let output = self.base_layer.forward(input.clone());
         if self.merged {
-            return output;
+            return self.base_layer.forward(input);
         }
-        // (x A)(s B) costs O(rank · (d_input + d_output)) per token, far less than forming A B,
-        // and scaling the [rank, d_output] factor spares a pass over the output (and its grad).
-        let down = linear(input, self.lora_a.val(), None);
-        output + linear(down, self.lora_b.val().mul_scalar(self.scale), None)
+        fused::lora_linear(
+            input,
+            self.base_layer.weight.val(),
+            self.base_layer.bias.as_ref().map(|bias| bias.val()),
+            self.lora_a.val(),
+            self.lora_b.val(),
+            self.scale,
+        )
     }
 
     /// The update `s · A B` in the base weight's layout `[d_input, d_output]`.

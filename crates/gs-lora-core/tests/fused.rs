@@ -328,3 +328,71 @@ fn lora_linear_names_the_shapes_that_disagree() {
         1.0,
     );
 }
+
+/// Splits a packed `[batch, tokens, 3·dim]` projection into heads and runs Burn's attention.
+fn qkv_attention_reference(qkv: Tensor<3>, heads: usize, scale: f64) -> Tensor<3> {
+    let [batch, tokens, width] = qkv.dims();
+    let head_dim = width / (3 * heads);
+    let part = |i: usize| {
+        qkv.clone()
+            .slice_dim(2, i * width / 3..(i + 1) * width / 3)
+            .reshape([batch, tokens, heads, head_dim])
+            .swap_dims(1, 2)
+    };
+    let options = burn::tensor::ops::AttentionModuleOptions {
+        scale: Some(scale),
+        ..Default::default()
+    };
+    burn::tensor::module::attention(part(0), part(1), part(2), None, None, options)
+        .swap_dims(1, 2)
+        .reshape([batch, tokens, width / 3])
+}
+
+#[test]
+fn qkv_attention_matches_burn_forward_and_backward() {
+    let device = device().autodiff();
+    // One image and three; head widths below and above the eight SIMD lanes.
+    for (batch, tokens, heads, head_dim, seed) in [(1, 5, 1, 3, 41), (3, 13, 2, 11, 42)] {
+        let width = 3 * heads * head_dim;
+        let qkv = heads_values([batch, tokens, width], 2.0, seed, &device).require_grad();
+        let weights = heads_values([batch, tokens, width / 3], 1.0, seed + 1, &device);
+        let run = |out: Tensor<3>| {
+            let grads = (out.clone() * weights.clone()).sum().backward();
+            [values(out), values(qkv.grad(&grads).expect("dqkv"))]
+        };
+        let scale = 0.4;
+        let expected = run(qkv_attention_reference(qkv.clone(), heads, scale));
+        let found = run(fused::qkv_attention(qkv.clone(), heads, scale));
+        for (name, (f, e)) in ["output", "dqkv"]
+            .iter()
+            .zip(found.into_iter().zip(expected))
+        {
+            assert_close_within(f, e, 1e-5, &format!("{name}, batch {batch}"));
+        }
+    }
+}
+
+#[test]
+fn qkv_attention_of_a_strided_view_without_autodiff_matches_burn() {
+    let device = device();
+    let packed = heads_values([12, 2, 9], 2.0, 43, &device).swap_dims(0, 1);
+    assert_close_within(
+        values(fused::qkv_attention(packed.clone(), 3, 0.6)),
+        values(qkv_attention_reference(packed, 3, 0.6)),
+        1e-5,
+        "qkv_attention of a strided view",
+    );
+}
+
+#[test]
+#[should_panic(
+    expected = "qkv_attention: expected qkv [batch, tokens, 3·heads·head_dim] for 4 heads"
+)]
+fn qkv_attention_names_a_width_that_does_not_split_into_heads() {
+    let _ = fused::qkv_attention(Tensor::zeros([1, 3, 18], &device()), 4, 1.0);
+}
+
+/// A `dims`-shaped tensor of values in `[-scale, scale)`.
+fn heads_values(dims: [usize; 3], scale: f32, seed: u64, device: &Device) -> Tensor<3> {
+    heads([1, dims[0], dims[1], dims[2]], scale, seed, device).reshape(dims)
+}

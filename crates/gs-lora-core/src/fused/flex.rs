@@ -15,6 +15,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Flex, backend_extension};
 use burn::tensor::{DType, TensorData};
 
+use super::attention::{self, QkvShape};
 use super::kernels;
 
 /// Ops that Flex runs fused, and `Autodiff<Flex>` differentiates as one node each.
@@ -30,6 +31,13 @@ pub trait FusedOps: Backend {
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f32,
+    ) -> FloatTensor<Self>;
+    /// Multi-head self-attention from a packed `qkv` (`[batch, tokens, 3·dim]`, `f32`), heads
+    /// concatenated: `[batch, tokens, dim]`.
+    fn fused_qkv_attention(
+        qkv: FloatTensor<Self>,
+        num_heads: usize,
+        scale: f32,
     ) -> FloatTensor<Self>;
     /// `x·(weight + scale·lora_a·lora_b) + bias`: `x` `[tokens, d_in]`, `weight` `[d_in, d_out]`,
     /// `bias` `[d_out]`, `lora_a` `[d_in, rank]`, `lora_b` `[rank, d_out]`.
@@ -61,8 +69,8 @@ impl FusedOps for Flex {
             let dim = rank(&x) - 1;
             return Flex::softmax(x, dim);
         };
-        let mut out = vec![0.0; input.len()];
-        kernels::softmax_rows(input, &mut out, row_len);
+        let mut out = input.to_vec();
+        kernels::softmax_rows(&mut out, row_len);
         from_vec(out, &x)
     }
 
@@ -81,6 +89,14 @@ impl FusedOps for Flex {
             }
             _ => Flex::layer_norm(x, gamma, Some(beta), epsilon.into()),
         }
+    }
+
+    fn fused_qkv_attention(qkv: FlexTensor, num_heads: usize, scale: f32) -> FlexTensor {
+        let qkv = contiguous(qkv);
+        let shape = qkv_shape(&qkv, num_heads);
+        let mut out = vec![0.0; shape.batch * shape.tokens * shape.heads * shape.head_dim];
+        attention::forward(f32s(&qkv), &mut out, None, shape, scale);
+        from_vec_shaped(out, qkv_output_shape(shape))
     }
 
     fn fused_lora_linear(
@@ -155,6 +171,34 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         }
     }
 
+    fn fused_qkv_attention(
+        qkv: FloatTensor<Self>,
+        num_heads: usize,
+        scale: f32,
+    ) -> FloatTensor<Self> {
+        match QkvAttentionBackward
+            .prepare::<C>([qkv.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let qkv = contiguous(qkv.into_primitive());
+                let shape = qkv_shape(&qkv, num_heads);
+                let mut out = vec![0.0; shape.batch * shape.tokens * shape.heads * shape.head_dim];
+                let mut probs = vec![0.0; probs_len(shape)];
+                attention::forward(f32s(&qkv), &mut out, Some(&mut probs), shape, scale);
+                let probs = from_vec_shaped(probs, [probs_len(shape)]);
+                let out = from_vec_shaped(out, qkv_output_shape(shape));
+                prep.finish((qkv, probs, num_heads, scale), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::fused_qkv_attention(
+                qkv.into_primitive(),
+                num_heads,
+                scale,
+            )),
+        }
+    }
+
     fn fused_lora_linear(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -192,6 +236,57 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
             )),
         }
     }
+}
+
+/// The packed attention's backward node.
+#[derive(Debug)]
+struct QkvAttentionBackward;
+
+impl Backward<Flex, 1> for QkvAttentionBackward {
+    /// `qkv` (contiguous), the attention probabilities, the number of heads and the scale.
+    type State = (FlexTensor, FlexTensor, usize, f32);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (qkv, probs, num_heads, scale) = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
+            let grad = contiguous(grad);
+            let shape = qkv_shape(&qkv, num_heads);
+            let mut dqkv = vec![0.0; f32s(&qkv).len()];
+            attention::backward(
+                f32s(&qkv),
+                f32s(&probs),
+                f32s(&grad),
+                &mut dqkv,
+                shape,
+                scale,
+            );
+            from_vec(dqkv, &qkv)
+        });
+    }
+}
+
+/// The sizes of a packed `[batch, tokens, 3·dim]` attention input.
+fn qkv_shape(qkv: &FlexTensor, heads: usize) -> QkvShape {
+    let shape = qkv.layout().shape();
+    QkvShape {
+        batch: shape[0],
+        tokens: shape[1],
+        heads,
+        head_dim: shape[2] / (3 * heads),
+    }
+}
+
+fn qkv_output_shape(shape: QkvShape) -> [usize; 3] {
+    [shape.batch, shape.tokens, shape.heads * shape.head_dim]
+}
+
+fn probs_len(shape: QkvShape) -> usize {
+    shape.batch * shape.heads * shape.tokens * shape.tokens
+}
+
+/// The elements of a contiguous tensor that [`super::qkv_attention`] has checked is `f32`.
+fn f32s(tensor: &FlexTensor) -> &[f32] {
+    f32_slice(tensor).expect("fused::qkv_attention routes only contiguous f32 tensors here")
 }
 
 /// The LoRA layer's backward node: parents `x`, `weight`, `bias`, `lora_a`, `lora_b`.
@@ -325,8 +420,8 @@ fn softmax_backward(y: FlexTensor, grad: FlexTensor) -> FlexTensor {
     let row_len = last_dim(&y);
     match (f32_slice(&y), f32_slice(&grad)) {
         (Some(output), Some(grad_slice)) if output.len() == grad_slice.len() => {
-            let mut out = vec![0.0; output.len()];
-            kernels::softmax_rows_backward(output, grad_slice, &mut out, row_len);
+            let mut out = grad_slice.to_vec();
+            kernels::softmax_rows_backward(output, &mut out, row_len, 1.0);
             from_vec(out, &y)
         }
         _ => {
@@ -388,4 +483,8 @@ fn f32_slice(tensor: &FlexTensor) -> Option<&[f32]> {
 /// A tensor of `like`'s shape holding `values`.
 fn from_vec(values: Vec<f32>, like: &FlexTensor) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, like.layout().shape().clone()))
+}
+
+fn from_vec_shaped<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
 }

@@ -42,32 +42,44 @@ pub(crate) fn add_rows(out: &mut [f32], bias: &[f32]) {
         .for_each(|out| Arch::new().dispatch(AddRows { out, bias }));
 }
 
-/// Row-wise softmax: `out[r] = exp(x[r] − max x[r]) / Σ exp(x[r] − max x[r])` for each row of
-/// `row_len` elements. A −∞ input weighs `e^−87 ≈ 10⁻³⁸` relative to the row's largest term
-/// rather than 0, and a row of only −∞ comes out uniform rather than NaN.
-pub(crate) fn softmax_rows(x: &[f32], out: &mut [f32], row_len: usize) {
-    debug_assert_eq!(x.len(), out.len());
+/// Row-wise softmax in place: each row `x` of `row_len` elements becomes
+/// `exp(x − max x) / Σ exp(x − max x)`. A −∞ input weighs `e^−87 ≈ 10⁻³⁸` relative to the row's
+/// largest term rather than 0, and a row of only −∞ comes out uniform rather than NaN.
+pub(crate) fn softmax_rows(values: &mut [f32], row_len: usize) {
     let chunk = rows_per_task(row_len) * row_len;
-    out.par_chunks_mut(chunk)
-        .zip(x.par_chunks(chunk))
-        .for_each(|(out, x)| Arch::new().dispatch(SoftmaxRows { x, out, row_len }));
+    values
+        .par_chunks_mut(chunk)
+        .for_each(|rows| softmax_rows_serial(rows, row_len));
 }
 
-/// The softmax's input gradient from its output `y`: `out[r] = y[r] ⊙ (g[r] − ⟨g[r], y[r]⟩)`.
-pub(crate) fn softmax_rows_backward(y: &[f32], grad: &[f32], out: &mut [f32], row_len: usize) {
-    debug_assert_eq!(y.len(), out.len());
-    debug_assert_eq!(grad.len(), out.len());
+/// [`softmax_rows`] on the calling thread, for callers that parallelise around it.
+pub(crate) fn softmax_rows_serial(values: &mut [f32], row_len: usize) {
+    Arch::new().dispatch(SoftmaxRows { values, row_len });
+}
+
+/// The softmax's input gradient from its output `y`, in place of the output gradient `g`:
+/// `g[r] ← scale · y[r] ⊙ (g[r] − ⟨g[r], y[r]⟩)` (`scale` folds in a factor the caller needs).
+pub(crate) fn softmax_rows_backward(y: &[f32], grad: &mut [f32], row_len: usize, scale: f32) {
     let chunk = rows_per_task(row_len) * row_len;
-    out.par_chunks_mut(chunk)
-        .zip(y.par_chunks(chunk).zip(grad.par_chunks(chunk)))
-        .for_each(|(out, (y, grad))| {
-            Arch::new().dispatch(SoftmaxRowsBackward {
-                y,
-                grad,
-                out,
-                row_len,
-            })
-        });
+    grad.par_chunks_mut(chunk)
+        .zip(y.par_chunks(chunk))
+        .for_each(|(grad, y)| softmax_rows_backward_serial(y, grad, row_len, scale));
+}
+
+/// [`softmax_rows_backward`] on the calling thread.
+pub(crate) fn softmax_rows_backward_serial(
+    y: &[f32],
+    grad: &mut [f32],
+    row_len: usize,
+    scale: f32,
+) {
+    debug_assert_eq!(y.len(), grad.len());
+    Arch::new().dispatch(SoftmaxRowsBackward {
+        y,
+        grad,
+        row_len,
+        scale,
+    });
 }
 
 // One struct per loop: `WithSimd::with_simd` is inlined into pulp's target-feature function,
@@ -125,8 +137,7 @@ impl WithSimd for AddRows<'_> {
 }
 
 struct SoftmaxRows<'a> {
-    x: &'a [f32],
-    out: &'a mut [f32],
+    values: &'a mut [f32],
     row_len: usize,
 }
 
@@ -135,23 +146,20 @@ impl WithSimd for SoftmaxRows<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, _: S) {
-        let rows = self.out.chunks_exact_mut(self.row_len);
-        for (out, x) in rows.zip(self.x.chunks_exact(self.row_len)) {
-            let max = lane_max(x);
-            for (o, &v) in out.iter_mut().zip(x) {
-                *o = exp_nonpositive(v - max);
-            }
-            let inv_sum = 1.0 / lane_sum(out);
-            out.iter_mut().for_each(|o| *o *= inv_sum);
+        for row in self.values.chunks_exact_mut(self.row_len) {
+            let max = lane_max(row);
+            row.iter_mut().for_each(|v| *v = exp_nonpositive(*v - max));
+            let inv_sum = 1.0 / lane_sum(row);
+            row.iter_mut().for_each(|v| *v *= inv_sum);
         }
     }
 }
 
 struct SoftmaxRowsBackward<'a> {
     y: &'a [f32],
-    grad: &'a [f32],
-    out: &'a mut [f32],
+    grad: &'a mut [f32],
     row_len: usize,
+    scale: f32,
 }
 
 impl WithSimd for SoftmaxRowsBackward<'_> {
@@ -159,14 +167,11 @@ impl WithSimd for SoftmaxRowsBackward<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, _: S) {
-        let inputs = self
-            .y
-            .chunks_exact(self.row_len)
-            .zip(self.grad.chunks_exact(self.row_len));
-        for (out, (y, g)) in self.out.chunks_exact_mut(self.row_len).zip(inputs) {
+        let rows = self.grad.chunks_exact_mut(self.row_len);
+        for (g, y) in rows.zip(self.y.chunks_exact(self.row_len)) {
             let dot = lane_dot(y, g);
-            for ((o, &y), &g) in out.iter_mut().zip(y).zip(g) {
-                *o = y * (g - dot);
+            for (g, &y) in g.iter_mut().zip(y) {
+                *g = self.scale * y * (*g - dot);
             }
         }
     }

@@ -9,7 +9,11 @@
 #[cfg(feature = "flex")]
 mod approx;
 #[cfg(feature = "flex")]
+mod attention;
+#[cfg(feature = "flex")]
 mod flex;
+#[cfg(feature = "flex")]
+mod gemm;
 #[cfg(feature = "flex")]
 mod kernels;
 
@@ -102,6 +106,51 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scale: f64) -> Tensor
         ..Default::default()
     };
     burn::tensor::module::attention(q, k, v, None, None, options)
+}
+
+/// Multi-head self-attention from a packed projection, as timm's `Attention`: `qkv` holds
+/// `[q | k | v]` per token, each head-major (`[heads, head_dim]`); every head computes
+/// `softmax(scale · q·kᵀ)·v` and the heads are concatenated.
+///
+/// On Flex (`f32`) each head's `q`, `k`, `v` and output are strided views of `qkv` and of the
+/// result, so the split into heads and their merge are never copied, a head's scores stay in
+/// cache between its two products, and the backward node writes `dq`, `dk`, `dv` straight into
+/// one `qkv`-shaped gradient (images run in parallel; a single image runs its heads on one
+/// core). Elsewhere it splits the heads and calls [`attention`].
+///
+/// - `qkv`: `[batch, tokens, 3·dim]` with `dim` a multiple of `num_heads`
+/// - returns `[batch, tokens, dim]`
+///
+/// # Panics
+/// If `qkv`'s last axis is not a multiple of `3·num_heads`, as Burn's own ops do on bad shapes.
+pub fn qkv_attention(qkv: Tensor<3>, num_heads: usize, scale: f64) -> Tensor<3> {
+    let [batch, tokens, width] = qkv.dims();
+    assert!(
+        num_heads > 0 && width % (3 * num_heads) == 0,
+        "qkv_attention: expected qkv [batch, tokens, 3·heads·head_dim] for {num_heads} heads; \
+         found [{batch}, {tokens}, {width}]"
+    );
+    #[cfg(feature = "flex")]
+    if available(&qkv.device()) && qkv.dtype() == burn::tensor::DType::F32 {
+        use burn::backend::Dispatch;
+        return Tensor::from_dispatch(<Dispatch as FusedOps>::fused_qkv_attention(
+            qkv.into_dispatch(),
+            num_heads,
+            scale as f32,
+        ));
+    }
+    let head_dim = width / (3 * num_heads);
+    let qkv = qkv
+        .reshape([batch, tokens, 3, num_heads, head_dim])
+        .permute([2, 0, 3, 1, 4]);
+    let part = |i: usize| {
+        qkv.clone()
+            .slice_dim(0, i..i + 1)
+            .reshape([batch, num_heads, tokens, head_dim])
+    };
+    attention(part(0), part(1), part(2), scale)
+        .swap_dims(1, 2)
+        .reshape([batch, tokens, width / 3])
 }
 
 /// A Linear layer with a LoRA update, `x·W + b + s·(x·A)·B`, as

@@ -23,20 +23,7 @@ impl Attention {
     /// - input: `[B, N, D]`
     /// - output: `[B, N, D]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let [batch, tokens, dim] = x.dims();
-        let head_dim = dim / self.num_heads;
-        let qkv = self
-            .qkv
-            .forward(x)
-            .reshape([batch, tokens, 3, self.num_heads, head_dim])
-            .permute([2, 0, 3, 1, 4]);
-        let part = |i: usize| {
-            qkv.clone()
-                .slice_dim(0, i..i + 1)
-                .reshape([batch, self.num_heads, tokens, head_dim])
-        };
-        let out = fused::attention(part(0), part(1), part(2), self.scale);
-        self.proj
-            .forward(out.swap_dims(1, 2).reshape([batch, tokens, dim]))
+        let heads = fused::qkv_attention(self.qkv.forward(x), self.num_heads, self.scale);
+        self.proj.forward(heads)
     }
 }

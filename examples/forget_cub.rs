@@ -54,7 +54,7 @@ fn embedded_defaults() -> ForgetConfig {
     ForgetConfig {
         tasks: 4,
         forget_per_task: 10,
-        epochs: 8,
+        epochs: 10,
         replay: Replay::Fraction(0.5),
         bnd: 15.0,
         beta: vec![0.1],

@@ -16,7 +16,7 @@ usage: gs-lora pretrain --data D --out DIR [--weights W.safetensors [--config C.
                         [--eval-per-class N] [--backend flex|ndarray|wgpu|cuda] [--seed N]
 
 Without --weights, trains the embedded default's small ViT (patch 8; --image-size a multiple of
-8, default 32) from scratch on D: 30 epochs, batch 64, lr 2e-3, flips and shifts.
+8, default 32) from scratch on D: 40 epochs, batch 64, lr 2e-3, flips and shifts.
 With --weights (timm ViT, Hugging Face ViT or DINOv2; --config defaults to config.json beside
 the weights), attaches a head of D's classes and trains it on the frozen backbone's cached
 embeddings (linear probe: 100 epochs, batch 256, lr 1e-3); --image-size defaults to the

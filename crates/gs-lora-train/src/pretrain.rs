@@ -22,7 +22,8 @@ use crate::progress::Progress;
 /// Settings of [`pretrain`].
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PretrainConfig {
-    /// Passes over the training split.
+    /// Passes over the training split (default 40: the embedded ViT reaches 87.5% on seed 0,
+    /// against 83.2% after 30; `docs/results.md`).
     pub epochs: usize,
     /// Images per batch.
     pub batch_size: usize,
@@ -39,7 +40,7 @@ pub struct PretrainConfig {
 impl Default for PretrainConfig {
     fn default() -> Self {
         Self {
-            epochs: 30,
+            epochs: 40,
             batch_size: 64,
             lr: 2e-3,
             weight_decay: 0.05,

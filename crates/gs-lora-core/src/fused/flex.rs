@@ -343,11 +343,15 @@ fn effective_weight(
 fn linear(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
     let mut output = Flex::float_matmul(x, weight);
     let bias = contiguous(bias);
-    if output.dtype() == DType::F32 && output.is_contiguous() {
-        if let (Some(bias), Some(out)) = (f32_slice(&bias), output.try_storage_mut::<f32>()) {
-            kernels::add_rows(out, bias);
-            return output;
-        }
+    let packed = output.is_contiguous() && output.layout().start_offset() == 0;
+    if packed
+        && output.dtype() == DType::F32
+        && let (Some(bias), Some(out)) = (f32_slice(&bias), output.try_storage_mut::<f32>())
+        && !bias.is_empty()
+        && out.len() % bias.len() == 0
+    {
+        kernels::add_rows(out, bias);
+        return output;
     }
     let d_output = last_dim(&bias);
     Flex::float_add(output, Flex::float_reshape(bias, [1, d_output].into()))

@@ -15,6 +15,7 @@ from collections import defaultdict
 CLASSES = [
     ("model construction (not timed)", r"sample_truncated_normal|__cos|__ieee754_log|rand_chacha|SeededInit"),
     ("matmul (gemm kernels and packing)", r"gemm"),
+    ("fused kernels (GELU, softmax, bias; pulp)", r"pulp"),
     ("GELU (erf)", r"erf"),
     ("softmax / exp", r"expf|exp_"),
     ("attention kernel (inference)", r"attention"),

@@ -385,6 +385,12 @@ fn qkv_attention_of_a_strided_view_without_autodiff_matches_burn() {
 }
 
 #[test]
+fn qkv_attention_of_no_tokens_is_empty() {
+    let out = fused::qkv_attention(Tensor::zeros([2, 0, 12], &device()), 2, 1.0);
+    assert_eq!(out.dims(), [2, 0, 4]);
+}
+
+#[test]
 #[should_panic(
     expected = "qkv_attention: expected qkv [batch, tokens, 3·heads·head_dim] for 4 heads"
 )]

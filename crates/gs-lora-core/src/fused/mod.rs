@@ -130,6 +130,10 @@ pub fn qkv_attention(qkv: Tensor<3>, num_heads: usize, scale: f64) -> Tensor<3> 
         "qkv_attention: expected qkv [batch, tokens, 3·heads·head_dim] for {num_heads} heads; \
          found [{batch}, {tokens}, {width}]"
     );
+    if batch * tokens == 0 {
+        // Nothing to attend to (Burn's reshape would read a 0 as "keep this axis").
+        return Tensor::zeros([batch, tokens, width / 3], &qkv.device());
+    }
     #[cfg(feature = "flex")]
     if available(&qkv.device()) && qkv.dtype() == burn::tensor::DType::F32 {
         use burn::backend::Dispatch;

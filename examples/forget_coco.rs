@@ -35,6 +35,7 @@ use gs_lora::train::detection::{
     EMBEDDED_DETECTION_PREPROCESS, embedded_detection_dataset, load_or_train_detector,
     run_detection_forgetting,
 };
+use gs_lora::train::io::ensure_disjoint;
 use gs_lora::train::report::results_table;
 use gs_lora::train::{ForgetConfig, Replay, RunDir};
 
@@ -176,6 +177,14 @@ fn run() -> Result<(), CliError> {
             let config = forget_config(&mut flags, coco_defaults())?;
             flags.finish()?;
             config.validate()?;
+            ensure_disjoint(
+                &[("--out", &out)],
+                &[
+                    ("--coco", &coco),
+                    ("--weights", &weights),
+                    ("--config", &model_config),
+                ],
+            )?;
             let architecture = DeformableDetrConfig::from_file(&model_config)?;
             let class_names = label_names(&model_config, architecture.num_labels)?;
             let dataset = coco_dataset(&coco, class_names, side, limits)?;

@@ -28,6 +28,7 @@ use gs_lora::models::VisionTransformer;
 use gs_lora::train::batch::Preprocess;
 use gs_lora::train::data::Dataset;
 use gs_lora::train::embedded::{EMBEDDED_PREPROCESS, embedded_dataset, load_or_pretrain};
+use gs_lora::train::io::ensure_disjoint;
 use gs_lora::train::pretrain::PretrainConfig;
 use gs_lora::train::probe::{ProbeConfig, checkpoint_preprocess, linear_probe, load_backbone};
 use gs_lora::train::report::results_table;
@@ -124,6 +125,14 @@ fn run() -> Result<(), CliError> {
                 .unwrap_or_else(|| weights.with_file_name("config.json"));
             let image_size = flags.number("image-size", 224)?;
             let config = forget_config(&mut flags, ForgetConfig::default())?;
+            ensure_disjoint(
+                &[("--out", &out)],
+                &[
+                    ("--data", &data),
+                    ("--weights", &weights),
+                    ("--config", &model_config),
+                ],
+            )?;
             let preprocess = checkpoint_preprocess(&model_config, Some(image_size), 0.875)?;
             let mut options =
                 load_options(&mut flags, Some(preprocess.resize_side()), config.seed)?;

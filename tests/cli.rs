@@ -1,73 +1,11 @@
 //! `gs-lora pretrain`, `forget` and `eval` end to end on a small generated image folder, and
 //! their refusals of bad input.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn gs_lora(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gs-lora"))
-        .args(args)
-        .output()
-        .expect("gs-lora runs")
-}
+use std::path::Path;
 
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// Runs `args`, expecting success; returns stdout and stderr.
-fn ok(args: &[&str]) -> String {
-    let output = gs_lora(args);
-    assert!(
-        output.status.success(),
-        "{args:?} failed:\n{}",
-        text(&output)
-    );
-    text(&output)
-}
-
-/// Runs `args`, expecting exit code `code` and `needle` in the message.
-fn fails(args: &[&str], code: i32, needle: &str) {
-    let output = gs_lora(args);
-    let message = text(&output);
-    assert_eq!(output.status.code(), Some(code), "{args:?}:\n{message}");
-    assert!(
-        message.contains(needle),
-        "{args:?}: `{needle}` not in\n{message}"
-    );
-}
-
-/// Four colour classes, eight noisy 16×16 PNGs each, in `ROOT/CLASS/`.
-fn image_folder(root: &Path) {
-    let colours = [
-        ("blue", [30, 60, 220]),
-        ("green", [40, 200, 60]),
-        ("red", [220, 40, 40]),
-        ("yellow", [230, 220, 40]),
-    ];
-    for (name, rgb) in colours {
-        let dir = root.join(name);
-        std::fs::create_dir_all(&dir).expect("class dir");
-        for i in 0..8u32 {
-            let image = image::RgbImage::from_fn(16, 16, |x, y| {
-                let jitter = ((x * 7 + y * 13 + i * 31) % 21) as i32 - 10;
-                image::Rgb(rgb.map(|c: i32| (c + jitter).clamp(0, 255) as u8))
-            });
-            image.save(dir.join(format!("{i}.png"))).expect("png");
-        }
-    }
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gs-lora-cli-{name}-{}", std::process::id()));
-    std::fs::remove_dir_all(&dir).ok();
-    std::fs::create_dir_all(&dir).expect("scratch");
-    dir
-}
+use common::{fails, image_folder, ok, scratch};
 
 #[test]
 fn pretrain_forget_and_eval_on_an_image_folder() {

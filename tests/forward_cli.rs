@@ -1,23 +1,12 @@
 //! `gs-lora forward` end to end: every committed checkpoint format (the ViT family and
 //! Deformable DETR), and clear failures.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use common::{fixture, gs_lora};
 use safetensors::SafeTensors;
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("crates/gs-lora-models/tests/fixtures")
-        .join(name)
-}
-
-fn gs_lora(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_gs-lora"))
-        .args(args)
-        .output()
-        .expect("gs-lora runs")
-}
 
 fn max_abs_diff(a: &SafeTensors, b: &SafeTensors, key: &str) -> (f32, f32) {
     let read = |t: &SafeTensors| -> Vec<f32> {

@@ -166,12 +166,29 @@ pub fn load_options(
     })
 }
 
+/// Whether `--data` names the generated default rather than a path.
+pub fn is_embedded(data: &Path) -> bool {
+    data == Path::new("embedded")
+}
+
 /// The dataset at `path` (`embedded` for the generated default), with its size printed.
 ///
 /// # Errors
-/// The loader's error.
+/// The loader's error, or subset flags given with the embedded data (whose splits are fixed).
 pub fn open_dataset(path: &Path, options: &LoadOptions) -> Result<Dataset, CliError> {
-    let dataset = if path == Path::new("embedded") {
+    let dataset = if is_embedded(path) {
+        let fixed = LoadOptions {
+            max_side: options.max_side,
+            seed: options.seed,
+            ..LoadOptions::default()
+        };
+        if *options != fixed {
+            return Err(CliError::Usage(
+                "--data embedded has fixed splits and classes: --val-fraction, --max-classes, \
+                 --train-per-class and --eval-per-class do not apply to it"
+                    .into(),
+            ));
+        }
         embedded_dataset(options.seed)
     } else {
         Dataset::open(path, options)?

@@ -1,9 +1,10 @@
 //! `gs-lora forget`: continual-forgetting tasks on a model directory.
 
+use gs_lora_train::io::ensure_disjoint;
 use gs_lora_train::report::results_table;
 use gs_lora_train::{ForgetConfig, ModelDir, RunDir, run_forgetting};
 
-use super::{CliError, Flags, forget_config, load_options, open_dataset};
+use super::{CliError, Flags, forget_config, is_embedded, load_options, open_dataset};
 use crate::backend;
 
 const USAGE: &str = "\
@@ -20,7 +21,8 @@ Forgets --forget-per-task classes per task (seeded class order) from the model i
 `gs-lora pretrain`; D must have its classes: pass the same data flags), measuring on the
 validation split. Writes RUN/config.json, results.json, curves.csv, accuracy.svg,
 group_norms.svg and RUN/checkpoints/task-N (model directories). Running again with the same
-RUN resumes after the last finished task.";
+RUN resumes after the last finished task; RUN is locked while a run uses it, and may not be,
+contain or lie inside --data or --model.";
 
 pub(super) fn run(args: &[String]) -> Result<(), CliError> {
     let Some(mut flags) = Flags::parse(args, &[], USAGE)? else {
@@ -29,6 +31,11 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
     let data = flags.required_path("data")?;
     let model_dir = ModelDir::new(flags.required_path("model")?);
     let out = RunDir::new(flags.required_path("out")?);
+    let mut inputs = vec![("--model", model_dir.path())];
+    if !is_embedded(&data) {
+        inputs.push(("--data", data.as_path()));
+    }
+    ensure_disjoint(&[("--out", out.path())], &inputs)?;
     let device = backend::device(flags.take("backend").as_deref())?.autodiff();
     let config = forget_config(&mut flags, ForgetConfig::default())?;
     let info = model_dir.info()?;

@@ -5,25 +5,32 @@ use std::path::Path;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 use gs_lora_core::LoraConfig;
 use gs_lora_models::deformable::DeformableDetr;
-use gs_lora_models::weights::{IdentityKeys, SafetensorsSource, read_tensor, write_tensors};
+use gs_lora_models::weights::{
+    IdentityKeys, SafetensorsSource, read_tensor, set_allow_non_finite, write_tensors,
+};
 use gs_lora_models::{ModelError, VisionTransformer, VitOutput};
+
+use gs_lora_train::io::ensure_disjoint;
 
 use super::{CliError, Flags};
 use crate::backend;
 
 const USAGE: &str = "\
 usage: gs-lora forward --config CONFIG.json --weights MODEL.safetensors \\
-                       --input IN.safetensors --output OUT.safetensors [--backend flex|ndarray|wgpu|cuda]
+                       --input IN.safetensors --output OUT.safetensors [--allow-non-finite]
+                       [--backend flex|ndarray|wgpu|cuda]
 
 Runs a checkpoint on the tensor `pixel_values` [B, C, H, W] of IN and writes to OUT:
 - timm ViT, Hugging Face ViT or DINOv2, GS-LoRA face ViT: `last_hidden_state`, `pooler_output`
   (where the format has one) and `logits` (where the model has a head);
 - Hugging Face Deformable DETR (`model_type` `deformable_detr`): `logits` [B, Q, C] and
   `pred_boxes` [B, Q, 4] (cx, cy, w, h normalised); a padded batch passes `pixel_mask` [B, H, W]
-  in IN (non-zero on real pixels, floating point), as the Hugging Face image processor makes it.";
+  in IN (non-zero on real pixels, floating point), as the Hugging Face image processor makes it.
+Weights or inputs holding NaN or infinite values are refused unless --allow-non-finite is given.
+OUT may not be any of the input files.";
 
 pub(super) fn run(args: &[String]) -> Result<(), CliError> {
-    let Some(mut flags) = Flags::parse(args, &[], USAGE)? else {
+    let Some(mut flags) = Flags::parse(args, &["allow-non-finite"], USAGE)? else {
         return Ok(());
     };
     let (config, weights) = (
@@ -35,13 +42,23 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
         flags.required_path("output")?,
     );
     let device = backend::device(flags.take("backend").as_deref())?;
+    set_allow_non_finite(flags.switch("allow-non-finite"));
     flags.finish()?;
+    ensure_disjoint(
+        &[("--output", &output)],
+        &[
+            ("--config", &config),
+            ("--weights", &weights),
+            ("--input", &input),
+        ],
+    )?;
 
     let pixels = read_tensor(&input, "pixel_values")?;
-    if pixels.shape().len() != 4 {
+    let shape = pixels.shape().to_vec();
+    if shape.len() != 4 || shape[0] == 0 {
         return Err(ModelError::Input {
-            expected: "pixel_values of rank 4 [B, C, H, W]".into(),
-            found: format!("shape {:?} in {}", pixels.shape().to_vec(), input.display()),
+            expected: "pixel_values of rank 4 [B, C, H, W] with at least one image".into(),
+            found: format!("shape {shape:?} in {}", input.display()),
         }
         .into());
     }

@@ -1,12 +1,15 @@
 //! `gs-lora pretrain`: a classifier for a dataset, saved as a model directory.
 
+use std::path::{Path, PathBuf};
+
 use gs_lora_core::LoraConfig;
 use gs_lora_train::batch::{Normalization, Preprocess};
+use gs_lora_train::io::ensure_disjoint;
 use gs_lora_train::pretrain::{PretrainConfig, pretrain_from_scratch};
 use gs_lora_train::probe::{ProbeConfig, checkpoint_preprocess, linear_probe, load_backbone};
 use gs_lora_train::{ModelDir, ModelInfo};
 
-use super::{CliError, Flags, load_options, open_dataset};
+use super::{CliError, Flags, is_embedded, load_options, open_dataset};
 use crate::backend;
 
 const USAGE: &str = "\
@@ -21,7 +24,19 @@ With --weights (timm ViT, Hugging Face ViT or DINOv2; --config defaults to confi
 the weights), attaches a head of D's classes and trains it on the frozen backbone's cached
 embeddings (linear probe: 100 epochs, batch 256, lr 1e-3); --image-size defaults to the
 config's and must be a multiple of its patch size.
-Writes DIR/config.json, DIR/model.safetensors and DIR/gs_lora.json (class names, preprocessing).";
+Writes DIR/config.json, DIR/model.safetensors and DIR/gs_lora.json (class names, preprocessing),
+atomically; an existing DIR is replaced only if it is empty or a model directory, and DIR may not
+be, contain or lie inside --data, --weights or --config.";
+
+/// What `pretrain` trains: a head on a checkpoint's frozen backbone, or the small ViT.
+enum Training {
+    Probe {
+        config: PathBuf,
+        weights: PathBuf,
+        probe: ProbeConfig,
+    },
+    FromScratch(PretrainConfig),
+}
 
 pub(super) fn run(args: &[String]) -> Result<(), CliError> {
     let Some(mut flags) = Flags::parse(args, &[], USAGE)? else {
@@ -38,19 +53,60 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
     let lr = flags.optional("lr")?;
     let seed = flags.number("seed", 0u64)?;
     let device = backend::device(flags.take("backend").as_deref())?.autodiff();
-    let preprocess = match (&weights, &config) {
+    // Every setting is checked before the data is read and anything is trained.
+    let training = match (weights, config) {
         (Some(weights), config) => {
-            let config = config
-                .clone()
-                .unwrap_or_else(|| weights.with_file_name("config.json"));
-            checkpoint_preprocess(&config, image_size, crop_pct)?
+            let defaults = ProbeConfig::default();
+            let probe = ProbeConfig {
+                epochs: epochs.unwrap_or(defaults.epochs),
+                batch_size: batch_size.unwrap_or(defaults.batch_size),
+                lr: lr.unwrap_or(defaults.lr),
+                seed,
+                ..defaults
+            };
+            probe.validate()?;
+            Training::Probe {
+                config: config.unwrap_or_else(|| weights.with_file_name("config.json")),
+                weights,
+                probe,
+            }
         }
         (None, Some(_)) => {
             return Err(CliError::Usage(format!(
                 "--config needs --weights\n\n{USAGE}"
             )));
         }
-        (None, None) => Preprocess {
+        (None, None) => {
+            let defaults = PretrainConfig::default();
+            let pretrain = PretrainConfig {
+                epochs: epochs.unwrap_or(defaults.epochs),
+                batch_size: batch_size.unwrap_or(defaults.batch_size),
+                lr: lr.unwrap_or(defaults.lr),
+                seed,
+                ..defaults
+            };
+            pretrain.validate()?;
+            Training::FromScratch(pretrain)
+        }
+    };
+    let mut inputs: Vec<(&str, &Path)> = Vec::new();
+    if !is_embedded(&data) {
+        inputs.push(("--data", data.as_path()));
+    }
+    if let Training::Probe {
+        config, weights, ..
+    } = &training
+    {
+        inputs.extend([
+            ("--config", config.as_path()),
+            ("--weights", weights.as_path()),
+        ]);
+    }
+    ensure_disjoint(&[("--out", out.path())], &inputs)?;
+    out.ensure_writable()?;
+    let preprocess = match &training {
+        Training::Probe { config, .. } => checkpoint_preprocess(config, image_size, crop_pct)?,
+        Training::FromScratch(_) => Preprocess {
             crop_pct,
             ..Preprocess::new(image_size.unwrap_or(32), 3, Normalization::HALF)
         },
@@ -61,29 +117,16 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
 
     let dataset = open_dataset(&data, &options)?;
     let lora = LoraConfig::new();
-    let (model, accuracy) = match weights {
-        Some(weights) => {
-            let config = config.unwrap_or_else(|| weights.with_file_name("config.json"));
+    let (model, accuracy) = match training {
+        Training::Probe {
+            config,
+            weights,
+            probe,
+        } => {
             let backbone = load_backbone(&config, &weights, &preprocess, &lora, seed, &device)?;
-            let defaults = ProbeConfig::default();
-            let probe = ProbeConfig {
-                epochs: epochs.unwrap_or(defaults.epochs),
-                batch_size: batch_size.unwrap_or(defaults.batch_size),
-                lr: lr.unwrap_or(defaults.lr),
-                seed,
-                ..defaults
-            };
             linear_probe(backbone, &dataset, &preprocess, &probe, &device)?
         }
-        None => {
-            let defaults = PretrainConfig::default();
-            let pretrain = PretrainConfig {
-                epochs: epochs.unwrap_or(defaults.epochs),
-                batch_size: batch_size.unwrap_or(defaults.batch_size),
-                lr: lr.unwrap_or(defaults.lr),
-                seed,
-                ..defaults
-            };
+        Training::FromScratch(pretrain) => {
             pretrain_from_scratch(&dataset, &preprocess, &pretrain, &lora, &device)?
         }
     };

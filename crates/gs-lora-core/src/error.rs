@@ -88,6 +88,30 @@ pub enum CoreError {
         /// Which input, in words.
         what: &'static str,
     },
+    /// Something would need more memory (or a larger file) than the limit allows.
+    #[error(
+        "{what} needs about {} but the limit is {} (set {var} to raise it)",
+        crate::limits::human_bytes(*bytes),
+        crate::limits::human_bytes(u128::from(*limit))
+    )]
+    TooLarge {
+        /// What was about to be allocated or read, in words.
+        what: String,
+        /// The bytes it would need.
+        bytes: u128,
+        /// The limit in force.
+        limit: u64,
+        /// The environment variable that raises the limit.
+        var: &'static str,
+    },
+    /// A limit's environment variable is not a size.
+    #[error("{var} must be a size in bytes such as 16G or 512M, found `{value}`")]
+    InvalidLimit {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+    },
 }
 
 /// Result alias for `gs-lora-core`.

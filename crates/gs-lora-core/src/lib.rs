@@ -19,6 +19,7 @@ mod adapter_group;
 mod error;
 pub mod fused;
 mod group_lasso;
+pub mod limits;
 pub mod lora;
 pub mod loss;
 mod metrics;
@@ -30,5 +31,6 @@ pub use adapter_group::{
 };
 pub use error::{CoreError, Result};
 pub use group_lasso::{GroupLassoConfig, group_lasso, group_norms, group_soft_threshold};
+pub use limits::Limits;
 pub use lora::{LoraConfig, LoraInit, LoraLinear};
 pub use metrics::{ClassAccuracy, TaskMetrics, h_mean};

@@ -6,8 +6,10 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{action} {path}: {source}")]
     Io {
+        /// What was being done: `reading`, `writing`, ….
+        action: &'static str,
         /// The file.
         path: PathBuf,
         /// The underlying error.
@@ -82,6 +84,20 @@ pub enum ModelError {
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+    /// A tensor holds NaN or infinite values.
+    #[error(
+        "{path}: tensor `{key}` holds {count} non-finite value(s) (NaN or ±inf), the first at index {index:?}; refusing to run on it"
+    )]
+    NonFinite {
+        /// The file.
+        path: PathBuf,
+        /// The tensor.
+        key: String,
+        /// How many values are not finite.
+        count: usize,
+        /// Index of the first one, per axis (for `pixel_values` `[B, C, H, W]`, the image first).
+        index: Vec<usize>,
+    },
     /// An error of the LoRA layers.
     #[error(transparent)]
     Core(#[from] gs_lora_core::CoreError),
@@ -89,3 +105,16 @@ pub enum ModelError {
 
 /// Result alias for `gs-lora-models`.
 pub type Result<T> = std::result::Result<T, ModelError>;
+
+/// Attaches what was being done (`action`) and `path` to an I/O error.
+pub(crate) fn io_error(
+    action: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(std::io::Error) -> ModelError {
+    let path = path.into();
+    move |source| ModelError::Io {
+        action,
+        path,
+        source,
+    }
+}

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -16,7 +17,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use safetensors::{Dtype, SafeTensors};
 
-use crate::error::{ModelError, Result};
+use crate::error::{ModelError, Result, io_error};
 
 /// A supplier of named parameter tensors.
 pub trait ParamSource {
@@ -248,15 +249,25 @@ pub struct SafetensorsSource<K> {
 }
 
 impl<K: KeyMap> SafetensorsSource<K> {
-    /// Opens `path` (read whole; checkpoints of the models here are at most a few hundred MB).
+    /// Opens `path` (read whole, after checking its size against the memory limit;
+    /// checkpoints of the models here are at most a few hundred MB).
     ///
     /// # Errors
-    /// [`ModelError::Io`] when unreadable, [`ModelError::Safetensors`] when not safetensors.
+    /// [`ModelError::Io`] when unreadable, [`ModelError::Safetensors`] when not safetensors
+    /// (naming the tensor whose entry is wrong), the limit's error for a file too large.
     pub fn open(path: impl AsRef<Path>, keys: K) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let bytes = std::fs::read(&path).map_err(|source| ModelError::Io {
+        let size = std::fs::metadata(&path)
+            .map_err(io_error("reading", &path))?
+            .len();
+        gs_lora_core::Limits::from_env()?.check_memory(
+            || format!("the weights file {}", path.display()),
+            size.into(),
+        )?;
+        let bytes = std::fs::read(&path).map_err(io_error("reading", &path))?;
+        check_header(&bytes).map_err(|message| ModelError::Safetensors {
             path: path.clone(),
-            source,
+            message,
         })?;
         let all = SafeTensors::deserialize(&bytes)
             .map_err(|err| ModelError::Safetensors {
@@ -337,6 +348,7 @@ impl<K: KeyMap> SafetensorsSource<K> {
                 key: file_key.to_string(),
                 dtype: format!("{:?}", view.dtype()),
             })?;
+        ensure_finite(&self.path, file_key, view.shape(), &values)?;
         Ok((view.shape().to_vec(), values))
     }
 }
@@ -388,6 +400,102 @@ fn part_shape(shape: &[usize], parts: usize) -> Vec<usize> {
         *rows /= parts;
     }
     part
+}
+
+/// Whether tensors holding NaN or infinite values may be loaded (off by default).
+static ALLOW_NON_FINITE: AtomicBool = AtomicBool::new(false);
+
+/// Lets tensors with NaN or infinite values load (for inspecting a broken checkpoint; every
+/// output computed from them is suspect). Process-wide; off by default.
+pub fn set_allow_non_finite(allow: bool) {
+    ALLOW_NON_FINITE.store(allow, Ordering::Relaxed);
+}
+
+/// Refuses `values` (of `shape`) of the tensor `key` in `path` if one is NaN or infinite
+/// (unless allowed by [`set_allow_non_finite`]).
+///
+/// # Errors
+/// [`ModelError::NonFinite`] with the count and the index of the first one.
+pub fn ensure_finite(path: &Path, key: &str, shape: &[usize], values: &[f32]) -> Result<()> {
+    if ALLOW_NON_FINITE.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    let Some(first) = values.iter().position(|v| !v.is_finite()) else {
+        return Ok(());
+    };
+    let mut index = vec![0; shape.len()];
+    let mut rest = first;
+    for (slot, &dim) in index.iter_mut().zip(shape).rev() {
+        *slot = rest % dim.max(1);
+        rest /= dim.max(1);
+    }
+    Err(ModelError::NonFinite {
+        path: path.to_path_buf(),
+        key: key.to_string(),
+        count: values[first..].iter().filter(|v| !v.is_finite()).count(),
+        index,
+    })
+}
+
+/// Checks each tensor entry of a safetensors header against the data it points at, so that a
+/// bad entry is reported under its own name (the parser names whichever entry it meets
+/// first in offset order).
+fn check_header(bytes: &[u8]) -> std::result::Result<(), String> {
+    let Some((length, rest)) = bytes.split_first_chunk::<8>() else {
+        return Err(format!(
+            "{} bytes, shorter than the 8-byte header length",
+            bytes.len()
+        ));
+    };
+    let length = u64::from_le_bytes(*length);
+    let Some(header) = usize::try_from(length).ok().and_then(|l| rest.get(..l)) else {
+        return Err(format!(
+            "the header claims {length} bytes but the file has {} after the length",
+            rest.len()
+        ));
+    };
+    let data_len = (rest.len() - header.len()) as u128;
+    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(header)
+        .map_err(|err| format!("the header is not a JSON object: {err}"))?;
+    for (key, entry) in header.iter().filter(|(key, _)| *key != "__metadata__") {
+        let offsets = entry
+            .get("data_offsets")
+            .and_then(|o| o.as_array())
+            .map(|o| o.iter().map(serde_json::Value::as_u64).collect::<Vec<_>>());
+        let [Some(start), Some(end)] = offsets.as_deref().unwrap_or(&[]) else {
+            return Err(format!("tensor `{key}`: data_offsets must be two integers"));
+        };
+        let (start, end) = (u128::from(*start), u128::from(*end));
+        if start > end || end > data_len {
+            return Err(format!(
+                "tensor `{key}`: data_offsets [{start}, {end}] lie outside the {data_len} data bytes"
+            ));
+        }
+        let shape: Option<Vec<u128>> = entry
+            .get("shape")
+            .and_then(|s| s.as_array())
+            .and_then(|s| s.iter().map(|d| d.as_u64().map(u128::from)).collect());
+        let element = match entry.get("dtype").and_then(|d| d.as_str()) {
+            Some("F64" | "I64" | "U64") => Some(8),
+            Some("F32" | "I32" | "U32") => Some(4),
+            Some("F16" | "BF16" | "I16" | "U16") => Some(2),
+            Some("I8" | "U8" | "BOOL" | "F8_E4M3" | "F8_E5M2") => Some(1),
+            _ => None,
+        };
+        if let (Some(shape), Some(element)) = (shape, element) {
+            let expected = shape
+                .iter()
+                .fold(element, |n: u128, d| n.saturating_mul(*d));
+            if expected != end - start {
+                return Err(format!(
+                    "tensor `{key}`: shape {shape:?} needs {expected} bytes but data_offsets \
+                     [{start}, {end}] hold {}",
+                    end - start
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
@@ -512,6 +620,7 @@ pub fn write_tensors(path: impl AsRef<Path>, tensors: Vec<(String, TensorData)>)
                 .map_err(|err| serialise_error(err.to_string()))
         })
         .collect::<Result<Vec<_>>>()?;
-    safetensors::serialize_to_file(views, None, path)
-        .map_err(|err| serialise_error(err.to_string()))
+    let bytes =
+        safetensors::serialize(views, None).map_err(|err| serialise_error(err.to_string()))?;
+    std::fs::write(path, bytes).map_err(io_error("writing", path))
 }

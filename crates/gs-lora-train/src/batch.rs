@@ -80,6 +80,24 @@ impl Preprocess {
                 self.channels
             )));
         }
+        let Normalization { mean, std } = self.norm;
+        if mean.iter().any(|m| !m.is_finite()) || std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(TrainError::InvalidSetting(format!(
+                "normalisation needs finite means and finite positive standard deviations, found \
+                 mean {mean:?}, std {std:?}"
+            )));
+        }
+        // One resized image as f32, before any model runs on it.
+        let side = self.resize_side() as u128;
+        gs_lora_core::Limits::from_env()?.check_memory(
+            || {
+                format!(
+                    "an input image of {side}×{side} pixels (image_size {})",
+                    self.image_size
+                )
+            },
+            side * side * self.channels as u128 * 4,
+        )?;
         Ok(())
     }
 

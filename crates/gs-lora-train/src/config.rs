@@ -148,17 +148,20 @@ impl ForgetConfig {
             + 0.5 * (self.lr - self.min_lr) * (1.0 + (std::f64::consts::PI * progress).cos())
     }
 
-    /// Checks every setting.
+    /// Checks every setting: counts at least 1, rates finite and in range, `min_lr ≤ lr`.
     ///
     /// # Errors
     /// [`TrainError::InvalidSetting`] naming the setting and its value.
     pub fn validate(&self) -> Result<()> {
         let bad = |message: String| Err(TrainError::InvalidSetting(message));
-        if self.epochs == 0 {
-            return bad("--epochs must be at least 1, found 0".into());
-        }
-        if self.batch_size == 0 {
-            return bad("--batch-size must be at least 1, found 0".into());
+        check_training(self.epochs, self.batch_size, self.lr, self.weight_decay)?;
+        let counts = [
+            ("--tasks", self.tasks),
+            ("--forget-per-task", self.forget_per_task),
+            ("--rank", self.rank),
+        ];
+        if let Some((name, _)) = counts.iter().find(|(_, v)| *v == 0) {
+            return bad(format!("{name} must be at least 1, found 0"));
         }
         match self.replay {
             Replay::Fraction(f) if !(f > 0.0 && f <= 1.0) => {
@@ -167,16 +170,32 @@ impl ForgetConfig {
             Replay::FewShot(0) => return bad("--few-shot must be at least 1, found 0".into()),
             _ => {}
         }
-        let finite = [
-            ("--lr", self.lr),
+        let non_negative = [
             ("--min-lr", self.min_lr),
-            ("--weight-decay", self.weight_decay),
             ("--bnd", self.bnd),
             ("--alpha", self.alpha),
+            ("--big-alpha", self.big_alpha.unwrap_or(0.0)),
             ("--bnd-pro", self.bnd_pro),
+            ("--pro-forget-weight", self.pro_forget_weight),
+            ("--pro-retain-weight", self.pro_retain_weight),
         ];
-        if let Some((name, value)) = finite.iter().find(|(_, v)| !v.is_finite() || *v < 0.0) {
+        if let Some((name, value)) = non_negative
+            .iter()
+            .find(|(_, v)| !v.is_finite() || *v < 0.0)
+        {
             return bad(format!("{name} must be a finite number ≥ 0, found {value}"));
+        }
+        if self.min_lr > self.lr {
+            return bad(format!(
+                "--min-lr {} is above --lr {}: the cosine schedule would climb",
+                self.min_lr, self.lr
+            ));
+        }
+        if !(self.lora_alpha.is_finite() && self.lora_alpha > 0.0) {
+            return bad(format!(
+                "--lora-alpha must be a finite number > 0, found {}",
+                self.lora_alpha
+            ));
         }
         if self.beta.is_empty() || self.beta.iter().any(|b| !b.is_finite() || *b < 0.0) {
             return bad(format!(
@@ -186,4 +205,33 @@ impl ForgetConfig {
         }
         Ok(())
     }
+}
+
+/// Checks the settings every training loop shares: at least one epoch and one sample per
+/// batch, a finite positive `--lr`, a finite `--weight-decay` ≥ 0.
+///
+/// # Errors
+/// [`TrainError::InvalidSetting`] naming the flag and the value.
+pub(crate) fn check_training(
+    epochs: usize,
+    batch_size: usize,
+    lr: f64,
+    weight_decay: f64,
+) -> Result<()> {
+    let bad = |message: String| Err(TrainError::InvalidSetting(message));
+    if epochs == 0 {
+        return bad("--epochs must be at least 1, found 0".into());
+    }
+    if batch_size == 0 {
+        return bad("--batch-size must be at least 1, found 0".into());
+    }
+    if !(lr.is_finite() && lr > 0.0) {
+        return bad(format!("--lr must be a finite number > 0, found {lr}"));
+    }
+    if !(weight_decay.is_finite() && weight_decay >= 0.0) {
+        return bad(format!(
+            "--weight-decay must be a finite number ≥ 0, found {weight_decay}"
+        ));
+    }
+    Ok(())
 }

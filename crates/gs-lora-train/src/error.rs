@@ -12,8 +12,10 @@ pub enum TrainError {
     #[error("dataset: {0}")]
     Data(String),
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{action} {path}: {source}")]
     Io {
+        /// What was being done: `reading`, `writing`, `renaming into place`, ….
+        action: &'static str,
         /// The file.
         path: PathBuf,
         /// The underlying error.
@@ -26,6 +28,18 @@ pub enum TrainError {
         path: PathBuf,
         /// What is wrong with it.
         message: String,
+    },
+    /// Pretraining's loss became NaN or infinite; nothing was saved.
+    #[error(
+        "pretraining: the loss became {value} at epoch {epoch}, step {step}; stopped, nothing was saved (lower --lr?)"
+    )]
+    NonFinitePretrainLoss {
+        /// The epoch.
+        epoch: usize,
+        /// The step within the epoch.
+        step: usize,
+        /// The loss value.
+        value: f64,
     },
     /// The loss became NaN or infinite; the last good checkpoint is kept.
     #[error(
@@ -52,8 +66,20 @@ pub enum TrainError {
 /// Result alias for `gs-lora-train`.
 pub type Result<T> = std::result::Result<T, TrainError>;
 
-/// Attaches `path` to an I/O error.
+/// Attaches `path` to an I/O error met while reading it.
 pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TrainError {
+    io_error("reading", path)
+}
+
+/// Attaches what was being done (`action`) and `path` to an I/O error.
+pub(crate) fn io_error(
+    action: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(std::io::Error) -> TrainError {
     let path = path.into();
-    move |source| TrainError::Io { path, source }
+    move |source| TrainError::Io {
+        action,
+        path,
+        source,
+    }
 }

@@ -47,8 +47,11 @@ pub fn val_accuracy(
     batch_size: usize,
     device: &Device,
 ) -> Result<f64> {
+    dataset.require_validation()?;
     let classes = dataset.num_classes();
     let accuracy = class_accuracy(model, &dataset.val, classes, preprocess, batch_size, device)?;
     let all: Vec<usize> = (0..classes).collect();
-    Ok(accuracy.accuracy(&all).unwrap_or(0.0))
+    accuracy
+        .accuracy(&all)
+        .ok_or_else(|| TrainError::Data("the validation split holds no image of any class".into()))
 }

@@ -22,6 +22,7 @@ use crate::config::{ForgetConfig, Method, Replay};
 use crate::data::Dataset;
 use crate::error::{Result, TrainError, io};
 use crate::eval::class_accuracy;
+use crate::io::{RunLock, remove_stale_tmp, write_json};
 use crate::model_dir::{ModelDir, ModelInfo};
 use crate::progress::Progress;
 use crate::schedule::{Task, TaskSchedule};
@@ -148,22 +149,6 @@ impl RunDir {
     }
 }
 
-/// Writes `contents` to `path` atomically (a temporary file renamed over it).
-pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, contents).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
-}
-
-/// Serialises `value` as pretty JSON to `path`, atomically.
-pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|err| TrainError::Format {
-        path: path.to_path_buf(),
-        message: err.to_string(),
-    })?;
-    write_atomic(path, text.as_bytes())
-}
-
 /// The remaining-class and forget-class training images of `task` (`images_of(class)` lists a
 /// class's images): the replay subset of the remaining classes, and all forget-class images
 /// (or `k` per class, few-shot).
@@ -201,9 +186,7 @@ fn subset(
         let keep = match replay {
             Replay::FewShot(k) => k.min(indices.len()),
             Replay::Fraction(_) if full => indices.len(),
-            Replay::Fraction(f) => {
-                ((indices.len() as f64 * f).ceil() as usize).clamp(1, indices.len())
-            }
+            Replay::Fraction(f) => ((indices.len() as f64 * f).ceil() as usize).min(indices.len()),
         };
         chosen.extend_from_slice(&indices[..keep]);
     }
@@ -239,10 +222,22 @@ fn evaluate(
         2 * config.batch_size,
         device,
     )?;
+    let measured = |classes: &[usize], group: &str| {
+        accuracy.accuracy(classes).ok_or_else(|| {
+            TrainError::Data(format!(
+                "task {}: the {group} classes have no validation image, so their accuracy cannot be measured",
+                task.index
+            ))
+        })
+    };
+    let acc_o = match task.old.is_empty() {
+        true => None,
+        false => Some(measured(&task.old, "earlier-forgotten")?),
+    };
     Ok((
-        accuracy.accuracy(&task.forget).unwrap_or(0.0),
-        accuracy.accuracy(&task.retain).unwrap_or(0.0),
-        accuracy.accuracy(&task.old),
+        measured(&task.forget, "forget")?,
+        measured(&task.retain, "remaining")?,
+        acc_o,
     ))
 }
 
@@ -283,6 +278,10 @@ pub fn run_forgetting(
 ) -> Result<RunState> {
     let lora = config.lora();
     let classes: Vec<usize> = (0..dataset.num_classes()).collect();
+    // Every class must be trainable and measurable: a class without validation images would
+    // read as 0% (perfectly forgotten) or hide a collapse.
+    dataset.require_each_class("training", &dataset.train)?;
+    dataset.require_each_class("validation", &dataset.val)?;
     run_schedule(
         &mut model,
         &classes,
@@ -324,13 +323,29 @@ pub(crate) fn run_schedule<M>(
         config.seed,
     )?
     .relabelled(classes)?;
-    std::fs::create_dir_all(run.path()).map_err(io(run.path()))?;
+    let _lock = RunLock::acquire(run.path())?;
+    remove_stale_tmp(run.path())?;
     let mut state = run.load_state()?;
     if !state.results.is_empty() {
         run.check_same_settings(config)?;
     }
+    for (index, (result, task)) in state.results.iter().zip(&schedule.tasks).enumerate() {
+        if result.task != index || result.forget_classes != task.forget {
+            return Err(TrainError::Format {
+                path: run.state_path(),
+                message: format!(
+                    "finished task {index} erased classes {:?} but this run's schedule has {:?} \
+                     there; the file belongs to another run",
+                    result.forget_classes, task.forget
+                ),
+            });
+        }
+    }
     write_json(&run.path().join("config.json"), config)?;
     write_json(&run.path().join("schedule.json"), &schedule)?;
+    // A kill (or a full disk) after `state.json` and before the reports leaves them stale:
+    // they are always rebuilt from the state.
+    crate::report::write_reports(run.path(), &state)?;
 
     if let Some(last) = state.results.last() {
         let checkpoint = run.checkpoint(last.task);

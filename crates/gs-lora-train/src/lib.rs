@@ -12,6 +12,7 @@ pub mod embedded;
 mod error;
 pub mod eval;
 pub mod forget;
+pub mod io;
 pub mod model_dir;
 pub mod pretrain;
 pub mod probe;

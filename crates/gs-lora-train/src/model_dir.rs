@@ -17,7 +17,10 @@ use serde::{Deserialize, Serialize};
 use crate::batch::Preprocess;
 use crate::data::Dataset;
 use crate::error::{Result, TrainError, io};
-use crate::forget::write_json;
+use crate::io::{ensure_replaceable, replace_dir, write_json};
+
+/// The files of a model directory; a directory holding anything else is never replaced.
+const FILES: [&str; 3] = ["config.json", "model.safetensors", "gs_lora.json"];
 
 /// What a model directory records beside the weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +35,41 @@ pub struct ModelInfo {
 }
 
 impl ModelInfo {
+    /// Checks that the record is consistent: classes named and distinct, forgotten classes
+    /// among them, the preprocessing valid.
+    ///
+    /// # Errors
+    /// [`TrainError::InvalidSetting`] naming the field and the value.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |message: String| Err(TrainError::InvalidSetting(message));
+        if self.class_names.is_empty() {
+            return bad("gs_lora.json: class_names is empty".into());
+        }
+        let mut names: Vec<&String> = self.class_names.iter().collect();
+        names.sort();
+        if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
+            return bad(format!(
+                "gs_lora.json: class `{}` is named twice in class_names",
+                pair[0]
+            ));
+        }
+        let classes = self.class_names.len();
+        if let Some(class) = self.forgotten.iter().find(|&&c| c >= classes) {
+            return bad(format!(
+                "gs_lora.json: forgotten class {class} does not exist (the model has {classes} classes)"
+            ));
+        }
+        let mut forgotten = self.forgotten.clone();
+        forgotten.sort_unstable();
+        if forgotten.windows(2).any(|pair| pair[0] == pair[1]) {
+            return bad(format!(
+                "gs_lora.json: forgotten lists a class twice: {:?}",
+                self.forgotten
+            ));
+        }
+        self.preprocess.validate()
+    }
+
     /// Checks that `dataset` has the model's classes, in the same order.
     ///
     /// # Errors
@@ -78,18 +116,28 @@ impl ModelDir {
             .all(|name| self.0.join(name).is_file())
     }
 
-    /// Saves `model` (merged) and `info`, atomically: written to a sibling folder that then
-    /// replaces the directory, so a kill never leaves a half-written model.
+    /// Checks, before anything is trained, that [`save`](Self::save) may write here: the
+    /// directory is absent, empty, or a model directory.
     ///
     /// # Errors
-    /// File errors, or a model whose adapters cannot be merged.
+    /// [`TrainError::InvalidSetting`] naming the first file this program did not write.
+    pub fn ensure_writable(&self) -> Result<()> {
+        ensure_replaceable(&self.0, &FILES)
+    }
+
+    /// Saves `model` (merged) and `info`, atomically: written to a hidden sibling folder that
+    /// then takes the directory's place, so a kill never leaves a half-written model and the
+    /// previous one stays until the new one is complete. An existing directory is replaced
+    /// only when it is empty or a model directory (nothing but [`FILES`]).
+    ///
+    /// # Errors
+    /// A directory holding other files (refused, untouched), file errors, or a model whose
+    /// adapters cannot be merged.
     pub fn save(&self, model: &VisionTransformer, info: &ModelInfo) -> Result<()> {
-        let tmp = self.0.with_extension("tmp");
-        std::fs::remove_dir_all(&tmp).ok();
-        model.save_pretrained(&tmp)?;
-        write_json(&tmp.join("gs_lora.json"), info)?;
-        std::fs::remove_dir_all(&self.0).ok();
-        std::fs::rename(&tmp, &self.0).map_err(io(&self.0))
+        replace_dir(&self.0, &FILES, |tmp| {
+            model.save_pretrained(tmp)?;
+            write_json(&tmp.join("gs_lora.json"), info)
+        })
     }
 
     /// The recorded class names, preprocessing and forgotten classes.
@@ -105,31 +153,46 @@ impl ModelDir {
                     self.0.display()
                 ))
             } else {
-                TrainError::Io {
-                    path: path.clone(),
-                    source,
-                }
+                io(&path)(source)
             }
         })?;
         let info: ModelInfo = serde_json::from_str(&text).map_err(|err| TrainError::Format {
             path: path.clone(),
             message: err.to_string(),
         })?;
-        info.preprocess.validate()?;
+        info.validate().map_err(|err| TrainError::Format {
+            path,
+            message: err.to_string(),
+        })?;
         Ok(info)
     }
 
     /// Loads the model on `device` with fresh `lora` adapters drawn from `seed`.
     ///
     /// # Errors
-    /// Missing files, or weights that do not match the config.
+    /// Missing files, weights that do not match the config, a head whose size differs from
+    /// the recorded classes, or an input size the memory limit cannot hold.
     pub fn load(&self, lora: &LoraConfig, seed: u64, device: &Device) -> Result<VisionTransformer> {
-        Ok(VisionTransformer::from_pretrained(
+        let info = self.info()?;
+        let model = VisionTransformer::from_pretrained(
             self.0.join("config.json"),
             self.0.join("model.safetensors"),
             lora,
             seed,
             device,
-        )?)
+        )?;
+        let classes = info.class_names.len();
+        if model.config.num_classes != Some(classes) {
+            return Err(TrainError::Format {
+                path: self.0.join("config.json"),
+                message: format!(
+                    "the head has {:?} classes but gs_lora.json names {classes}",
+                    model.config.num_classes
+                ),
+            });
+        }
+        let side = info.preprocess.image_size;
+        model.check_input([1, info.preprocess.channels, side, side])?;
+        Ok(model)
     }
 }

@@ -37,6 +37,16 @@ pub struct PretrainConfig {
     pub seed: u64,
 }
 
+impl PretrainConfig {
+    /// Checks every setting.
+    ///
+    /// # Errors
+    /// [`TrainError::InvalidSetting`] naming the flag and the value.
+    pub fn validate(&self) -> Result<()> {
+        crate::config::check_training(self.epochs, self.batch_size, self.lr, self.weight_decay)
+    }
+}
+
 impl Default for PretrainConfig {
     fn default() -> Self {
         Self {
@@ -76,6 +86,9 @@ pub fn pretrain(
     preprocess: &Preprocess,
     device: &Device,
 ) -> Result<(VisionTransformer, f64)> {
+    config.validate()?;
+    dataset.require_each_class("training", &dataset.train)?;
+    dataset.require_validation()?;
     let optimizer = AdamWConfig::new()
         .with_weight_decay(config.weight_decay as f32)
         .init();
@@ -144,12 +157,7 @@ pub(crate) fn fit<M: LoraModel>(
     mut loss: impl FnMut(&M, &[usize], usize) -> Result<Tensor<1>>,
     mut report: impl FnMut(&M) -> Result<String>,
 ) -> Result<M> {
-    if schedule.epochs == 0 || schedule.batch_size == 0 {
-        return Err(TrainError::InvalidSetting(format!(
-            "{} needs at least one epoch and one image per batch, found {} and {}",
-            schedule.name, schedule.epochs, schedule.batch_size
-        )));
-    }
+    crate::config::check_training(schedule.epochs, schedule.batch_size, schedule.lr, 0.0)?;
     let indices: Vec<usize> = (0..samples).collect();
     let steps_per_epoch = samples.div_ceil(schedule.batch_size);
     let total = schedule.epochs * steps_per_epoch;
@@ -171,12 +179,7 @@ pub(crate) fn fit<M: LoraModel>(
             let value = scalar(loss.clone());
             if !value.is_finite() {
                 progress.finish("stopped: non-finite loss");
-                return Err(TrainError::NonFiniteLoss {
-                    task: 0,
-                    epoch,
-                    step,
-                    value,
-                });
+                return Err(TrainError::NonFinitePretrainLoss { epoch, step, value });
             }
             loss_sum += value;
             let mut grads = loss.backward();

@@ -34,6 +34,16 @@ pub struct ProbeConfig {
     pub seed: u64,
 }
 
+impl ProbeConfig {
+    /// Checks every setting.
+    ///
+    /// # Errors
+    /// [`TrainError::InvalidSetting`] naming the flag and the value.
+    pub fn validate(&self) -> Result<()> {
+        crate::config::check_training(self.epochs, self.batch_size, self.lr, self.weight_decay)
+    }
+}
+
 impl Default for ProbeConfig {
     fn default() -> Self {
         Self {
@@ -80,12 +90,9 @@ pub fn linear_probe(
     config: &ProbeConfig,
     device: &Device,
 ) -> Result<(VisionTransformer, f64)> {
-    if config.epochs == 0 || config.batch_size == 0 {
-        return Err(TrainError::InvalidSetting(format!(
-            "linear probing needs at least one epoch and one embedding per batch, found {} and {}",
-            config.epochs, config.batch_size
-        )));
-    }
+    config.validate()?;
+    dataset.require_each_class("training", &dataset.train)?;
+    dataset.require_validation()?;
     let mut model = model.with_new_head(dataset.num_classes(), config.seed)?;
     let features = embeddings(&model, &dataset.train, preprocess, device)?;
     let features: Tensor<2> = Tensor::from_inner(features.inner()).to_device(device);
@@ -118,8 +125,7 @@ pub fn linear_probe(
             let loss = cross_entropy(logits, labels.clone().select(0, rows))?;
             let value = scalar(loss.clone());
             if !value.is_finite() {
-                return Err(TrainError::NonFiniteLoss {
-                    task: 0,
+                return Err(TrainError::NonFinitePretrainLoss {
                     epoch,
                     step: 0,
                     value,

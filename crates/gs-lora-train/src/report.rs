@@ -4,7 +4,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::error::Result;
-use crate::forget::{RunState, TaskResult, write_atomic, write_json};
+use crate::forget::{RunState, TaskResult};
+use crate::io::{write_atomic, write_json};
 
 /// Writes `results.json`, `curves.csv`, `accuracy.svg` and `group_norms.svg` into `dir`.
 ///

@@ -94,7 +94,87 @@ impl DeformableDetrConfig {
                 self.num_feature_levels
             )));
         }
+        let parameters = self.parameter_count();
+        gs_lora_core::Limits::from_env()?.check_memory(
+            || {
+                format!(
+                    "a Deformable DETR with d_model {d}, {} + {} layers, FFN {} / {}, {} queries \
+                     and {} labels (about {parameters} parameters)",
+                    self.encoder_layers,
+                    self.decoder_layers,
+                    self.encoder_ffn_dim,
+                    self.decoder_ffn_dim,
+                    self.num_queries,
+                    self.num_labels
+                )
+            },
+            parameters.saturating_mul(8),
+        )?;
         Ok(())
+    }
+
+    /// Bytes one forward pass without gradients needs at its peak for `batch` images of
+    /// `height × width` (an estimate: the backbone's widest activations, about 64 values per
+    /// input pixel, and the encoder's tokens, in `f32`).
+    pub fn forward_bytes(&self, batch: usize, height: usize, width: usize) -> u128 {
+        let pixels = (height as u128).saturating_mul(width as u128);
+        let per_image = pixels
+            .saturating_mul(67)
+            .saturating_add((pixels / 48).saturating_mul(self.d_model as u128 * 8));
+        per_image.saturating_mul(batch as u128).saturating_mul(4)
+    }
+
+    /// An upper estimate of the parameter count (adapters excluded), computed without
+    /// overflow so that absurd configs are refused before anything is allocated.
+    pub fn parameter_count(&self) -> u128 {
+        let n = |v: usize| v as u128;
+        let sum = |parts: &[u128]| parts.iter().fold(0u128, |s, p| s.saturating_add(*p));
+        let d = n(self.d_model);
+        let square = |v: u128| v.saturating_mul(v);
+        let backbone = self.backbone.widths.iter().zip(&self.backbone.depths).fold(
+            square(n(self.backbone.stem_width)).saturating_mul(49),
+            |s, (w, depth)| {
+                // Bottleneck: 1×1 (4w→w), 3×3 (w→w), 1×1 (w→4w), and the projection shortcut.
+                let block = square(n(*w)).saturating_mul(4 + 9 + 4 + 16);
+                s.saturating_add(block.saturating_mul(n(*depth)))
+            },
+        );
+        let sampling = |heads: usize, points: usize| {
+            let samples = n(heads)
+                .saturating_mul(n(self.num_feature_levels))
+                .saturating_mul(n(points));
+            sum(&[
+                d.saturating_mul(samples).saturating_mul(3),
+                square(d).saturating_mul(2),
+            ])
+        };
+        let ffn = |dim: usize| d.saturating_mul(n(dim)).saturating_mul(2);
+        let encoder = sum(&[
+            sampling(self.encoder_heads, self.encoder_points),
+            ffn(self.encoder_ffn_dim),
+        ])
+        .saturating_mul(n(self.encoder_layers));
+        let decoder = sum(&[
+            square(d).saturating_mul(4),
+            sampling(self.decoder_heads, self.decoder_points),
+            ffn(self.decoder_ffn_dim),
+        ])
+        .saturating_mul(n(self.decoder_layers));
+        let levels = n(self.num_feature_levels);
+        let heads = sum(&[
+            d.saturating_mul(n(self.num_labels)),
+            square(d).saturating_mul(3),
+        ])
+        .saturating_mul(n(self.decoder_layers).saturating_add(2));
+        sum(&[
+            backbone,
+            encoder,
+            decoder,
+            heads,
+            square(d).saturating_mul(levels).saturating_mul(16),
+            n(self.num_queries).saturating_mul(d).saturating_mul(2),
+            n(self.two_stage_num_proposals).saturating_mul(d),
+        ])
     }
 
     fn layer(&self, heads: usize, ffn_dim: usize, num_points: usize) -> LayerConfig {
@@ -386,15 +466,23 @@ impl DeformableDetr {
         let [batch, channels, height, width] = pixels.dims();
         let min_side = 1
             << (self.backbone.stages.len() + 1 + self.config.num_feature_levels.saturating_sub(3));
-        if channels != self.config.backbone.in_channels || height < min_side || width < min_side {
+        if batch == 0
+            || channels != self.config.backbone.in_channels
+            || height < min_side
+            || width < min_side
+        {
             return Err(ModelError::Input {
                 expected: format!(
-                    "[N, {}, H, W] images with H, W ≥ {min_side}",
+                    "[N, {}, H, W] images with N ≥ 1 and H, W ≥ {min_side}",
                     self.config.backbone.in_channels
                 ),
                 found: format!("{:?}", pixels.dims()),
             });
         }
+        gs_lora_core::Limits::from_env()?.check_memory(
+            || format!("a forward pass on an input of shape {:?}", pixels.dims()),
+            self.config.forward_bytes(batch, height, width),
+        )?;
         let valid = match pixel_mask {
             Some(mask) if mask.dims() == [batch, height, width] => Some(
                 mask.into_data()

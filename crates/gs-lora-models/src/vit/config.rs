@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{HeadKind, PosResample};
-use crate::error::{ModelError, Result};
+use crate::error::{ModelError, Result, io_error};
 
 /// What the classifier reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,7 +128,94 @@ impl VitConfig {
                 self.layer_norm_eps
             )));
         }
+        if self.num_classes == Some(0) {
+            return Err(ModelError::InvalidConfig(
+                "num_classes must be positive (or absent for a backbone), found 0".into(),
+            ));
+        }
+        // Each parameter lives twice while loading (the module and the tensor read into it).
+        let parameters = self.parameter_count();
+        gs_lora_core::Limits::from_env()?.check_memory(
+            || {
+                format!(
+                    "a ViT with hidden_size {}, depth {}, mlp {}, image_size {} and patch_size {} \
+                     ({parameters} parameters)",
+                    self.hidden_size, self.depth, self.mlp_hidden, self.image_size, self.patch_size
+                )
+            },
+            parameters.saturating_mul(8),
+        )?;
         Ok(())
+    }
+
+    /// Number of parameters the config describes (adapters excluded), computed without
+    /// overflow so that absurd configs can be refused before anything is allocated.
+    pub fn parameter_count(&self) -> u128 {
+        let [d, mlp, depth, patch, channels, grid] = [
+            self.hidden_size,
+            self.mlp_hidden,
+            self.depth,
+            self.patch_size,
+            self.num_channels,
+            self.grid_size(),
+        ]
+        .map(|v| v as u128);
+        let linear = |d_in: u128, d_out: u128| d_in.saturating_mul(d_out).saturating_add(d_out);
+        let block = [
+            4 * d,            // two LayerNorms
+            linear(d, 3 * d), // qkv
+            linear(d, d),     // proj
+            linear(d, mlp),   // fc1
+            linear(mlp, d),   // fc2
+            2 * d,            // layer scales
+        ]
+        .iter()
+        .fold(0u128, |sum, p| sum.saturating_add(*p));
+        let embed = linear(channels.saturating_mul(patch).saturating_mul(patch), d)
+            .saturating_add(
+                grid.saturating_mul(grid)
+                    .saturating_add(1)
+                    .saturating_mul(d),
+            )
+            .saturating_add(d);
+        let head = self.num_classes.map_or(0, |classes| {
+            linear(d, classes as u128).saturating_add(linear(d, d))
+        });
+        embed
+            .saturating_add(block.saturating_mul(depth))
+            .saturating_add(4 * d)
+            .saturating_add(head)
+    }
+
+    /// Bytes one forward pass without gradients needs at its peak for `batch` images of
+    /// `height × width` (an estimate: the input, one block's activations and the attention
+    /// scores of every head, in `f32`). Training keeps every block's activations, about
+    /// `depth` times more.
+    pub fn forward_bytes(&self, batch: usize, height: usize, width: usize) -> u128 {
+        let [batch, height, width, channels, d, mlp, heads] = [
+            batch,
+            height,
+            width,
+            self.num_channels,
+            self.hidden_size,
+            self.mlp_hidden,
+            self.num_heads,
+        ]
+        .map(|v| v as u128);
+        let patch = self.patch_size.max(1) as u128;
+        let tokens = (height / patch)
+            .saturating_mul(width / patch)
+            .saturating_add(self.num_prefix_tokens() as u128);
+        let per_image = channels
+            .saturating_mul(height)
+            .saturating_mul(width)
+            .saturating_add(tokens.saturating_mul(4 * d + 2 * mlp))
+            .saturating_add(
+                2u128
+                    .saturating_mul(heads)
+                    .saturating_mul(tokens.saturating_mul(tokens)),
+            );
+        per_image.saturating_mul(batch).saturating_mul(4)
     }
 
     /// Reads a Hugging Face (`model_type` `vit` or `dinov2`), timm (`architecture`), GS-LoRA
@@ -178,10 +265,11 @@ impl VitConfig {
 
 /// Reads `path` and parses it with `parse`, naming the file in a config error.
 pub(crate) fn read_config_file<T>(path: &Path, parse: impl FnOnce(&str) -> Result<T>) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let size = std::fs::metadata(path)
+        .map_err(io_error("reading", path))?
+        .len();
+    gs_lora_core::Limits::from_env()?.check_file(|| path.display().to_string(), size.into())?;
+    let text = std::fs::read_to_string(path).map_err(io_error("reading", path))?;
     parse(&text).map_err(|err| match err {
         ModelError::Config { message, .. } => ModelError::Config {
             path: path.to_path_buf(),

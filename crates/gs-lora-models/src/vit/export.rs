@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::head::Head;
 use super::{VisionTransformer, VitFormat};
-use crate::error::{ModelError, Result};
+use crate::error::{ModelError, Result, io_error};
 use crate::weights::{read_tensor, write_tensors};
 
 /// File names of a saved model and of saved adapters.
@@ -30,13 +30,6 @@ fn data<const D: usize>(tensor: Tensor<D>) -> TensorData {
 /// A Linear's weight in PyTorch layout `[out, in]`.
 fn torch_weight(weight: &Param<Tensor<2>>) -> TensorData {
     data(weight.val().transpose())
-}
-
-fn io_error(path: &Path, source: std::io::Error) -> ModelError {
-    ModelError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 /// Collects canonical names and PyTorch-layout values.
@@ -137,7 +130,7 @@ impl VisionTransformer {
     /// [`ModelError::Io`] or [`ModelError::Safetensors`] when a file cannot be written.
     pub fn save_pretrained(&self, dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|err| io_error(dir, err))?;
+        std::fs::create_dir_all(dir).map_err(io_error("creating", dir))?;
         let keys = self.config.key_map();
         let mut tensors = Vec::new();
         for (key, value) in self.merged_state() {
@@ -173,7 +166,7 @@ impl VisionTransformer {
                 message: err.to_string(),
             })?;
         let path = dir.join(CONFIG_FILE);
-        std::fs::write(&path, config).map_err(|err| io_error(&path, err))
+        std::fs::write(&path, config).map_err(io_error("writing", &path))
     }
 
     /// The PEFT module path of each adapted layer, in group order, with the layer.
@@ -206,7 +199,7 @@ impl VisionTransformer {
     /// [`ModelError::Io`] or [`ModelError::Safetensors`] when a file cannot be written.
     pub fn save_adapters(&self, dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|err| io_error(dir, err))?;
+        std::fs::create_dir_all(dir).map_err(io_error("creating", dir))?;
         let paths = self.adapter_paths();
         let Some((_, first)) = paths.first() else {
             return Err(ModelError::InvalidConfig("the model has no adapter".into()));
@@ -241,7 +234,7 @@ impl VisionTransformer {
             &path,
             serde_json::to_string_pretty(&config).unwrap_or_default(),
         )
-        .map_err(|err| io_error(&path, err))
+        .map_err(io_error("writing", &path))
     }
 
     /// Replaces every adapter with the one saved by [`save_adapters`](Self::save_adapters) (or
@@ -249,27 +242,43 @@ impl VisionTransformer {
     ///
     /// # Errors
     /// A missing file or tensor, a tensor whose shape does not match its layer, or an
-    /// `adapter_config.json` without `r` and `lora_alpha`.
+    /// `adapter_config.json` whose `r` is not a whole number of at least 1 or whose `lora_alpha`
+    /// is not a finite number.
     pub fn load_adapters(&mut self, dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
         let config_path = dir.join(ADAPTER_CONFIG_FILE);
         let text =
-            std::fs::read_to_string(&config_path).map_err(|err| io_error(&config_path, err))?;
+            std::fs::read_to_string(&config_path).map_err(io_error("reading", &config_path))?;
         let config: serde_json::Value =
             serde_json::from_str(&text).map_err(|err| ModelError::Config {
                 path: config_path.clone(),
                 message: err.to_string(),
             })?;
-        let number = |key: &str| {
-            config
-                .get(key)
-                .and_then(serde_json::Value::as_f64)
-                .ok_or_else(|| ModelError::Config {
-                    path: config_path.clone(),
-                    message: format!("`{key}` must be a number"),
-                })
+        let invalid = |key: &str, expected: &str, found: Option<&serde_json::Value>| {
+            let found = found.map_or_else(|| "nothing".to_string(), |value| value.to_string());
+            ModelError::Config {
+                path: config_path.clone(),
+                message: format!("`{key}` must be {expected}, found {found}"),
+            }
         };
-        let (rank, alpha) = (number("r")? as usize, number("lora_alpha")?);
+        // PEFT writes `r` as an integer; a float with no fraction is accepted too.
+        let rank = config
+            .get("r")
+            .and_then(|r| {
+                r.as_u64().or_else(|| {
+                    r.as_f64()
+                        .filter(|r| r.fract() == 0.0 && (1.0..=u32::MAX as f64).contains(r))
+                        .map(|r| r as u64)
+                })
+            })
+            .filter(|&r| r >= 1)
+            .and_then(|r| usize::try_from(r).ok())
+            .ok_or_else(|| invalid("r", "a whole number of at least 1", config.get("r")))?;
+        let alpha = config
+            .get("lora_alpha")
+            .and_then(serde_json::Value::as_f64)
+            .filter(|alpha| alpha.is_finite())
+            .ok_or_else(|| invalid("lora_alpha", "a finite number", config.get("lora_alpha")))?;
         let weights = dir.join(ADAPTER_WEIGHTS_FILE);
         let paths: Vec<String> = self
             .adapter_paths()

@@ -283,22 +283,44 @@ impl VisionTransformer {
         Ok((height / patch, width / patch))
     }
 
+    /// Checks that an input of `shape` `[B, C, H, W]` can run: at least one image, the
+    /// model's channel count, sides that are multiples of the patch size, and a forward pass
+    /// that fits the memory limit ([`VitConfig::forward_bytes`]).
+    ///
+    /// # Errors
+    /// [`ModelError::Input`] naming the shape, or the limit's error.
+    pub fn check_input(&self, shape: [usize; 4]) -> Result<()> {
+        let [batch, channels, height, width] = shape;
+        if batch == 0 {
+            return Err(ModelError::Input {
+                expected: "at least one image".into(),
+                found: format!("an empty batch (input shape {shape:?})"),
+            });
+        }
+        if channels != self.config.num_channels {
+            return Err(ModelError::Input {
+                expected: format!("{} input channels", self.config.num_channels),
+                found: format!("{channels} (input shape {shape:?})"),
+            });
+        }
+        self.checked_grid(height, width)?;
+        gs_lora_core::Limits::from_env()?.check_memory(
+            || format!("a forward pass on an input of shape {shape:?}"),
+            self.config.forward_bytes(batch, height, width),
+        )?;
+        Ok(())
+    }
+
     /// Runs the model.
     ///
     /// # Shapes
     /// - pixels: `[B, C, H, W]`, `H` and `W` multiples of the patch size
     ///
     /// # Errors
-    /// [`ModelError::Input`] for a wrong channel count or an image size that is not a multiple
-    /// of the patch size.
+    /// As [`check_input`](Self::check_input).
     pub fn forward(&self, pixels: Tensor<4>) -> Result<VitOutput> {
-        let [batch, channels, height, width] = pixels.dims();
-        if channels != self.config.num_channels {
-            return Err(ModelError::Input {
-                expected: format!("{} input channels", self.config.num_channels),
-                found: format!("{channels} (input shape {:?})", pixels.dims()),
-            });
-        }
+        self.check_input(pixels.dims())?;
+        let [batch, _, height, width] = pixels.dims();
         let (grid_h, grid_w) = self.checked_grid(height, width)?;
         let d = self.config.hidden_size;
         let patches = self

@@ -88,6 +88,6 @@ pub fn load_cub(root: &Path, options: &LoadOptions) -> Result<Dataset> {
         items,
     };
     let chosen = choose(listing, options, &root.display().to_string())?;
-    let decoded = decode_files(&chosen, options);
+    let decoded = decode_files(&chosen, options)?;
     Ok(assemble(chosen, decoded, |path| path.display().to_string()))
 }

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use super::listing::{Chosen, Listing, Split, assemble, choose, decode, decode_files};
 use super::{Dataset, LoadOptions};
-use crate::error::{Result, TrainError, io};
+use crate::error::{Result, TrainError, io, io_error};
 
 const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 
@@ -74,22 +74,38 @@ fn listing<L>(source: &str, mut images: Vec<(Vec<String>, L)>) -> Result<Listing
     Ok(Listing::by_class_name(items))
 }
 
-/// Every image file under `dir` (recursively, in name order, hidden entries skipped), and the
-/// folders without any file or sub-folder.
+/// What a walk of an image folder found: image files with their path parts under the root,
+/// folders without any entry, and directory symlinks skipped because they loop.
+#[derive(Default)]
+struct Walk {
+    images: Vec<(Vec<String>, PathBuf)>,
+    empty: Vec<PathBuf>,
+    loops: Vec<PathBuf>,
+}
+
+/// Every image file under `dir` (recursively, in name order, hidden entries skipped).
+/// `ancestors` are the resolved folders above, so a symlink back to one of them is skipped
+/// instead of being followed forever.
 fn walk(
     dir: &Path,
     parts: &[String],
-    found: &mut Vec<(Vec<String>, PathBuf)>,
-    empty: &mut Vec<PathBuf>,
+    ancestors: &mut Vec<PathBuf>,
+    found: &mut Walk,
 ) -> Result<()> {
+    let real = dir.canonicalize().map_err(io_error("resolving", dir))?;
+    if ancestors.contains(&real) {
+        found.loops.push(dir.to_path_buf());
+        return Ok(());
+    }
     let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .map_err(io(dir))?
+        .map_err(io_error("listing", dir))?
         .collect::<std::io::Result<_>>()
-        .map_err(io(dir))?;
+        .map_err(io_error("listing", dir))?;
     entries.sort_by_key(|entry| entry.file_name());
     if entries.is_empty() {
-        empty.push(dir.to_path_buf());
+        found.empty.push(dir.to_path_buf());
     }
+    ancestors.push(real);
     for entry in entries {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with('.') {
@@ -99,11 +115,12 @@ fn walk(
         let mut child = parts.to_vec();
         child.push(name.clone());
         if path.is_dir() {
-            walk(&path, &child, found, empty)?;
+            walk(&path, &child, ancestors, found)?;
         } else if is_image(&name) {
-            found.push((child, path));
+            found.images.push((child, path));
         }
     }
+    ancestors.pop();
     Ok(())
 }
 
@@ -114,17 +131,22 @@ fn walk(
 /// training images. Unreadable image files are skipped and counted in [`Dataset::skipped`].
 pub fn load_folder(root: &Path, options: &LoadOptions) -> Result<Dataset> {
     let source = root.display().to_string();
-    let (mut found, mut empty) = (Vec::new(), Vec::new());
-    walk(root, &[], &mut found, &mut empty)?;
-    if let Some(first) = empty.first() {
-        eprintln!(
-            "warning: {} empty folder(s) ignored, first: {}",
-            empty.len(),
-            first.display()
-        );
+    let mut found = Walk::default();
+    walk(root, &[], &mut Vec::new(), &mut found)?;
+    for (what, paths) in [
+        ("empty folder(s) ignored", &found.empty),
+        ("folder symlink(s) that loop back skipped", &found.loops),
+    ] {
+        if let Some(first) = paths.first() {
+            eprintln!(
+                "warning: {} {what}, first: {}",
+                paths.len(),
+                first.display()
+            );
+        }
     }
-    let chosen = choose(listing(&source, found)?, options, &source)?;
-    let decoded = decode_files(&chosen, options);
+    let chosen = choose(listing(&source, found.images)?, options, &source)?;
+    let decoded = decode_files(&chosen, options)?;
     Ok(assemble(chosen, decoded, |path| path.display().to_string()))
 }
 
@@ -158,11 +180,22 @@ pub fn load_zip(path: &Path, options: &LoadOptions) -> Result<Dataset> {
         .collect();
     names.sort_by(|a, b| a.1.cmp(&b.1));
     let chosen: Chosen<String> = choose(listing(&source, names)?, options, &source)?;
+    let limits = gs_lora_core::Limits::from_env()?;
+    // Streamed with a cap: an entry's declared size may lie, and a small archive may inflate
+    // to gigabytes.
     let mut read = |name: &String| -> std::result::Result<Vec<u8>, String> {
-        let mut entry = archive.by_name(name).map_err(|err| err.to_string())?;
-        let mut bytes = Vec::with_capacity(entry.size() as usize);
+        let entry = archive.by_name(name).map_err(|err| err.to_string())?;
+        let what = || format!("the entry {name}");
+        limits
+            .check_file(what, entry.size().into())
+            .map_err(|err| err.to_string())?;
+        let mut bytes = Vec::new();
         entry
+            .take(limits.file.saturating_add(1))
             .read_to_end(&mut bytes)
+            .map_err(|err| err.to_string())?;
+        limits
+            .check_file(what, bytes.len() as u128)
             .map_err(|err| err.to_string())?;
         Ok(bytes)
     };

@@ -29,42 +29,57 @@ pub(crate) fn idx_file(dir: &Path, name: &str) -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
-/// The contents of an IDX file, inflated when its name ends in `.gz`.
-fn read_idx(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(io(path))?;
-    if path.extension().is_some_and(|e| e == "gz") {
-        let mut bytes = Vec::new();
-        flate2::read::GzDecoder::new(raw.as_slice())
-            .read_to_end(&mut bytes)
-            .map_err(io(path))?;
-        Ok(bytes)
-    } else {
-        Ok(raw)
-    }
-}
-
-/// The dimensions and payload of an IDX array of unsigned bytes with `dims` dimensions.
-fn parse_idx<'a>(path: &Path, bytes: &'a [u8], dims: usize) -> Result<(Vec<usize>, &'a [u8])> {
+/// The shape and payload of the IDX array of unsigned bytes with `dims` dimensions at `path`,
+/// inflated when its name ends in `.gz`. The header is checked (magic number, a payload that
+/// fits the memory limit) before the payload is read, and never more than the declared payload
+/// is read: a gzip bomb stops there.
+fn read_idx(path: &Path, dims: usize) -> Result<(Vec<usize>, Vec<u8>)> {
     let bad = |message: String| TrainError::Format {
         path: path.to_path_buf(),
         message,
     };
-    let header = 4 + 4 * dims;
-    if bytes.len() < header || bytes[..3] != [0, 0, 0x08] || bytes[3] as usize != dims {
+    let file = std::fs::File::open(path).map_err(io(path))?;
+    let mut reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)))
+    } else {
+        Box::new(std::io::BufReader::new(file))
+    };
+    let mut header = Vec::new();
+    reader
+        .by_ref()
+        .take(4 + 4 * dims as u64)
+        .read_to_end(&mut header)
+        .map_err(io(path))?;
+    if header.len() < 4 + 4 * dims || header[..3] != [0, 0, 0x08] || header[3] as usize != dims {
         return Err(bad(format!(
             "not an IDX file of unsigned bytes with {dims} dimension(s) (magic 0x0000080{dims})"
         )));
     }
-    let shape: Vec<usize> = bytes[4..header]
+    let shape: Vec<usize> = header[4..]
         .chunks_exact(4)
         .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
         .collect();
-    let expected: usize = shape.iter().product();
-    let payload = &bytes[header..];
+    // At most three dimensions of `u32`: the product fits `u128`.
+    let expected: u128 = shape.iter().map(|&d| d as u128).product();
+    gs_lora_core::Limits::from_env()?.check_memory(
+        || format!("{}: an IDX array of shape {shape:?}", path.display()),
+        expected,
+    )?;
+    let expected = usize::try_from(expected)
+        .map_err(|_| bad(format!("shape {shape:?} is too large for this machine")))?;
+    let mut payload = Vec::new();
+    reader
+        .take(expected as u64 + 1)
+        .read_to_end(&mut payload)
+        .map_err(io(path))?;
     if payload.len() != expected {
+        let found = if payload.len() > expected {
+            format!("more than {expected}")
+        } else {
+            format!("{} (truncated?)", payload.len())
+        };
         return Err(bad(format!(
-            "shape {shape:?} needs {expected} bytes of data, found {} (truncated?)",
-            payload.len()
+            "shape {shape:?} needs {expected} bytes of data, found {found}"
         )));
     }
     Ok((shape, payload))
@@ -85,9 +100,8 @@ fn read_split(dir: &Path, prefix: &str) -> Result<IdxSplit> {
             .ok_or_else(|| TrainError::Data(format!("{}: missing {name}[.gz]", dir.display())))
     };
     let (image_path, label_path) = (find("images-idx3")?, find("labels-idx1")?);
-    let (image_bytes, label_bytes) = (read_idx(&image_path)?, read_idx(&label_path)?);
-    let (shape, images) = parse_idx(&image_path, &image_bytes, 3)?;
-    let (count, labels) = parse_idx(&label_path, &label_bytes, 1)?;
+    let (shape, images) = read_idx(&image_path, 3)?;
+    let (count, labels) = read_idx(&label_path, 1)?;
     if count[0] != shape[0] {
         return Err(TrainError::Data(format!(
             "{} holds {} images but {} holds {} labels",
@@ -98,10 +112,10 @@ fn read_split(dir: &Path, prefix: &str) -> Result<IdxSplit> {
         )));
     }
     Ok(IdxSplit {
-        images: images.to_vec(),
+        images,
         rows: shape[1],
         cols: shape[2],
-        labels: labels.to_vec(),
+        labels,
     })
 }
 

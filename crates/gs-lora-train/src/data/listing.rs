@@ -190,19 +190,28 @@ pub(crate) fn decode(bytes: &[u8], options: &LoadOptions) -> std::result::Result
     })
 }
 
-/// Reads and decodes the chosen image files in parallel.
+/// Reads and decodes the chosen image files in parallel; a file over the size limit is
+/// reported unreadable without being read.
 pub(crate) fn decode_files(
     chosen: &Chosen<std::path::PathBuf>,
     options: &LoadOptions,
-) -> [Vec<std::result::Result<Image, String>>; 3] {
+) -> Result<[Vec<std::result::Result<Image, String>>; 3]> {
     use rayon::prelude::*;
-    chosen.splits.each_ref().map(|items| {
+    let limits = gs_lora_core::Limits::from_env()?;
+    Ok(chosen.splits.each_ref().map(|items| {
         items
             .par_iter()
             .map(|item| {
-                let bytes = std::fs::read(&item.locator).map_err(|err| err.to_string())?;
+                let path = &item.locator;
+                let size = std::fs::metadata(path)
+                    .map_err(|err| err.to_string())?
+                    .len();
+                limits
+                    .check_file(|| "the file".into(), size.into())
+                    .map_err(|err| err.to_string())?;
+                let bytes = std::fs::read(path).map_err(|err| err.to_string())?;
                 decode(&bytes, options)
             })
             .collect()
-    })
+    }))
 }

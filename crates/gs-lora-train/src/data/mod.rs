@@ -76,6 +76,49 @@ impl Dataset {
         self.class_names.len()
     }
 
+    /// Checks that every class has at least one image in `set` (the split called `split`):
+    /// a class whose images were all unreadable would otherwise train as a dead class.
+    ///
+    /// # Errors
+    /// [`TrainError::Data`] naming the first class without images.
+    pub fn require_each_class(&self, split: &str, set: &ImageSet) -> Result<()> {
+        let mut counts = vec![0usize; self.num_classes()];
+        for &label in &set.labels {
+            if let Some(count) = counts.get_mut(label) {
+                *count += 1;
+            }
+        }
+        let Some(class) = counts.iter().position(|&n| n == 0) else {
+            return Ok(());
+        };
+        let unreadable = match self.skipped.len() {
+            0 => String::new(),
+            n => format!(
+                " ({n} image(s) were unreadable, first: {})",
+                self.skipped[0]
+            ),
+        };
+        Err(TrainError::Data(format!(
+            "class `{}` has no {split} image{unreadable}; every class needs at least one",
+            self.class_names[class]
+        )))
+    }
+
+    /// Checks that there is a validation split to measure on.
+    ///
+    /// # Errors
+    /// [`TrainError::Data`] when it is empty.
+    pub fn require_validation(&self) -> Result<()> {
+        if self.val.is_empty() {
+            return Err(TrainError::Data(
+                "the validation split is empty, so no accuracy can be measured (a --val-fraction \
+                 above 0, or a val/ folder, gives one)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Loads the dataset at `path`, recognising its format: a `.zip` archive of an image
     /// folder, a CUB-200-2011 root, a folder of IDX files, or an image folder.
     ///
@@ -83,7 +126,9 @@ impl Dataset {
     /// A missing path, or the format loader's error.
     pub fn open(path: &Path, options: &LoadOptions) -> Result<Self> {
         if path.is_file() && path.extension().is_some_and(|e| e == "zip") {
-            return load_zip(path, options);
+            let dataset = load_zip(path, options)?;
+            dataset.require_each_class("readable training", &dataset.train)?;
+            return Ok(dataset);
         }
         if !path.is_dir() {
             return Err(TrainError::Data(format!(
@@ -91,13 +136,15 @@ impl Dataset {
                 path.display()
             )));
         }
-        if cub::is_cub(path) {
-            load_cub(path, options)
+        let dataset = if cub::is_cub(path) {
+            load_cub(path, options)?
         } else if idx::idx_file(path, "train-images-idx3-ubyte").is_some() {
-            load_idx(path, options)
+            load_idx(path, options)?
         } else {
-            load_folder(path, options)
-        }
+            load_folder(path, options)?
+        };
+        dataset.require_each_class("readable training", &dataset.train)?;
+        Ok(dataset)
     }
 }
 

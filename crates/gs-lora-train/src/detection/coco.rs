@@ -70,8 +70,9 @@ impl CocoAnnotations {
     /// Reads `path`, keeping the categories `keep` (COCO ids; all when `None`).
     ///
     /// # Errors
-    /// An unreadable file, invalid JSON, a kept id the file does not define, or an annotation
-    /// naming an unknown image or category: each error names the file and the id.
+    /// An unreadable file, invalid JSON, an image whose width or height is not positive, a kept
+    /// id the file does not define, or an annotation naming an unknown image or category: each
+    /// error names the file and the id.
     pub fn open(path: impl AsRef<Path>, keep: Option<&[u64]>) -> Result<Self> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(io(path))?;
@@ -115,6 +116,16 @@ impl CocoAnnotations {
                 objects: Vec::new(),
             })
             .collect();
+        for image in &file.images {
+            for (field, value) in [("width", image.width), ("height", image.height)] {
+                if !(value.is_finite() && value > 0.0) {
+                    return Err(TrainError::Data(format!(
+                        "image {} (`{}`) has `{field}` {value}; expected a positive size in pixels",
+                        image.id, image.file_name
+                    )));
+                }
+            }
+        }
         let index: HashMap<u64, usize> = file
             .images
             .iter()

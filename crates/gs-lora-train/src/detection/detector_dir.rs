@@ -16,7 +16,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch::Preprocess;
 use crate::error::{Result, TrainError, io};
-use crate::forget::write_json;
+use crate::io::{replace_dir, write_json};
+
+/// The files of a detector directory; a directory holding anything else is never replaced.
+const FILES: [&str; 2] = ["detector.json", "model.safetensors"];
 
 /// What a detector directory says besides its weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,31 +57,27 @@ impl DetectorDir {
 
     /// Whether both files are there.
     pub fn exists(&self) -> bool {
-        ["detector.json", "model.safetensors"]
-            .iter()
-            .all(|name| self.0.join(name).is_file())
+        FILES.iter().all(|name| self.0.join(name).is_file())
     }
 
     /// Saves `model` (its adapters merged already) and `info`, replacing the directory
-    /// atomically.
+    /// atomically as [`ModelDir::save`](crate::ModelDir::save) does (and refusing a directory
+    /// that holds anything else).
     ///
     /// # Errors
-    /// A file that cannot be written.
+    /// A directory holding other files, or a file that cannot be written.
     pub fn save(&self, model: &DeformableDetr, info: &DetectorInfo) -> Result<()> {
-        let tmp = self.0.with_extension("tmp");
-        std::fs::remove_dir_all(&tmp).ok();
-        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-        let weights = tmp.join("model.safetensors");
-        let mut store = SafetensorsStore::from_file(&weights).with_predicate(is_base_weight);
-        model
-            .save_into(&mut store)
-            .map_err(|err| TrainError::Format {
-                path: weights.clone(),
-                message: err.to_string(),
-            })?;
-        write_json(&tmp.join("detector.json"), info)?;
-        std::fs::remove_dir_all(&self.0).ok();
-        std::fs::rename(&tmp, &self.0).map_err(io(&self.0))
+        replace_dir(&self.0, &FILES, |tmp| {
+            let weights = tmp.join("model.safetensors");
+            let mut store = SafetensorsStore::from_file(&weights).with_predicate(is_base_weight);
+            model
+                .save_into(&mut store)
+                .map_err(|err| TrainError::Format {
+                    path: weights.clone(),
+                    message: err.to_string(),
+                })?;
+            write_json(&tmp.join("detector.json"), info)
+        })
     }
 
     /// Reads `detector.json`.

@@ -1,0 +1,445 @@
+//! Files and directories written so that nothing of the user's is lost: atomic and durable
+//! writes, directory replacement that only ever replaces what this program wrote, an exclusive
+//! lock on a run directory, and the check that outputs never replace or sit inside inputs.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::{Component, Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{Result, TrainError, io_error};
+
+/// Writes `contents` to `path` atomically and durably: a temporary file beside it, flushed to
+/// disk, renamed over `path`, and the directory flushed so the rename survives a power cut.
+pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = File::create(&tmp).map_err(io_error("writing", &tmp))?;
+    file.write_all(contents)
+        .and_then(|()| file.sync_all())
+        .map_err(io_error("writing", &tmp))?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(io_error("renaming into place", path))?;
+    sync_parent(path)
+}
+
+/// Serialises `value` as pretty JSON to `path`, atomically.
+pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|err| TrainError::Format {
+        path: path.to_path_buf(),
+        message: err.to_string(),
+    })?;
+    write_atomic(path, text.as_bytes())
+}
+
+/// Flushes the directory holding `path`, so renames and creations in it are durable.
+fn sync_parent(path: &Path) -> Result<()> {
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    sync_dir(parent)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(io_error("flushing", dir))
+}
+
+/// Removes leftover `*.tmp` files of interrupted atomic writes from `dir` (not recursive).
+pub(crate) fn remove_stale_tmp(dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(io_error("listing", dir))?;
+    for entry in entries {
+        let path = entry.map_err(io_error("listing", dir))?.path();
+        if path.is_file() && path.extension().is_some_and(|e| e == "tmp") {
+            std::fs::remove_file(&path).map_err(io_error("removing", &path))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the directory `target` as a whole: `write` fills a fresh hidden directory beside it,
+/// whose files are flushed and which then takes `target`'s place. A directory already at
+/// `target` is replaced only when it holds nothing but `files` (what this program writes
+/// there); anything else is refused, and nothing of it is touched. The old directory stays
+/// until the new one is complete: a kill at any moment leaves one of the two whole (the old
+/// one, if the kill falls between the two renames, as `.NAME.old-PID` beside it, which the
+/// next save puts back first).
+pub(crate) fn replace_dir(
+    target: &Path,
+    files: &[&str],
+    write: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
+    let (parent, name) = split_dir_path(target)?;
+    std::fs::create_dir_all(&parent).map_err(io_error("creating", &parent))?;
+    restore_interrupted(&parent, &name, target)?;
+    ensure_replaceable(target, files)?;
+    remove_abandoned(&parent, &name, files);
+
+    let pid = std::process::id();
+    let tmp = parent.join(format!(".{name}.tmp-{pid}"));
+    if tmp.exists() {
+        // Ours: the same process left it after a failed write.
+        remove_listed(&tmp, files)?;
+    }
+    std::fs::create_dir(&tmp).map_err(io_error("creating", &tmp))?;
+    let written = write(&tmp).and_then(|()| {
+        ensure_replaceable(&tmp, files)?;
+        for file in files {
+            let path = tmp.join(file);
+            if path.exists() {
+                File::open(&path)
+                    .and_then(|f| f.sync_all())
+                    .map_err(io_error("flushing", &path))?;
+            }
+        }
+        sync_dir(&tmp)
+    });
+    if let Err(err) = written {
+        remove_listed(&tmp, files).ok();
+        return Err(err);
+    }
+
+    let old = parent.join(format!(".{name}.old-{pid}"));
+    let had_old = target.exists();
+    if had_old {
+        std::fs::rename(target, &old).map_err(io_error("moving aside", target))?;
+    }
+    std::fs::rename(&tmp, target).map_err(io_error("renaming into place", target))?;
+    sync_dir(&parent)?;
+    if had_old {
+        remove_listed(&old, files)?;
+    }
+    Ok(())
+}
+
+/// The parent and file name of a directory path (`.` and `..` resolved against the current
+/// directory first, so `--out .` names a real folder).
+fn split_dir_path(target: &Path) -> Result<(PathBuf, String)> {
+    let absolute = std::path::absolute(target).map_err(io_error("resolving", target))?;
+    let normal = lexical_normal(&absolute);
+    match (normal.parent(), normal.file_name()) {
+        (Some(parent), Some(name)) => Ok((parent.to_path_buf(), name.to_string_lossy().into())),
+        _ => Err(TrainError::InvalidSetting(format!(
+            "{} cannot be an output directory (it is a file-system root)",
+            target.display()
+        ))),
+    }
+}
+
+/// `path` with `.` and `..` components folded (no symlinks resolved).
+fn lexical_normal(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Puts back a directory left aside by a save that was killed between its two renames.
+fn restore_interrupted(parent: &Path, name: &str, target: &Path) -> Result<()> {
+    if target.exists() {
+        return Ok(());
+    }
+    let prefix = format!(".{name}.old-");
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Ok(());
+    };
+    let aside = entries
+        .filter_map(|entry| entry.ok())
+        .find(|entry| entry.file_name().to_string_lossy().starts_with(&prefix));
+    if let Some(aside) = aside {
+        std::fs::rename(aside.path(), target).map_err(io_error("restoring", target))?;
+    }
+    Ok(())
+}
+
+/// Removes `.NAME.tmp-PID` / `.NAME.old-PID` folders of processes that no longer run (a save
+/// killed midway), where the system tells which processes run (`/proc`); best effort.
+fn remove_abandoned(parent: &Path, name: &str, files: &[&str]) {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.filter_map(|entry| entry.ok()) {
+        let entry_name = entry.file_name().to_string_lossy().into_owned();
+        let pid = [".tmp-", ".old-"]
+            .iter()
+            .find_map(|kind| entry_name.strip_prefix(&format!(".{name}{kind}")));
+        if let Some(pid) = pid.filter(|pid| pid.parse::<u32>().is_ok()) {
+            if !proc.join(pid).exists() {
+                remove_listed(&entry.path(), files).ok();
+            }
+        }
+    }
+}
+
+/// Refuses to replace `target` unless it is absent, or a directory holding only `files`.
+pub(crate) fn ensure_replaceable(target: &Path, files: &[&str]) -> Result<()> {
+    let metadata = match std::fs::symlink_metadata(target) {
+        Ok(metadata) => metadata,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(io_error("inspecting", target)(err)),
+    };
+    if !metadata.is_dir() {
+        return Err(TrainError::InvalidSetting(format!(
+            "{} exists and is not a directory; refusing to replace it",
+            target.display()
+        )));
+    }
+    let entries = std::fs::read_dir(target).map_err(io_error("listing", target))?;
+    for entry in entries {
+        let entry = entry.map_err(io_error("listing", target))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if !(is_file && files.contains(&name.as_str())) {
+            return Err(TrainError::InvalidSetting(format!(
+                "{} already holds `{name}`, which this program did not write there (it writes \
+                 only {}); refusing to replace it: choose a new or empty directory",
+                target.display(),
+                files.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Removes `dir`'s files named in `files`, then `dir` itself if that left it empty.
+fn remove_listed(dir: &Path, files: &[&str]) -> Result<()> {
+    for file in files {
+        let path = dir.join(file);
+        if path.is_file() {
+            std::fs::remove_file(&path).map_err(io_error("removing", &path))?;
+        }
+    }
+    std::fs::remove_dir(dir).map_err(io_error("removing", dir))
+}
+
+/// An exclusive lock on a run directory, held until dropped (`RUN/.lock`, which records the
+/// holder's process id). The operating system releases it when the process ends, however it
+/// ends.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+}
+
+impl RunLock {
+    /// Locks `dir` (created if missing).
+    ///
+    /// # Errors
+    /// [`TrainError::InvalidSetting`] "RUN is in use by process PID" when another process holds
+    /// it; file errors.
+    pub fn acquire(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(io_error("creating", dir))?;
+        let path = dir.join(".lock");
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_error("opening", &path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                file.read_to_string(&mut holder).ok();
+                let holder = holder.trim();
+                let holder = if holder.is_empty() { "?" } else { holder };
+                return Err(TrainError::InvalidSetting(format!(
+                    "{} is in use by process {holder}; wait for it to finish or choose another --out",
+                    dir.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(err)) => return Err(io_error("locking", &path)(err)),
+        }
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| write!(file, "{}", std::process::id()))
+            .map_err(io_error("writing", &path))?;
+        Ok(Self { _file: file })
+    }
+}
+
+/// A command-line path and the flag it came from, for [`ensure_disjoint`].
+pub type NamedPath<'a> = (&'a str, &'a Path);
+
+/// Refuses any output that is, contains or lies inside an input (paths compared after
+/// resolving symlinks of their existing part), so that no run overwrites what it reads.
+///
+/// # Errors
+/// [`TrainError::InvalidSetting`] naming both flags and paths.
+pub fn ensure_disjoint(outputs: &[NamedPath], inputs: &[NamedPath]) -> Result<()> {
+    for &(out_flag, out) in outputs {
+        let out_real = resolve(out)?;
+        for &(in_flag, input) in inputs {
+            let in_real = resolve(input)?;
+            let relation = if out_real == in_real {
+                "is"
+            } else if out_real.starts_with(&in_real) {
+                "lies inside"
+            } else if in_real.starts_with(&out_real) {
+                "contains"
+            } else {
+                continue;
+            };
+            return Err(TrainError::InvalidSetting(format!(
+                "{out_flag} {} {relation} {in_flag} {}; an output must not replace, contain or \
+                 sit inside an input",
+                out.display(),
+                input.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `path` made absolute with the symlinks of its longest existing prefix resolved.
+fn resolve(path: &Path) -> Result<PathBuf> {
+    let absolute = lexical_normal(&std::path::absolute(path).map_err(io_error("resolving", path))?);
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            return Ok(rest.iter().rev().fold(real, |acc, part| acc.join(part)));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return Ok(absolute),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("gs-lora-io-{name}-{}", std::process::id()));
+        std::fs::remove_dir_all(&dir).ok();
+        std::fs::create_dir_all(&dir).expect("scratch");
+        dir
+    }
+
+    fn write_model(dir: &Path, text: &str) -> Result<()> {
+        std::fs::write(dir.join("a.json"), text).map_err(io_error("writing", dir))
+    }
+
+    #[test]
+    fn a_directory_with_foreign_files_is_never_replaced() {
+        let base = scratch("foreign");
+        let target = base.join("out");
+        std::fs::create_dir_all(&target).expect("dir");
+        std::fs::write(target.join("thesis.tex"), "precious").expect("file");
+        let err =
+            replace_dir(&target, &["a.json"], |dir| write_model(dir, "new")).expect_err("refused");
+        assert!(err.to_string().contains("thesis.tex"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(target.join("thesis.tex")).expect("kept"),
+            "precious"
+        );
+        // Nothing left beside it either.
+        let names: Vec<_> = std::fs::read_dir(&base)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("out")]);
+    }
+
+    #[test]
+    fn the_current_directory_is_never_emptied() {
+        let base = scratch("dot");
+        std::fs::write(base.join("data.csv"), "1,2").expect("file");
+        let dot = base.join(".");
+        assert!(replace_dir(&dot, &["a.json"], |dir| write_model(dir, "x")).is_err());
+        assert!(base.join("data.csv").is_file());
+    }
+
+    #[test]
+    fn own_directories_are_replaced_and_failures_leave_the_old_one() {
+        let base = scratch("own");
+        let target = base.join("model");
+        replace_dir(&target, &["a.json"], |dir| write_model(dir, "one")).expect("first");
+        replace_dir(&target, &["a.json"], |dir| write_model(dir, "two")).expect("second");
+        assert_eq!(
+            std::fs::read_to_string(target.join("a.json")).expect("a"),
+            "two"
+        );
+        let failed = replace_dir(&target, &["a.json"], |_| {
+            Err(TrainError::InvalidSetting("disk full".into()))
+        });
+        assert!(failed.is_err());
+        assert_eq!(
+            std::fs::read_to_string(target.join("a.json")).expect("a"),
+            "two"
+        );
+        assert_eq!(std::fs::read_dir(&base).expect("list").count(), 1);
+    }
+
+    #[test]
+    fn a_save_killed_between_its_renames_is_restored() {
+        // The state a kill after `target → .target.old-PID` and before `tmp → target` leaves.
+        let base = scratch("restore");
+        let aside = base.join(".model.old-12345");
+        std::fs::create_dir_all(&aside).expect("aside");
+        std::fs::write(aside.join("a.json"), "previous").expect("file");
+        restore_interrupted(&base, "model", &base.join("model")).expect("restore");
+        assert_eq!(
+            std::fs::read_to_string(base.join("model/a.json")).expect("restored"),
+            "previous"
+        );
+    }
+
+    #[test]
+    fn outputs_may_not_touch_inputs() {
+        let base = scratch("disjoint");
+        let data = base.join("data");
+        std::fs::create_dir_all(&data).expect("data");
+        let cases = [
+            (data.clone(), "is"),
+            (data.join("run"), "lies inside"),
+            (base.clone(), "contains"),
+            (data.join("sub/../"), "is"),
+        ];
+        for (out, relation) in cases {
+            let err =
+                ensure_disjoint(&[("--out", &out)], &[("--data", &data)]).expect_err("refused");
+            assert!(err.to_string().contains(relation), "{err}");
+        }
+        assert!(ensure_disjoint(&[("--out", &base.join("run"))], &[("--data", &data)]).is_ok());
+        #[cfg(unix)]
+        {
+            // Through a symlink.
+            let link = base.join("link");
+            std::os::unix::fs::symlink(&data, &link).expect("symlink");
+            assert!(ensure_disjoint(&[("--out", &link.join("x"))], &[("--data", &data)]).is_err());
+        }
+    }
+
+    #[test]
+    fn a_second_lock_names_the_holder() {
+        let base = scratch("lock");
+        let held = RunLock::acquire(&base).expect("first");
+        let err = RunLock::acquire(&base).expect_err("second");
+        assert!(
+            err.to_string()
+                .contains(&format!("in use by process {}", std::process::id())),
+            "{err}"
+        );
+        drop(held);
+        RunLock::acquire(&base).expect("free again");
+    }
+}

@@ -115,6 +115,30 @@ fn reset_gives_a_zero_update_with_a_fresh_a() {
     assert!(new_a.iter().all(|v| v.abs() <= bound + 1e-7));
 }
 
+/// A frozen model (as pretraining returns it) gets trainable adapters from `reset`; without
+/// that, the next task's loss is untracked and `backward` panics inside Burn.
+#[test]
+fn reset_makes_the_fresh_adapter_trainable_on_autodiff() {
+    use burn::module::Module;
+    let device = device().autodiff();
+    let mut layer = adapted_layer(&device).no_grad();
+    assert!(!layer.lora_a.val().is_require_grad());
+    layer.reset(LoraInit::later_task(), 4);
+    assert!(layer.lora_a.val().is_require_grad());
+    assert!(layer.lora_b.val().is_require_grad());
+    let loss = layer.forward(random_tensor(2, D_IN, 9, &device)).sum();
+    let grads = loss.backward();
+    assert!(
+        layer.lora_b.val().grad(&grads).is_some(),
+        "B receives a gradient"
+    );
+    // Without autodiff there is nothing to track, and nothing panics.
+    let plain_device = device.clone().without_autodiff();
+    let mut plain = adapted_layer(&plain_device).no_grad();
+    plain.reset(LoraInit::later_task(), 4);
+    assert_eq!(plain.forward(random_tensor(2, D_IN, 9, &plain_device)).dims(), [2, D_OUT]);
+}
+
 #[test]
 fn reset_after_merge_keeps_the_merged_update() {
     let device = device();

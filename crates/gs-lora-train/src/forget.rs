@@ -575,3 +575,128 @@ fn run_task(
     );
     Ok((result, curves))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embedded::embedded_model_config;
+    use gs_lora_core::{LoraConfig, group_lasso};
+    use gs_lora_models::vit::VitConfig;
+    use gs_lora_models::weights::SeededInit;
+
+    /// Class `c` owns images `10c .. 10c + 5 + c` (class 4 has none).
+    fn images_of(class: usize) -> Vec<usize> {
+        match class {
+            4 => Vec::new(),
+            c => (10 * c..10 * c + 5 + c).collect(),
+        }
+    }
+
+    fn task() -> Task {
+        Task {
+            index: 0,
+            forget: vec![3, 4],
+            retain: vec![0, 1, 2],
+            old: Vec::new(),
+        }
+    }
+
+    /// Subset sizes per replay setting: a rounded-up fraction of each remaining class and
+    /// every forget image, or `k` of each. Catches a floor instead of a ceiling, the fraction
+    /// applied to the forget classes too, a few-shot count taken over the group instead of
+    /// per class, and the old panic on a class without images.
+    #[test]
+    fn subsets_take_the_replay_share_of_each_class() {
+        let config = |replay| ForgetConfig {
+            replay,
+            ..ForgetConfig::default()
+        };
+        let [retain, forget] = task_subsets(images_of, &task(), &config(Replay::Fraction(0.5)));
+        let per_class =
+            |indices: &[usize], class: usize| indices.iter().filter(|&&i| i / 10 == class).count();
+        assert_eq!(
+            [0, 1, 2].map(|c| per_class(&retain, c)),
+            [3, 3, 4],
+            "ceil(5/2), ceil(6/2), ceil(7/2)"
+        );
+        assert_eq!(forget, images_of(3), "every forget image");
+        let [retain, forget] = task_subsets(images_of, &task(), &config(Replay::FewShot(2)));
+        assert_eq!([0, 1, 2, 3].map(|c| per_class(&retain, c)), [2, 2, 2, 0]);
+        assert_eq!(per_class(&forget, 3), 2);
+        for index in retain.iter().chain(&forget) {
+            assert!(
+                images_of(index / 10).contains(index),
+                "{index} is its class's image"
+            );
+        }
+        // Same seed, same subsets; another task, other subsets.
+        let again = task_subsets(images_of, &task(), &config(Replay::FewShot(2)));
+        assert_eq!(again, [retain.clone(), forget]);
+        let other = Task { index: 1, ..task() };
+        let [other_retain, _] = task_subsets(images_of, &other, &config(Replay::FewShot(2)));
+        assert_ne!(other_retain, retain);
+    }
+
+    /// One epoch is as many steps as the longer list has batches; the shorter list's batches
+    /// are cycled in their shuffled order and every remaining image is seen once. Catches
+    /// steps counted from the forget list, a forget list that is not cycled (index out of
+    /// range or stopped early), or the two lists swapped.
+    #[test]
+    fn forget_batches_are_cycled_over_the_remaining_ones() {
+        let device = Device::default().autodiff();
+        let config = VitConfig {
+            image_size: 8,
+            hidden_size: 8,
+            depth: 1,
+            num_heads: 2,
+            mlp_hidden: 16,
+            ..embedded_model_config(8, 3)
+        };
+        let lora = LoraConfig::new().with_rank(2);
+        let mut model =
+            VisionTransformer::load(&config, &mut SeededInit::new(0), &lora, 0, &device)
+                .expect("model");
+        let settings = ForgetConfig {
+            epochs: 2,
+            batch_size: 2,
+            ..ForgetConfig::default()
+        };
+        let retain: Vec<usize> = (0..8).collect();
+        let forget: Vec<usize> = (100..104).collect();
+        let mut seen: Vec<(Vec<usize>, Vec<usize>)> = Vec::new();
+        let curves = train_task(
+            &mut model,
+            &settings,
+            &task(),
+            [&retain, &forget],
+            |model, [r, f], weights| {
+                seen.push((r.to_vec(), f.to_vec()));
+                let lasso = group_lasso(model)?;
+                Ok(LossTerms::new(
+                    lasso.clone(),
+                    lasso.clone(),
+                    lasso,
+                    None,
+                    weights,
+                ))
+            },
+        )
+        .expect("train");
+        assert_eq!(curves.len(), 2);
+        assert_eq!(seen.len(), 2 * 4, "4 remaining batches per epoch");
+        for epoch in seen.chunks(4) {
+            let mut remaining: Vec<usize> = epoch.iter().flat_map(|(r, _)| r.clone()).collect();
+            remaining.sort_unstable();
+            assert_eq!(remaining, retain, "each remaining image once per epoch");
+            let forget_batches: Vec<&Vec<usize>> = epoch.iter().map(|(_, f)| f).collect();
+            assert_eq!(forget_batches[0], forget_batches[2], "cycled");
+            assert_eq!(forget_batches[1], forget_batches[3], "cycled");
+            assert_ne!(forget_batches[0], forget_batches[1]);
+            assert!(
+                forget_batches
+                    .iter()
+                    .all(|b| b.iter().all(|i| forget.contains(i)))
+            );
+        }
+    }
+}

@@ -234,3 +234,34 @@ pub fn pretrain_from_scratch(
     )?;
     pretrain(model, dataset, config, preprocess, device)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::warmup_cosine;
+
+    /// The pretraining schedule at every step against its closed form: a linear ramp to the
+    /// peak over the warm-up, then a cosine to 1% of it. Catches a cosine replaced by a linear
+    /// decay (differs at every interior step), a missing warm-up, or a floor other than 1%.
+    #[test]
+    fn warmup_then_cosine_to_one_percent() {
+        let (peak, warmup, total) = (2e-3, 4, 20);
+        for done in 0..total {
+            let expected = if done < warmup {
+                peak * (done + 1) as f64 / warmup as f64
+            } else {
+                let t = (done - warmup) as f64 / (total - warmup) as f64;
+                peak * (0.01 + 0.99 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()))
+            };
+            let lr = warmup_cosine(peak, done, warmup, total);
+            assert!(
+                (lr - expected).abs() < 1e-15,
+                "step {done}: {lr} vs {expected}"
+            );
+        }
+        assert_eq!(warmup_cosine(peak, 0, warmup, total), peak / 4.0);
+        assert_eq!(warmup_cosine(peak, warmup, warmup, total), peak);
+        let quarter = warmup_cosine(peak, warmup + 4, warmup, total);
+        let linear = peak * (1.0 - 0.99 * 0.25);
+        assert!((quarter - linear).abs() > 1e-5, "not a linear decay");
+    }
+}

@@ -108,3 +108,32 @@ impl TaskSchedule {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Catches a relabelling that maps one list but not another, or maps by position in the
+    /// order instead of by class.
+    #[test]
+    fn relabelling_maps_every_list_through_the_labels() {
+        let schedule = TaskSchedule::new(5, 2, 2, 3).expect("valid");
+        let labels = [10, 11, 13, 17, 19];
+        let relabelled = schedule.clone().relabelled(&labels).expect("enough labels");
+        let map = |classes: &[usize]| classes.iter().map(|&c| labels[c]).collect::<Vec<_>>();
+        assert_eq!(relabelled.order, map(&schedule.order));
+        for (old, new) in schedule.tasks.iter().zip(&relabelled.tasks) {
+            assert_eq!(new.index, old.index);
+            assert_eq!(new.forget, map(&old.forget));
+            assert_eq!(new.retain, map(&old.retain));
+            assert_eq!(new.old, map(&old.old));
+        }
+        let err = schedule
+            .relabelled(&labels[..4])
+            .expect_err("too few labels");
+        assert!(
+            err.to_string().contains("4 labels for a schedule of 5"),
+            "{err}"
+        );
+    }
+}

@@ -42,6 +42,34 @@ fn impossible_schedules_are_refused() {
     );
 }
 
+/// The per-task schedule at every epoch against its closed form, cosine from `lr` to `min_lr`
+/// over the task's epochs. Catches a linear decay (equal at epochs 0, mid and last only) and an
+/// off-by-one in the progress (`epoch / epochs` instead of `epoch / (epochs − 1)`).
+#[test]
+fn the_learning_rate_is_a_cosine_at_every_epoch() {
+    for epochs in [2, 5, 7, 10] {
+        let config = ForgetConfig {
+            epochs,
+            ..ForgetConfig::default()
+        };
+        for epoch in 0..epochs {
+            let t = epoch as f64 / (epochs - 1) as f64;
+            let expected = 1e-5 + 0.5 * (1e-2 - 1e-5) * (1.0 + (std::f64::consts::PI * t).cos());
+            let lr = config.lr_at(epoch);
+            assert!(
+                (lr - expected).abs() < 1e-15,
+                "{epochs} epochs, epoch {epoch}: {lr}"
+            );
+        }
+    }
+    let seven = ForgetConfig {
+        epochs: 7,
+        ..ForgetConfig::default()
+    };
+    let linear = 1e-2 - (1e-2 - 1e-5) / 6.0;
+    assert!((seven.lr_at(1) - linear).abs() > 1e-4, "not linear");
+}
+
 #[test]
 fn settings_follow_the_reference_and_refuse_bad_values() {
     let config = ForgetConfig {

@@ -138,13 +138,21 @@ impl LoraLinear {
     ///
     /// A merged update stays in the base weight (it has become part of the model); an unmerged
     /// one is discarded. The parameter ids are kept, so an optimiser built for this layer keeps
-    /// working (its moment estimates should be reset along with the adapter).
+    /// working (its moment estimates should be reset along with the adapter). On an autodiff
+    /// device both factors require gradients afterwards, even if the layer was frozen.
     pub fn reset(&mut self, init: LoraInit, seed: u64) {
         let (d_input, rank) = (self.d_input(), self.rank());
         edit_value(&mut self.lora_a, |a| {
             init.sample_a(d_input, rank, seed, &a.device())
         });
         edit_value(&mut self.lora_b, |b| b.zeros_like());
+        // A fresh adapter is there to be trained: on an autodiff device its factors track
+        // gradients whatever the layer's state before (a pretrained model comes back frozen).
+        for factor in [&mut self.lora_a, &mut self.lora_b] {
+            if factor.val().is_autodiff() && !factor.val().is_require_grad() {
+                *factor = factor.clone().set_require_grad(true);
+            }
+        }
         self.merged = false;
     }
 

@@ -160,8 +160,14 @@ fn a_run_writes_its_results_and_resumes_to_the_same_numbers() {
     assert_eq!(first.acc_o, None);
     assert!(results[1].acc_o.is_some());
     assert_eq!(first.group_norms.len(), 2);
-    let expected_h = gs_lora_core::h_mean(first.acc_f_before, first.acc_f, first.acc_r);
-    assert_eq!(first.h_mean, expected_h);
+    // H by hand (not through `h_mean`, which would agree with itself).
+    let drop = first.acc_f_before - first.acc_f;
+    let expected_h = if drop + first.acc_r == 0.0 {
+        0.0
+    } else {
+        2.0 * drop * first.acc_r / (drop + first.acc_r)
+    };
+    assert!((first.h_mean - expected_h).abs() < 1e-9, "{first:?}");
     let csv = std::fs::read_to_string(run.join("curves.csv")).expect("csv");
     assert_eq!(
         csv.lines().count(),
@@ -215,33 +221,46 @@ fn a_run_writes_its_results_and_resumes_to_the_same_numbers() {
     std::fs::remove_dir_all(&base).ok();
 }
 
+/// GS-LoRA++'s prototype term is wired in with its weights: with one step per epoch the
+/// epoch's mean is the first step's value, taken before any update, so doubling `w_f` doubles
+/// it exactly, a bound below the KL switches it off, and `w_r` adds the retain KL. Catches the
+/// term dropped from the total, weighted twice, or its weights swapped.
 #[test]
 fn gs_lora_plus_plus_and_few_shot_run() {
     let device = Device::default().autodiff();
     let (dataset, model_config, config) = tiny_setup();
     let base = scratch("plusplus");
     let pretrained_path = pretrained(&dataset, &model_config, &device, &base);
-    let config = ForgetConfig {
-        tasks: 1,
-        epochs: 1,
-        method: Method::GsLoraPlusPlus,
-        replay: Replay::FewShot(2),
-        ..config
+    let prototype = |name: &str, change: &dyn Fn(&mut ForgetConfig)| {
+        let mut config = ForgetConfig {
+            tasks: 1,
+            epochs: 1,
+            batch_size: 512,
+            method: Method::GsLoraPlusPlus,
+            replay: Replay::FewShot(2),
+            ..config.clone()
+        };
+        change(&mut config);
+        let state = run_forgetting(
+            load(&pretrained_path, &device),
+            &dataset,
+            &config,
+            &PREPROCESS,
+            &RunDir::new(base.join(name)),
+            &device,
+        )
+        .expect("run");
+        assert_eq!(state.results.len(), 1);
+        state.curves[0].prototype
     };
-    let state = run_forgetting(
-        load(&pretrained_path, &device),
-        &dataset,
-        &config,
-        &PREPROCESS,
-        &RunDir::new(base.join("run")),
-        &device,
-    )
-    .expect("run");
-    assert_eq!(state.results.len(), 1);
-    assert!(
-        state.curves[0].prototype > 0.0,
-        "the prototype loss is active"
-    );
+    let once = prototype("w1", &|_| {});
+    let twice = prototype("w2", &|c| c.pro_forget_weight *= 2.0);
+    let off = prototype("off", &|c| c.bnd_pro = 1e-9);
+    let with_retain = prototype("wr", &|c| c.pro_retain_weight = 0.5);
+    assert!(once > 0.0 && once <= 0.18, "0.01·relu(18 − KL_f): {once}");
+    assert!((twice - 2.0 * once).abs() < 1e-6 * once.max(1.0), "{twice} vs 2·{once}");
+    assert_eq!(off, 0.0, "KL_f above the bound: no forget term");
+    assert!(with_retain > once, "w_r·KL_r adds: {with_retain} vs {once}");
     std::fs::remove_dir_all(&base).ok();
 }
 

@@ -1,0 +1,55 @@
+"""Mutation check of docs/method.md: puts each deliberate error into the code, runs the test that
+must catch it, and restores the file. Usage: python3 tools/mutation_check.py [NAME ...]
+Prints CAUGHT or MISSED per mutation; a build error counts as COMPILE-ERR (fix the mutation)."""
+import subprocess, sys, os
+env = dict(os.environ, CARGO_TARGET_DIR=os.path.expanduser("~/.cache/gs-lora-target"))
+muts = [
+ ("beta<->alpha", "crates/gs-lora-train/src/step.rs",
+  "+ forget.clone().mul_scalar(weights.beta)\n            + lasso.clone().mul_scalar(weights.alpha);",
+  "+ forget.clone().mul_scalar(weights.alpha)\n            + lasso.clone().mul_scalar(weights.beta);",
+  ["-p","gs-lora-train","--lib","step::tests"]),
+ ("cosine->linear", "crates/gs-lora-train/src/config.rs",
+  "0.5 * (self.lr - self.min_lr) * (1.0 + (std::f64::consts::PI * progress).cos())",
+  "(self.lr - self.min_lr) * (1.0 - progress)",
+  ["-p","gs-lora-train","--test","schedule_and_data","cosine"]),
+ ("CE mean->sum", "crates/gs-lora-core/src/loss/classification.rs",
+  "Ok(picked.mean().neg())", "Ok(picked.sum().neg())",
+  ["-p","gs-lora-core","--test","losses"]),
+ ("KL direction", "crates/gs-lora-core/src/loss/prototype.rs",
+  "let kl = softmax(prototypes, 1).mul(log_p - log_q).sum_dim(1);",
+  "let kl = softmax(embeddings_q, 1).mul(log_q - log_p).sum_dim(1);",
+  ["-p","gs-lora-core","--test","losses"]),
+ ("H without D", "crates/gs-lora-core/src/metrics.rs",
+  "let drop = acc_f_before - acc_f;", "let drop = 100.0 - acc_f;",
+  ["-p","gs-lora-core","--test","metrics"]),
+ ("threshold alpha not lr*alpha", "crates/gs-lora-train/src/step.rs",
+  "group_soft_threshold(model, lr * alpha)?;", "group_soft_threshold(model, alpha)?;",
+  ["-p","gs-lora-train","--lib","step::tests"]),
+ ("subsets floor", "crates/gs-lora-train/src/forget.rs",
+  "((indices.len() as f64 * f).ceil() as usize)", "((indices.len() as f64 * f).floor() as usize)",
+  ["-p","gs-lora-train","--lib","forget::tests"]),
+ ("fresh adapter frozen", "crates/gs-lora-core/src/lora/linear.rs",
+  "if factor.val().is_autodiff() && !factor.val().is_require_grad() {",
+  "if false && factor.val().is_autodiff() {",
+  ["-p","gs-lora-core","--test","lora_linear"]),
+]
+only = sys.argv[1:] 
+for name, path, old, new, test in muts:
+    if only and name not in only: continue
+    src = open(path).read()
+    if name == "KL direction":
+        src2 = src.replace("let log_q = log_softmax(embeddings, 1);", "let log_q = log_softmax(embeddings.clone(), 1);\n    let embeddings_q = embeddings;")
+        assert src2 != src
+        mutated = src2.replace(old, new)
+    else:
+        mutated = src.replace(old, new)
+    assert mutated != src, name
+    open(path, "w").write(mutated)
+    try:
+        r = subprocess.run(["cargo","test"]+test, env=env, capture_output=True, text=True, timeout=900)
+        out = r.stdout + r.stderr
+        failed = [l for l in out.splitlines() if l.startswith("test ") and "FAILED" in l]
+        status = "CAUGHT" if r.returncode != 0 and failed else ("COMPILE-ERR" if "error[" in out else "MISSED")
+        print(f"{name}: {status} {failed[:3]}", flush=True)
+    finally:
+        open(path, "w").write(src)

@@ -23,3 +23,9 @@ pub mod cli;
 pub use gs_lora_core as core;
 pub use gs_lora_models as models;
 pub use gs_lora_train as train;
+
+/// The README, so that its Rust example ("Using the core API") compiles and runs as a doctest
+/// (`cargo test --doc`); only built for doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -5,10 +5,18 @@ value, so a wrongly mapped LayerNorm or bias cannot go unnoticed), an input and 
 implementation's outputs, plus position-grid resampling cases for both bicubic kernels.
 
     python -m venv .venv && .venv/bin/pip install torch timm transformers safetensors einops loralib==0.1.2
-    .venv/bin/python tools/make_vit_fixtures.py [--gslora-repo PATH]
+    .venv/bin/python tools/make_vit_fixtures.py [--gslora-repo PATH] [--dinov2-small DIR [--dinov2-out FILE]]
 
 The face Transformer case needs a checkout of the official GS-LoRA code
 (github.com/bjzhb666/GS-LoRA), whose `vit_pytorch_face` package is imported from PATH.
+
+`--dinov2-small DIR` (the real checkpoint, ../shared/data/dinov2-small) also writes the
+real-weight reference `reference_224.safetensors` that `real_dinov2_small_reproduces_transformers`
+reads: transformers' `Dinov2Model` on DIR's `config.json` + `model.safetensors`. Its pixel values
+are random normal; the seed of the stored file was not recorded, so they are reused from DIR's
+`reference_224.safetensors` when it exists (else drawn with seed 224), and the new outputs are
+compared with the stored ones. Regenerated with torch 2.15 / transformers 5.24 they agree to
+1.4e-6 of the largest value (f32 noise of another build; the Rust model reaches 1.6e-6).
 
 Tested with torch 2.15, timm 1.0.31, transformers 5.23.
 """
@@ -127,6 +135,27 @@ def face_case(repo):
               {"embedding": emb, "logits": logits, "logits_with_margin": margin})
 
 
+def dinov2_reference(weights_dir, out):
+    from safetensors.torch import load_file
+    from transformers import Dinov2Model
+
+    stored = os.path.join(weights_dir, "reference_224.safetensors")
+    previous = load_file(stored) if os.path.exists(stored) else None
+    if previous is not None:
+        x = previous["pixel_values"]
+    else:
+        x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(224))
+    model = Dinov2Model.from_pretrained(weights_dir).eval()
+    with torch.no_grad():
+        o = model(x)
+    outputs = {"pixel_values": x, "last_hidden_state": o.last_hidden_state, "pooler_output": o.pooler_output}
+    if previous is not None:
+        for k in ("last_hidden_state", "pooler_output"):
+            diff = (outputs[k] - previous[k]).abs().max() / previous[k].abs().max()
+            print(f"{k}: max |new - stored| / max |stored| = {diff:.2e}")
+    save_file({k: v.contiguous() for k, v in outputs.items()}, out)
+
+
 def resample_cases():
     g = torch.Generator().manual_seed(9)
     grid = torch.randn(1, 3, 7, 7, generator=g)
@@ -142,6 +171,8 @@ def resample_cases():
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--gslora-repo", help="checkout of github.com/bjzhb666/GS-LoRA")
+    parser.add_argument("--dinov2-small", help="the real DINOv2-S checkpoint folder (config.json, model.safetensors)")
+    parser.add_argument("--dinov2-out", help="where its reference goes (default DIR/reference_224.safetensors)")
     cli = parser.parse_args()
     timm_cases()
     hf_cases()
@@ -150,4 +181,8 @@ if __name__ == "__main__":
         face_case(cli.gslora_repo)
     else:
         print("skipping the face Transformer case: pass --gslora-repo PATH")
+    if cli.dinov2_small:
+        out = cli.dinov2_out or os.path.join(cli.dinov2_small, "reference_224.safetensors")
+        dinov2_reference(cli.dinov2_small, out)
+        print("DINOv2-S reference written to", out)
     print("fixtures written to", os.path.normpath(OUT))

@@ -124,7 +124,10 @@ fn softmax_of_a_fully_masked_row_is_uniform_not_nan() {
     } else {
         // Elsewhere `fused::softmax` is Burn's op, which gives NaN here: the fused kernel's
         // behaviour is its own and must not be assumed on other backends.
-        assert!(found.iter().all(|v| v.is_nan()), "Burn's softmax: {found:?}");
+        assert!(
+            found.iter().all(|v| v.is_nan()),
+            "Burn's softmax: {found:?}"
+        );
     }
 }
 

@@ -133,7 +133,10 @@ fn merging_after_zeroing_leaves_unselected_blocks_bit_identical() {
         values(model.blocks[0].fc1.base_layer.weight.val()),
         weights_before
     );
-    assert!(norms[1] > threshold, "block 1 must survive the threshold: {norms:?}");
+    assert!(
+        norms[1] > threshold,
+        "block 1 must survive the threshold: {norms:?}"
+    );
     assert_ne!(
         values(model.blocks[1].fc1.base_layer.weight.val()),
         other_before

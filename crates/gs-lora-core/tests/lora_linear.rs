@@ -136,7 +136,12 @@ fn reset_makes_the_fresh_adapter_trainable_on_autodiff() {
     let plain_device = device.clone().without_autodiff();
     let mut plain = adapted_layer(&plain_device).no_grad();
     plain.reset(LoraInit::later_task(), 4);
-    assert_eq!(plain.forward(random_tensor(2, D_IN, 9, &plain_device)).dims(), [2, D_OUT]);
+    assert_eq!(
+        plain
+            .forward(random_tensor(2, D_IN, 9, &plain_device))
+            .dims(),
+        [2, D_OUT]
+    );
 }
 
 #[test]

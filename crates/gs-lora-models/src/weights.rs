@@ -15,6 +15,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use safetensors::tensor::Metadata;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{ModelError, Result, io_error};
@@ -243,6 +244,10 @@ impl KeyMap for IdentityKeys {
 pub struct SafetensorsSource<K> {
     path: PathBuf,
     bytes: Vec<u8>,
+    /// The parsed header (read once: a checkpoint of hundreds of tensors would otherwise parse
+    /// it once per tensor) and where the data starts in `bytes`.
+    metadata: Metadata,
+    data_start: usize,
     keys: K,
     used: BTreeSet<String>,
     all: BTreeSet<String>,
@@ -269,18 +274,17 @@ impl<K: KeyMap> SafetensorsSource<K> {
             path: path.clone(),
             message,
         })?;
-        let all = SafeTensors::deserialize(&bytes)
-            .map_err(|err| ModelError::Safetensors {
+        let (header_len, metadata) =
+            SafeTensors::read_metadata(&bytes).map_err(|err| ModelError::Safetensors {
                 path: path.clone(),
                 message: err.to_string(),
-            })?
-            .names()
-            .into_iter()
-            .map(str::to_string)
-            .collect();
+            })?;
+        let all = metadata.tensors().into_keys().collect();
         Ok(Self {
             path,
             bytes,
+            metadata,
+            data_start: header_len + 8,
             keys,
             used: BTreeSet::new(),
             all,
@@ -303,6 +307,8 @@ impl<K: KeyMap> SafetensorsSource<K> {
         SafetensorsSource {
             path: self.path,
             bytes: self.bytes,
+            metadata: self.metadata,
+            data_start: self.data_start,
             keys,
             used: self.used,
             all: self.all,
@@ -330,26 +336,27 @@ impl<K: KeyMap> SafetensorsSource<K> {
     }
 
     fn read(&self, file_key: &str) -> Result<(Vec<usize>, Vec<f32>)> {
-        let tensors =
-            SafeTensors::deserialize(&self.bytes).map_err(|err| ModelError::Safetensors {
-                path: self.path.clone(),
-                message: err.to_string(),
-            })?;
-        let view = tensors
-            .tensor(file_key)
-            .map_err(|_| ModelError::MissingTensor {
+        let info = self
+            .metadata
+            .info(file_key)
+            .ok_or_else(|| ModelError::MissingTensor {
                 path: self.path.clone(),
                 key: file_key.to_string(),
                 expected: Vec::new(),
             })?;
-        let values =
-            to_f32(view.dtype(), view.data()).ok_or_else(|| ModelError::UnsupportedDtype {
-                path: self.path.clone(),
-                key: file_key.to_string(),
-                dtype: format!("{:?}", view.dtype()),
-            })?;
-        ensure_finite(&self.path, file_key, view.shape(), &values)?;
-        Ok((view.shape().to_vec(), values))
+        // `read_metadata` checked every entry's offsets against the data.
+        let (start, end) = info.data_offsets;
+        let data = self
+            .bytes
+            .get(self.data_start + start..self.data_start + end)
+            .unwrap_or_default();
+        let values = to_f32(info.dtype, data).ok_or_else(|| ModelError::UnsupportedDtype {
+            path: self.path.clone(),
+            key: file_key.to_string(),
+            dtype: format!("{:?}", info.dtype),
+        })?;
+        ensure_finite(&self.path, file_key, &info.shape, &values)?;
+        Ok((info.shape.clone(), values))
     }
 }
 

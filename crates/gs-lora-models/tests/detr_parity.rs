@@ -28,14 +28,19 @@ fn load(name: &str, device: &Device) -> DeformableDetr {
     .expect("load")
 }
 
-/// `logits` and `pred_boxes` of `output` against those saved in `reference`.
-fn assert_matches_reference(output: DetrOutput, reference: impl AsRef<std::path::Path>) {
+/// `logits` and `pred_boxes` of `output` against those saved in `reference` (`what` names the
+/// case in messages).
+fn assert_matches_reference(
+    what: &str,
+    output: DetrOutput,
+    reference: impl AsRef<std::path::Path>,
+) {
     for (name, found) in [("logits", output.logits), ("pred_boxes", output.pred_boxes)] {
         let expected: Vec<f32> = read_tensor(reference.as_ref(), name)
             .expect(name)
             .try_to_vec()
             .expect("f32");
-        assert_parity(name, &values(found), &expected);
+        assert_parity(&format!("{what} {name}"), &values(found), &expected);
     }
 }
 
@@ -45,7 +50,8 @@ fn assert_fixture_output(model: &DeformableDetr, dir: &std::path::Path, device: 
     let output = model
         .forward(Tensor::from_data(pixels, device))
         .expect("forward");
-    assert_matches_reference(output, dir.join("output.safetensors"));
+    let what = dir.file_name().expect("fixture name").to_string_lossy();
+    assert_matches_reference(&what, output, dir.join("output.safetensors"));
 }
 
 #[test]
@@ -103,7 +109,11 @@ fn padded_batches_match_transformers() {
     let output = model
         .forward_masked(Tensor::from_data(pixels, &device), Some(mask.clone()))
         .expect("forward");
-    assert_matches_reference(output, fixture("detr").join("output_padded.safetensors"));
+    assert_matches_reference(
+        "detr padded",
+        output,
+        fixture("detr").join("output_padded.safetensors"),
+    );
     let error = model
         .forward_masked(
             Tensor::zeros([2, 3, 128, 96], &device),
@@ -124,6 +134,72 @@ fn padded_batches_match_transformers() {
         )
         .expect_err("mask of another size");
     assert!(error.to_string().contains("[2, 128, 96]"), "{error}");
+}
+
+/// A tensor name of transformers 5 in the older generation's spelling (released checkpoints):
+/// the backbone under `conv_encoder`, `fc1` / `fc2` without `mlp.`, `out_proj` for `o_proj`.
+fn older_name(name: &str) -> String {
+    name.replace(
+        "model.backbone.model.",
+        "model.backbone.conv_encoder.model.",
+    )
+    .replace(".mlp.fc1.", ".fc1.")
+    .replace(".mlp.fc2.", ".fc2.")
+    .replace(".self_attn.o_proj.", ".self_attn.out_proj.")
+}
+
+/// A checkpoint in the older generation of tensor names loads and runs to the same outputs as
+/// the transformers-5 names: each fixture's weights renamed, written to a temporary file, and
+/// the outputs compared with the fixture's reference. Catches a key map that reads a renamed
+/// tensor from the wrong place (e.g. `fc2` read as `fc1`, or the legacy backbone prefix
+/// applied to the heads), which the key-map test below cannot see.
+#[test]
+fn a_checkpoint_with_the_older_tensor_names_runs_like_the_new_one() {
+    let device = Device::default();
+    for name in ["detr", "detr_refine", "detr_two_stage"] {
+        let dir = fixture(name);
+        let bytes = std::fs::read(dir.join("model.safetensors")).expect("weights");
+        let file = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+        let tensors: Vec<(String, safetensors::tensor::TensorView)> = file
+            .tensors()
+            .into_iter()
+            .map(|(key, view)| (older_name(&key), view))
+            .collect();
+        let renamed = tensors
+            .iter()
+            .filter(|(key, _)| file.tensor(key).is_err())
+            .count();
+        for (old, new) in [
+            (".backbone.conv_encoder.model.", ".backbone.model."),
+            (".fc1.", ".mlp.fc1."),
+            (".fc2.", ".mlp.fc2."),
+            (".self_attn.out_proj.", ".self_attn.o_proj."),
+        ] {
+            assert!(
+                tensors.iter().any(|(key, _)| key.contains(old))
+                    && !tensors.iter().any(|(key, _)| key.contains(new)),
+                "{name}: every `{new}` renamed to `{old}`"
+            );
+        }
+        let tmp = std::env::temp_dir().join(format!(
+            "gs-lora-detr-older-names-{name}-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&tmp).expect("tmp");
+        let weights = tmp.join("model.safetensors");
+        safetensors::serialize_to_file(tensors, None, &weights).expect("write renamed weights");
+        let model = DeformableDetr::from_pretrained(
+            dir.join("config.json"),
+            &weights,
+            &LoraConfig::new(),
+            0,
+            &device,
+        )
+        .unwrap_or_else(|err| panic!("{name} with the older names: {err}"));
+        eprintln!("{name}: {renamed} tensors renamed to the older generation");
+        assert_fixture_output(&model, &dir, &device);
+        std::fs::remove_dir_all(&tmp).ok();
+    }
 }
 
 #[test]

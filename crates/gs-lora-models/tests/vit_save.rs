@@ -96,9 +96,17 @@ fn merged_models_round_trip_in_their_own_layout() {
 
         // Reloaded with the original config (same layout) and with the saved one.
         let reloaded = load(&dir.join("config.json"), &out.join("model.safetensors"));
-        assert_parity(name, &embedding(&reloaded, &dir), &adapted);
+        assert_parity(
+            &format!("{name} merged, original config"),
+            &embedding(&reloaded, &dir),
+            &adapted,
+        );
         let reloaded = load(&out.join("config.json"), &out.join("model.safetensors"));
-        assert_parity(name, &embedding(&reloaded, &dir), &adapted);
+        assert_parity(
+            &format!("{name} merged, saved config"),
+            &embedding(&reloaded, &dir),
+            &adapted,
+        );
         std::fs::remove_dir_all(&out).ok();
     }
 }
@@ -155,7 +163,11 @@ fn adapters_round_trip_in_peft_layout() {
 
         let mut fresh = load(&dir.join("config.json"), &dir.join("model.safetensors"));
         fresh.load_adapters(&out).expect("load adapters");
-        assert_parity(name, &embedding(&fresh, &dir), &adapted);
+        assert_parity(
+            &format!("{name} PEFT adapters"),
+            &embedding(&fresh, &dir),
+            &adapted,
+        );
         std::fs::remove_dir_all(&out).ok();
     }
 }

@@ -96,7 +96,8 @@ impl Preprocess {
                     self.image_size
                 )
             },
-            side * side * self.channels as u128 * 4,
+            side.saturating_mul(side)
+                .saturating_mul(self.channels as u128 * 4),
         )?;
         Ok(())
     }

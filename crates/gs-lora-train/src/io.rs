@@ -176,10 +176,9 @@ fn remove_abandoned(parent: &Path, name: &str, files: &[&str]) {
         let pid = [".tmp-", ".old-"]
             .iter()
             .find_map(|kind| entry_name.strip_prefix(&format!(".{name}{kind}")));
-        if let Some(pid) = pid.filter(|pid| pid.parse::<u32>().is_ok()) {
-            if !proc.join(pid).exists() {
-                remove_listed(&entry.path(), files).ok();
-            }
+        let abandoned = pid.filter(|pid| pid.parse::<u32>().is_ok() && !proc.join(pid).exists());
+        if abandoned.is_some() {
+            remove_listed(&entry.path(), files).ok();
         }
     }
 }

@@ -2,13 +2,15 @@
 //! archives, CUB-200-2011, IDX files; splits, caps, unreadable images and bad layouts.
 //!
 //! Each image is a constant grey level that encodes its class (`40 · label`), so every test can
-//! check that no image was given a wrong label.
+//! check that no image was given a wrong label. The split tests also make every image distinct
+//! (by its size, or by its pixels for IDX), so an image loaded into two splits is seen.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use gs_lora_train::TrainError;
-use gs_lora_train::data::{Dataset, ImageSet, LoadOptions};
+use gs_lora_train::data::{Dataset, Image, ImageSet, LoadOptions};
 
 /// A fresh, empty temporary directory for `name`.
 fn temp_dir(name: &str) -> PathBuf {
@@ -214,23 +216,31 @@ fn a_zip_archive_of_a_folder_loads_like_the_folder() {
     assert_labels_match_pixels(&data.val);
 }
 
-#[test]
-fn cub_keeps_its_test_split_and_carves_validation_from_train() {
-    let root = temp_dir("cub");
-    let classes = ["001.Albatross", "002.Auklet"];
+/// Writes a CUB-200-2011 layout under `root`: `per_class` distinct JPEGs for each class, image
+/// `i` of a class in the official training split when `is_train(i)`; returns the images made
+/// with the split the index files give them.
+fn write_cub(
+    root: &Path,
+    classes: &[&str],
+    per_class: usize,
+    is_train: impl Fn(usize) -> bool,
+) -> Vec<(Option<&'static str>, Signature)> {
     let (mut images, mut labels, mut split) = (String::new(), String::new(), String::new());
+    let mut made = Vec::new();
     let mut id = 0;
     for (label, class) in classes.iter().enumerate() {
-        for i in 0..6 {
+        for i in 0..per_class {
+            let bytes = distinct(jpeg, label, id);
             id += 1;
             let path = format!("{class}/{class}_{i}.jpg");
-            write(
-                &root.join("images").join(&path),
-                &jpeg(40 * label as u8, 10, 7),
-            );
+            write(&root.join("images").join(&path), &bytes);
             images += &format!("{id} {path}\n");
             labels += &format!("{id} {}\n", label + 1);
-            split += &format!("{id} {}\n", u8::from(i < 4));
+            split += &format!("{id} {}\n", u8::from(is_train(i)));
+            made.push((
+                Some(if is_train(i) { "train" } else { "test" }),
+                decoded(&bytes),
+            ));
         }
     }
     write(&root.join("images.txt"), images.as_bytes());
@@ -242,6 +252,14 @@ fn cub_keeps_its_test_split_and_carves_validation_from_train() {
         .map(|(i, c)| format!("{} {c}\n", i + 1))
         .collect();
     write(&root.join("classes.txt"), class_list.as_bytes());
+    made
+}
+
+#[test]
+fn cub_keeps_its_test_split_and_carves_validation_from_train() {
+    let root = temp_dir("cub");
+    let classes = ["001.Albatross", "002.Auklet"];
+    write_cub(&root, &classes, 6, |i| i < 4);
 
     let options = LoadOptions {
         val_fraction: 0.25,
@@ -341,10 +359,16 @@ fn idx_files_load_gzipped_or_raw_with_fashion_names() {
 fn the_installed_fashion_mnist_loads_when_present() {
     let dir = Path::new("/usr/share/datasets/fashion-mnist");
     if !dir.is_dir() {
-        eprintln!(
-            "SKIPPED: {} is absent (apt install dataset-fashion-mnist)",
+        let message = format!(
+            "{} is absent (apt install dataset-fashion-mnist)",
             dir.display()
         );
+        // CI installs the package and sets GS_LORA_REQUIRE_DATA=1: there, absence is a failure.
+        assert!(
+            std::env::var("GS_LORA_REQUIRE_DATA").as_deref() != Ok("1"),
+            "GS_LORA_REQUIRE_DATA=1 but {message}"
+        );
+        eprintln!("SKIPPED: {message}");
         return;
     }
     let options = LoadOptions {
@@ -402,4 +426,214 @@ fn bad_layouts_are_refused_with_the_path() {
     assert!(
         matches!(err, TrainError::InvalidSetting(_)) && err.to_string().contains("--val-fraction")
     );
+}
+
+// Split disjointness: every test below makes each image distinct (its size, or for IDX its
+// pixels), loads the source with several seeds, and checks that no image is in two splits,
+// that every image is loaded exactly once, and that the source's own validation and test
+// images stay in those splits.
+
+/// An image's content (width, height, channels, pixels).
+type Signature = (usize, usize, usize, Vec<u8>);
+
+fn signature(image: &Image) -> Signature {
+    (
+        image.width(),
+        image.height(),
+        image.channels(),
+        image.pixels().to_vec(),
+    )
+}
+
+/// The signature of an encoded image, as the loaders decode it.
+fn decoded(bytes: &[u8]) -> Signature {
+    signature(&Image::decode(bytes).expect("decodes"))
+}
+
+/// Image `id` of class `label`, encoded by `encode` (`png` or `jpeg`): grey level `40 · label`
+/// and a size, `(4 + id % 8) × (4 + id / 8)`, no other image of the test has.
+fn distinct(encode: fn(u8, u32, u32) -> Vec<u8>, label: usize, id: usize) -> Vec<u8> {
+    encode(40 * label as u8, 4 + (id % 8) as u32, 4 + (id / 8) as u32)
+}
+
+/// Asserts that the splits of `data` share no image, that together they hold each image of
+/// `made` exactly once, and that an image the source puts in `val` or `test` is there (one in
+/// `train`, or in no split of the source's, is in `train` or the validation carved from it).
+fn assert_splits_disjoint(what: &str, data: &Dataset, made: &[(Option<&str>, Signature)]) {
+    let sources: BTreeMap<&Signature, Option<&str>> =
+        made.iter().map(|(split, sig)| (sig, *split)).collect();
+    assert_eq!(
+        sources.len(),
+        made.len(),
+        "{what}: the test's images are distinct"
+    );
+    let mut loaded: BTreeMap<Signature, &str> = BTreeMap::new();
+    for (split, set) in [
+        ("train", &data.train),
+        ("val", &data.val),
+        ("test", &data.test),
+    ] {
+        assert_labels_match_pixels(set);
+        for image in &set.images {
+            if let Some(first) = loaded.insert(signature(image), split) {
+                panic!(
+                    "{what}: the {}x{} image is in both {first} and {split}",
+                    image.width(),
+                    image.height()
+                );
+            }
+        }
+    }
+    assert_eq!(
+        loaded.len(),
+        made.len(),
+        "{what}: every image loaded exactly once"
+    );
+    for (sig, split) in &loaded {
+        let source = sources
+            .get(sig)
+            .unwrap_or_else(|| panic!("{what}: a {}x{} image nobody made", sig.0, sig.1));
+        let allowed: &[&str] = match source {
+            Some("val") => &["val"],
+            Some("test") => &["test"],
+            _ => &["train", "val"],
+        };
+        assert!(
+            allowed.contains(split),
+            "{what}: a {}x{} image of the source's {source:?} split loaded into {split}",
+            sig.0,
+            sig.1
+        );
+    }
+    assert!(!data.val.is_empty(), "{what}: a validation split to check");
+}
+
+/// Opens `path` with several seeds (the split is seeded) and checks its splits against `made`.
+fn assert_disjoint_for_seeds(what: &str, path: &Path, made: &[(Option<&str>, Signature)]) {
+    for seed in 0..4 {
+        let options = LoadOptions {
+            val_fraction: 0.3,
+            seed,
+            ..LoadOptions::default()
+        };
+        let data = Dataset::open(path, &options).expect("loads");
+        assert_splits_disjoint(&format!("{what}, seed {seed}"), &data, made);
+    }
+}
+
+/// The files of an image folder of three classes of distinct PNGs, as `(path, source split,
+/// bytes)`: 7 per class, or with split folders 5 / 2 / 2 in `train/`, `val/`, `test/`.
+fn image_tree(with_splits: bool) -> Vec<(String, Option<&'static str>, Vec<u8>)> {
+    let splits: &[(Option<&'static str>, usize)] = if with_splits {
+        &[(Some("train"), 5), (Some("val"), 2), (Some("test"), 2)]
+    } else {
+        &[(None, 7)]
+    };
+    let mut files = Vec::new();
+    let mut id = 0;
+    for (label, class) in ["ant", "bee", "cat"].iter().enumerate() {
+        for &(split, count) in splits {
+            for i in 0..count {
+                let folder = split.map_or(String::new(), |s| format!("{s}/"));
+                files.push((
+                    format!("{folder}{class}/{i}.png"),
+                    split,
+                    distinct(png, label, id),
+                ));
+                id += 1;
+            }
+        }
+    }
+    files
+}
+
+fn made_of(
+    files: &[(String, Option<&'static str>, Vec<u8>)],
+) -> Vec<(Option<&'static str>, Signature)> {
+    files
+        .iter()
+        .map(|(_, split, bytes)| (*split, decoded(bytes)))
+        .collect()
+}
+
+/// Catches an image folder loader that puts one file in two splits, even with every count
+/// right: e.g. `listing::choose` giving the first validation slot to a training image
+/// (`group[0] = train[0].clone()` after `split_off`, tried: only the four split tests here
+/// fail), or a `val/` or `test/` file also listed for training.
+#[test]
+fn image_folder_splits_share_no_image() {
+    for with_splits in [false, true] {
+        let root = temp_dir(&format!("disjoint-folder-{with_splits}"));
+        let files = image_tree(with_splits);
+        for (path, _, bytes) in &files {
+            write(&root.join(path), bytes);
+        }
+        let what = format!("image folder (split folders: {with_splits})");
+        assert_disjoint_for_seeds(&what, &root, &made_of(&files));
+    }
+}
+
+/// The same for zip archives (entries under a shared top folder): catches the mutations above
+/// and a zip reader that lists an entry twice.
+#[test]
+fn zip_archive_splits_share_no_image() {
+    for with_splits in [false, true] {
+        let dir = temp_dir(&format!("disjoint-zip-{with_splits}"));
+        let path = dir.join("images.zip");
+        let files = image_tree(with_splits);
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).expect("zip file"));
+        for (name, _, bytes) in &files {
+            zip.start_file(
+                format!("images/{name}"),
+                zip::write::SimpleFileOptions::default(),
+            )
+            .expect("entry");
+            zip.write_all(bytes).expect("write");
+        }
+        zip.finish().expect("zip");
+        let what = format!("zip archive (split folders: {with_splits})");
+        assert_disjoint_for_seeds(&what, &path, &made_of(&files));
+    }
+}
+
+/// Catches a CUB loader that lets an official test image (`is_training_image` 0) into
+/// training or validation (e.g. the split flag read inverted for some images, or `choose`
+/// grouping a class's images without their source split), and validation carved with overlap
+/// (the `group[0] = train[0].clone()` mutation above).
+#[test]
+fn cub_splits_share_no_image() {
+    let root = temp_dir("disjoint-cub");
+    let made = write_cub(&root, &["001.A", "002.B", "003.C"], 8, |i| i % 3 != 0);
+    assert_disjoint_for_seeds("CUB-200", &root, &made);
+}
+
+/// Catches an IDX loader that carves validation out of the `t10k` (test) images or gives a
+/// training image to two splits (the `group[0] = train[0].clone()` mutation above): every image
+/// has pixel 0 at its class's grey level and its other eight pixels at its own index.
+#[test]
+fn idx_splits_share_no_image() {
+    let root = temp_dir("disjoint-idx");
+    let mut made = Vec::new();
+    for (prefix, split, count, offset) in [("train", "train", 24, 0), ("t10k", "test", 9, 24)] {
+        let labels: Vec<u8> = (0..count).map(|i| (i % 3) as u8).collect();
+        let mut pixels = Vec::new();
+        for (i, &label) in labels.iter().enumerate() {
+            let mut image = vec![(offset + i) as u8; 9];
+            image[0] = 40 * label;
+            made.push((
+                Some(split),
+                signature(&Image::new(3, 3, 1, image.clone()).expect("3x3 grey")),
+            ));
+            pixels.extend(image);
+        }
+        write(
+            &root.join(format!("{prefix}-images-idx3-ubyte")),
+            &idx(&[count as u32, 3, 3], &pixels),
+        );
+        write(
+            &root.join(format!("{prefix}-labels-idx1-ubyte")),
+            &idx(&[count as u32], &labels),
+        );
+    }
+    assert_disjoint_for_seeds("IDX", &root, &made);
 }

@@ -258,7 +258,10 @@ fn gs_lora_plus_plus_and_few_shot_run() {
     let off = prototype("off", &|c| c.bnd_pro = 1e-9);
     let with_retain = prototype("wr", &|c| c.pro_retain_weight = 0.5);
     assert!(once > 0.0 && once <= 0.18, "0.01·relu(18 − KL_f): {once}");
-    assert!((twice - 2.0 * once).abs() < 1e-6 * once.max(1.0), "{twice} vs 2·{once}");
+    assert!(
+        (twice - 2.0 * once).abs() < 1e-6 * once.max(1.0),
+        "{twice} vs 2·{once}"
+    );
     assert_eq!(off, 0.0, "KL_f above the bound: no forget term");
     assert!(with_retain > once, "w_r·KL_r adds: {with_retain} vs {once}");
     std::fs::remove_dir_all(&base).ok();

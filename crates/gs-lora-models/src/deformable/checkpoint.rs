@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::model::{DeformableDetr, DeformableDetrConfig};
 use crate::error::{ModelError, Result};
 use crate::resnet::ResNetConfig;
-use crate::vit::config::{config_error, get_usize, read_config_file};
+use crate::vit::config::{config_error, get_usize, plausible_size, read_config_file};
 use crate::weights::{IdentityKeys, KeyMap, SafetensorsSource};
 
 impl DeformableDetrConfig {
@@ -103,11 +103,7 @@ fn backbone_from_json(json: &Value) -> Result<ResNetConfig> {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Array(items)) => items
                 .iter()
-                .map(|v| {
-                    v.as_u64().map(|n| n as usize).ok_or_else(|| {
-                        config_error(format!("backbone_config.{key} must list integers"))
-                    })
-                })
+                .map(|v| plausible_size(&format!("backbone_config.{key}"), v))
                 .collect::<Result<Vec<_>>>()
                 .map(Some),
             Some(_) => Err(config_error(format!(

@@ -76,8 +76,31 @@ impl DeformableDetrConfig {
         channels[channels.len().saturating_sub(used)..].to_vec()
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Checks that the sizes fit together and that the model fits the memory limit (checked
+    /// first, in overflow-free arithmetic, so that absurd sizes are refused before any other
+    /// product of them is formed).
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidConfig`] naming the values, or the limit's error.
+    pub fn validate(&self) -> Result<()> {
         let d = self.d_model;
+        let parameters = self.parameter_count();
+        gs_lora_core::Limits::from_env()?.check_memory(
+            || {
+                format!(
+                    "a Deformable DETR with d_model {d}, {} + {} layers, FFN {} / {}, {} queries, \
+                     {} labels and backbone widths {:?} (about {parameters} parameters)",
+                    self.encoder_layers,
+                    self.decoder_layers,
+                    self.encoder_ffn_dim,
+                    self.decoder_ffn_dim,
+                    self.num_queries,
+                    self.num_labels,
+                    self.backbone.widths
+                )
+            },
+            parameters.saturating_mul(8),
+        )?;
         let bad = d == 0
             || !d.is_multiple_of(GROUPS)
             || self.num_feature_levels == 0
@@ -94,22 +117,6 @@ impl DeformableDetrConfig {
                 self.num_feature_levels
             )));
         }
-        let parameters = self.parameter_count();
-        gs_lora_core::Limits::from_env()?.check_memory(
-            || {
-                format!(
-                    "a Deformable DETR with d_model {d}, {} + {} layers, FFN {} / {}, {} queries \
-                     and {} labels (about {parameters} parameters)",
-                    self.encoder_layers,
-                    self.decoder_layers,
-                    self.encoder_ffn_dim,
-                    self.decoder_ffn_dim,
-                    self.num_queries,
-                    self.num_labels
-                )
-            },
-            parameters.saturating_mul(8),
-        )?;
         Ok(())
     }
 

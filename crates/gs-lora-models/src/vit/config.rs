@@ -290,11 +290,24 @@ pub(crate) fn config_error(message: String) -> ModelError {
 pub(crate) fn get_usize(json: &Value, key: &str) -> Result<Option<usize>> {
     match json.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(value) => value.as_u64().map(|v| Some(v as usize)).ok_or_else(|| {
-            config_error(format!(
-                "`{key}` must be an unsigned integer, found {value}"
-            ))
-        }),
+        Some(value) => plausible_size(key, value).map(Some),
+    }
+}
+
+/// The largest size a config may declare for any one dimension or count (2³¹); larger values
+/// are refused as they are read, so no later product of sizes can overflow.
+pub(crate) const MAX_SIZE: u64 = 1 << 31;
+
+/// `value` as a size: an unsigned integer of at most [`MAX_SIZE`].
+pub(crate) fn plausible_size(key: &str, value: &Value) -> Result<usize> {
+    match value.as_u64() {
+        Some(size) if size <= MAX_SIZE => Ok(size as usize),
+        Some(size) => Err(config_error(format!(
+            "`{key}` is {size}, larger than any model has (at most {MAX_SIZE})"
+        ))),
+        None => Err(config_error(format!(
+            "`{key}` must be an unsigned integer, found {value}"
+        ))),
     }
 }
 

@@ -83,14 +83,30 @@ impl DetectorDir {
     /// Reads `detector.json`.
     ///
     /// # Errors
-    /// A missing or malformed file.
+    /// A missing or malformed file, or one whose architecture (sizes, memory limit), classes
+    /// or preprocessing are invalid.
     pub fn info(&self) -> Result<DetectorInfo> {
         let path = self.0.join("detector.json");
         let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-        serde_json::from_str(&text).map_err(|err| TrainError::Format {
+        let info: DetectorInfo = serde_json::from_str(&text).map_err(|err| TrainError::Format {
+            path: path.clone(),
+            message: err.to_string(),
+        })?;
+        // Checked before anything is built from it: sizes, the memory limit, the classes.
+        info.config.validate().map_err(|err| TrainError::Format {
+            path: path.clone(),
+            message: err.to_string(),
+        })?;
+        let model_info = crate::ModelInfo {
+            class_names: info.class_names.clone(),
+            preprocess: info.preprocess,
+            forgotten: info.forgotten.clone(),
+        };
+        model_info.validate().map_err(|err| TrainError::Format {
             path,
             message: err.to_string(),
-        })
+        })?;
+        Ok(info)
     }
 
     /// The saved detector with fresh adapters from `seed`: the base weights frozen, the

@@ -139,7 +139,10 @@ impl DeformableDetrConfig {
         let d = n(self.d_model);
         let square = |v: u128| v.saturating_mul(v);
         let backbone = self.backbone.widths.iter().zip(&self.backbone.depths).fold(
-            square(n(self.backbone.stem_width)).saturating_mul(49),
+            // The 7×7 stem from the input channels.
+            n(self.backbone.in_channels)
+                .saturating_mul(n(self.backbone.stem_width))
+                .saturating_mul(49),
             |s, (w, depth)| {
                 // Bottleneck: 1×1 (4w→w), 3×3 (w→w), 1×1 (w→4w), and the projection shortcut.
                 let block = square(n(*w)).saturating_mul(4 + 9 + 4 + 16);
@@ -784,5 +787,32 @@ impl LoraModel for DeformableDetr {
             )
         });
         encoder.chain(decoder).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> DeformableDetrConfig {
+        DeformableDetrConfig::from_json(r#"{"model_type": "deformable_detr"}"#).expect("defaults")
+    }
+
+    /// Found by fuzzing `detector.json`: a backbone with 2³¹ − 1 input channels passed the
+    /// check and its stem allocated 27 TB. Every size of the backbone counts in the estimate,
+    /// and absurd sizes are refused before any product of them is formed.
+    #[test]
+    fn absurd_sizes_are_refused_before_allocating() {
+        assert!(config().validate().is_ok(), "the reference model fits");
+        let mut wide = config();
+        wide.backbone.in_channels = (1 << 31) - 1;
+        let err = wide.validate().expect_err("27 TB stem");
+        assert!(err.to_string().contains("GS_LORA_MAX_MEMORY"), "{err}");
+        let mut huge = config();
+        huge.backbone.widths[1] = usize::MAX / 2;
+        assert!(huge.validate().is_err(), "no overflow in 4·width either");
+        let mut queries = config();
+        queries.num_queries = usize::MAX;
+        assert!(queries.validate().is_err());
     }
 }

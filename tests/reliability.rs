@@ -525,6 +525,25 @@ fn numeric_settings_are_checked_before_anything_runs() {
         assert!(text(&output).contains(needle), "{}", text(&output));
         assert!(!run.join("state.json").exists(), "{flag} {value} trained");
     }
+    // A rate that is valid but diverges: the pretraining message, and nothing saved.
+    fails(
+        &[
+            "pretrain",
+            "--data",
+            arg(&data),
+            "--out",
+            arg(&out),
+            "--image-size",
+            "16",
+            "--epochs",
+            "3",
+            "--lr",
+            "1e30",
+        ],
+        1,
+        "pretraining: the loss became",
+    );
+    assert!(!out.exists(), "nothing saved");
     fails(
         &[
             "pretrain",

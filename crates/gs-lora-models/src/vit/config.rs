@@ -332,3 +332,40 @@ pub(crate) fn get_bool(json: &Value, key: &str) -> Result<Option<bool>> {
             .ok_or_else(|| config_error(format!("`{key}` must be true or false, found {value}"))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dinov2_small() -> VitConfig {
+        VitConfig::from_json(
+            r#"{"model_type": "dinov2", "hidden_size": 384, "num_hidden_layers": 12,
+                "num_attention_heads": 6, "patch_size": 14, "image_size": 518}"#,
+        )
+        .expect("DINOv2-S")
+    }
+
+    /// Issue 14: `hidden_size` 6·10⁸ asked for 1.5 TB before any check; a size past 2³¹ is
+    /// refused as it is read, one below it by the memory estimate.
+    #[test]
+    fn absurd_configs_are_refused_before_allocating() {
+        let huge = r#"{"model_type": "vit", "hidden_size": 600000000, "num_attention_heads": 1}"#;
+        let err = VitConfig::from_json(huge).expect_err("1.5 TB");
+        assert!(err.to_string().contains("GS_LORA_MAX_MEMORY"), "{err}");
+        let past = r#"{"model_type": "vit", "hidden_size": 18446744073709551615}"#;
+        let err = VitConfig::from_json(past).expect_err("not a size");
+        assert!(err.to_string().contains("hidden_size"), "{err}");
+        assert!(dinov2_small().parameter_count() < 30_000_000);
+    }
+
+    /// Issue 14: a 2800×2800 input to DINOv2-S asked for 38 GB; the estimate sees it (the
+    /// attention scores alone are 6 heads × 40001² floats) while 224×224 batches stay small.
+    #[test]
+    fn the_forward_estimate_sees_a_huge_input() {
+        let config = dinov2_small();
+        let huge = config.forward_bytes(1, 2800, 2800);
+        assert!(huge > 38 << 30, "{huge}");
+        let usual = config.forward_bytes(64, 224, 224);
+        assert!(usual < 1 << 30, "{usual}");
+    }
+}

@@ -22,7 +22,7 @@ use super::evaluate::detector_ap;
 use super::matching::HungarianMatcher;
 use crate::batch::Preprocess;
 use crate::config::{ForgetConfig, Method};
-use crate::error::Result;
+use crate::error::{Result, TrainError};
 use crate::forget::{
     EpochRecord, RunDir, RunState, TaskResult, merge_task_adapters, run_schedule, task_result,
     task_subsets, train_task,
@@ -99,8 +99,8 @@ fn class_mask(num_classes: usize, classes: &[usize]) -> Vec<bool> {
     mask
 }
 
-/// COCO AP (%) on the forget, remaining and old classes of `task` (0 for a group without
-/// objects in the validation split; old `None` on the first task).
+/// COCO AP (%) on the forget, remaining and old classes of `task` (old `None` on the first
+/// task); an error for a group without any object in the validation split.
 fn evaluate(
     model: &DeformableDetr,
     dataset: &DetectionDataset,
@@ -118,12 +118,22 @@ fn evaluate(
         &groups,
         device,
     )?;
-    let ap = |i: usize| aps[i].map(|s| s.ap);
-    Ok((
-        ap(0).unwrap_or(0.0),
-        ap(1).unwrap_or(0.0),
-        if task.old.is_empty() { None } else { ap(2) },
-    ))
+    // A group without any object cannot be scored: reporting 0 would read as perfect
+    // forgetting (or a collapse).
+    let ap = |i: usize, group: &str| {
+        aps[i].map(|s| s.ap).ok_or_else(|| {
+            TrainError::Data(format!(
+                "task {}: the {group} classes have no object in the validation images, so their AP \
+                 cannot be measured",
+                task.index
+            ))
+        })
+    };
+    let old = match task.old.is_empty() {
+        true => None,
+        false => Some(ap(2, "earlier-forgotten")?),
+    };
+    Ok((ap(0, "forget")?, ap(1, "remaining")?, old))
 }
 
 /// Runs (or resumes) the forgetting tasks of `config` on the detector `model`, writing

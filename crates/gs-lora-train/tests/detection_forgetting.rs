@@ -375,37 +375,54 @@ fn forgetting_runs_are_deterministic_and_resume() {
     assert_eq!(again.curves, a.curves);
 }
 
+/// The prototype term is wired in with its weight: with one step per epoch (a batch holding
+/// every subset image) the epoch's mean is the first step's value, before any update, so
+/// doubling `w_f` doubles it and a bound below the KL switches it off. Catches the term
+/// dropped, weighted twice, or its forget and retain sides swapped.
 #[test]
 fn gs_lora_plus_plus_adds_the_prototype_term() {
     let data = tiny_scenes(7);
     let device = Device::default().autodiff();
-    let model = DeformableDetr::init(
-        &tiny_config(data.num_classes()),
-        &LoraConfig::new(),
-        1,
-        &device,
-    )
-    .expect("model");
+    let model = || {
+        DeformableDetr::init(
+            &tiny_config(data.num_classes()),
+            &LoraConfig::new(),
+            1,
+            &device,
+        )
+        .expect("model")
+    };
     let config = ForgetConfig {
         tasks: 1,
+        batch_size: 64,
         ..forget_config(Method::GsLoraPlusPlus)
     };
-    let dir = scratch("plus");
-    let state = run_detection_forgetting(
-        model,
-        &data,
-        &config,
-        &PREPROCESS,
-        &RunDir::new(&dir),
-        &device,
-    )
-    .expect("run");
-    let curve = &state.curves[0];
-    // relu(18 − KL) · 0.01 with a KL of fresh embeddings well below the bound.
-    assert!(
-        curve.prototype > 0.0 && curve.prototype <= 0.18,
-        "{curve:?}"
-    );
+    let prototype = |name: &str, config: &ForgetConfig| {
+        let state = run_detection_forgetting(
+            model(),
+            &data,
+            config,
+            &PREPROCESS,
+            &RunDir::new(scratch(name)),
+            &device,
+        )
+        .expect("run");
+        state.curves[0].prototype
+    };
+    let once = prototype("plus", &config);
+    let doubled = ForgetConfig {
+        pro_forget_weight: 2.0 * config.pro_forget_weight,
+        ..config.clone()
+    };
+    let twice = prototype("plus-2", &doubled);
+    let off = ForgetConfig {
+        bnd_pro: 1e-9,
+        ..config.clone()
+    };
+    // 0.01 · relu(18 − KL) with a KL of fresh embeddings well below the bound.
+    assert!(once > 0.0 && once <= 0.18, "{once}");
+    close(twice, 2.0 * once, 1e-6 * once.max(1.0));
+    assert_eq!(prototype("plus-off", &off), 0.0);
 
     let bad = ForgetConfig { tasks: 4, ..config };
     let err = run_detection_forgetting(
@@ -435,4 +452,59 @@ fn gs_lora_plus_plus_adds_the_prototype_term() {
     );
     broken.val.clear();
     assert!(broken.validate().is_err(), "an empty validation split");
+}
+
+/// The detection objective against its terms computed independently: the set criterion on
+/// each batch, `2·focal + 5·L1 + 2·GIoU` on the remaining one, `relu(BND − 2·focal) + 5·L1 +
+/// 2·GIoU` on the forget one, the group lasso, and the total with distinct β and α. Catches
+/// the retain and forget batches swapped, the forget bound applied to the retain loss, and β,
+/// α swapped or dropped.
+#[test]
+fn the_detection_objective_is_composed_of_its_terms() {
+    let device = Device::default().autodiff();
+    let data = tiny_scenes(3);
+    let model =
+        DeformableDetr::init(&tiny_config(8), &LoraConfig::new(), 0, &device).expect("model");
+    let (retain, forget): (Vec<bool>, Vec<bool>) = (0..8).map(|c| (c < 5, c >= 5)).unzip();
+    let batch = |indices: &[usize], keep: &[bool]| {
+        detection_batch(&data.train, indices, keep, &PREPROCESS, &device).expect("batch")
+    };
+    let (retain_images, forget_images) = ([0, 1, 2, 3], [4, 5, 6, 7]);
+    let matcher = HungarianMatcher::default();
+    let weights = gs_lora_train::step::LossWeights {
+        beta: 0.3,
+        bnd: 15.0,
+        alpha: 0.01,
+    };
+    let terms = gs_lora_train::detection::detection_loss_terms(
+        &model,
+        batch(&retain_images, &retain),
+        batch(&forget_images, &forget),
+        weights,
+        None,
+        &matcher,
+    )
+    .expect("terms");
+    let criterion = |indices: &[usize], keep: &[bool]| {
+        let b = batch(indices, keep);
+        let output = model
+            .forward_masked(b.pixels, b.pixel_mask)
+            .expect("forward");
+        let terms = set_criterion(&output, &b.targets, &matcher).expect("criterion");
+        (value(terms.focal), value(terms.l1), value(terms.giou))
+    };
+    let (focal_r, l1_r, giou_r) = criterion(&retain_images, &retain);
+    let (focal_f, l1_f, giou_f) = criterion(&forget_images, &forget);
+    let l_r = 2.0 * focal_r + 5.0 * l1_r + 2.0 * giou_r;
+    let l_f = (15.0 - 2.0 * focal_f).max(0.0) + 5.0 * l1_f + 2.0 * giou_f;
+    let lasso = value(gs_lora_core::group_lasso(&model).expect("lasso"));
+    let found = terms.values();
+    let expected = [l_r + 0.3 * l_f + 0.01 * lasso, l_r, l_f, lasso, 0.0];
+    for (found, expected) in found.iter().zip(expected) {
+        close(*found, expected, 1e-4 * expected.abs().max(1.0));
+    }
+    assert!(
+        l_f > 0.0 && (l_r - l_f).abs() > 1e-3,
+        "distinct terms: {found:?}"
+    );
 }

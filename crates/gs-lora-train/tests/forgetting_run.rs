@@ -378,7 +378,10 @@ fn a_task_erases_its_classes_and_keeps_the_others() {
         seed,
         ..PretrainConfig::default()
     };
-    let (model, _) = pretrain(model, &dataset, &settings, &PREPROCESS, &device).expect("pretrain");
+    let (model, accuracy) =
+        pretrain(model, &dataset, &settings, &PREPROCESS, &device).expect("pretrain");
+    // Pretraining learns (61.5% on seed 0, 51–61% over seeds 0–4; chance is 12.5%).
+    assert!(accuracy >= 40.0, "pretraining reached {accuracy}%");
     let config = ForgetConfig {
         seed,
         tasks: 1,

@@ -35,39 +35,12 @@ pub struct ModelInfo {
 }
 
 impl ModelInfo {
-    /// Checks that the record is consistent: classes named and distinct, forgotten classes
-    /// among them, the preprocessing valid.
+    /// Checks that the record is consistent (see [`validate_record`]).
     ///
     /// # Errors
     /// [`TrainError::InvalidSetting`] naming the field and the value.
     pub fn validate(&self) -> Result<()> {
-        let bad = |message: String| Err(TrainError::InvalidSetting(message));
-        if self.class_names.is_empty() {
-            return bad("gs_lora.json: class_names is empty".into());
-        }
-        let mut names: Vec<&String> = self.class_names.iter().collect();
-        names.sort();
-        if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
-            return bad(format!(
-                "gs_lora.json: class `{}` is named twice in class_names",
-                pair[0]
-            ));
-        }
-        let classes = self.class_names.len();
-        if let Some(class) = self.forgotten.iter().find(|&&c| c >= classes) {
-            return bad(format!(
-                "gs_lora.json: forgotten class {class} does not exist (the model has {classes} classes)"
-            ));
-        }
-        let mut forgotten = self.forgotten.clone();
-        forgotten.sort_unstable();
-        if forgotten.windows(2).any(|pair| pair[0] == pair[1]) {
-            return bad(format!(
-                "gs_lora.json: forgotten lists a class twice: {:?}",
-                self.forgotten
-            ));
-        }
-        self.preprocess.validate()
+        validate_record(&self.class_names, &self.forgotten, &self.preprocess)
     }
 
     /// Checks that `dataset` has the model's classes, in the same order.
@@ -92,6 +65,39 @@ impl ModelInfo {
             ),
         }))
     }
+}
+
+/// Checks what a model or detector directory records beside its weights: classes named and
+/// distinct, forgotten classes among them and listed once, the preprocessing valid.
+///
+/// # Errors
+/// [`TrainError::InvalidSetting`] naming the field and the value.
+pub(crate) fn validate_record(
+    class_names: &[String],
+    forgotten: &[usize],
+    preprocess: &Preprocess,
+) -> Result<()> {
+    let bad = |message: String| Err(TrainError::InvalidSetting(message));
+    if class_names.is_empty() {
+        return bad("class_names is empty".into());
+    }
+    let mut names: Vec<&String> = class_names.iter().collect();
+    names.sort();
+    if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
+        return bad(format!("class `{}` is named twice in class_names", pair[0]));
+    }
+    let classes = class_names.len();
+    if let Some(class) = forgotten.iter().find(|&&c| c >= classes) {
+        return bad(format!(
+            "forgotten class {class} does not exist (the model has {classes} classes)"
+        ));
+    }
+    let mut sorted = forgotten.to_vec();
+    sorted.sort_unstable();
+    if sorted.windows(2).any(|pair| pair[0] == pair[1]) {
+        return bad(format!("forgotten lists a class twice: {forgotten:?}"));
+    }
+    preprocess.validate()
 }
 
 /// A model directory on disk.

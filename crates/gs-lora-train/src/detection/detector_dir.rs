@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::batch::Preprocess;
 use crate::error::{Result, TrainError, io};
 use crate::io::{replace_dir, write_json};
+use crate::model_dir::validate_record;
 
 /// The files of a detector directory; a directory holding anything else is never replaced.
 const FILES: [&str; 2] = ["detector.json", "model.safetensors"];
@@ -97,14 +98,11 @@ impl DetectorDir {
             path: path.clone(),
             message: err.to_string(),
         })?;
-        let model_info = crate::ModelInfo {
-            class_names: info.class_names.clone(),
-            preprocess: info.preprocess,
-            forgotten: info.forgotten.clone(),
-        };
-        model_info.validate().map_err(|err| TrainError::Format {
-            path,
-            message: err.to_string(),
+        validate_record(&info.class_names, &info.forgotten, &info.preprocess).map_err(|err| {
+            TrainError::Format {
+                path,
+                message: err.to_string(),
+            }
         })?;
         Ok(info)
     }

@@ -7,7 +7,7 @@
 //! remaining and a forget batch (`--batch` images each), takes
 //! `CE(remain) + 0.2 · relu(105 − CE(forget)) + 1e-4 · Σ_blocks ‖group‖₂`, backpropagates and
 //! steps AdamW (lr 1e-2, weight decay 0.05) on the adapters, exactly as `gs-lora forget` does
-//! (it calls the same [`loss_terms`] and [`update_adapters`]). Inference forwards one batch
+//! (it calls the same [`GsLora::loss_of`], [`optimizer_step`] and [`GsLora::proximal_step`]). Inference forwards one batch
 //! without autodiff.
 //!
 //! Prints `train_step batch=8 median_ms=… min_ms=… max_ms=…`, the same for `inference`, and the
@@ -24,12 +24,15 @@ use burn::optim::AdamWConfig;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use gs_lora::backend;
 use gs_lora::cli::{CliError, Flags, exit_code};
-use gs_lora::core::{LoraConfig, LoraInit};
+use gs_lora::core::{LoraConfig, LoraInit, adapter_param_ids};
 use gs_lora::models::VisionTransformer;
 use gs_lora::models::vit::{GlobalPool, HeadKind, PosResample, VitConfig, VitFormat};
 use gs_lora::models::weights::SeededInit;
-use gs_lora::train::batch::Batch;
-use gs_lora::train::step::{LossWeights, loss_terms, update_adapters};
+use gs_lora::train::ForgetConfig;
+use gs_lora::train::classification::Batch;
+use gs_lora::train::classification::ClassifierObjective;
+use gs_lora::train::engine::{Pair, optimizer_step};
+use gs_lora::train::method::GsLora;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -104,7 +107,7 @@ fn run() -> Result<(), CliError> {
 
     let lora = LoraConfig::new()
         .with_rank(8)
-        .with_alpha(1.0)
+        .with_lora_alpha(1.0)
         .with_init(LoraInit::first_task());
     let mut model = VisionTransformer::load(
         &vit_small(),
@@ -116,17 +119,20 @@ fn run() -> Result<(), CliError> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let retain = random_batch(batch, &mut rng, &device);
     let forget = random_batch(batch, &mut rng, &device);
-    let weights = LossWeights {
-        beta: 0.2,
-        bnd: 105.0,
-        alpha: 1e-4,
-    };
+    // β 0.2, BND 105, α 1e-4: the first task's weights.
+    let method = GsLora::new(&ForgetConfig::default());
     let mut optimizer = AdamWConfig::new().with_weight_decay(0.05).init();
 
     if wanted("train_step") {
         time("train_step", batch, (warmup, reps), || {
-            let terms = loss_terms(&model, retain.clone(), forget.clone(), weights, None)?;
-            update_adapters(&mut model, &mut optimizer, terms.total, 1e-2, weights.alpha)?;
+            let batches = Pair {
+                retain: retain.clone(),
+                forget: forget.clone(),
+            };
+            let terms = method.loss_of(&ClassifierObjective, &model, batches, 0)?;
+            let trainable = adapter_param_ids(&model);
+            optimizer_step(&mut model, &mut optimizer, terms.total, &trainable, 1e-2);
+            method.proximal_step(&mut model, 1e-2, 0)?;
             Ok(())
         })?;
     }

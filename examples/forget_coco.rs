@@ -28,13 +28,13 @@ use std::process::ExitCode;
 use burn::tensor::Device;
 use gs_lora::backend;
 use gs_lora::cli::{CliError, Flags, exit_code, forget_config};
+use gs_lora::core::GroupLassoConfig;
 use gs_lora::models::deformable::{DeformableDetr, DeformableDetrConfig};
-use gs_lora::train::batch::{Normalization, Preprocess};
 use gs_lora::train::detection::{
-    CocoAnnotations, DetectionDataset, DetectorDir, DetectorTrainConfig,
-    EMBEDDED_DETECTION_PREPROCESS, embedded_detection_dataset, load_or_train_detector,
-    run_detection_forgetting,
+    CocoAnnotations, DetectionDataset, DetectorDir, EMBEDDED_PREPROCESS, PretrainConfig,
+    embedded_dataset, load_or_pretrain, run_forgetting,
 };
+use gs_lora::train::image::{Normalization, Preprocess};
 use gs_lora::train::io::ensure_disjoint;
 use gs_lora::train::report::results_table;
 use gs_lora::train::{ForgetConfig, Replay, RunDir};
@@ -57,7 +57,7 @@ fn coco_defaults() -> ForgetConfig {
         tasks: 3,
         forget_per_task: 10,
         bnd: 15.0,
-        alpha: 3e-4,
+        group_lasso: GroupLassoConfig::new().with_weight(3e-4),
         beta: vec![0.015, 0.02, 0.025],
         batch_size: 2,
         epochs: 30,
@@ -76,7 +76,7 @@ fn embedded_defaults() -> ForgetConfig {
         tasks: 2,
         forget_per_task: 2,
         bnd: 15.0,
-        alpha: 3e-4,
+        group_lasso: GroupLassoConfig::new().with_weight(3e-4),
         beta: vec![0.2],
         batch_size: 16,
         epochs: 6,
@@ -152,18 +152,18 @@ fn run() -> Result<(), CliError> {
     let (config, dataset, preprocess, model) = match (coco, weights) {
         (None, None) => {
             let config = forget_config(&mut flags, embedded_defaults())?;
-            let train = DetectorTrainConfig {
-                epochs: flags.number("detector-epochs", DetectorTrainConfig::default().epochs)?,
+            let train = PretrainConfig {
+                epochs: flags.number("detector-epochs", PretrainConfig::default().epochs)?,
                 seed: config.seed,
-                ..DetectorTrainConfig::default()
+                ..PretrainConfig::default()
             };
             flags.finish()?;
             config.validate()?;
-            let dataset = embedded_detection_dataset(config.seed);
-            let lora = config.lora();
+            let dataset = embedded_dataset(config.seed);
+            let lora = config.lora.clone();
             let cache = DetectorDir::new(out.join("detector"));
-            let model = load_or_train_detector(&cache, &dataset, &train, &lora, &device)?;
-            (config, dataset, EMBEDDED_DETECTION_PREPROCESS, model)
+            let model = load_or_pretrain(&cache, &dataset, &train, &lora, &device)?;
+            (config, dataset, EMBEDDED_PREPROCESS, model)
         }
         (Some(coco), Some(weights)) => {
             let model_config = flags
@@ -188,7 +188,7 @@ fn run() -> Result<(), CliError> {
             let architecture = DeformableDetrConfig::from_file(&model_config)?;
             let class_names = label_names(&model_config, architecture.num_labels)?;
             let dataset = coco_dataset(&coco, class_names, side, limits)?;
-            let lora = config.lora();
+            let lora = config.lora.clone();
             let model = DeformableDetr::from_pretrained(
                 &model_config,
                 &weights,
@@ -206,7 +206,7 @@ fn run() -> Result<(), CliError> {
         }
     };
     let run = RunDir::new(&out);
-    let state = run_detection_forgetting(model, &dataset, &config, &preprocess, &run, &device)?;
+    let state = run_forgetting(model, &dataset, &config, &preprocess, &run, &device)?;
     println!("\nCOCO AP (%, IoU 0.5:0.95):");
     println!("{}", results_table(&state.results, "AP"));
     println!("results, curves and plots in {}", out.display());

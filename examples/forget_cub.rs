@@ -25,14 +25,17 @@ use gs_lora::backend;
 use gs_lora::cli::{CliError, Flags, exit_code, forget_config, load_options, open_dataset};
 use gs_lora::core::LoraConfig;
 use gs_lora::models::VisionTransformer;
-use gs_lora::train::batch::Preprocess;
-use gs_lora::train::data::Dataset;
-use gs_lora::train::embedded::{EMBEDDED_PREPROCESS, embedded_dataset, load_or_pretrain};
+use gs_lora::train::classification::PretrainConfig;
+use gs_lora::train::classification::data::Dataset;
+use gs_lora::train::classification::{ClassifierDir, ClassifierInfo, run_forgetting};
+use gs_lora::train::classification::{EMBEDDED_PREPROCESS, embedded_dataset, load_or_pretrain};
+use gs_lora::train::classification::{
+    ProbeConfig, checkpoint_preprocess, linear_probe, load_backbone,
+};
+use gs_lora::train::image::Preprocess;
 use gs_lora::train::io::ensure_disjoint;
-use gs_lora::train::pretrain::PretrainConfig;
-use gs_lora::train::probe::{ProbeConfig, checkpoint_preprocess, linear_probe, load_backbone};
 use gs_lora::train::report::results_table;
-use gs_lora::train::{ForgetConfig, ModelDir, ModelInfo, Replay, RunDir, run_forgetting};
+use gs_lora::train::{ForgetConfig, Replay, RunDir};
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -65,7 +68,7 @@ fn embedded_defaults() -> ForgetConfig {
 
 /// The CUB model: the backbone with a linear-probed head of the data's classes, cached in `cache`.
 fn cub_model(
-    cache: &ModelDir,
+    cache: &ClassifierDir,
     (config, weights): (&Path, &Path),
     dataset: &Dataset,
     preprocess: &Preprocess,
@@ -81,7 +84,7 @@ fn cub_model(
         };
         let (model, accuracy) = linear_probe(backbone, dataset, preprocess, &probe, device)?;
         eprintln!("linear probe: validation accuracy {accuracy:.2}%");
-        let info = ModelInfo {
+        let info = ClassifierInfo {
             class_names: dataset.class_names.clone(),
             preprocess: *preprocess,
             forgotten: Vec::new(),
@@ -101,7 +104,7 @@ fn run() -> Result<(), CliError> {
         .path("out")
         .unwrap_or_else(|| PathBuf::from("runs/forget_cub"));
     let device = backend::device(flags.take("backend").as_deref())?.autodiff();
-    let cache = ModelDir::new(out.join("pretrained"));
+    let cache = ClassifierDir::new(out.join("pretrained"));
     let (data, weights) = (flags.path("data"), flags.path("weights"));
 
     let (config, dataset, preprocess, model) = match (data, weights) {
@@ -115,7 +118,7 @@ fn run() -> Result<(), CliError> {
             flags.finish()?;
             config.validate()?;
             let dataset = embedded_dataset(config.seed);
-            let lora = config.lora();
+            let lora = config.lora.clone();
             let model = load_or_pretrain(&cache, &dataset, &pretrain, &lora, &device)?;
             (config, dataset, EMBEDDED_PREPROCESS, model)
         }
@@ -140,7 +143,7 @@ fn run() -> Result<(), CliError> {
             flags.finish()?;
             config.validate()?;
             let dataset = open_dataset(&data, &options)?;
-            let lora = config.lora();
+            let lora = config.lora.clone();
             let model = cub_model(
                 &cache,
                 (&model_config, &weights),

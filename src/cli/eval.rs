@@ -1,8 +1,8 @@
 //! `gs-lora eval`: a model directory's accuracy per class group.
 
 use gs_lora_core::LoraConfig;
-use gs_lora_train::ModelDir;
-use gs_lora_train::eval::class_accuracy;
+use gs_lora_train::classification::ClassifierDir;
+use gs_lora_train::classification::class_accuracy;
 
 use super::{CliError, Flags, load_options, open_dataset};
 use crate::backend;
@@ -21,7 +21,7 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
         return Ok(());
     };
     let data = flags.required_path("data")?;
-    let model_dir = ModelDir::new(flags.required_path("model")?);
+    let model_dir = ClassifierDir::new(flags.required_path("model")?);
     let split = flags.take("split").unwrap_or_else(|| "val".into());
     let per_class = flags.switch("per-class");
     let batch_size = flags.number("batch-size", 64usize)?;

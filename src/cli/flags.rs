@@ -5,8 +5,10 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use gs_lora_train::data::{Dataset, LoadOptions};
-use gs_lora_train::embedded::embedded_dataset;
+use gs_lora_core::loss::PrototypeLossConfig;
+use gs_lora_core::{GroupLassoConfig, LoraConfig};
+use gs_lora_train::classification::data::{Dataset, LoadOptions};
+use gs_lora_train::classification::embedded_dataset;
 use gs_lora_train::{ForgetConfig, Replay};
 
 use super::CliError;
@@ -17,7 +19,7 @@ use super::CliError;
 pub struct Flags {
     values: HashMap<String, String>,
     switches: HashSet<String>,
-    usage: &'static str,
+    usage: String,
 }
 
 impl Flags {
@@ -29,17 +31,17 @@ impl Flags {
     pub fn parse(
         args: &[String],
         switches: &[&str],
-        usage: &'static str,
+        usage: impl Into<String>,
     ) -> Result<Option<Self>, CliError> {
         let mut flags = Self {
             values: HashMap::new(),
             switches: HashSet::new(),
-            usage,
+            usage: usage.into(),
         };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             if arg == "--help" || arg == "-h" {
-                println!("{usage}");
+                println!("{}", flags.usage);
                 return Ok(None);
             }
             let name = arg
@@ -237,18 +239,28 @@ pub fn forget_config(flags: &mut Flags, defaults: ForgetConfig) -> Result<Forget
         replay,
         epochs: flags.number("epochs", defaults.epochs)?,
         batch_size: flags.number("batch-size", defaults.batch_size)?,
-        rank: flags.number("rank", defaults.rank)?,
-        lora_alpha: flags.number("lora-alpha", defaults.lora_alpha)?,
         lr: flags.number("lr", defaults.lr)?,
         min_lr: flags.number("min-lr", defaults.min_lr)?,
         weight_decay: flags.number("weight-decay", defaults.weight_decay)?,
         bnd: flags.number("bnd", defaults.bnd)?,
         beta: flags.list("beta")?.unwrap_or(defaults.beta),
-        alpha: flags.number("alpha", defaults.alpha)?,
-        alpha_warmup_epochs: flags.number("alpha-warmup-epochs", defaults.alpha_warmup_epochs)?,
-        big_alpha: flags.optional("big-alpha")?.or(defaults.big_alpha),
-        bnd_pro: flags.number("bnd-pro", defaults.bnd_pro)?,
-        pro_forget_weight: flags.number("pro-forget-weight", defaults.pro_forget_weight)?,
-        pro_retain_weight: flags.number("pro-retain-weight", defaults.pro_retain_weight)?,
+        lora: LoraConfig {
+            rank: flags.number("rank", defaults.lora.rank)?,
+            lora_alpha: flags.number("lora-alpha", defaults.lora.lora_alpha)?,
+            ..defaults.lora
+        },
+        group_lasso: GroupLassoConfig {
+            weight: flags.number("alpha", defaults.group_lasso.weight)?,
+            warmup_epochs: flags
+                .number("alpha-warmup-epochs", defaults.group_lasso.warmup_epochs)?,
+            warmup_weight: flags
+                .optional("big-alpha")?
+                .or(defaults.group_lasso.warmup_weight),
+        },
+        prototype: PrototypeLossConfig {
+            bound: flags.number("bnd-pro", defaults.prototype.bound)?,
+            forget_weight: flags.number("pro-forget-weight", defaults.prototype.forget_weight)?,
+            retain_weight: flags.number("pro-retain-weight", defaults.prototype.retain_weight)?,
+        },
     })
 }

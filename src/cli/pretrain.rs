@@ -3,30 +3,40 @@
 use std::path::{Path, PathBuf};
 
 use gs_lora_core::LoraConfig;
-use gs_lora_train::batch::{Normalization, Preprocess};
+use gs_lora_train::classification::{ClassifierDir, ClassifierInfo};
+use gs_lora_train::classification::{PretrainConfig, pretrain_from_scratch};
+use gs_lora_train::classification::{
+    ProbeConfig, checkpoint_preprocess, linear_probe, load_backbone,
+};
+use gs_lora_train::image::{Normalization, Preprocess};
 use gs_lora_train::io::ensure_disjoint;
-use gs_lora_train::pretrain::{PretrainConfig, pretrain_from_scratch};
-use gs_lora_train::probe::{ProbeConfig, checkpoint_preprocess, linear_probe, load_backbone};
-use gs_lora_train::{ModelDir, ModelInfo};
 
 use super::{CliError, Flags, is_embedded, load_options, open_dataset};
 use crate::backend;
 
-const USAGE: &str = "\
+/// The usage text, with the defaults of [`PretrainConfig`] and [`ProbeConfig`] (written there
+/// only).
+fn usage() -> String {
+    let (scratch, probe) = (PretrainConfig::default(), ProbeConfig::default());
+    format!(
+        "\
 usage: gs-lora pretrain --data D --out DIR [--weights W.safetensors [--config C.json]]
                         [--image-size S] [--crop-pct P] [--epochs E] [--batch-size B] [--lr LR]
                         [--val-fraction F] [--max-classes N] [--train-per-class N]
                         [--eval-per-class N] [--backend flex|ndarray|wgpu|cuda] [--seed N]
 
 Without --weights, trains the embedded default's small ViT (patch 8; --image-size a multiple of
-8, default 32) from scratch on D: 40 epochs, batch 64, lr 2e-3, flips and shifts.
+8, default 32) from scratch on D: {} epochs, batch {}, lr {:e}, flips and shifts.
 With --weights (timm ViT, Hugging Face ViT or DINOv2; --config defaults to config.json beside
 the weights), attaches a head of D's classes and trains it on the frozen backbone's cached
-embeddings (linear probe: 100 epochs, batch 256, lr 1e-3); --image-size defaults to the
+embeddings (linear probe: {} epochs, batch {}, lr {:e}); --image-size defaults to the
 config's and must be a multiple of its patch size.
 Writes DIR/config.json, DIR/model.safetensors and DIR/gs_lora.json (class names, preprocessing),
 atomically; an existing DIR is replaced only if it is empty or a model directory, and DIR may not
-be, contain or lie inside --data, --weights or --config.";
+be, contain or lie inside --data, --weights or --config.",
+        scratch.epochs, scratch.batch_size, scratch.lr, probe.epochs, probe.batch_size, probe.lr,
+    )
+}
 
 /// What `pretrain` trains: a head on a checkpoint's frozen backbone, or the small ViT.
 enum Training {
@@ -39,11 +49,11 @@ enum Training {
 }
 
 pub(super) fn run(args: &[String]) -> Result<(), CliError> {
-    let Some(mut flags) = Flags::parse(args, &[], USAGE)? else {
+    let Some(mut flags) = Flags::parse(args, &[], usage())? else {
         return Ok(());
     };
     let data = flags.required_path("data")?;
-    let out = ModelDir::new(flags.required_path("out")?);
+    let out = ClassifierDir::new(flags.required_path("out")?);
     let weights = flags.path("weights");
     let config = flags.path("config");
     let image_size = flags.optional("image-size")?;
@@ -73,7 +83,8 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
         }
         (None, Some(_)) => {
             return Err(CliError::Usage(format!(
-                "--config needs --weights\n\n{USAGE}"
+                "--config needs --weights\n\n{}",
+                usage()
             )));
         }
         (None, None) => {
@@ -130,7 +141,7 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
             pretrain_from_scratch(&dataset, &preprocess, &pretrain, &lora, &device)?
         }
     };
-    let info = ModelInfo {
+    let info = ClassifierInfo {
         class_names: dataset.class_names.clone(),
         preprocess,
         forgotten: Vec::new(),

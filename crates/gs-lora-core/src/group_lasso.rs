@@ -15,19 +15,19 @@ const SQUARED_NORM_FLOOR: f64 = 1e-30;
 /// The group lasso `L_s = Σ_g sqrt(Σ_{p∈g} ‖p‖_F²)` over a model's adapter groups, with its
 /// weight schedule and proximal operator.
 ///
-/// Weight: `alpha` throughout, or with a warm-up, `0` for the first `warmup_epochs` epochs and
-/// `warmup_alpha` afterwards.
+/// Weight: `weight` throughout, or with a warm-up, `0` for the first `warmup_epochs` epochs and
+/// `warmup_weight` afterwards.
 #[derive(Config, Debug, PartialEq)]
 pub struct GroupLassoConfig {
     /// Weight `α` of the group lasso in the total loss.
     #[config(default = 1e-4)]
-    pub alpha: f64,
+    pub weight: f64,
     /// Epochs at the start of a task during which the weight is zero (0: no warm-up).
     #[config(default = 0)]
     pub warmup_epochs: usize,
-    /// The weight after the warm-up (the reference code's `big_alpha`); `alpha` when absent.
+    /// The weight after the warm-up (the reference code's `big_alpha`); `weight` when absent.
     #[config(default = "None")]
-    pub warmup_alpha: Option<f64>,
+    pub warmup_weight: Option<f64>,
 }
 
 impl GroupLassoConfig {
@@ -37,21 +37,21 @@ impl GroupLassoConfig {
     /// [`CoreError::NonFinite`](crate::CoreError::NonFinite) or
     /// [`CoreError::OutOfRange`](crate::CoreError::OutOfRange) naming the weight.
     pub fn validate(&self) -> Result<(), CoreError> {
-        ensure_non_negative("group-lasso alpha", self.alpha)?;
-        if let Some(alpha) = self.warmup_alpha {
-            ensure_non_negative("group-lasso warm-up alpha", alpha)?;
+        ensure_non_negative("group-lasso weight", self.weight)?;
+        if let Some(weight) = self.warmup_weight {
+            ensure_non_negative("group-lasso warm-up weight", weight)?;
         }
         Ok(())
     }
 
     /// The weight `α` during epoch `epoch` (0-based) of a task.
-    pub fn alpha_at(&self, epoch: usize) -> f64 {
+    pub fn weight_at(&self, epoch: usize) -> f64 {
         if self.warmup_epochs == 0 {
-            self.alpha
+            self.weight
         } else if epoch < self.warmup_epochs {
             0.0
         } else {
-            self.warmup_alpha.unwrap_or(self.alpha)
+            self.warmup_weight.unwrap_or(self.weight)
         }
     }
 }

@@ -1,15 +1,17 @@
-//! Every hyper-parameter of a forgetting run, with the reference code's defaults.
+//! Every hyper-parameter of a forgetting run, with the reference code's defaults. The adapters,
+//! the group lasso and the prototype loss keep their own configs (written once, in
+//! `gs-lora-core`); this run config nests them.
 
-use gs_lora_core::LoraConfig;
 use gs_lora_core::loss::PrototypeLossConfig;
+use gs_lora_core::{GroupLassoConfig, LoraConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
 
-/// GS-LoRA or GS-LoRA++ (with prototype losses).
+/// The forgetting method a run uses (its [`Method`](crate::engine::Method) is built from it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Method {
+pub enum MethodKind {
     /// GS-LoRA: retention + bounded forgetting + group lasso.
     GsLora,
     /// GS-LoRA++: GS-LoRA plus the prototype KL losses.
@@ -17,13 +19,13 @@ pub enum Method {
     GsLoraPlusPlus,
 }
 
-impl std::str::FromStr for Method {
+impl std::str::FromStr for MethodKind {
     type Err = TrainError;
 
     fn from_str(name: &str) -> Result<Self> {
         match name {
-            "gs-lora" => Ok(Method::GsLora),
-            "gs-lora++" => Ok(Method::GsLoraPlusPlus),
+            "gs-lora" => Ok(MethodKind::GsLora),
+            "gs-lora++" => Ok(MethodKind::GsLoraPlusPlus),
             other => Err(TrainError::InvalidSetting(format!(
                 "unknown method `{other}`; expected gs-lora or gs-lora++"
             ))),
@@ -42,7 +44,12 @@ pub enum Replay {
 }
 
 /// The settings of a forgetting run (DESIGN.md §2), saved as `config.json` in the run directory.
+///
+/// `config.json` files written before the adapters, group lasso and prototype loss were nested
+/// (flat `rank`, `lora_alpha`, `alpha`, `alpha_warmup_epochs`, `big_alpha`, `bnd_pro`,
+/// `pro_forget_weight`, `pro_retain_weight`) still read, so old runs resume.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "StoredConfig")]
 pub struct ForgetConfig {
     /// Seed of the class order, data order and adapter initialisation.
     pub seed: u64,
@@ -51,17 +58,13 @@ pub struct ForgetConfig {
     /// Classes forgotten per task.
     pub forget_per_task: usize,
     /// GS-LoRA or GS-LoRA++.
-    pub method: Method,
+    pub method: MethodKind,
     /// Replay subset of the retention loss.
     pub replay: Replay,
     /// Epochs per task.
     pub epochs: usize,
     /// Images per batch (one remaining and one forget batch per step).
     pub batch_size: usize,
-    /// LoRA rank.
-    pub rank: usize,
-    /// LoRA alpha (scale `alpha / rank`).
-    pub lora_alpha: f64,
     /// Peak learning rate of the cosine schedule.
     pub lr: f64,
     /// Final learning rate of the cosine schedule.
@@ -72,18 +75,12 @@ pub struct ForgetConfig {
     pub bnd: f64,
     /// Weight `β` of the forgetting loss per task (the last value repeats).
     pub beta: Vec<f64>,
-    /// Weight `α` of the group lasso.
-    pub alpha: f64,
-    /// Epochs with `α = 0` at the start of each task (0: no warm-up).
-    pub alpha_warmup_epochs: usize,
-    /// `α` after the warm-up (`big_alpha`); `alpha` when absent.
-    pub big_alpha: Option<f64>,
-    /// Bound of the prototype loss (GS-LoRA++).
-    pub bnd_pro: f64,
-    /// Weight of the forget prototype term (GS-LoRA++).
-    pub pro_forget_weight: f64,
-    /// Weight of the retain prototype term (GS-LoRA++).
-    pub pro_retain_weight: f64,
+    /// The adapters: rank and `lora_alpha`.
+    pub lora: LoraConfig,
+    /// The group lasso's weight `α` and its warm-up.
+    pub group_lasso: GroupLassoConfig,
+    /// The prototype loss (GS-LoRA++).
+    pub prototype: PrototypeLossConfig,
 }
 
 impl Default for ForgetConfig {
@@ -92,23 +89,119 @@ impl Default for ForgetConfig {
             seed: 0,
             tasks: 4,
             forget_per_task: 20,
-            method: Method::GsLora,
+            method: MethodKind::GsLora,
             replay: Replay::Fraction(0.1),
             epochs: 10,
             batch_size: 32,
-            rank: 8,
-            lora_alpha: 1.0,
             lr: 1e-2,
             min_lr: 1e-5,
             weight_decay: 0.05,
             bnd: 105.0,
             beta: vec![0.2, 0.25, 0.25, 0.2],
-            alpha: 1e-4,
-            alpha_warmup_epochs: 0,
-            big_alpha: None,
-            bnd_pro: 18.0,
-            pro_forget_weight: 0.01,
-            pro_retain_weight: 0.0,
+            lora: LoraConfig::new(),
+            group_lasso: GroupLassoConfig::new(),
+            prototype: PrototypeLossConfig::new(),
+        }
+    }
+}
+
+/// `config.json` as read: the nested form, or the flat one of earlier versions.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StoredConfig {
+    Nested(NestedConfig),
+    Flat(FlatConfig),
+}
+
+/// The fields every version shares.
+#[derive(Deserialize)]
+struct Common {
+    seed: u64,
+    tasks: usize,
+    forget_per_task: usize,
+    method: MethodKind,
+    replay: Replay,
+    epochs: usize,
+    batch_size: usize,
+    lr: f64,
+    min_lr: f64,
+    weight_decay: f64,
+    bnd: f64,
+    beta: Vec<f64>,
+}
+
+#[derive(Deserialize)]
+struct NestedConfig {
+    #[serde(flatten)]
+    common: Common,
+    lora: LoraConfig,
+    group_lasso: GroupLassoConfig,
+    prototype: PrototypeLossConfig,
+}
+
+#[derive(Deserialize)]
+struct FlatConfig {
+    #[serde(flatten)]
+    common: Common,
+    rank: usize,
+    lora_alpha: f64,
+    alpha: f64,
+    alpha_warmup_epochs: usize,
+    big_alpha: Option<f64>,
+    bnd_pro: f64,
+    pro_forget_weight: f64,
+    pro_retain_weight: f64,
+}
+
+impl From<StoredConfig> for ForgetConfig {
+    fn from(stored: StoredConfig) -> Self {
+        let (common, lora, group_lasso, prototype) = match stored {
+            StoredConfig::Nested(c) => (c.common, c.lora, c.group_lasso, c.prototype),
+            StoredConfig::Flat(c) => (
+                c.common,
+                LoraConfig::new()
+                    .with_rank(c.rank)
+                    .with_lora_alpha(c.lora_alpha),
+                GroupLassoConfig::new()
+                    .with_weight(c.alpha)
+                    .with_warmup_epochs(c.alpha_warmup_epochs)
+                    .with_warmup_weight(c.big_alpha),
+                PrototypeLossConfig::new()
+                    .with_bound(c.bnd_pro)
+                    .with_forget_weight(c.pro_forget_weight)
+                    .with_retain_weight(c.pro_retain_weight),
+            ),
+        };
+        let Common {
+            seed,
+            tasks,
+            forget_per_task,
+            method,
+            replay,
+            epochs,
+            batch_size,
+            lr,
+            min_lr,
+            weight_decay,
+            bnd,
+            beta,
+        } = common;
+        Self {
+            seed,
+            tasks,
+            forget_per_task,
+            method,
+            replay,
+            epochs,
+            batch_size,
+            lr,
+            min_lr,
+            weight_decay,
+            bnd,
+            beta,
+            lora,
+            group_lasso,
+            prototype,
         }
     }
 }
@@ -121,21 +214,6 @@ impl ForgetConfig {
             .or(self.beta.last())
             .copied()
             .unwrap_or(0.2)
-    }
-
-    /// The adapters of these settings (rank and alpha).
-    pub fn lora(&self) -> LoraConfig {
-        LoraConfig::new()
-            .with_rank(self.rank)
-            .with_alpha(self.lora_alpha)
-    }
-
-    /// The GS-LoRA++ prototype loss of these settings.
-    pub fn prototype_loss(&self) -> PrototypeLossConfig {
-        PrototypeLossConfig::new()
-            .with_bound(self.bnd_pro)
-            .with_forget_weight(self.pro_forget_weight)
-            .with_retain_weight(self.pro_retain_weight)
     }
 
     /// The learning rate of epoch `epoch`: cosine from `lr` to `min_lr` over the task.
@@ -158,7 +236,7 @@ impl ForgetConfig {
         let counts = [
             ("--tasks", self.tasks),
             ("--forget-per-task", self.forget_per_task),
-            ("--rank", self.rank),
+            ("--rank", self.lora.rank),
         ];
         if let Some((name, _)) = counts.iter().find(|(_, v)| *v == 0) {
             return bad(format!("{name} must be at least 1, found 0"));
@@ -173,11 +251,11 @@ impl ForgetConfig {
         let non_negative = [
             ("--min-lr", self.min_lr),
             ("--bnd", self.bnd),
-            ("--alpha", self.alpha),
-            ("--big-alpha", self.big_alpha.unwrap_or(0.0)),
-            ("--bnd-pro", self.bnd_pro),
-            ("--pro-forget-weight", self.pro_forget_weight),
-            ("--pro-retain-weight", self.pro_retain_weight),
+            ("--alpha", self.group_lasso.weight),
+            ("--big-alpha", self.group_lasso.warmup_weight.unwrap_or(0.0)),
+            ("--bnd-pro", self.prototype.bound),
+            ("--pro-forget-weight", self.prototype.forget_weight),
+            ("--pro-retain-weight", self.prototype.retain_weight),
         ];
         if let Some((name, value)) = non_negative
             .iter()
@@ -191,10 +269,10 @@ impl ForgetConfig {
                 self.min_lr, self.lr
             ));
         }
-        if !(self.lora_alpha.is_finite() && self.lora_alpha > 0.0) {
+        if !(self.lora.lora_alpha.is_finite() && self.lora.lora_alpha > 0.0) {
             return bad(format!(
                 "--lora-alpha must be a finite number > 0, found {}",
-                self.lora_alpha
+                self.lora.lora_alpha
             ));
         }
         if self.beta.is_empty() || self.beta.iter().any(|b| !b.is_finite() || *b < 0.0) {
@@ -234,4 +312,50 @@ pub(crate) fn check_training(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `config.json` as versions before the nested configs wrote it (this one by the
+    /// `forget_cub` example).
+    const FLAT: &str = r#"{
+      "seed": 0, "tasks": 4, "forget_per_task": 10, "method": "gs-lora",
+      "replay": {"kind": "fraction", "value": 0.5}, "epochs": 10, "batch_size": 32,
+      "rank": 4, "lora_alpha": 2.0, "lr": 0.01, "min_lr": 0.00001, "weight_decay": 0.05,
+      "bnd": 15.0, "beta": [0.1], "alpha": 0.0003, "alpha_warmup_epochs": 2, "big_alpha": 0.5,
+      "bnd_pro": 12.0, "pro_forget_weight": 0.02, "pro_retain_weight": 0.1
+    }"#;
+
+    /// Every flat field lands in its nested config, so a run directory of an earlier version
+    /// resumes (its settings compare equal); the nested form round-trips. Catches a flat field
+    /// dropped or sent to the wrong place, and a nested config that does not read back.
+    #[test]
+    fn flat_config_files_of_earlier_versions_still_read() {
+        let old: ForgetConfig = serde_json::from_str(FLAT).expect("flat config");
+        let expected = ForgetConfig {
+            forget_per_task: 10,
+            replay: Replay::Fraction(0.5),
+            bnd: 15.0,
+            beta: vec![0.1],
+            lora: LoraConfig::new().with_rank(4).with_lora_alpha(2.0),
+            group_lasso: GroupLassoConfig::new()
+                .with_weight(3e-4)
+                .with_warmup_epochs(2)
+                .with_warmup_weight(Some(0.5)),
+            prototype: PrototypeLossConfig::new()
+                .with_bound(12.0)
+                .with_forget_weight(0.02)
+                .with_retain_weight(0.1),
+            ..ForgetConfig::default()
+        };
+        assert_eq!(old, expected);
+        let nested = serde_json::to_string(&expected).expect("serialise");
+        assert!(nested.contains("\"group_lasso\"") && !nested.contains("\"big_alpha\""));
+        let back: ForgetConfig = serde_json::from_str(&nested).expect("nested config");
+        assert_eq!(back, expected);
+        let broken = FLAT.replace("\"alpha\": 0.0003,", "");
+        assert!(serde_json::from_str::<ForgetConfig>(&broken).is_err());
+    }
 }

@@ -1,28 +1,31 @@
 //! # gs-lora-train
 //!
-//! Datasets, task schedules, the continual-forgetting loop, checkpoints and reports for
-//! GS-LoRA: given a pretrained model and a dataset, a sequence of forgetting tasks is run,
-//! measured on the validation split and saved after every task so an interrupted run resumes.
+//! Continual forgetting for GS-LoRA: given a pretrained model and a dataset, a sequence of
+//! forgetting tasks is run, measured after every task and checkpointed so an interrupted run
+//! resumes.
+//!
+//! - [`engine`]: the model-agnostic task loop (run directory, schedule, training, resume), which
+//!   takes a [`Method`](engine::Method) and a [`Family`](engine::Family);
+//! - [`method`]: the forgetting methods (GS-LoRA, GS-LoRA++);
+//! - [`classification`] and [`detection`]: the two model families, each with its data, model
+//!   directory, pretraining and evaluation;
+//! - [`report`]: the records a run writes and the files made from them;
+//! - [`image`], [`io`], [`progress`]: images and their preprocessing, safe file writing, the
+//!   progress line.
 
-pub mod batch;
+pub mod classification;
 pub mod config;
-pub mod data;
 pub mod detection;
-pub mod embedded;
+pub mod engine;
 mod error;
-pub mod eval;
-pub mod forget;
+pub mod image;
 pub mod io;
-pub mod model_dir;
-pub mod pretrain;
-pub mod probe;
+pub mod method;
 pub mod progress;
+mod record;
 pub mod report;
-pub mod schedule;
-pub mod step;
 
-pub use config::{ForgetConfig, Method, Replay};
+pub use config::{ForgetConfig, MethodKind, Replay};
+pub use engine::{RunDir, RunState, Task, TaskSchedule};
 pub use error::{Result, TrainError};
-pub use forget::{RunDir, RunState, TaskResult, run_forgetting};
-pub use model_dir::{ModelDir, ModelInfo};
-pub use schedule::{Task, TaskSchedule};
+pub use report::TaskResult;

@@ -9,9 +9,12 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use gs_lora_core::{LoraConfig, LoraInit, fused};
 use gs_lora_models::VisionTransformer;
 use gs_lora_models::weights::SeededInit;
-use gs_lora_train::batch::Batch;
-use gs_lora_train::embedded::embedded_model_config;
-use gs_lora_train::step::{LossWeights, loss_terms};
+use gs_lora_train::ForgetConfig;
+use gs_lora_train::classification::Batch;
+use gs_lora_train::classification::ClassifierObjective;
+use gs_lora_train::classification::embedded_config;
+use gs_lora_train::engine::Pair;
+use gs_lora_train::method::GsLora;
 
 const CLASSES: usize = 60;
 
@@ -46,19 +49,14 @@ impl ModuleVisitor for Collect<'_> {
 
 /// The GS-LoRA loss of one step and its adapter gradients.
 fn step(model: &VisionTransformer, device: &Device) -> (f32, Vec<Vec<f32>>) {
-    let weights = LossWeights {
-        beta: 0.2,
-        bnd: 105.0,
-        alpha: 1e-4,
+    // β 0.2, BND 105, α 1e-4 on the first task.
+    let batches = Pair {
+        retain: batch(12, 1, device),
+        forget: batch(12, 2, device),
     };
-    let terms = loss_terms(
-        model,
-        batch(12, 1, device),
-        batch(12, 2, device),
-        weights,
-        None,
-    )
-    .expect("loss terms");
+    let terms = GsLora::new(&ForgetConfig::default())
+        .loss_of(&ClassifierObjective, model, batches, 0)
+        .expect("loss terms");
     let loss = terms.total.clone().into_scalar::<f32>();
     let grads = terms.total.backward();
     let mut collect = Collect {
@@ -74,9 +72,9 @@ fn fused_and_burn_ops_give_the_same_loss_and_adapter_gradients() {
     let device = Device::default().autodiff();
     let lora = LoraConfig::new()
         .with_rank(8)
-        .with_alpha(1.0)
+        .with_lora_alpha(1.0)
         .with_init(LoraInit::first_task());
-    let config = embedded_model_config(32, CLASSES);
+    let config = embedded_config(32, CLASSES);
     let model = VisionTransformer::load(&config, &mut SeededInit::new(0), &lora, 0, &device)
         .expect("embedded ViT");
 

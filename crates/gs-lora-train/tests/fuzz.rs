@@ -14,7 +14,7 @@
 //! | `detr_config` | DETR `config.json` | `DeformableDetrConfig::from_file` |
 //! | `detr_pretrained` | DETR `config.json` + `model.safetensors` | `DeformableDetr::from_pretrained` |
 //! | `adapters` | `adapter_config.json` + `adapter_model.safetensors` | `VisionTransformer::load_adapters`, then a forward pass |
-//! | `gs_lora_json` | a model directory's `gs_lora.json` | `ModelDir::info`, then a batch with its preprocessing |
+//! | `gs_lora_json` | a model directory's `gs_lora.json` | `ClassifierDir::info`, then a batch with its preprocessing |
 //! | `detector_dir` | `detector.json` + `model.safetensors` | `DetectorDir::info` and `DetectorDir::load` |
 //! | `idx` | the four IDX files, plain or gzipped | `load_idx` |
 //! | `zip` | a zip of an image folder | `Dataset::open` (`load_zip`) |
@@ -78,12 +78,15 @@ use gs_lora_core::LoraConfig;
 use gs_lora_models::deformable::{DeformableDetr, DeformableDetrConfig};
 use gs_lora_models::weights::{IdentityKeys, ParamSource, SafetensorsSource, read_tensor};
 use gs_lora_models::{VisionTransformer, VitConfig};
-use gs_lora_train::batch::{Normalization, Preprocess, make_batch};
-use gs_lora_train::data::{Dataset, Image, ImageSet, LoadOptions, load_cub, load_idx};
+use gs_lora_train::classification::checkpoint_preprocess;
+use gs_lora_train::classification::data::{Dataset, ImageSet, LoadOptions, load_cub, load_idx};
+use gs_lora_train::classification::make_batch;
+use gs_lora_train::classification::{ClassifierDir, ClassifierInfo};
 use gs_lora_train::detection::{CocoAnnotations, DetectorDir, DetectorInfo};
-use gs_lora_train::forget::EpochRecord;
-use gs_lora_train::probe::checkpoint_preprocess;
-use gs_lora_train::{ModelDir, ModelInfo, RunDir, RunState, TaskResult};
+use gs_lora_train::image::Image;
+use gs_lora_train::image::{Normalization, Preprocess};
+use gs_lora_train::report::EpochRecord;
+use gs_lora_train::{RunDir, RunState, TaskResult};
 use rand::seq::IndexedRandom;
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -1751,12 +1754,12 @@ fn adapters() {
 #[test]
 fn gs_lora_json() {
     let infos = [
-        ModelInfo {
+        ClassifierInfo {
             class_names: vec!["ant".into(), "bee".into(), "cat".into()],
             preprocess: Preprocess::new(32, 3, Normalization::IMAGENET),
             forgotten: vec![1],
         },
-        ModelInfo {
+        ClassifierInfo {
             class_names: (0..10).map(|c| format!("class {c}")).collect(),
             preprocess: Preprocess {
                 crop_pct: 0.875,
@@ -1778,7 +1781,7 @@ fn gs_lora_json() {
     images.push(Image::new(5, 4, 3, vec![90; 60]).expect("image"), 0);
     let device = Device::default();
     fuzz("gs_lora_json", &seeds, mutate_contents, |dir| {
-        let info = ModelDir::new(dir).info().map_err(text)?;
+        let info = ClassifierDir::new(dir).info().map_err(text)?;
         // What `eval` does with it: one batch at the recorded preprocessing.
         let _ = make_batch(&images, &[0], &info.preprocess, None, &device);
         Ok(())
@@ -1968,11 +1971,11 @@ fn state_json() {
     let result = |task: usize| TaskResult {
         task,
         forget_classes: vec![2 * task, 2 * task + 1],
-        acc_f_before: 88.5,
-        acc_r_before: 86.25,
-        acc_f: 0.0,
-        acc_r: 85.0,
-        acc_o: (task > 0).then_some(2.5),
+        forget_before: 88.5,
+        retain_before: 86.25,
+        forget_after: 0.0,
+        retain_after: 85.0,
+        old_after: (task > 0).then_some(2.5),
         h_mean: 86.7,
         group_norms: vec![0.5, 0.0, 1.25],
         zero_groups: vec![1],

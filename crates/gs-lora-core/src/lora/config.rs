@@ -8,32 +8,32 @@ use crate::error::{CoreError, ensure_finite};
 
 /// Configuration of the LoRA adapters GS-LoRA attaches to FFN Linears.
 ///
-/// The adapted layer computes `y = x W + b + s · (x A) B` with `s = alpha / rank`.
-/// GS-LoRA's defaults are `rank = 8`, `alpha = 1` (so `s = 1/8`).
+/// The adapted layer computes `y = x W + b + s · (x A) B` with `s = lora_alpha / rank`.
+/// GS-LoRA's defaults are `rank = 8`, `lora_alpha = 1` (so `s = 1/8`).
 #[derive(Config, Debug, PartialEq)]
 pub struct LoraConfig {
     /// Rank `r` of the update `A B`.
     #[config(default = 8)]
     pub rank: usize,
-    /// Scaling numerator: the update is multiplied by `alpha / rank`.
+    /// Scaling numerator: the update is multiplied by `lora_alpha / rank`.
     #[config(default = 1.0)]
-    pub alpha: f64,
+    pub lora_alpha: f64,
     /// How `A` is drawn for a fresh adapter (`B` starts at zero).
     #[config(default = "LoraInit::first_task()")]
     pub init: LoraInit,
 }
 
 impl LoraConfig {
-    /// The scale `alpha / rank` applied to the update.
+    /// The scale `lora_alpha / rank` applied to the update.
     pub fn scale(&self) -> f64 {
-        self.alpha / self.rank as f64
+        self.lora_alpha / self.rank as f64
     }
 
-    /// Checks the rank and alpha against a layer of the given size.
+    /// Checks the rank and `lora_alpha` against a layer of the given size.
     ///
     /// # Errors
     /// [`CoreError::ZeroRank`], [`CoreError::RankTooLarge`] when `rank > min(d_input, d_output)`,
-    /// [`CoreError::NonFinite`] for a NaN or infinite `alpha`.
+    /// [`CoreError::NonFinite`] for a NaN or infinite `lora_alpha`.
     pub fn validate(&self, d_input: usize, d_output: usize) -> Result<(), CoreError> {
         if self.rank == 0 {
             return Err(CoreError::ZeroRank);
@@ -45,7 +45,7 @@ impl LoraConfig {
                 d_output,
             });
         }
-        ensure_finite("LoRA alpha", self.alpha)?;
+        ensure_finite("LoRA alpha", self.lora_alpha)?;
         Ok(())
     }
 

@@ -10,8 +10,8 @@ use rayon::prelude::*;
 
 use super::dataset::DetectionSample;
 use super::matching::Target;
-use crate::data::Image;
 use crate::error::{Result, TrainError, io};
+use crate::image::Image;
 
 #[derive(Deserialize)]
 struct File {

@@ -4,9 +4,9 @@ use burn::tensor::{Bool, Device, Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::matching::Target;
-use crate::batch::Preprocess;
-use crate::data::Image;
 use crate::error::{Result, TrainError};
+use crate::image::Image;
+use crate::image::Preprocess;
 
 /// One image and its objects (boxes `[cx, cy, w, h]` normalised to the image).
 #[derive(Debug, Clone, PartialEq)]

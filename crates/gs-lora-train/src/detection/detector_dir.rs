@@ -14,10 +14,10 @@ use gs_lora_core::LoraConfig;
 use gs_lora_models::deformable::{DeformableDetr, DeformableDetrConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::batch::Preprocess;
 use crate::error::{Result, TrainError, io};
+use crate::image::Preprocess;
 use crate::io::{replace_dir, write_json};
-use crate::model_dir::validate_record;
+use crate::record::validate_record;
 
 /// The files of a detector directory; a directory holding anything else is never replaced.
 const FILES: [&str; 2] = ["detector.json", "model.safetensors"];
@@ -62,7 +62,7 @@ impl DetectorDir {
     }
 
     /// Saves `model` (its adapters merged already) and `info`, replacing the directory
-    /// atomically as [`ModelDir::save`](crate::ModelDir::save) does (and refusing a directory
+    /// atomically as [`ClassifierDir::save`](crate::ClassifierDir::save) does (and refusing a directory
     /// that holds anything else).
     ///
     /// # Errors

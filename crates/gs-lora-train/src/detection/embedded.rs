@@ -8,15 +8,15 @@ use gs_lora_models::resnet::ResNetConfig;
 
 use super::dataset::DetectionDataset;
 use super::detector_dir::{DetectorDir, DetectorInfo};
-use super::pretrain::{DetectorTrainConfig, pretrain_detector};
+use super::pretrain::{PretrainConfig, pretrain};
 use super::synthetic::{SyntheticScenes, SyntheticScenesConfig};
-use crate::batch::{Normalization, Preprocess};
 use crate::error::{Result, TrainError};
+use crate::image::{Normalization, Preprocess};
 
 /// The small Deformable DETR of the embedded default: a four-stage bottleneck ResNet of one
 /// block per stage (widths 8–64), width 64, two encoder and two decoder layers of four heads,
 /// FFN 128, three feature levels with two sampling points each, 16 queries.
-pub fn embedded_detector_config(num_labels: usize) -> DeformableDetrConfig {
+pub fn embedded_config(num_labels: usize) -> DeformableDetrConfig {
     DeformableDetrConfig {
         d_model: 64,
         encoder_layers: 2,
@@ -43,7 +43,7 @@ pub fn embedded_detector_config(num_labels: usize) -> DeformableDetrConfig {
 }
 
 /// How the embedded detector reads its images: whole 64×64 RGB images, ImageNet statistics.
-pub const EMBEDDED_DETECTION_PREPROCESS: Preprocess = Preprocess {
+pub const EMBEDDED_PREPROCESS: Preprocess = Preprocess {
     image_size: 64,
     crop_pct: 1.0,
     channels: 3,
@@ -51,7 +51,7 @@ pub const EMBEDDED_DETECTION_PREPROCESS: Preprocess = Preprocess {
 };
 
 /// The embedded detection set for `seed`.
-pub fn embedded_detection_dataset(seed: u64) -> DetectionDataset {
+pub fn embedded_dataset(seed: u64) -> DetectionDataset {
     SyntheticScenes::generate(&SyntheticScenesConfig {
         seed,
         ..Default::default()
@@ -63,10 +63,10 @@ pub fn embedded_detection_dataset(seed: u64) -> DetectionDataset {
 ///
 /// # Errors
 /// Training or file errors, or a cached detector of other classes.
-pub fn load_or_train_detector(
+pub fn load_or_pretrain(
     cache: &DetectorDir,
     dataset: &DetectionDataset,
-    train_config: &DetectorTrainConfig,
+    train_config: &PretrainConfig,
     lora: &LoraConfig,
     device: &Device,
 ) -> Result<DeformableDetr> {
@@ -75,22 +75,16 @@ pub fn load_or_train_detector(
             "training the embedded detector (cached in {})",
             cache.path().display()
         );
-        let config = embedded_detector_config(dataset.num_classes());
+        let config = embedded_config(dataset.num_classes());
         let model = DeformableDetr::init(&config, lora, train_config.seed, device)?;
-        let (model, ap) = pretrain_detector(
-            model,
-            dataset,
-            train_config,
-            &EMBEDDED_DETECTION_PREPROCESS,
-            device,
-        )?;
+        let (model, ap) = pretrain(model, dataset, train_config, &EMBEDDED_PREPROCESS, device)?;
         if let Some(ap) = ap {
             eprintln!("trained: validation AP {:.1}, AP50 {:.1}", ap.ap, ap.ap50);
         }
         let info = DetectorInfo {
             config,
             class_names: dataset.class_names.clone(),
-            preprocess: EMBEDDED_DETECTION_PREPROCESS,
+            preprocess: EMBEDDED_PREPROCESS,
             forgotten: Vec::new(),
         };
         cache.save(&model, &info)?;

@@ -8,8 +8,8 @@ use gs_lora_models::deformable::DeformableDetr;
 use super::average_precision::{ApSummary, Detection, GroundTruth, average_precision};
 use super::boxes::corners;
 use super::dataset::{DetectionSample, detection_batch};
-use crate::batch::Preprocess;
 use crate::error::{Result, TrainError};
+use crate::image::Preprocess;
 
 /// Detections kept per image (the reference's `PostProcess` top 100).
 pub const DETECTIONS_PER_IMAGE: usize = 100;

@@ -1,18 +1,16 @@
-//! GS-LoRA for detection: per task, fresh adapters on every encoder and decoder FFN, the set
-//! criterion on remaining-class objects, the bounded forgetting loss on forget-class objects,
-//! the group lasso over the layers, and (GS-LoRA++) prototype losses with the class-embedding
-//! rows as prototypes; then merging, COCO AP on forget, remaining and old classes, and a
-//! checkpoint from which an interrupted run resumes.
+//! Forgetting object classes in a detector (Deformable DETR): the set criterion of a batch on
+//! the objects of its classes (the forgetting loss bounds the classification part only), COCO
+//! AP per class group, the class head's rows as GS-LoRA++ prototypes, and detector directories
+//! as checkpoints.
 //!
 //! `L = 2·focal_r + 5·L1_r + 2·GIoU_r + β·(relu(BND − 2·focal_f) + 5·L1_f + 2·GIoU_f)
 //!      + α·Σ_layers ‖group‖₂ (+ L_prototype)`.
 
-use std::time::Instant;
+use std::path::Path;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use gs_lora_core::lora::derive_seed;
-use gs_lora_core::loss::{PrototypeLossConfig, detection_forget_loss, detection_loss};
-use gs_lora_core::{LoraInit, group_lasso, reset_adapters};
+use gs_lora_core::LoraConfig;
+use gs_lora_core::loss::{Prototypes, detection_forget_loss, detection_loss};
 use gs_lora_models::deformable::{DeformableDetr, DetrOutput};
 
 use super::criterion::{CriterionTerms, set_criterion};
@@ -20,15 +18,12 @@ use super::dataset::{DetectionBatch, DetectionDataset, detection_batch, samples_
 use super::detector_dir::{DetectorDir, DetectorInfo};
 use super::evaluate::detector_ap;
 use super::matching::HungarianMatcher;
-use crate::batch::Preprocess;
-use crate::config::{ForgetConfig, Method};
+use crate::config::ForgetConfig;
+use crate::engine::{self, Criterion, Family, Objective, Pair, RunDir, RunState, Task};
 use crate::error::{Result, TrainError};
-use crate::forget::{
-    EpochRecord, RunDir, RunState, TaskResult, merge_task_adapters, run_schedule, task_result,
-    task_subsets, train_task,
-};
-use crate::schedule::Task;
-use crate::step::{LossTerms, LossWeights};
+use crate::image::Preprocess;
+use crate::method::GsLora;
+use crate::report::Scores;
 
 /// The matched queries' decoder embeddings `[M, d]` and their classes' rows of the class head
 /// `[M, d]` (the prototypes of GS-LoRA++ for detection).
@@ -55,41 +50,67 @@ fn matched_embeddings(
     (embeddings, prototypes)
 }
 
-/// The GS-LoRA loss of a remaining and a forget batch; with `prototype`, the GS-LoRA++ term on
-/// the matched queries' embeddings against their classes' class-head rows.
-///
-/// # Errors
-/// A failing forward, a non-finite bound, or a label outside the model's classes.
-pub fn detection_loss_terms(
-    model: &DeformableDetr,
-    retain: DetectionBatch,
-    forget: DetectionBatch,
-    weights: LossWeights,
-    prototype: Option<&PrototypeLossConfig>,
-    matcher: &HungarianMatcher,
-) -> Result<LossTerms> {
-    let out_r = model.forward_masked(retain.pixels, retain.pixel_mask)?;
-    let out_f = model.forward_masked(forget.pixels, forget.pixel_mask)?;
-    let terms_r = set_criterion(&out_r, &retain.targets, matcher)?;
-    let terms_f = set_criterion(&out_f, &forget.targets, matcher)?;
-    let prototype = match prototype {
-        Some(loss) if !terms_r.matched.is_empty() && !terms_f.matched.is_empty() => {
-            Some(loss.loss(
-                matched_embeddings(model, &out_f, &terms_f),
-                matched_embeddings(model, &out_r, &terms_r),
-            )?)
+/// How a detector trains: the set criterion of (Deformable) DETR after Hungarian matching.
+#[derive(Debug, Clone, Default)]
+pub struct DetectorObjective {
+    matcher: HungarianMatcher,
+}
+
+/// A detector's forward pass on a batch, matched to the batch's objects.
+#[derive(Debug, Clone)]
+pub struct DetectorCriterion {
+    output: DetrOutput,
+    terms: CriterionTerms,
+}
+
+impl Criterion for DetectorCriterion {
+    fn loss(&self) -> Result<Tensor<1>> {
+        let terms = self.terms.clone();
+        Ok(detection_loss(terms.focal, terms.l1, terms.giou))
+    }
+
+    fn bounded_loss(&self, bound: f64) -> Result<Tensor<1>> {
+        let terms = self.terms.clone();
+        Ok(detection_forget_loss(
+            terms.focal,
+            terms.l1,
+            terms.giou,
+            bound,
+        )?)
+    }
+}
+
+impl Objective for DetectorObjective {
+    type Model = DeformableDetr;
+    type Batch = DetectionBatch;
+    type Criterion = DetectorCriterion;
+
+    fn criterion(
+        &self,
+        model: &DeformableDetr,
+        batch: DetectionBatch,
+    ) -> Result<DetectorCriterion> {
+        let output = model.forward_masked(batch.pixels, batch.pixel_mask)?;
+        let terms = set_criterion(&output, &batch.targets, &self.matcher)?;
+        Ok(DetectorCriterion { output, terms })
+    }
+
+    /// The matched queries' embeddings against their classes' class-head rows.
+    fn prototype_pairs(
+        &self,
+        model: &DeformableDetr,
+        criteria: Pair<&DetectorCriterion>,
+        _: Option<&Prototypes>,
+    ) -> Result<Option<Pair<(Tensor<2>, Tensor<2>)>>> {
+        if criteria.retain.terms.matched.is_empty() || criteria.forget.terms.matched.is_empty() {
+            return Ok(None);
         }
-        _ => None,
-    };
-    let l_r = detection_loss(terms_r.focal, terms_r.l1, terms_r.giou);
-    let l_f = detection_forget_loss(terms_f.focal, terms_f.l1, terms_f.giou, weights.bnd)?;
-    Ok(LossTerms::new(
-        l_r,
-        l_f,
-        group_lasso(model)?,
-        prototype,
-        weights,
-    ))
+        let pair = |c: &DetectorCriterion| matched_embeddings(model, &c.output, &c.terms);
+        Ok(Some(Pair {
+            forget: pair(criteria.forget),
+            retain: pair(criteria.retain),
+        }))
+    }
 }
 
 /// `true` for the classes of `classes`, out of `num_classes`.
@@ -99,51 +120,139 @@ fn class_mask(num_classes: usize, classes: &[usize]) -> Vec<bool> {
     mask
 }
 
-/// COCO AP (%) on the forget, remaining and old classes of `task` (old `None` on the first
-/// task); an error for a group without any object in the validation split.
-fn evaluate(
-    model: &DeformableDetr,
-    dataset: &DetectionDataset,
-    task: &Task,
-    config: &ForgetConfig,
-    preprocess: &Preprocess,
-    device: &Device,
-) -> Result<(f64, f64, Option<f64>)> {
-    let groups = [&task.forget[..], &task.retain[..], &task.old[..]];
-    let aps = detector_ap(
-        model,
-        &dataset.val,
-        preprocess,
-        2 * config.batch_size,
-        &groups,
-        device,
-    )?;
-    // A group without any object cannot be scored: reporting 0 would read as perfect
-    // forgetting (or a collapse).
-    let ap = |i: usize, group: &str| {
-        aps[i].map(|s| s.ap).ok_or_else(|| {
-            TrainError::Data(format!(
-                "task {}: the {group} classes have no object in the validation images, so their AP \
-                 cannot be measured",
-                task.index
-            ))
-        })
-    };
-    let old = match task.old.is_empty() {
-        true => None,
-        false => Some(ap(2, "earlier-forgotten")?),
-    };
-    Ok((ap(0, "forget")?, ap(1, "remaining")?, old))
+/// A detector on a detection dataset: the [`Family`] the engine runs detection tasks on.
+#[derive(Debug)]
+pub struct DetectionFamily<'a> {
+    dataset: &'a DetectionDataset,
+    preprocess: Preprocess,
+    objective: DetectorObjective,
+    /// Images per evaluation batch.
+    eval_batch_size: usize,
+    /// Adapters of checkpoints read back.
+    lora: LoraConfig,
+    seed: u64,
+    device: Device,
 }
 
-/// Runs (or resumes) the forgetting tasks of `config` on the detector `model`, writing
-/// results (`acc_*` fields hold COCO AP, %) and checkpoints under `run`. `model` must live on
-/// an autodiff device.
+impl<'a> DetectionFamily<'a> {
+    /// The detection family on `dataset` with the settings of `config`.
+    pub fn new(
+        dataset: &'a DetectionDataset,
+        preprocess: Preprocess,
+        config: &ForgetConfig,
+        device: &Device,
+    ) -> Self {
+        Self {
+            dataset,
+            preprocess,
+            objective: DetectorObjective::default(),
+            eval_batch_size: 2 * config.batch_size,
+            lora: config.lora.clone(),
+            seed: config.seed,
+            device: device.clone(),
+        }
+    }
+}
+
+impl Family for DetectionFamily<'_> {
+    type Model = DeformableDetr;
+    type Batch = DetectionBatch;
+    type Objective = DetectorObjective;
+    const METRIC: &'static str = "AP";
+
+    fn classes(&self) -> Vec<usize> {
+        self.dataset.labels.clone()
+    }
+
+    fn samples_of(&self, class: usize) -> Vec<usize> {
+        let mask = class_mask(self.dataset.num_classes(), &[class]);
+        samples_with(&self.dataset.train, &mask)
+    }
+
+    /// Only the objects of `classes` are targets; the others are background.
+    fn batch(&self, indices: &[usize], classes: &[usize]) -> Result<DetectionBatch> {
+        let mask = class_mask(self.dataset.num_classes(), classes);
+        detection_batch(
+            &self.dataset.train,
+            indices,
+            &mask,
+            &self.preprocess,
+            &self.device,
+        )
+    }
+
+    fn objective(&self) -> &DetectorObjective {
+        &self.objective
+    }
+
+    /// COCO AP (%) per group; an error for a group without any object in the validation split.
+    fn evaluate(&self, model: &DeformableDetr, task: &Task) -> Result<Scores> {
+        let groups = [&task.forget[..], &task.retain[..], &task.old[..]];
+        let [forget, retain, old] = detector_ap(
+            model,
+            &self.dataset.val,
+            &self.preprocess,
+            self.eval_batch_size,
+            &groups,
+            &self.device,
+        )?
+        .try_into()
+        .map_err(|_| TrainError::Data("one AP per class group expected".into()))?;
+        // A group without any object cannot be scored: reporting 0 would read as perfect
+        // forgetting (or a collapse).
+        let ap = |summary: Option<super::ApSummary>, group: &str| {
+            summary.map(|s| s.ap).ok_or_else(|| {
+                TrainError::Data(format!(
+                    "task {}: the {group} classes have no object in the validation images, so their \
+                     AP cannot be measured",
+                    task.index
+                ))
+            })
+        };
+        let old = match task.old.is_empty() {
+            true => None,
+            false => Some(ap(old, "earlier-forgotten")?),
+        };
+        Ok(Scores {
+            forget: ap(forget, "forget")?,
+            retain: ap(retain, "remaining")?,
+            old,
+        })
+    }
+
+    /// `None`: a detector's prototypes are its class head's rows, read during training.
+    fn prototypes(
+        &self,
+        _: &DeformableDetr,
+        _: &[usize],
+        _: &[usize],
+    ) -> Result<Option<Prototypes>> {
+        Ok(None)
+    }
+
+    fn load(&self, path: &Path) -> Result<DeformableDetr> {
+        DetectorDir::new(path).load(&self.lora, self.seed, &self.device)
+    }
+
+    fn save(&self, model: &DeformableDetr, task: &Task, path: &Path) -> Result<()> {
+        let info = DetectorInfo {
+            config: model.config.clone(),
+            class_names: self.dataset.class_names.clone(),
+            preprocess: self.preprocess,
+            forgotten: task.old.iter().chain(&task.forget).copied().collect(),
+        };
+        DetectorDir::new(path).save(model, &info)
+    }
+}
+
+/// Runs (or resumes) the forgetting tasks of `config` on the detector `model` (on an autodiff
+/// device) with the method `config.method`, writing results (scores are COCO AP, %) and
+/// checkpoints under `run`.
 ///
 /// # Errors
-/// Invalid settings, a failing model, file errors, or a non-finite loss (the run stops and the
-/// last finished task's checkpoint stays in place).
-pub fn run_detection_forgetting(
+/// An invalid dataset or settings, a failing model, file errors, or a non-finite loss (the run
+/// stops and the last finished task's checkpoint stays in place).
+pub fn run_forgetting(
     mut model: DeformableDetr,
     dataset: &DetectionDataset,
     config: &ForgetConfig,
@@ -152,84 +261,6 @@ pub fn run_detection_forgetting(
     device: &Device,
 ) -> Result<RunState> {
     dataset.validate()?;
-    let lora = config.lora();
-    run_schedule(
-        &mut model,
-        &dataset.labels,
-        config,
-        run,
-        |checkpoint| DetectorDir::new(checkpoint).load(&lora, config.seed, device),
-        |model, task| run_detection_task(model, dataset, task, config, preprocess, device),
-        |model, task, checkpoint| {
-            let info = DetectorInfo {
-                config: model.config.clone(),
-                class_names: dataset.class_names.clone(),
-                preprocess: *preprocess,
-                forgotten: task.old.iter().chain(&task.forget).copied().collect(),
-            };
-            DetectorDir::new(checkpoint).save(model, &info)
-        },
-    )
-}
-
-fn run_detection_task(
-    model: &mut DeformableDetr,
-    dataset: &DetectionDataset,
-    task: &Task,
-    config: &ForgetConfig,
-    preprocess: &Preprocess,
-    device: &Device,
-) -> Result<(TaskResult, Vec<EpochRecord>)> {
-    let started = Instant::now();
-    let t = task.index;
-    let task_seed = derive_seed(config.seed, 1000 + t as u64);
-    let (ap_f_before, ap_r_before, _) = evaluate(model, dataset, task, config, preprocess, device)?;
-    eprintln!(
-        "task {t}: forgetting {} classes; before: AP_f {ap_f_before:.2}, AP_r {ap_r_before:.2}",
-        task.forget.len()
-    );
-    reset_adapters(model, LoraInit::for_task(t), task_seed)?;
-
-    let classes = dataset.num_classes();
-    let [retain_indices, forget_indices] = task_subsets(
-        |class| samples_with(&dataset.train, &class_mask(classes, &[class])),
-        task,
-        config,
-    );
-    let masks = [
-        class_mask(classes, &task.retain),
-        class_mask(classes, &task.forget),
-    ];
-    let prototype = config.prototype_loss();
-    let prototype = (config.method == Method::GsLoraPlusPlus).then_some(&prototype);
-    let matcher = HungarianMatcher::default();
-    let curves = train_task(
-        model,
-        config,
-        task,
-        [&retain_indices, &forget_indices],
-        |model, [retain, forget], weights| {
-            let batch =
-                |indices, mask| detection_batch(&dataset.train, indices, mask, preprocess, device);
-            detection_loss_terms(
-                model,
-                batch(retain, &masks[0])?,
-                batch(forget, &masks[1])?,
-                weights,
-                prototype,
-                &matcher,
-            )
-        },
-    )?;
-    let groups = merge_task_adapters(model)?;
-    let after = evaluate(model, dataset, task, config, preprocess, device)?;
-    let result = task_result(
-        task,
-        [ap_f_before, ap_r_before],
-        after,
-        groups,
-        started,
-        "AP",
-    );
-    Ok((result, curves))
+    let family = DetectionFamily::new(dataset, *preprocess, config, device);
+    engine::run(&family, &mut GsLora::new(config), &mut model, config, run)
 }

@@ -24,12 +24,9 @@ pub use dataset::{
     DetectionBatch, DetectionDataset, DetectionSample, detection_batch, samples_with,
 };
 pub use detector_dir::{DetectorDir, DetectorInfo};
-pub use embedded::{
-    EMBEDDED_DETECTION_PREPROCESS, embedded_detection_dataset, embedded_detector_config,
-    load_or_train_detector,
-};
+pub use embedded::{EMBEDDED_PREPROCESS, embedded_config, embedded_dataset, load_or_pretrain};
 pub use evaluate::{DETECTIONS_PER_IMAGE, detector_ap, top_k_detections};
-pub use forget::{detection_loss_terms, run_detection_forgetting};
+pub use forget::{DetectionFamily, DetectorCriterion, DetectorObjective, run_forgetting};
 pub use matching::{HungarianMatcher, Target, linear_sum_assignment};
-pub use pretrain::{DetectorTrainConfig, pretrain_detector};
+pub use pretrain::{PretrainConfig, pretrain};
 pub use synthetic::{SyntheticScenes, SyntheticScenesConfig};

@@ -15,13 +15,13 @@ use super::criterion::set_criterion;
 use super::dataset::{DetectionDataset, detection_batch};
 use super::evaluate::detector_ap;
 use super::matching::HungarianMatcher;
-use crate::batch::Preprocess;
+use crate::engine::{FitSchedule, fit};
 use crate::error::Result;
-use crate::pretrain::{FitSchedule, fit};
+use crate::image::Preprocess;
 
-/// Settings of [`pretrain_detector`].
+/// Settings of [`pretrain`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct DetectorTrainConfig {
+pub struct PretrainConfig {
     /// Passes over the training split.
     pub epochs: usize,
     /// Images per batch.
@@ -36,7 +36,7 @@ pub struct DetectorTrainConfig {
     pub seed: u64,
 }
 
-impl Default for DetectorTrainConfig {
+impl Default for PretrainConfig {
     fn default() -> Self {
         Self {
             epochs: 12,
@@ -78,10 +78,10 @@ impl ModuleVisitor for TrainableIds {
 ///
 /// # Errors
 /// A zero epoch or batch count, a batch the model cannot read, or a non-finite loss.
-pub fn pretrain_detector(
+pub fn pretrain(
     model: DeformableDetr,
     dataset: &DetectionDataset,
-    config: &DetectorTrainConfig,
+    config: &PretrainConfig,
     preprocess: &Preprocess,
     device: &Device,
 ) -> Result<(DeformableDetr, Option<ApSummary>)> {

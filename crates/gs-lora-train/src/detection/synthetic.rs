@@ -12,8 +12,8 @@ use rayon::prelude::*;
 
 use super::dataset::{DetectionDataset, DetectionSample};
 use super::matching::Target;
-use crate::data::Image;
-use crate::data::synthetic::{COLOURS, SHAPES, shape_contains};
+use crate::image::Image;
+use crate::image::shapes::{COLOURS, SHAPES, shape_contains};
 use gs_lora_core::lora::derive_seed;
 
 /// Shapes used by the detection set (circle, bar, triangle, cross).

@@ -1,0 +1,324 @@
+//! Deformable DETR against Hugging Face's `DeformableDetrForObjectDetection` on the small random
+//! checkpoint made by `tools/make_deform_fixtures.py` (its `config.json` and transformers-5
+//! tensor names): `logits` and `pred_boxes` of two unpadded images and of a padded batch with a
+//! pixel mask, one adapter group per encoder and decoder layer, both generations of tensor
+//! names, and refused configs.
+
+use burn::tensor::{Bool, Device, Tensor, TensorData};
+use gs_lora_core::{LoraConfig, LoraModel};
+use gs_lora_models::ModelError;
+use std::collections::BTreeSet;
+
+use gs_lora_models::deformable::{DeformableDetr, DeformableDetrConfig, DetrKeys, DetrOutput};
+use gs_lora_models::weights::{KeyMap, read_tensor};
+
+use crate::common::{assert_parity, fixture, values};
+
+/// The checkpoint of the fixture directory `name`.
+fn load(name: &str, device: &Device) -> DeformableDetr {
+    let dir = fixture(name);
+    DeformableDetr::from_pretrained(
+        dir.join("config.json"),
+        dir.join("model.safetensors"),
+        &LoraConfig::new(),
+        0,
+        device,
+    )
+    .expect("load")
+}
+
+/// `logits` and `pred_boxes` of `output` against those saved in `reference` (`what` names the
+/// case in messages).
+fn assert_matches_reference(
+    what: &str,
+    output: DetrOutput,
+    reference: impl AsRef<std::path::Path>,
+) {
+    for (name, found) in [("logits", output.logits), ("pred_boxes", output.pred_boxes)] {
+        let expected: Vec<f32> = read_tensor(reference.as_ref(), name)
+            .expect(name)
+            .try_to_vec()
+            .expect("f32");
+        assert_parity(&format!("{what} {name}"), &values(found), &expected);
+    }
+}
+
+/// The model's outputs for the fixture's `input.safetensors` against its `output.safetensors`.
+fn assert_fixture_output(model: &DeformableDetr, dir: &std::path::Path, device: &Device) {
+    let pixels = read_tensor(dir.join("input.safetensors"), "pixel_values").expect("input");
+    let output = model
+        .forward(Tensor::from_data(pixels, device))
+        .expect("forward");
+    let what = dir.file_name().expect("fixture name").to_string_lossy();
+    assert_matches_reference(&what, output, dir.join("output.safetensors"));
+}
+
+#[test]
+fn logits_and_boxes_match_transformers() {
+    let device = Device::default();
+    let model = load("detr", &device);
+    let dir = fixture("detr");
+    assert_fixture_output(&model, &dir, &device);
+}
+
+/// Iterative box refinement: every decoder layer's box head moves the reference boxes of the
+/// next (a second small random checkpoint, `with_box_refine` in its `config.json`).
+#[test]
+fn box_refinement_matches_transformers() {
+    let device = Device::default();
+    let dir = fixture("detr_refine");
+    let model = load("detr_refine", &device);
+    assert!(model.config.with_box_refine);
+    assert_eq!(model.bbox_embed.len(), 2, "one box head per decoder layer");
+    assert_fixture_output(&model, &dir, &device);
+}
+
+/// Two stages: encoder tokens propose boxes, the best five become the decoder's queries (a
+/// third small random checkpoint, `two_stage` and `with_box_refine` in its `config.json`).
+#[test]
+fn two_stage_models_match_transformers() {
+    let device = Device::default();
+    let dir = fixture("detr_two_stage");
+    let model = load("detr_two_stage", &device);
+    assert!(model.config.two_stage && model.proposals.is_some());
+    assert!(model.query_position_embeddings.is_none());
+    assert_fixture_output(&model, &dir, &device);
+    let error =
+        DeformableDetrConfig::from_json(r#"{"model_type": "deformable_detr", "two_stage": true}"#)
+            .expect_err("two stages without box refinement");
+    assert!(error.to_string().contains("with_box_refine"), "{error}");
+}
+
+/// A padded batch with Hugging Face's `pixel_mask`: the second image's real part is 96×64 of
+/// the 128×96 batch.
+#[test]
+fn padded_batches_match_transformers() {
+    let device = Device::default();
+    let model = load("detr", &device);
+    let input = fixture("detr").join("input_padded.safetensors");
+    let pixels = read_tensor(&input, "pixel_values").expect("pixels");
+    let mask: Vec<bool> = read_tensor(&input, "pixel_mask")
+        .expect("mask")
+        .try_to_vec::<f32>()
+        .expect("f32")
+        .into_iter()
+        .map(|v| v > 0.5)
+        .collect();
+    let mask = Tensor::<3, Bool>::from_data(TensorData::new(mask, [2, 128, 96]), &device);
+    let output = model
+        .forward_masked(Tensor::from_data(pixels, &device), Some(mask.clone()))
+        .expect("forward");
+    assert_matches_reference(
+        "detr padded",
+        output,
+        fixture("detr").join("output_padded.safetensors"),
+    );
+    let error = model
+        .forward_masked(
+            Tensor::zeros([2, 3, 128, 96], &device),
+            Some(mask.bool_not()),
+        )
+        .expect_err("padding at the top-left");
+    assert!(
+        error.to_string().contains("image 0 padded at its top-left"),
+        "{error}"
+    );
+    let error = model
+        .forward_masked(
+            Tensor::zeros([2, 3, 128, 96], &device),
+            Some(Tensor::<3, Bool>::from_data(
+                TensorData::new(vec![true; 2 * 64 * 96], [2, 64, 96]),
+                &device,
+            )),
+        )
+        .expect_err("mask of another size");
+    assert!(error.to_string().contains("[2, 128, 96]"), "{error}");
+}
+
+/// A tensor name of transformers 5 in the older generation's spelling (released checkpoints):
+/// the backbone under `conv_encoder`, `fc1` / `fc2` without `mlp.`, `out_proj` for `o_proj`.
+fn older_name(name: &str) -> String {
+    name.replace(
+        "model.backbone.model.",
+        "model.backbone.conv_encoder.model.",
+    )
+    .replace(".mlp.fc1.", ".fc1.")
+    .replace(".mlp.fc2.", ".fc2.")
+    .replace(".self_attn.o_proj.", ".self_attn.out_proj.")
+}
+
+/// A checkpoint in the older generation of tensor names loads and runs to the same outputs as
+/// the transformers-5 names: each fixture's weights renamed, written to a temporary file, and
+/// the outputs compared with the fixture's reference. Catches a key map that reads a renamed
+/// tensor from the wrong place (e.g. `fc2` read as `fc1`, or the legacy backbone prefix
+/// applied to the heads), which the key-map test below cannot see.
+#[test]
+fn a_checkpoint_with_the_older_tensor_names_runs_like_the_new_one() {
+    let device = Device::default();
+    for name in ["detr", "detr_refine", "detr_two_stage"] {
+        let dir = fixture(name);
+        let bytes = std::fs::read(dir.join("model.safetensors")).expect("weights");
+        let file = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+        let tensors: Vec<(String, safetensors::tensor::TensorView)> = file
+            .tensors()
+            .into_iter()
+            .map(|(key, view)| (older_name(&key), view))
+            .collect();
+        let renamed = tensors
+            .iter()
+            .filter(|(key, _)| file.tensor(key).is_err())
+            .count();
+        for (old, new) in [
+            (".backbone.conv_encoder.model.", ".backbone.model."),
+            (".fc1.", ".mlp.fc1."),
+            (".fc2.", ".mlp.fc2."),
+            (".self_attn.out_proj.", ".self_attn.o_proj."),
+        ] {
+            assert!(
+                tensors.iter().any(|(key, _)| key.contains(old))
+                    && !tensors.iter().any(|(key, _)| key.contains(new)),
+                "{name}: every `{new}` renamed to `{old}`"
+            );
+        }
+        let tmp = std::env::temp_dir().join(format!(
+            "gs-lora-detr-older-names-{name}-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&tmp).expect("tmp");
+        let weights = tmp.join("model.safetensors");
+        safetensors::serialize_to_file(tensors, None, &weights).expect("write renamed weights");
+        let model = DeformableDetr::from_pretrained(
+            dir.join("config.json"),
+            &weights,
+            &LoraConfig::new(),
+            0,
+            &device,
+        )
+        .unwrap_or_else(|err| panic!("{name} with the older names: {err}"));
+        eprintln!("{name}: {renamed} tensors renamed to the older generation");
+        assert_fixture_output(&model, &dir, &device);
+        std::fs::remove_dir_all(&tmp).ok();
+    }
+}
+
+#[test]
+fn every_layer_is_one_adapter_group_and_bad_inputs_are_refused() {
+    let device = Device::default();
+    let model = load("detr", &device);
+    let names: Vec<String> = model.lora_groups().into_iter().map(|g| g.name).collect();
+    assert_eq!(
+        names,
+        ["encoder.layers.0", "decoder.layers.0", "decoder.layers.1"]
+    );
+    let error = model
+        .forward(Tensor::zeros([1, 1, 128, 128], &device))
+        .expect_err("one channel");
+    assert!(matches!(error, ModelError::Input { .. }), "{error}");
+    let error = model
+        .forward(Tensor::zeros([1, 3, 16, 16], &device))
+        .expect_err("too small for four levels");
+    assert!(error.to_string().contains("[1, 3, 16, 16]"), "{error}");
+}
+
+#[test]
+fn the_config_is_read_from_config_json() {
+    let config =
+        DeformableDetrConfig::from_file(fixture("detr").join("config.json")).expect("config");
+    assert_eq!(
+        (
+            config.d_model,
+            config.encoder_layers,
+            config.decoder_layers,
+            config.num_queries
+        ),
+        (32, 1, 2, 5)
+    );
+    assert_eq!((config.num_labels, config.num_feature_levels), (3, 4));
+    assert_eq!(config.backbone.widths, vec![8, 16, 32, 64]);
+    assert_eq!(config.backbone.depths, vec![1, 1, 1, 1]);
+    // The reference's defaults for what a config leaves out.
+    let defaults =
+        DeformableDetrConfig::from_json(r#"{"model_type": "deformable_detr"}"#).expect("defaults");
+    assert_eq!(
+        (
+            defaults.d_model,
+            defaults.num_queries,
+            defaults.backbone.depths
+        ),
+        (256, 300, vec![3, 4, 6, 3])
+    );
+    for (json, says) in [
+        (r#"{"model_type": "detr"}"#, "deformable_detr"),
+        (
+            r#"{"model_type": "deformable_detr", "backbone": "swin"}"#,
+            "swin",
+        ),
+        (
+            r#"{"model_type": "deformable_detr", "d_model": "wide"}"#,
+            "d_model",
+        ),
+    ] {
+        let error = DeformableDetrConfig::from_json(json).expect_err(json);
+        assert!(error.to_string().contains(says), "{json}: {error}");
+    }
+}
+
+#[test]
+fn both_generations_of_tensor_names_are_read() {
+    let names = |list: &[&str]| list.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
+    let two_layers = DeformableDetrConfig::from_json(
+        r#"{"model_type": "deformable_detr", "decoder_layers": 2}"#,
+    )
+    .expect("config");
+    // transformers 5: backbone under `model.backbone.model`, `mlp.fc1`, `o_proj`.
+    let new = DetrKeys::new(
+        &names(&[
+            "model.backbone.model.conv1.weight",
+            "model.encoder.layers.0.mlp.fc1.weight",
+            "model.decoder.layers.0.self_attn.o_proj.weight",
+        ]),
+        &two_layers,
+    );
+    assert_eq!(
+        new.file_keys("model.encoder.layers.0.fc1.weight"),
+        ["model.encoder.layers.0.mlp.fc1.weight"]
+    );
+    assert_eq!(
+        new.file_keys("model.decoder.layers.1.self_attn.out_proj.bias"),
+        ["model.decoder.layers.1.self_attn.o_proj.bias"]
+    );
+    assert_eq!(
+        new.file_keys("model.backbone.model.conv1.weight"),
+        ["model.backbone.model.conv1.weight"]
+    );
+    // Released checkpoints: `conv_encoder`, `fc1`, `out_proj`.
+    let old = DetrKeys::new(
+        &names(&[
+            "model.backbone.conv_encoder.model.conv1.weight",
+            "model.encoder.layers.0.fc1.weight",
+        ]),
+        &two_layers,
+    );
+    assert_eq!(
+        old.file_keys("model.backbone.model.layer1.0.conv1.weight"),
+        ["model.backbone.conv_encoder.model.layer1.0.conv1.weight"]
+    );
+    assert_eq!(
+        old.file_keys("model.encoder.layers.0.fc1.weight"),
+        ["model.encoder.layers.0.fc1.weight"]
+    );
+    // The per-level copies of the heads other than the last may stay unread; the last may not.
+    assert!(old.is_ignored("class_embed.0.weight") && old.is_ignored("bbox_embed.0.layers.2.bias"));
+    assert!(!old.is_ignored("class_embed.1.weight") && !old.is_ignored("model.level_embed"));
+    // With box refinement every level's box head is read, the decoder's alias of them is not.
+    let refine = DetrKeys::new(
+        &names(&["model.encoder.layers.0.fc1.weight"]),
+        &DeformableDetrConfig {
+            with_box_refine: true,
+            ..two_layers
+        },
+    );
+    assert!(!refine.is_ignored("bbox_embed.0.layers.2.bias"));
+    assert!(refine.is_ignored("class_embed.0.weight"));
+    assert!(refine.is_ignored("model.decoder.bbox_embed.0.layers.2.bias"));
+}

@@ -1,0 +1,10 @@
+//! Integration tests of `gs-lora-models`, one binary: every model family against the outputs
+//! of its reference implementation (committed fixtures made by `tools/`), and saving.
+
+mod common;
+
+mod deformable_attention;
+mod detr_parity;
+mod resnet;
+mod vit_parity;
+mod vit_save;

@@ -1,0 +1,173 @@
+//! A saved classifier: what `pretrain` writes and `forget` / `eval` read, and the form of every
+//! forgetting checkpoint.
+//!
+//! ```text
+//! DIR/config.json        the architecture (the checkpoint's own format)
+//! DIR/model.safetensors  merged weights, no adapters
+//! DIR/gs_lora.json       class names by label, input preprocessing, classes forgotten so far
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use gs_lora_core::LoraConfig;
+use gs_lora_models::VisionTransformer;
+use serde::{Deserialize, Serialize};
+
+use super::data::Dataset;
+use crate::error::{Result, TrainError, io};
+use crate::image::Preprocess;
+use crate::io::{ensure_replaceable, replace_dir, write_json};
+use crate::record::validate_record;
+
+/// The files of a model directory; a directory holding anything else is never replaced.
+const FILES: [&str; 3] = ["config.json", "model.safetensors", "gs_lora.json"];
+
+/// What a model directory records beside the weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassifierInfo {
+    /// Name of each class the head predicts, by label.
+    pub class_names: Vec<String>,
+    /// How images become the model's inputs.
+    pub preprocess: Preprocess,
+    /// Labels erased by forgetting tasks so far (empty for a pretrained model).
+    #[serde(default)]
+    pub forgotten: Vec<usize>,
+}
+
+impl ClassifierInfo {
+    /// Checks that the record is consistent (see [`validate_record`]).
+    ///
+    /// # Errors
+    /// [`TrainError::InvalidSetting`] naming the field and the value.
+    pub fn validate(&self) -> Result<()> {
+        validate_record(&self.class_names, &self.forgotten, &self.preprocess)
+    }
+
+    /// Checks that `dataset` has the model's classes, in the same order.
+    ///
+    /// # Errors
+    /// [`TrainError::Data`] naming the first class that differs.
+    pub fn check_classes(&self, dataset: &Dataset) -> Result<()> {
+        let (model, data) = (&self.class_names, &dataset.class_names);
+        if model == data {
+            return Ok(());
+        }
+        let first = model.iter().zip(data).position(|(a, b)| a != b);
+        Err(TrainError::Data(match first {
+            Some(i) => format!(
+                "class {i} is `{}` in the model but `{}` in the data; the model was trained on other classes",
+                model[i], data[i]
+            ),
+            None => format!(
+                "the model has {} classes but the data has {}; pass the same --max-classes as when pretraining",
+                model.len(),
+                data.len()
+            ),
+        }))
+    }
+}
+
+/// A model directory on disk.
+#[derive(Debug, Clone)]
+pub struct ClassifierDir(PathBuf);
+
+impl ClassifierDir {
+    /// The model directory `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self(path.into())
+    }
+
+    /// The directory itself.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Whether a complete model is saved there.
+    pub fn exists(&self) -> bool {
+        ["config.json", "model.safetensors", "gs_lora.json"]
+            .iter()
+            .all(|name| self.0.join(name).is_file())
+    }
+
+    /// Checks, before anything is trained, that [`save`](Self::save) may write here: the
+    /// directory is absent, empty, or a model directory.
+    ///
+    /// # Errors
+    /// [`TrainError::InvalidSetting`] naming the first file this program did not write.
+    pub fn ensure_writable(&self) -> Result<()> {
+        ensure_replaceable(&self.0, &FILES)
+    }
+
+    /// Saves `model` (merged) and `info`, atomically: written to a hidden sibling folder that
+    /// then takes the directory's place, so a kill never leaves a half-written model and the
+    /// previous one stays until the new one is complete. An existing directory is replaced
+    /// only when it is empty or a model directory (nothing but [`FILES`]).
+    ///
+    /// # Errors
+    /// A directory holding other files (refused, untouched), file errors, or a model whose
+    /// adapters cannot be merged.
+    pub fn save(&self, model: &VisionTransformer, info: &ClassifierInfo) -> Result<()> {
+        replace_dir(&self.0, &FILES, |tmp| {
+            model.save_pretrained(tmp)?;
+            write_json(&tmp.join("gs_lora.json"), info)
+        })
+    }
+
+    /// The recorded class names, preprocessing and forgotten classes.
+    ///
+    /// # Errors
+    /// A missing or malformed `gs_lora.json`.
+    pub fn info(&self) -> Result<ClassifierInfo> {
+        let path = self.0.join("gs_lora.json");
+        let text = std::fs::read_to_string(&path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                TrainError::Data(format!(
+                    "{} is not a model directory (no gs_lora.json); make one with `gs-lora pretrain`",
+                    self.0.display()
+                ))
+            } else {
+                io(&path)(source)
+            }
+        })?;
+        let info: ClassifierInfo =
+            serde_json::from_str(&text).map_err(|err| TrainError::Format {
+                path: path.clone(),
+                message: err.to_string(),
+            })?;
+        info.validate().map_err(|err| TrainError::Format {
+            path,
+            message: err.to_string(),
+        })?;
+        Ok(info)
+    }
+
+    /// Loads the model on `device` with fresh `lora` adapters drawn from `seed`.
+    ///
+    /// # Errors
+    /// Missing files, weights that do not match the config, a head whose size differs from
+    /// the recorded classes, or an input size the memory limit cannot hold.
+    pub fn load(&self, lora: &LoraConfig, seed: u64, device: &Device) -> Result<VisionTransformer> {
+        let info = self.info()?;
+        let model = VisionTransformer::from_pretrained(
+            self.0.join("config.json"),
+            self.0.join("model.safetensors"),
+            lora,
+            seed,
+            device,
+        )?;
+        let classes = info.class_names.len();
+        if model.config.num_classes != Some(classes) {
+            return Err(TrainError::Format {
+                path: self.0.join("config.json"),
+                message: format!(
+                    "the head has {:?} classes but gs_lora.json names {classes}",
+                    model.config.num_classes
+                ),
+            });
+        }
+        let side = info.preprocess.image_size;
+        model.check_input([1, info.preprocess.channels, side, side])?;
+        Ok(model)
+    }
+}

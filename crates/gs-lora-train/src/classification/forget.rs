@@ -1,0 +1,255 @@
+//! Forgetting classes in a classifier (the ViT family): the criterion of a batch (cross-entropy
+//! on the training logits, CosFace heads with their margin as GS-LoRA trains them), top-1
+//! accuracy per class group, class-mean prototypes for GS-LoRA++, and model directories as
+//! checkpoints.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::{Device, Int, Tensor};
+use gs_lora_core::LoraConfig;
+use gs_lora_core::loss::{PrototypeAccumulator, Prototypes, forget_loss, retain_loss};
+use gs_lora_models::vit::Head;
+use gs_lora_models::{VisionTransformer, VitOutput};
+
+use super::batch::{Batch, make_batch};
+use super::classifier_dir::{ClassifierDir, ClassifierInfo};
+use super::data::Dataset;
+use super::evaluate::class_accuracy;
+use crate::config::ForgetConfig;
+use crate::engine::{self, Criterion, Family, Objective, Pair, RunDir, RunState, Task};
+use crate::error::{Result, TrainError};
+use crate::image::Preprocess;
+use crate::method::GsLora;
+use crate::report::Scores;
+
+/// How a classifier trains: cross-entropy on its training logits.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClassifierObjective;
+
+/// A classifier's forward pass on a batch, with the batch's targets.
+#[derive(Debug, Clone)]
+pub struct ClassifierCriterion {
+    /// Training logits `[B, C]` (with the CosFace margin on the true class).
+    logits: Tensor<2>,
+    /// Labels `[B]` as a tensor.
+    targets: Tensor<1, Int>,
+    /// Labels on the host.
+    labels: Vec<usize>,
+    /// Embeddings `[B, D]` (the prototype loss compares them).
+    embedding: Tensor<2>,
+}
+
+impl Criterion for ClassifierCriterion {
+    fn loss(&self) -> Result<Tensor<1>> {
+        Ok(retain_loss(self.logits.clone(), self.targets.clone())?)
+    }
+
+    fn bounded_loss(&self, bound: f64) -> Result<Tensor<1>> {
+        Ok(forget_loss(
+            self.logits.clone(),
+            self.targets.clone(),
+            bound,
+        )?)
+    }
+}
+
+/// Logits for training: CosFace heads add their margin on the true class, as GS-LoRA trains.
+fn training_logits(
+    model: &VisionTransformer,
+    output: VitOutput,
+    targets: Tensor<1, Int>,
+) -> Result<Tensor<2>> {
+    match (&model.head, output.logits) {
+        (Some(Head::CosFace(cosface)), _) => {
+            Ok(cosface.forward_with_margin(output.embedding, targets))
+        }
+        (Some(Head::Linear(_)), Some(logits)) => Ok(logits),
+        _ => Err(TrainError::InvalidSetting(
+            "the model has no classifier head".into(),
+        )),
+    }
+}
+
+impl Objective for ClassifierObjective {
+    type Model = VisionTransformer;
+    type Batch = Batch;
+    type Criterion = ClassifierCriterion;
+
+    fn criterion(&self, model: &VisionTransformer, batch: Batch) -> Result<ClassifierCriterion> {
+        let output = model.forward(batch.images)?;
+        let embedding = output.embedding.clone();
+        Ok(ClassifierCriterion {
+            logits: training_logits(model, output, batch.targets.clone())?,
+            targets: batch.targets,
+            labels: batch.labels,
+            embedding,
+        })
+    }
+
+    fn prototype_pairs(
+        &self,
+        _: &VisionTransformer,
+        criteria: Pair<&ClassifierCriterion>,
+        prototypes: Option<&Prototypes>,
+    ) -> Result<Option<Pair<(Tensor<2>, Tensor<2>)>>> {
+        let prototypes = prototypes.ok_or_else(|| {
+            TrainError::InvalidSetting(
+                "the prototype loss needs the task's class prototypes".into(),
+            )
+        })?;
+        let pair = |criterion: &ClassifierCriterion| -> Result<(Tensor<2>, Tensor<2>)> {
+            Ok((
+                criterion.embedding.clone(),
+                prototypes.for_labels(&criterion.labels)?,
+            ))
+        };
+        Ok(Some(Pair {
+            forget: pair(criteria.forget)?,
+            retain: pair(criteria.retain)?,
+        }))
+    }
+}
+
+/// A classifier on an image dataset: the [`Family`] the engine runs classification tasks on.
+#[derive(Debug)]
+pub struct ClassificationFamily<'a> {
+    dataset: &'a Dataset,
+    preprocess: Preprocess,
+    /// Images per evaluation batch.
+    eval_batch_size: usize,
+    /// Adapters of checkpoints read back.
+    lora: LoraConfig,
+    seed: u64,
+    device: Device,
+}
+
+impl<'a> ClassificationFamily<'a> {
+    /// The classification family on `dataset` with the settings of `config`.
+    pub fn new(
+        dataset: &'a Dataset,
+        preprocess: Preprocess,
+        config: &ForgetConfig,
+        device: &Device,
+    ) -> Self {
+        Self {
+            dataset,
+            preprocess,
+            eval_batch_size: 2 * config.batch_size,
+            lora: config.lora.clone(),
+            seed: config.seed,
+            device: device.clone(),
+        }
+    }
+}
+
+impl Family for ClassificationFamily<'_> {
+    type Model = VisionTransformer;
+    type Batch = Batch;
+    type Objective = ClassifierObjective;
+    const METRIC: &'static str = "acc";
+
+    fn classes(&self) -> Vec<usize> {
+        (0..self.dataset.num_classes()).collect()
+    }
+
+    fn samples_of(&self, class: usize) -> Vec<usize> {
+        self.dataset.train.indices_of(&[class])
+    }
+
+    fn batch(&self, indices: &[usize], _: &[usize]) -> Result<Batch> {
+        Ok(make_batch(
+            &self.dataset.train,
+            indices,
+            &self.preprocess,
+            None,
+            &self.device,
+        ))
+    }
+
+    fn objective(&self) -> &ClassifierObjective {
+        &ClassifierObjective
+    }
+
+    fn evaluate(&self, model: &VisionTransformer, task: &Task) -> Result<Scores> {
+        let accuracy = class_accuracy(
+            model,
+            &self.dataset.val,
+            self.dataset.num_classes(),
+            &self.preprocess,
+            self.eval_batch_size,
+            &self.device,
+        )?;
+        let measured = |classes: &[usize], group: &str| {
+            accuracy.accuracy(classes).ok_or_else(|| {
+                TrainError::Data(format!(
+                    "task {}: the {group} classes have no validation image, so their accuracy cannot be measured",
+                    task.index
+                ))
+            })
+        };
+        let old = match task.old.is_empty() {
+            true => None,
+            false => Some(measured(&task.old, "earlier-forgotten")?),
+        };
+        Ok(Scores {
+            forget: measured(&task.forget, "forget")?,
+            retain: measured(&task.retain, "remaining")?,
+            old,
+        })
+    }
+
+    /// Class means of the embeddings, with the model as it is.
+    fn prototypes(
+        &self,
+        model: &VisionTransformer,
+        indices: &[usize],
+        classes: &[usize],
+    ) -> Result<Option<Prototypes>> {
+        let model = model.valid();
+        let plain = self.device.clone().without_autodiff();
+        let mut accumulator =
+            PrototypeAccumulator::new(self.dataset.num_classes(), model.config.hidden_size);
+        for chunk in indices.chunks(self.eval_batch_size) {
+            let batch = make_batch(&self.dataset.train, chunk, &self.preprocess, None, &plain);
+            accumulator.add(model.forward(batch.images)?.embedding, &batch.labels)?;
+        }
+        Ok(Some(accumulator.finish(classes, &self.device)?))
+    }
+
+    fn load(&self, path: &Path) -> Result<VisionTransformer> {
+        ClassifierDir::new(path).load(&self.lora, self.seed, &self.device)
+    }
+
+    fn save(&self, model: &VisionTransformer, task: &Task, path: &Path) -> Result<()> {
+        let info = ClassifierInfo {
+            class_names: self.dataset.class_names.clone(),
+            preprocess: self.preprocess,
+            forgotten: task.old.iter().chain(&task.forget).copied().collect(),
+        };
+        ClassifierDir::new(path).save(model, &info)
+    }
+}
+
+/// Runs (or resumes) the forgetting tasks of `config` on the classifier `model` (on an autodiff
+/// device) with the method `config.method`, writing results and checkpoints under `run`.
+///
+/// # Errors
+/// A class without training or validation images, invalid settings, a failing model, file
+/// errors, or a non-finite loss (the run stops and the last finished task's checkpoint stays in
+/// place).
+pub fn run_forgetting(
+    mut model: VisionTransformer,
+    dataset: &Dataset,
+    config: &ForgetConfig,
+    preprocess: &Preprocess,
+    run: &RunDir,
+    device: &Device,
+) -> Result<RunState> {
+    // Every class must be trainable and measurable: a class without validation images would
+    // read as 0% (perfectly forgotten) or hide a collapse.
+    dataset.require_each_class("training", &dataset.train)?;
+    dataset.require_each_class("validation", &dataset.val)?;
+    let family = ClassificationFamily::new(dataset, *preprocess, config, device);
+    engine::run(&family, &mut GsLora::new(config), &mut model, config, run)
+}

@@ -1,0 +1,20 @@
+//! Forgetting classes in an image classifier (the ViT family): image datasets, batches,
+//! classifier directories, pretraining and linear probing, accuracy, the embedded default, and
+//! the [`Family`](crate::engine::Family) the engine runs classification tasks on.
+
+mod batch;
+mod classifier_dir;
+pub mod data;
+mod embedded;
+mod evaluate;
+mod forget;
+mod pretrain;
+mod probe;
+
+pub use batch::{Batch, make_batch};
+pub use classifier_dir::{ClassifierDir, ClassifierInfo};
+pub use embedded::{EMBEDDED_PREPROCESS, embedded_config, embedded_dataset, load_or_pretrain};
+pub use evaluate::{class_accuracy, val_accuracy};
+pub use forget::{ClassificationFamily, ClassifierCriterion, ClassifierObjective, run_forgetting};
+pub use pretrain::{PretrainConfig, pretrain, pretrain_from_scratch};
+pub use probe::{ProbeConfig, checkpoint_preprocess, linear_probe, load_backbone};

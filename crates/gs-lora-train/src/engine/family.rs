@@ -1,0 +1,173 @@
+//! What the engine asks of a model family (classification, detection) and of a forgetting
+//! method (GS-LoRA, GS-LoRA++; the baselines plug in the same way).
+
+use std::path::Path;
+
+use burn::module::ParamId;
+use burn::tensor::Tensor;
+use gs_lora_core::LoraModel;
+use gs_lora_core::loss::Prototypes;
+
+use super::loss::LossTerms;
+use super::sampling::{Pair, TaskSamples};
+use super::schedule::Task;
+use crate::error::Result;
+use crate::report::Scores;
+
+/// How a model family is trained, independent of any data: the criterion of a batch and the
+/// pairs its prototype loss compares.
+pub trait Objective {
+    /// The model, with adapters, on an autodiff device.
+    type Model: LoraModel;
+    /// Training samples as model inputs and targets.
+    type Batch;
+    /// A batch's forward pass with its targets, from which losses are read.
+    type Criterion: Criterion;
+
+    /// `model`'s forward pass on `batch`, matched to its targets.
+    ///
+    /// # Errors
+    /// A failing forward pass.
+    fn criterion(&self, model: &Self::Model, batch: Self::Batch) -> Result<Self::Criterion>;
+
+    /// The `(embeddings, prototypes)` of the forget and the remaining criterion, each `[M, D]`,
+    /// or `None` when a batch has nothing to compare (no matched object). `prototypes` are the
+    /// ones [`Family::prototypes`] computed, if any.
+    ///
+    /// # Errors
+    /// A label without a prototype.
+    fn prototype_pairs(
+        &self,
+        model: &Self::Model,
+        criteria: Pair<&Self::Criterion>,
+        prototypes: Option<&Prototypes>,
+    ) -> Result<Option<Pair<(Tensor<2>, Tensor<2>)>>>;
+}
+
+/// A model family on its data: training samples and batches, its objective, its score, its
+/// checkpoints, and (for GS-LoRA++) its class prototypes.
+pub trait Family {
+    /// The model, with adapters, on an autodiff device.
+    type Model: LoraModel;
+    /// Training samples as model inputs and targets.
+    type Batch;
+    /// How the model trains.
+    type Objective: Objective<Model = Self::Model, Batch = Self::Batch>;
+
+    /// The score's name in logs and tables (`acc`, `AP`).
+    const METRIC: &'static str;
+
+    /// The model labels the schedule draws its tasks from.
+    fn classes(&self) -> Vec<usize>;
+
+    /// The training samples that show `class`.
+    fn samples_of(&self, class: usize) -> Vec<usize>;
+
+    /// The training samples `indices` as a batch supervised on `classes`.
+    ///
+    /// # Errors
+    /// Samples that cannot become a batch.
+    fn batch(&self, indices: &[usize], classes: &[usize]) -> Result<Self::Batch>;
+
+    /// How the model trains.
+    fn objective(&self) -> &Self::Objective;
+
+    /// `model`'s scores on the class groups of `task`, on the validation split.
+    ///
+    /// # Errors
+    /// A failing forward pass, or a group that cannot be scored (no validation sample).
+    fn evaluate(&self, model: &Self::Model, task: &Task) -> Result<Scores>;
+
+    /// The prototypes of `classes` over the training samples `indices` with `model` as it is,
+    /// or `None` where the family reads its prototypes from the model during training.
+    ///
+    /// # Errors
+    /// A failing forward pass.
+    fn prototypes(
+        &self,
+        model: &Self::Model,
+        indices: &[usize],
+        classes: &[usize],
+    ) -> Result<Option<Prototypes>>;
+
+    /// The merged model saved at `path` (a checkpoint of this run), with fresh adapters.
+    ///
+    /// # Errors
+    /// A missing or unreadable checkpoint.
+    fn load(&self, path: &Path) -> Result<Self::Model>;
+
+    /// Saves the merged `model` after `task` at `path`.
+    ///
+    /// # Errors
+    /// File errors.
+    fn save(&self, model: &Self::Model, task: &Task, path: &Path) -> Result<()>;
+}
+
+/// The losses a method reads from one batch's forward pass.
+pub trait Criterion {
+    /// The supervised loss of the batch (the retention loss on remaining classes), `[1]`.
+    ///
+    /// # Errors
+    /// Malformed targets.
+    fn loss(&self) -> Result<Tensor<1>>;
+
+    /// The bounded forgetting loss, `relu(BND − ·)` on the classification part, `[1]`.
+    ///
+    /// # Errors
+    /// A non-finite bound.
+    fn bounded_loss(&self, bound: f64) -> Result<Tensor<1>>;
+}
+
+/// Norms of a task's adapter groups before merging, and the groups left exactly zero.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AdapterGroups {
+    /// Norm of each group.
+    pub norms: Vec<f64>,
+    /// Groups whose adapters are exactly zero.
+    pub zero: Vec<usize>,
+}
+
+/// A forgetting method: what trains during a task, the loss of a step, what follows each
+/// optimiser step and what ends a task.
+pub trait Method<F: Family> {
+    /// Prepares `model` for `task`, which trains on `samples` and draws from `seed`: fresh
+    /// trainable parameters, and whatever the loss needs.
+    ///
+    /// # Errors
+    /// A model that cannot be prepared.
+    fn begin_task(
+        &mut self,
+        family: &F,
+        model: &mut F::Model,
+        task: &Task,
+        samples: &TaskSamples,
+        seed: u64,
+    ) -> Result<()>;
+
+    /// The parameters the optimiser updates.
+    fn trainable(&self, model: &F::Model) -> Vec<ParamId>;
+
+    /// The loss of one step of `epoch` on a remaining and a forget batch.
+    ///
+    /// # Errors
+    /// A failing forward pass or loss.
+    fn loss(
+        &self,
+        family: &F,
+        model: &F::Model,
+        batches: Pair<F::Batch>,
+        epoch: usize,
+    ) -> Result<LossTerms>;
+
+    /// Runs after each optimiser step of `epoch` taken at learning rate `lr`.
+    ///
+    /// # Errors
+    /// A model that cannot be updated.
+    fn after_step(&self, model: &mut F::Model, lr: f64, epoch: usize) -> Result<()>;
+
+    /// Ends the task, leaving the model the next task starts from; reports the adapter groups.
+    ///
+    /// # Errors
+    /// A model that cannot be updated.
+    fn end_task(&mut self, model: &mut F::Model) -> Result<AdapterGroups>;
+}

@@ -1,0 +1,102 @@
+//! The model-agnostic forgetting engine: a run directory, the task schedule, and per task a
+//! [`Method`] trained on a [`Family`]'s data, the merged model checkpointed so that an
+//! interrupted run resumes after its last finished task.
+//!
+//! The engine knows neither ViTs nor detectors (`classification` and `detection` implement
+//! [`Family`]) nor a particular method (`method` implements [`Method`]).
+
+mod family;
+mod fit;
+mod loss;
+mod run_dir;
+mod sampling;
+mod schedule;
+mod task;
+
+pub use family::{AdapterGroups, Criterion, Family, Method, Objective};
+pub use loss::{LossTerms, LossValues, LossWeights};
+pub use run_dir::{RunDir, RunState};
+pub use sampling::{Pair, TaskSamples, shuffled_batches, task_samples, task_seed};
+pub use schedule::{Task, TaskSchedule};
+
+pub use task::optimizer_step;
+
+pub(crate) use fit::{FitSchedule, fit};
+pub(crate) use loss::scalar;
+
+use crate::config::ForgetConfig;
+use crate::error::{Result, TrainError};
+use crate::io::{RunLock, remove_stale_tmp, write_json};
+use crate::report::write_reports;
+
+/// Runs (or resumes) the forgetting tasks of `config` on `model` with `method`: validates
+/// `config`, draws the schedule over the family's classes, resumes after the last finished task
+/// of `run` (reading its checkpoint), then per task trains, saves the merged model and records
+/// the result.
+///
+/// # Errors
+/// Invalid settings, a run directory in use or of another run, the family's and the method's
+/// errors, file errors, or a non-finite loss (the run stops and the last finished task's
+/// checkpoint stays in place).
+pub fn run<F: Family, M: Method<F>>(
+    family: &F,
+    method: &mut M,
+    model: &mut F::Model,
+    config: &ForgetConfig,
+    run: &RunDir,
+) -> Result<RunState> {
+    config.validate()?;
+    let classes = family.classes();
+    let schedule = TaskSchedule::new(
+        classes.len(),
+        config.tasks,
+        config.forget_per_task,
+        config.seed,
+    )?
+    .relabelled(&classes)?;
+    let _lock = RunLock::acquire(run.path())?;
+    remove_stale_tmp(run.path())?;
+    let mut state = run.load_state()?;
+    if !state.results.is_empty() {
+        run.check_same_settings(config)?;
+    }
+    for (index, (result, task)) in state.results.iter().zip(&schedule.tasks).enumerate() {
+        if result.task != index || result.forget_classes != task.forget {
+            return Err(TrainError::Format {
+                path: run.state_path(),
+                message: format!(
+                    "finished task {index} erased classes {:?} but this run's schedule has {:?} \
+                     there; the file belongs to another run",
+                    result.forget_classes, task.forget
+                ),
+            });
+        }
+    }
+    write_json(&run.config_path(), config)?;
+    write_json(&run.path().join("schedule.json"), &schedule)?;
+    // A kill (or a full disk) after `state.json` and before the reports leaves them stale:
+    // they are always rebuilt from the state.
+    write_reports(run.path(), &state.results, &state.curves)?;
+
+    if let Some(last) = state.results.last() {
+        let checkpoint = run.checkpoint(last.task);
+        eprintln!(
+            "resuming after task {} from {}",
+            last.task,
+            checkpoint.display()
+        );
+        *model = family.load(&checkpoint)?;
+    }
+
+    for next in schedule.tasks.iter().skip(state.results.len()) {
+        let (result, curves) = task::run_task(family, method, model, next, config)?;
+        // The merged model first, then the state that points at it: a kill in between leaves
+        // the previous state, and the task is redone.
+        family.save(model, next, &run.checkpoint(next.index))?;
+        state.results.push(result);
+        state.curves.extend(curves);
+        write_json(&run.state_path(), &state)?;
+        write_reports(run.path(), &state.results, &state.curves)?;
+    }
+    Ok(state)
+}

@@ -1,0 +1,413 @@
+//! One task: scores before, the method's epochs (a remaining and a forget batch per step, AdamW
+//! on the method's parameters with the cosine learning rate), the method's end of task, scores
+//! after.
+
+use std::time::Instant;
+
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::Tensor;
+use gs_lora_core::TaskMetrics;
+use gs_lora_core::lora::derive_seed;
+
+use super::family::{AdapterGroups, Family, Method};
+use super::loss::LossValues;
+use super::sampling::{Pair, TaskSamples, shuffled_batches, task_samples, task_seed};
+use super::schedule::Task;
+use crate::config::ForgetConfig;
+use crate::error::{Result, TrainError};
+use crate::progress::Progress;
+use crate::report::{EpochRecord, Scores, TaskResult};
+
+/// Runs `task` with `method` on `model`: its result and its epochs' mean losses.
+///
+/// # Errors
+/// The family's and the method's errors, or a non-finite loss.
+pub(crate) fn run_task<F: Family, M: Method<F>>(
+    family: &F,
+    method: &mut M,
+    model: &mut F::Model,
+    task: &Task,
+    config: &ForgetConfig,
+) -> Result<(TaskResult, Vec<EpochRecord>)> {
+    let started = Instant::now();
+    let metric = F::METRIC;
+    let before = family.evaluate(model, task)?;
+    eprintln!(
+        "task {}: forgetting {} classes; before: {metric}_f {:.2}%, {metric}_r {:.2}%",
+        task.index,
+        task.forget.len(),
+        before.forget,
+        before.retain
+    );
+    let samples = task_samples(|class| family.samples_of(class), task, config);
+    let seed = task_seed(config.seed, task.index);
+    method.begin_task(family, model, task, &samples, seed)?;
+    let curves = train_task(family, method, model, task, &samples, config)?;
+    let groups = method.end_task(model)?;
+    let after = family.evaluate(model, task)?;
+    let result = task_result(task, before, after, groups, started);
+    eprintln!(
+        "task {}: after: {metric}_f {:.2}%, {metric}_r {:.2}%, {metric}_o {}, H {:.2} ({:.1}s)",
+        task.index,
+        after.forget,
+        after.retain,
+        after.old.map_or("-".into(), |a| format!("{a:.2}%")),
+        result.h_mean,
+        result.seconds
+    );
+    Ok((result, curves))
+}
+
+/// The epochs of one task: per step a remaining and a forget batch (the shorter list cycled),
+/// the method's loss, AdamW on the method's parameters at the epoch's learning rate, then the
+/// method's post-step. Returns the epochs' mean losses.
+///
+/// # Errors
+/// The method's errors, or a non-finite loss (naming task, epoch and step).
+pub(crate) fn train_task<F: Family, M: Method<F>>(
+    family: &F,
+    method: &M,
+    model: &mut F::Model,
+    task: &Task,
+    samples: &TaskSamples,
+    config: &ForgetConfig,
+) -> Result<Vec<EpochRecord>> {
+    let t = task.index;
+    let seed = task_seed(config.seed, t);
+    let mut optimizer = AdamWConfig::new()
+        .with_weight_decay(config.weight_decay as f32)
+        .init();
+    let mut curves = Vec::with_capacity(config.epochs);
+    for epoch in 0..config.epochs {
+        let lr = config.lr_at(epoch);
+        let epoch_seed = derive_seed(seed, 100 + epoch as u64);
+        let batches = Pair {
+            retain: shuffled_batches(
+                &samples.retain,
+                config.batch_size,
+                derive_seed(epoch_seed, 1),
+            ),
+            forget: shuffled_batches(
+                &samples.forget,
+                config.batch_size,
+                derive_seed(epoch_seed, 2),
+            ),
+        };
+        let steps = batches.retain.len().max(batches.forget.len());
+        let progress = Progress::new(
+            format!("task {t} epoch {}/{}", epoch + 1, config.epochs),
+            steps,
+        );
+        let mut sum = LossValues::default();
+        for step in 0..steps {
+            let indices = Pair {
+                retain: &batches.retain[step % batches.retain.len()],
+                forget: &batches.forget[step % batches.forget.len()],
+            };
+            let pair = Pair {
+                retain: family.batch(indices.retain, &task.retain)?,
+                forget: family.batch(indices.forget, &task.forget)?,
+            };
+            let terms = method.loss(family, model, pair, epoch)?;
+            // One read back per step for the NaN check and the curves, not one per term.
+            let values = terms.values();
+            if !values.total.is_finite() {
+                progress.finish("stopped: non-finite loss");
+                return Err(TrainError::NonFiniteLoss {
+                    task: t,
+                    epoch,
+                    step,
+                    value: values.total,
+                });
+            }
+            sum = sum + values;
+            optimizer_step(
+                model,
+                &mut optimizer,
+                terms.total,
+                &method.trainable(model),
+                lr,
+            );
+            method.after_step(model, lr, epoch)?;
+            progress.update(
+                step + 1,
+                &format!("loss {:.4}", sum.total / (step + 1) as f64),
+            );
+        }
+        let mean = sum.mean(steps);
+        progress.finish(&format!(
+            "loss {:.4} (retain {:.4}, forget {:.4}, lasso {:.4}, proto {:.4}) lr {lr:.2e}",
+            mean.total, mean.retain, mean.forget, mean.lasso, mean.prototype
+        ));
+        curves.push(EpochRecord {
+            task: t,
+            epoch,
+            lr,
+            loss: mean.total,
+            retain: mean.retain,
+            forget: mean.forget,
+            sparsity: mean.lasso,
+            prototype: mean.prototype,
+        });
+    }
+    Ok(curves)
+}
+
+/// Backpropagates `loss` and lets `optimizer` step the parameters `trainable` of `model` at
+/// learning rate `lr`.
+pub fn optimizer_step<M: gs_lora_core::LoraModel>(
+    model: &mut M,
+    optimizer: &mut ModuleOptimizer,
+    loss: Tensor<1>,
+    trainable: &[burn::module::ParamId],
+    lr: f64,
+) {
+    let mut grads = loss.backward();
+    let grads = GradientsParams::from_params(&mut grads, &*model, trainable);
+    *model = optimizer.step(lr, model.clone(), grads);
+}
+
+/// The result of `task` from its scores before and after and its adapter groups.
+fn task_result(
+    task: &Task,
+    before: Scores,
+    after: Scores,
+    groups: AdapterGroups,
+    started: Instant,
+) -> TaskResult {
+    let metrics = TaskMetrics::new(before.forget, after.forget, after.retain, after.old);
+    TaskResult {
+        task: task.index,
+        forget_classes: task.forget.clone(),
+        forget_before: before.forget,
+        retain_before: before.retain,
+        forget_after: after.forget,
+        retain_after: after.retain,
+        old_after: after.old,
+        h_mean: metrics.h_mean,
+        group_norms: groups.norms,
+        zero_groups: groups.zero,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::path::Path;
+
+    use burn::module::ParamId;
+    use burn::tensor::Device;
+    use gs_lora_core::loss::Prototypes;
+    use gs_lora_core::{LoraConfig, adapter_param_ids, group_lasso};
+    use gs_lora_models::VisionTransformer;
+    use gs_lora_models::vit::VitConfig;
+    use gs_lora_models::weights::SeededInit;
+
+    use super::*;
+    use crate::classification::embedded_config;
+    use crate::engine::{Criterion, LossTerms, LossWeights, Objective};
+
+    /// A family whose batches are their sample indices; only batching is used.
+    struct Indices;
+
+    /// No forward pass: the recorder's loss does not read one.
+    struct NoCriterion;
+
+    impl Criterion for NoCriterion {
+        fn loss(&self) -> Result<Tensor<1>> {
+            unreachable!("not read by the recorder")
+        }
+
+        fn bounded_loss(&self, _: f64) -> Result<Tensor<1>> {
+            unreachable!("not read by the recorder")
+        }
+    }
+
+    impl Objective for Indices {
+        type Model = VisionTransformer;
+        type Batch = Vec<usize>;
+        type Criterion = NoCriterion;
+
+        fn criterion(&self, _: &VisionTransformer, _: Vec<usize>) -> Result<NoCriterion> {
+            Ok(NoCriterion)
+        }
+
+        fn prototype_pairs(
+            &self,
+            _: &VisionTransformer,
+            _: Pair<&NoCriterion>,
+            _: Option<&Prototypes>,
+        ) -> Result<Option<Pair<(Tensor<2>, Tensor<2>)>>> {
+            Ok(None)
+        }
+    }
+
+    impl Family for Indices {
+        type Model = VisionTransformer;
+        type Batch = Vec<usize>;
+        type Objective = Self;
+        const METRIC: &'static str = "acc";
+
+        fn objective(&self) -> &Self {
+            self
+        }
+
+        fn classes(&self) -> Vec<usize> {
+            unreachable!("train_task does not draw a schedule")
+        }
+
+        fn samples_of(&self, _: usize) -> Vec<usize> {
+            unreachable!("train_task gets its samples")
+        }
+
+        fn batch(&self, indices: &[usize], _: &[usize]) -> Result<Vec<usize>> {
+            Ok(indices.to_vec())
+        }
+
+        fn evaluate(&self, _: &VisionTransformer, _: &Task) -> Result<Scores> {
+            unreachable!("train_task does not evaluate")
+        }
+
+        fn prototypes(
+            &self,
+            _: &VisionTransformer,
+            _: &[usize],
+            _: &[usize],
+        ) -> Result<Option<Prototypes>> {
+            Ok(None)
+        }
+
+        fn load(&self, _: &Path) -> Result<VisionTransformer> {
+            unreachable!("train_task does not load")
+        }
+
+        fn save(&self, _: &VisionTransformer, _: &Task, _: &Path) -> Result<()> {
+            unreachable!("train_task does not save")
+        }
+    }
+
+    /// Records each step's batch pair; its loss is the group lasso in every term.
+    #[derive(Default)]
+    struct Recorder {
+        seen: RefCell<Vec<(Vec<usize>, Vec<usize>)>>,
+    }
+
+    impl Method<Indices> for Recorder {
+        fn begin_task(
+            &mut self,
+            _: &Indices,
+            _: &mut VisionTransformer,
+            _: &Task,
+            _: &TaskSamples,
+            _: u64,
+        ) -> Result<()> {
+            Ok(())
+        }
+
+        fn trainable(&self, model: &VisionTransformer) -> Vec<ParamId> {
+            adapter_param_ids(model)
+        }
+
+        fn loss(
+            &self,
+            _: &Indices,
+            model: &VisionTransformer,
+            batches: Pair<Vec<usize>>,
+            _: usize,
+        ) -> Result<LossTerms> {
+            self.seen
+                .borrow_mut()
+                .push((batches.retain, batches.forget));
+            let lasso = group_lasso(model)?;
+            let weights = LossWeights {
+                beta: 0.2,
+                bnd: 105.0,
+                group_lasso: 1e-4,
+            };
+            Ok(LossTerms::new(
+                lasso.clone(),
+                lasso.clone(),
+                lasso,
+                None,
+                weights,
+            ))
+        }
+
+        fn after_step(&self, _: &mut VisionTransformer, _: f64, _: usize) -> Result<()> {
+            Ok(())
+        }
+
+        fn end_task(&mut self, _: &mut VisionTransformer) -> Result<AdapterGroups> {
+            Ok(AdapterGroups::default())
+        }
+    }
+
+    fn task() -> Task {
+        Task {
+            index: 0,
+            forget: vec![3, 4],
+            retain: vec![0, 1, 2],
+            old: Vec::new(),
+        }
+    }
+
+    /// One epoch is as many steps as the longer list has batches; the shorter list's batches
+    /// are cycled in their shuffled order and every remaining image is seen once. Catches
+    /// steps counted from the forget list, a forget list that is not cycled (index out of
+    /// range or stopped early), or the two lists swapped.
+    #[test]
+    fn forget_batches_are_cycled_over_the_remaining_ones() {
+        let device = Device::default().autodiff();
+        let config = VitConfig {
+            image_size: 8,
+            hidden_size: 8,
+            depth: 1,
+            num_heads: 2,
+            mlp_hidden: 16,
+            ..embedded_config(8, 3)
+        };
+        let lora = LoraConfig::new().with_rank(2);
+        let mut model =
+            VisionTransformer::load(&config, &mut SeededInit::new(0), &lora, 0, &device)
+                .expect("model");
+        let settings = ForgetConfig {
+            epochs: 2,
+            batch_size: 2,
+            ..ForgetConfig::default()
+        };
+        let retain: Vec<usize> = (0..8).collect();
+        let forget: Vec<usize> = (100..104).collect();
+        let recorder = Recorder::default();
+        let samples = Pair {
+            retain: retain.clone(),
+            forget: forget.clone(),
+        };
+        let curves = train_task(
+            &Indices,
+            &recorder,
+            &mut model,
+            &task(),
+            &samples,
+            &settings,
+        )
+        .expect("train");
+        let seen = recorder.seen.into_inner();
+        assert_eq!(curves.len(), 2);
+        assert_eq!(seen.len(), 2 * 4, "4 remaining batches per epoch");
+        for epoch in seen.chunks(4) {
+            let mut remaining: Vec<usize> = epoch.iter().flat_map(|(r, _)| r.clone()).collect();
+            remaining.sort_unstable();
+            assert_eq!(remaining, retain, "each remaining image once per epoch");
+            let forget_batches: Vec<&Vec<usize>> = epoch.iter().map(|(_, f)| f).collect();
+            assert_eq!(forget_batches[0], forget_batches[2], "cycled");
+            assert_eq!(forget_batches[1], forget_batches[3], "cycled");
+            assert_ne!(forget_batches[0], forget_batches[1]);
+            assert!(
+                forget_batches
+                    .iter()
+                    .all(|b| b.iter().all(|i| forget.contains(i)))
+            );
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Result files of a run: `results.json`, `curves.csv`, SVG plots and a results table, from
+//! the records of its finished tasks.
+
+mod records;
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+pub use records::{EpochRecord, Scores, TaskResult};
+
+use crate::error::Result;
+use crate::io::{write_atomic, write_json};
+
+/// Writes `results.json`, `curves.csv`, `accuracy.svg` and `group_norms.svg` into `dir`.
+///
+/// # Errors
+/// When a file cannot be written.
+pub fn write_reports(dir: &Path, results: &[TaskResult], curves: &[EpochRecord]) -> Result<()> {
+    write_json(&dir.join("results.json"), &results)?;
+    let mut csv = String::from("task,epoch,lr,loss,retain,forget,sparsity,prototype\n");
+    for r in curves {
+        let _ = writeln!(
+            csv,
+            "{},{},{:e},{},{},{},{},{}",
+            r.task, r.epoch, r.lr, r.loss, r.retain, r.forget, r.sparsity, r.prototype
+        );
+    }
+    write_atomic(&dir.join("curves.csv"), csv.as_bytes())?;
+    write_atomic(&dir.join("accuracy.svg"), accuracy_svg(results).as_bytes())?;
+    write_atomic(
+        &dir.join("group_norms.svg"),
+        group_norms_svg(results).as_bytes(),
+    )
+}
+
+/// A Markdown table of the per-task metrics, as the paper reports them; `metric` names the
+/// score (`acc` for top-1 accuracy, `AP` for detection).
+pub fn results_table(results: &[TaskResult], metric: &str) -> String {
+    let mut table = format!(
+        "| task | forget | {metric}_f before | {metric}_r before | {metric}_f | {metric}_r | \
+         {metric}_o | H | zeroed blocks | seconds |\n|---|---|---|---|---|---|---|---|---|---|\n"
+    );
+    for r in results {
+        let _ = writeln!(
+            table,
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.2} | {} | {:.1} |",
+            r.task,
+            r.forget_classes.len(),
+            r.forget_before,
+            r.retain_before,
+            r.forget_after,
+            r.retain_after,
+            r.old_after.map_or("-".into(), |a| format!("{a:.2}")),
+            r.h_mean,
+            r.zero_groups.len(),
+            r.seconds
+        );
+    }
+    table
+}
+
+const WIDTH: f64 = 640.0;
+const HEIGHT: f64 = 360.0;
+const MARGIN: f64 = 48.0;
+
+fn svg_frame(title: &str, body: &str) -> String {
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{}\" y=\"20\" text-anchor=\"middle\" font-size=\"14\">{title}</text>\n{body}</svg>\n",
+        WIDTH / 2.0
+    )
+}
+
+/// A plotted line: name, colour and the value it takes from each task.
+type Series = (&'static str, &'static str, fn(&TaskResult) -> Option<f64>);
+
+/// Accuracies (acc_f, acc_r, acc_o) after each task, with acc_f before, as lines.
+fn accuracy_svg(results: &[TaskResult]) -> String {
+    let n = results.len().max(1);
+    let x = |i: usize| MARGIN + (WIDTH - 2.0 * MARGIN) * (i as f64 + 0.5) / n as f64;
+    let y = |acc: f64| HEIGHT - MARGIN - (HEIGHT - 2.0 * MARGIN) * acc / 100.0;
+    let mut body = String::new();
+    let _ = writeln!(
+        body,
+        "<line x1=\"{MARGIN}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>",
+        y(0.0),
+        WIDTH - MARGIN,
+        y(0.0)
+    );
+    for level in [0, 25, 50, 75, 100] {
+        let _ = writeln!(
+            body,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{level}%</text>",
+            MARGIN - 6.0,
+            y(level as f64) + 4.0
+        );
+    }
+    let series: [Series; 4] = [
+        ("acc_f before", "#999999", |r| Some(r.forget_before)),
+        ("acc_f", "#d62728", |r| Some(r.forget_after)),
+        ("acc_r", "#2ca02c", |r| Some(r.retain_after)),
+        ("acc_o", "#1f77b4", |r| r.old_after),
+    ];
+    for (k, (name, colour, value)) in series.iter().enumerate() {
+        let points: Vec<String> = results
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| value(r).map(|v| format!("{:.1},{:.1}", x(i), y(v))))
+            .collect();
+        let _ = writeln!(
+            body,
+            "<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"/>",
+            points.join(" ")
+        );
+        let _ = writeln!(
+            body,
+            "<text x=\"{}\" y=\"{}\" fill=\"{colour}\">{name}</text>",
+            WIDTH - MARGIN - 80.0,
+            40.0 + 14.0 * k as f64
+        );
+    }
+    for i in 0..results.len() {
+        let _ = writeln!(
+            body,
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">task {i}</text>",
+            x(i),
+            HEIGHT - MARGIN + 16.0
+        );
+    }
+    svg_frame("Accuracy per task (validation split)", &body)
+}
+
+/// Group norm per block (rows) and task (columns) as a heat map: the blocks GS-LoRA edited.
+fn group_norms_svg(results: &[TaskResult]) -> String {
+    let blocks = results
+        .iter()
+        .map(|r| r.group_norms.len())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let tasks = results.len().max(1);
+    let max = results
+        .iter()
+        .flat_map(|r| r.group_norms.iter().copied())
+        .fold(0.0f64, f64::max)
+        .max(f64::MIN_POSITIVE);
+    let cell_w = (WIDTH - 2.0 * MARGIN) / tasks as f64;
+    let cell_h = (HEIGHT - 2.0 * MARGIN) / blocks as f64;
+    let mut body = String::new();
+    for (t, r) in results.iter().enumerate() {
+        for (b, norm) in r.group_norms.iter().enumerate() {
+            let shade = (255.0 * (1.0 - norm / max)).round() as u8;
+            let _ = writeln!(
+                body,
+                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"rgb(255,{shade},{shade})\" stroke=\"#ccc\"><title>task {t}, block {b}: {norm:.4}</title></rect>",
+                MARGIN + cell_w * t as f64,
+                MARGIN + cell_h * b as f64,
+                cell_w,
+                cell_h
+            );
+        }
+        let _ = writeln!(
+            body,
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">task {t}</text>",
+            MARGIN + cell_w * (t as f64 + 0.5),
+            HEIGHT - MARGIN + 16.0
+        );
+    }
+    for b in 0..blocks {
+        let _ = writeln!(
+            body,
+            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">block {b}</text>",
+            MARGIN - 6.0,
+            MARGIN + cell_h * (b as f64 + 0.5) + 4.0
+        );
+    }
+    svg_frame(
+        &format!("Adapter group norm per block and task (max {max:.3})"),
+        &body,
+    )
+}

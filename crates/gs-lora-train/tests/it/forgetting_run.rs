@@ -1,0 +1,454 @@
+//! A whole forgetting run on a tiny model: result files, metrics, determinism and resume.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::scratch;
+use burn::tensor::Device;
+use gs_lora_core::{GroupLassoConfig, LoraConfig};
+use gs_lora_models::VisionTransformer;
+use gs_lora_models::vit::VitConfig;
+use gs_lora_models::weights::SeededInit;
+use gs_lora_train::classification::data::{Dataset, SyntheticShapes, SyntheticShapesConfig};
+use gs_lora_train::classification::embedded_config;
+use gs_lora_train::classification::{ClassifierDir, run_forgetting};
+use gs_lora_train::classification::{PretrainConfig, pretrain};
+use gs_lora_train::image::{Normalization, Preprocess};
+use gs_lora_train::{ForgetConfig, MethodKind, Replay, RunDir, TaskResult, TrainError};
+
+const PREPROCESS: Preprocess = Preprocess {
+    image_size: 16,
+    crop_pct: 1.0,
+    channels: 3,
+    norm: Normalization::HALF,
+};
+
+fn tiny_setup() -> (Dataset, VitConfig, ForgetConfig) {
+    let dataset = SyntheticShapes::generate(&SyntheticShapesConfig {
+        image_size: 16,
+        train_per_class: 6,
+        val_per_class: 2,
+        test_per_class: 1,
+        seed: 1,
+    });
+    let model = VitConfig {
+        image_size: 16,
+        patch_size: 8,
+        hidden_size: 16,
+        depth: 2,
+        num_heads: 2,
+        mlp_hidden: 32,
+        ..embedded_config(16, dataset.num_classes())
+    };
+    let forget = ForgetConfig {
+        tasks: 2,
+        forget_per_task: 5,
+        epochs: 2,
+        batch_size: 16,
+        lora: LoraConfig::new().with_rank(2),
+        replay: Replay::Fraction(0.5),
+        ..ForgetConfig::default()
+    };
+    (dataset, model, forget)
+}
+
+fn pretrained(dataset: &Dataset, config: &VitConfig, device: &Device, dir: &Path) -> PathBuf {
+    let lora = LoraConfig::new().with_rank(2);
+    let model =
+        VisionTransformer::load(config, &mut SeededInit::new(0), &lora, 0, device).expect("model");
+    let settings = PretrainConfig {
+        epochs: 2,
+        batch_size: 32,
+        ..PretrainConfig::default()
+    };
+    let (model, _) = pretrain(model, dataset, &settings, &PREPROCESS, device).expect("pretrain");
+    let path = dir.join("pretrained");
+    model.save_pretrained(&path).expect("save");
+    path
+}
+
+fn load(path: &Path, device: &Device) -> VisionTransformer {
+    VisionTransformer::from_pretrained(
+        path.join("config.json"),
+        path.join("model.safetensors"),
+        &LoraConfig::new().with_rank(2),
+        0,
+        device,
+    )
+    .expect("load")
+}
+
+fn read_results(dir: &std::path::Path) -> Vec<TaskResult> {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).expect("results.json"))
+        .expect("json")
+}
+
+#[test]
+fn a_run_writes_its_results_and_resumes_to_the_same_numbers() {
+    let device = Device::default().autodiff();
+    let (dataset, model_config, config) = tiny_setup();
+    let base = scratch("base");
+    let pretrained_path = pretrained(&dataset, &model_config, &device, &base);
+
+    let run = base.join("run");
+    let state = run_forgetting(
+        load(&pretrained_path, &device),
+        &dataset,
+        &config,
+        &PREPROCESS,
+        &RunDir::new(&run),
+        &device,
+    )
+    .expect("run");
+    assert_eq!(state.results.len(), 2);
+    for file in [
+        "config.json",
+        "schedule.json",
+        "results.json",
+        "curves.csv",
+        "accuracy.svg",
+        "group_norms.svg",
+        "state.json",
+    ] {
+        assert!(run.join(file).is_file(), "{file} is written");
+    }
+    let results = read_results(&run);
+    // Every checkpoint is a model directory that knows its classes and what it forgot.
+    for (task, result) in results.iter().enumerate() {
+        let checkpoint = ClassifierDir::new(run.join(format!("checkpoints/task-{task}")));
+        assert!(checkpoint.exists());
+        let info = checkpoint.info().expect("gs_lora.json");
+        assert_eq!(info.class_names, dataset.class_names);
+        assert_eq!(info.preprocess, PREPROCESS);
+        let mut forgotten: Vec<usize> = results[..=task]
+            .iter()
+            .flat_map(|r| r.forget_classes.clone())
+            .collect();
+        forgotten.sort_unstable();
+        let mut recorded = info.forgotten.clone();
+        recorded.sort_unstable();
+        assert_eq!(recorded, forgotten, "task {task}");
+        assert!(
+            result
+                .forget_classes
+                .iter()
+                .all(|c| info.forgotten.contains(c))
+        );
+    }
+    let info = ClassifierDir::new(run.join("checkpoints/task-0"))
+        .info()
+        .expect("info");
+    let mut renamed = dataset.clone();
+    renamed.class_names[3] = "purple-hexagon".into();
+    let err = info.check_classes(&renamed).expect_err("other classes");
+    assert!(err.to_string().contains("purple-hexagon"), "{err}");
+    let mut fewer = dataset.clone();
+    fewer.class_names.truncate(10);
+    let err = info.check_classes(&fewer).expect_err("fewer classes");
+    assert!(
+        err.to_string().contains("60 classes but the data has 10"),
+        "{err}"
+    );
+    assert_eq!(results, state.results);
+    let first = &results[0];
+    assert_eq!(first.forget_classes.len(), 5);
+    assert_eq!(first.old_after, None);
+    assert!(results[1].old_after.is_some());
+    assert_eq!(first.group_norms.len(), 2);
+    // H by hand (not through `h_mean`, which would agree with itself).
+    let drop = first.forget_before - first.forget_after;
+    let expected_h = if drop + first.retain_after == 0.0 {
+        0.0
+    } else {
+        2.0 * drop * first.retain_after / (drop + first.retain_after)
+    };
+    assert!((first.h_mean - expected_h).abs() < 1e-9, "{first:?}");
+    let csv = std::fs::read_to_string(run.join("curves.csv")).expect("csv");
+    assert_eq!(
+        csv.lines().count(),
+        1 + 2 * 2,
+        "a header and one row per task and epoch"
+    );
+
+    // Same seed, fresh directory: the same numbers.
+    let again = base.join("again");
+    run_forgetting(
+        load(&pretrained_path, &device),
+        &dataset,
+        &config,
+        &PREPROCESS,
+        &RunDir::new(&again),
+        &device,
+    )
+    .expect("run again");
+    let strip = |r: Vec<TaskResult>| {
+        r.into_iter()
+            .map(|t| TaskResult { seconds: 0.0, ..t })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip(read_results(&again)), strip(results.clone()));
+
+    // A run killed after task 0: only task 0's state survives; the rerun resumes there.
+    let killed = base.join("killed");
+    let one_task = ForgetConfig {
+        tasks: 1,
+        ..config.clone()
+    };
+    run_forgetting(
+        load(&pretrained_path, &device),
+        &dataset,
+        &one_task,
+        &PREPROCESS,
+        &RunDir::new(&killed),
+        &device,
+    )
+    .expect("first task");
+    // Settings as versions before the nested configs wrote them still resume.
+    flatten_config(&killed.join("config.json"));
+    let resumed = run_forgetting(
+        load(&pretrained_path, &device),
+        &dataset,
+        &config,
+        &PREPROCESS,
+        &RunDir::new(&killed),
+        &device,
+    )
+    .expect("resume");
+    assert_eq!(strip(resumed.results), strip(results));
+    std::fs::remove_dir_all(&base).ok();
+}
+
+/// Rewrites a run's `config.json` in the flat form of earlier versions (`rank`, `alpha`,
+/// `bnd_pro`, … at the top level).
+fn flatten_config(path: &Path) {
+    let text = std::fs::read_to_string(path).expect("config.json");
+    let mut config: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&text).expect("an object");
+    let mut nested = |section: &str, fields: &[(&str, &str)]| {
+        let section = config.remove(section).expect("nested section");
+        for (from, to) in fields {
+            config.insert(to.to_string(), section[*from].clone());
+        }
+    };
+    nested("lora", &[("rank", "rank"), ("lora_alpha", "lora_alpha")]);
+    nested(
+        "group_lasso",
+        &[
+            ("weight", "alpha"),
+            ("warmup_epochs", "alpha_warmup_epochs"),
+            ("warmup_weight", "big_alpha"),
+        ],
+    );
+    nested(
+        "prototype",
+        &[
+            ("bound", "bnd_pro"),
+            ("forget_weight", "pro_forget_weight"),
+            ("retain_weight", "pro_retain_weight"),
+        ],
+    );
+    let flat = serde_json::to_string_pretty(&config).expect("json");
+    assert!(flat.contains("\"big_alpha\"") && !flat.contains("\"lora\""));
+    std::fs::write(path, flat).expect("write config.json");
+}
+
+/// GS-LoRA++'s prototype term is wired in with its weights: with one step per epoch the
+/// epoch's mean is the first step's value, taken before any update, so doubling `w_f` doubles
+/// it exactly, a bound below the KL switches it off, and `w_r` adds the retain KL. Catches the
+/// term dropped from the total, weighted twice, or its weights swapped.
+#[test]
+fn gs_lora_plus_plus_and_few_shot_run() {
+    let device = Device::default().autodiff();
+    let (dataset, model_config, config) = tiny_setup();
+    let base = scratch("plusplus");
+    let pretrained_path = pretrained(&dataset, &model_config, &device, &base);
+    let prototype = |name: &str, change: &dyn Fn(&mut ForgetConfig)| {
+        let mut config = ForgetConfig {
+            tasks: 1,
+            epochs: 1,
+            batch_size: 512,
+            method: MethodKind::GsLoraPlusPlus,
+            replay: Replay::FewShot(2),
+            ..config.clone()
+        };
+        change(&mut config);
+        let state = run_forgetting(
+            load(&pretrained_path, &device),
+            &dataset,
+            &config,
+            &PREPROCESS,
+            &RunDir::new(base.join(name)),
+            &device,
+        )
+        .expect("run");
+        assert_eq!(state.results.len(), 1);
+        state.curves[0].prototype
+    };
+    let once = prototype("w1", &|_| {});
+    let twice = prototype("w2", &|c| c.prototype.forget_weight *= 2.0);
+    let off = prototype("off", &|c| c.prototype.bound = 1e-9);
+    let with_retain = prototype("wr", &|c| c.prototype.retain_weight = 0.5);
+    assert!(once > 0.0 && once <= 0.18, "0.01·relu(18 − KL_f): {once}");
+    assert!(
+        (twice - 2.0 * once).abs() < 1e-6 * once.max(1.0),
+        "{twice} vs 2·{once}"
+    );
+    assert_eq!(off, 0.0, "KL_f above the bound: no forget term");
+    assert!(with_retain > once, "w_r·KL_r adds: {with_retain} vs {once}");
+    std::fs::remove_dir_all(&base).ok();
+}
+
+#[test]
+fn a_non_finite_loss_stops_the_task_and_keeps_the_last_checkpoint() {
+    let device = Device::default().autodiff();
+    let (dataset, model_config, config) = tiny_setup();
+    let base = scratch("nan");
+    let pretrained_path = pretrained(&dataset, &model_config, &device, &base);
+    // β = 1e300 on task 1 makes its very first loss infinite.
+    let config = ForgetConfig {
+        epochs: 1,
+        beta: vec![0.2, 1e300],
+        ..config
+    };
+    let run = base.join("run");
+    let err = run_forgetting(
+        load(&pretrained_path, &device),
+        &dataset,
+        &config,
+        &PREPROCESS,
+        &RunDir::new(&run),
+        &device,
+    )
+    .expect_err("task 1 diverges");
+    assert!(
+        matches!(
+            err,
+            TrainError::NonFiniteLoss {
+                task: 1,
+                epoch: 0,
+                step: 0,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("checkpoint is kept"), "{err}");
+    let state = RunDir::new(&run).load_state().expect("state");
+    assert_eq!(state.results.len(), 1, "task 0 stays finished");
+    assert!(ClassifierDir::new(run.join("checkpoints/task-0")).exists());
+    assert!(!run.join("checkpoints/task-1").exists());
+    std::fs::remove_dir_all(&base).ok();
+}
+
+/// The first `classes` classes of `dataset` (every split), so a test trains a small task.
+fn first_classes(dataset: Dataset, classes: usize) -> Dataset {
+    let keep = |set: gs_lora_train::classification::data::ImageSet| {
+        let mut kept = gs_lora_train::classification::data::ImageSet::default();
+        for (image, label) in set.images.into_iter().zip(set.labels) {
+            if label < classes {
+                kept.push(image, label);
+            }
+        }
+        kept
+    };
+    Dataset {
+        class_names: dataset.class_names[..classes].to_vec(),
+        train: keep(dataset.train),
+        val: keep(dataset.val),
+        test: keep(dataset.test),
+        skipped: Vec::new(),
+    }
+}
+
+/// Forgetting happens, and only to the forget classes: a model pretrained on 8 embedded
+/// classes erases 2 of them while the other 6 keep their accuracy. Catches a loss that does not
+/// push the forget classes (β dropped, the bound's sign flipped, retain and forget batches
+/// swapped) or one that pushes everything (forget labels used for the retain batch).
+///
+/// Seed 0 in CI. Measured here (AMD EPYC Zen 4, AVX-512), `GS_LORA_TEST_SEED=S` for others:
+/// seed 0: acc_f 70.8 → 8.3, acc_r 58.3 → 56.9; 1: 66.7 → 12.5, 45.8 → 54.2; 2: 29.2 → 20.8,
+/// 69.4 → 70.8 (classes the model barely knew); 3: 45.8 → 12.5, 61.1 → 68.1; 4: 66.7 → 29.2,
+/// 45.8 → 50.0. `GS_LORA_TEST_UNFUSED=1` runs it on Burn's ops instead of the fused ones (another
+/// floating-point order).
+#[test]
+fn a_task_erases_its_classes_and_keeps_the_others() {
+    let device = Device::default().autodiff();
+    let seed: u64 = std::env::var("GS_LORA_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    if std::env::var("GS_LORA_TEST_UNFUSED").is_ok_and(|v| v == "1") {
+        gs_lora_core::fused::set_enabled(false);
+    }
+    let dataset = first_classes(
+        SyntheticShapes::generate(&SyntheticShapesConfig {
+            image_size: 16,
+            train_per_class: 24,
+            val_per_class: 12,
+            test_per_class: 1,
+            seed: 1,
+        }),
+        8,
+    );
+    let model_config = VitConfig {
+        image_size: 16,
+        patch_size: 8,
+        hidden_size: 32,
+        depth: 3,
+        num_heads: 2,
+        mlp_hidden: 64,
+        ..embedded_config(16, dataset.num_classes())
+    };
+    let lora = LoraConfig::new().with_rank(2);
+    let model =
+        VisionTransformer::load(&model_config, &mut SeededInit::new(seed), &lora, 0, &device)
+            .expect("model");
+    let settings = PretrainConfig {
+        epochs: 60,
+        batch_size: 32,
+        seed,
+        ..PretrainConfig::default()
+    };
+    let (model, accuracy) =
+        pretrain(model, &dataset, &settings, &PREPROCESS, &device).expect("pretrain");
+    // Pretraining learns (61.5% on seed 0, 51–61% over seeds 0–4; chance is 12.5%).
+    assert!(accuracy >= 40.0, "pretraining reached {accuracy}%");
+    let config = ForgetConfig {
+        seed,
+        tasks: 1,
+        forget_per_task: 2,
+        epochs: 20,
+        batch_size: 16,
+        lora: LoraConfig::new().with_rank(2),
+        replay: Replay::Fraction(0.5),
+        bnd: 15.0,
+        group_lasso: GroupLassoConfig::new()
+            .with_warmup_epochs(10)
+            .with_warmup_weight(Some(1.0)),
+        ..ForgetConfig::default()
+    };
+    let base = scratch("erases");
+    let state = run_forgetting(
+        model,
+        &dataset,
+        &config,
+        &PREPROCESS,
+        &RunDir::new(base.join("run")),
+        &device,
+    )
+    .expect("run");
+    let r = &state.results[0];
+    eprintln!(
+        "seed {seed}: acc_f {:.1} → {:.1}, acc_r {:.1} → {:.1}",
+        r.forget_before, r.forget_after, r.retain_before, r.retain_after
+    );
+    assert!(r.forget_before >= 50.0, "the model knew the classes: {r:?}");
+    assert!(
+        r.forget_after <= r.forget_before / 2.0,
+        "the forget classes lose at least half their accuracy: {r:?}"
+    );
+    assert!(
+        r.retain_after >= r.retain_before - 10.0,
+        "the others are kept: {r:?}"
+    );
+    std::fs::remove_dir_all(&base).ok();
+}

@@ -1,0 +1,234 @@
+//! `gs-lora pretrain`, `forget` and `eval` end to end on a small generated image folder, and
+//! their refusals of bad input.
+
+use std::path::Path;
+
+use crate::common::{fails, image_folder, ok, scratch};
+
+#[test]
+fn pretrain_forget_and_eval_on_an_image_folder() {
+    let base = scratch("run");
+    let data = base.join("colours");
+    image_folder(&data);
+    let (data, model, run) = (
+        data.to_str().expect("utf-8"),
+        base.join("model"),
+        base.join("run"),
+    );
+    let (model, run) = (model.to_str().expect("utf-8"), run.to_str().expect("utf-8"));
+
+    let log = ok(&[
+        "pretrain",
+        "--data",
+        data,
+        "--out",
+        model,
+        "--image-size",
+        "16",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--val-fraction",
+        "0.25",
+    ]);
+    assert!(log.contains("4 classes, 24 train / 8 val"), "{log}");
+    assert!(log.contains("validation accuracy"), "{log}");
+    let info: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(model).join("gs_lora.json")).expect("gs_lora.json"),
+    )
+    .expect("json");
+    assert_eq!(info["class_names"][2], "red");
+    assert_eq!(info["preprocess"]["image_size"], 16);
+
+    let forget = [
+        "forget",
+        "--data",
+        data,
+        "--model",
+        model,
+        "--out",
+        run,
+        "--tasks",
+        "2",
+        "--forget-per-task",
+        "1",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--val-fraction",
+        "0.25",
+        "--bnd",
+        "5",
+    ];
+    let log = ok(&forget);
+    assert!(log.contains("acc_f"), "the results table is printed: {log}");
+    let results: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(run).join("results.json")).expect("results"),
+    )
+    .expect("json");
+    assert_eq!(results.as_array().expect("tasks").len(), 2);
+    let log = ok(&forget);
+    assert!(
+        log.contains("resuming after task 1"),
+        "a rerun resumes: {log}"
+    );
+
+    let checkpoint = Path::new(run).join("checkpoints/task-1");
+    let log = ok(&[
+        "eval",
+        "--data",
+        data,
+        "--model",
+        checkpoint.to_str().expect("utf-8"),
+        "--per-class",
+        "--val-fraction",
+        "0.25",
+    ]);
+    for needle in ["all", "forgotten", "remaining", "yellow", "(2 classes)"] {
+        assert!(log.contains(needle), "`{needle}` in\n{log}");
+    }
+
+    // Bad input: clear messages, no panic.
+    fails(&["pretrain", "--out", model], 2, "missing `--data`");
+    fails(
+        &[
+            "forget", "--data", data, "--model", model, "--out", run, "--tasks", "0",
+        ],
+        1,
+        "--tasks",
+    );
+    let other = base.join("other");
+    let other = other.to_str().expect("utf-8");
+    fails(
+        &[
+            "forget",
+            "--data",
+            data,
+            "--model",
+            model,
+            "--out",
+            other,
+            "--forget-per-task",
+            "3",
+            "--tasks",
+            "2",
+            "--val-fraction",
+            "0.25",
+        ],
+        1,
+        "6 forgotten classes",
+    );
+    fails(
+        &[
+            "forget",
+            "--data",
+            data,
+            "--model",
+            model,
+            "--out",
+            other,
+            "--max-classes",
+            "2",
+        ],
+        1,
+        "the model has 4 classes but the data has 2",
+    );
+    fails(
+        &["forget", "--data", data, "--model", data, "--out", other],
+        1,
+        "not a model directory",
+    );
+    fails(
+        &["eval", "--data", data, "--model", model, "--speed", "9"],
+        2,
+        "unknown flag `--speed`",
+    );
+    fails(
+        &["eval", "--data", "/no/such/data", "--model", model],
+        1,
+        "/no/such/data",
+    );
+    fails(
+        &[
+            "forget",
+            "--data",
+            data,
+            "--model",
+            model,
+            "--out",
+            other,
+            "--few-shot",
+            "2",
+            "--replay-fraction",
+            "0.5",
+        ],
+        2,
+        "not both",
+    );
+    fails(&["bogus"], 2, "unknown command");
+    std::fs::remove_dir_all(&base).ok();
+}
+
+#[test]
+fn pretrain_with_weights_trains_a_linear_probe() {
+    let base = scratch("probe");
+    let data = base.join("colours");
+    image_folder(&data);
+    let weights = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/gs-lora-models/tests/fixtures/timm_token/model.safetensors");
+    let model = base.join("model");
+    let log = ok(&[
+        "pretrain",
+        "--data",
+        data.to_str().expect("utf-8"),
+        "--out",
+        model.to_str().expect("utf-8"),
+        "--weights",
+        weights.to_str().expect("utf-8"),
+        "--epochs",
+        "30",
+        "--lr",
+        "0.05",
+        "--image-size",
+        "16",
+    ]);
+    // The probe learns the colours from the frozen random backbone (chance is 25%).
+    let accuracy: f64 = log
+        .split("validation accuracy ")
+        .nth(1)
+        .and_then(|rest| rest.split('%').next())
+        .and_then(|number| number.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no accuracy in {log}"));
+    eprintln!("linear probe: {accuracy}%");
+    assert!(accuracy >= 75.0, "the probe reached {accuracy}%: {log}");
+    let info: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(model.join("gs_lora.json")).expect("gs_lora.json"),
+    )
+    .expect("json");
+    assert_eq!(
+        info["preprocess"]["image_size"], 16,
+        "the position grid is resampled for 16×16 inputs"
+    );
+    let mean = info["preprocess"]["norm"]["mean"][0]
+        .as_f64()
+        .expect("mean");
+    assert!((mean - 0.485).abs() < 1e-6, "ImageNet statistics");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).expect("config"))
+            .expect("json");
+    assert_eq!(
+        config["num_classes"], 4,
+        "a head of the data's classes: {config}"
+    );
+    let log = ok(&[
+        "eval",
+        "--data",
+        data.to_str().expect("utf-8"),
+        "--model",
+        model.to_str().expect("utf-8"),
+    ]);
+    assert!(log.contains("all"), "{log}");
+    std::fs::remove_dir_all(&base).ok();
+}

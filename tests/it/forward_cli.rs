@@ -1,0 +1,107 @@
+//! `gs-lora forward` end to end: every committed checkpoint format (the ViT family and
+//! Deformable DETR), and clear failures.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::{fixture, gs_lora};
+use safetensors::SafeTensors;
+
+fn max_abs_diff(a: &SafeTensors, b: &SafeTensors, key: &str) -> (f32, f32) {
+    let read = |t: &SafeTensors| -> Vec<f32> {
+        t.tensor(key)
+            .unwrap_or_else(|_| panic!("{key}"))
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    let (x, y) = (read(a), read(b));
+    assert_eq!(x.len(), y.len(), "{key} sizes");
+    let diff = x
+        .iter()
+        .zip(&y)
+        .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
+    let scale = y.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    (diff, scale)
+}
+
+#[test]
+fn forward_writes_the_reference_outputs_for_every_format() {
+    let out_dir = std::env::temp_dir().join(format!("gs-lora-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&out_dir).expect("tmp");
+    // (fixture, input, reference output); the padded DETR input carries a `pixel_mask`.
+    for (name, input, output) in [
+        ("timm_token", "input", "output"),
+        ("timm_avg_ls", "input", "output"),
+        ("hf_vit_classifier", "input", "output"),
+        ("hf_vit_pooler", "input", "output"),
+        ("hf_dinov2", "input", "output"),
+        ("detr", "input", "output"),
+        ("detr", "input_padded", "output_padded"),
+        ("detr_refine", "input", "output"),
+        ("detr_two_stage", "input", "output"),
+    ] {
+        let dir = fixture(name);
+        let out = out_dir.join(format!("{name}-{input}.safetensors"));
+        let path = |p: &Path| p.to_str().expect("utf-8 path").to_string();
+        let run = gs_lora(&[
+            "forward",
+            "--config",
+            &path(&dir.join("config.json")),
+            "--weights",
+            &path(&dir.join("model.safetensors")),
+            "--input",
+            &path(&dir.join(format!("{input}.safetensors"))),
+            "--output",
+            &path(&out),
+            "--backend",
+            "flex",
+        ]);
+        assert!(
+            run.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let found_bytes = std::fs::read(&out).expect("output written");
+        let expected_bytes =
+            std::fs::read(dir.join(format!("{output}.safetensors"))).expect("reference");
+        let found = SafeTensors::deserialize(&found_bytes).expect("valid safetensors");
+        let expected = SafeTensors::deserialize(&expected_bytes).expect("reference");
+        for key in expected.names() {
+            let (diff, scale) = max_abs_diff(&found, &expected, key);
+            assert!(
+                diff <= 1e-4 * scale,
+                "{name} {key}: max |diff| {diff} vs max |ref| {scale}"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&out_dir).ok();
+}
+
+#[test]
+fn bad_invocations_fail_with_a_message() {
+    let run = gs_lora(&["forward", "--config", "x.json"]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("missing `--weights`"));
+
+    let dir = fixture("timm_token");
+    let path = |p: PathBuf| p.to_str().expect("utf-8").to_string();
+    let run = gs_lora(&[
+        "forward",
+        "--config",
+        &path(dir.join("config.json")),
+        "--weights",
+        &path(dir.join("model.safetensors")),
+        "--input",
+        &path(dir.join("input.safetensors")),
+        "--output",
+        "/nonexistent-dir/out.safetensors",
+        "--backend",
+        "tpu",
+    ]);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("unknown backend `tpu`"));
+
+    let run = gs_lora(&["frobnicate"]);
+    assert_eq!(run.status.code(), Some(2));
+}

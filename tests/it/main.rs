@@ -1,0 +1,9 @@
+//! Integration tests of the `gs-lora` program, one binary: the commands end to end, the
+//! `forward` command against reference outputs, and hostile input (broken files, kills,
+//! concurrent runs).
+
+mod common;
+
+mod cli;
+mod forward_cli;
+mod reliability;

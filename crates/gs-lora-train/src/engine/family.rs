@@ -1,15 +1,13 @@
-//! What the engine asks of a model family (classification, detection) and of a forgetting
-//! method (GS-LoRA, GS-LoRA++; the baselines plug in the same way).
+//! What the engine asks of a model family (classification, detection): how it trains, its data,
+//! its scores and its checkpoints.
 
 use std::path::Path;
 
-use burn::module::ParamId;
 use burn::tensor::Tensor;
 use gs_lora_core::LoraModel;
 use gs_lora_core::loss::Prototypes;
 
-use super::loss::LossTerms;
-use super::sampling::{Pair, TaskSamples};
+use super::sampling::Pair;
 use super::schedule::Task;
 use crate::error::Result;
 use crate::report::Scores;
@@ -116,58 +114,4 @@ pub trait Criterion {
     /// # Errors
     /// A non-finite bound.
     fn bounded_loss(&self, bound: f64) -> Result<Tensor<1>>;
-}
-
-/// Norms of a task's adapter groups before merging, and the groups left exactly zero.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct AdapterGroups {
-    /// Norm of each group.
-    pub norms: Vec<f64>,
-    /// Groups whose adapters are exactly zero.
-    pub zero: Vec<usize>,
-}
-
-/// A forgetting method: what trains during a task, the loss of a step, what follows each
-/// optimiser step and what ends a task.
-pub trait Method<F: Family> {
-    /// Prepares `model` for `task`, which trains on `samples` and draws from `seed`: fresh
-    /// trainable parameters, and whatever the loss needs.
-    ///
-    /// # Errors
-    /// A model that cannot be prepared.
-    fn begin_task(
-        &mut self,
-        family: &F,
-        model: &mut F::Model,
-        task: &Task,
-        samples: &TaskSamples,
-        seed: u64,
-    ) -> Result<()>;
-
-    /// The parameters the optimiser updates.
-    fn trainable(&self, model: &F::Model) -> Vec<ParamId>;
-
-    /// The loss of one step of `epoch` on a remaining and a forget batch.
-    ///
-    /// # Errors
-    /// A failing forward pass or loss.
-    fn loss(
-        &self,
-        family: &F,
-        model: &F::Model,
-        batches: Pair<F::Batch>,
-        epoch: usize,
-    ) -> Result<LossTerms>;
-
-    /// Runs after each optimiser step of `epoch` taken at learning rate `lr`.
-    ///
-    /// # Errors
-    /// A model that cannot be updated.
-    fn after_step(&self, model: &mut F::Model, lr: f64, epoch: usize) -> Result<()>;
-
-    /// Ends the task, leaving the model the next task starts from; reports the adapter groups.
-    ///
-    /// # Errors
-    /// A model that cannot be updated.
-    fn end_task(&mut self, model: &mut F::Model) -> Result<AdapterGroups>;
 }

@@ -8,13 +8,15 @@
 mod family;
 mod fit;
 mod loss;
+mod method;
 mod run_dir;
 mod sampling;
 mod schedule;
 mod task;
 
-pub use family::{AdapterGroups, Criterion, Family, Method, Objective};
+pub use family::{Criterion, Family, Objective};
 pub use loss::{LossTerms, LossValues, LossWeights};
+pub use method::{AdapterGroups, Method};
 pub use run_dir::{RunDir, RunState};
 pub use sampling::{Pair, TaskSamples, shuffled_batches, task_samples, task_seed};
 pub use schedule::{Task, TaskSchedule};

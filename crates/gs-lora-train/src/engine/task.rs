@@ -9,8 +9,9 @@ use burn::tensor::Tensor;
 use gs_lora_core::TaskMetrics;
 use gs_lora_core::lora::derive_seed;
 
-use super::family::{AdapterGroups, Family, Method};
+use super::family::Family;
 use super::loss::LossValues;
+use super::method::{AdapterGroups, Method};
 use super::sampling::{Pair, TaskSamples, shuffled_batches, task_samples, task_seed};
 use super::schedule::Task;
 use crate::config::ForgetConfig;

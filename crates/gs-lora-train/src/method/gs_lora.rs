@@ -10,8 +10,8 @@
 use burn::module::ParamId;
 use gs_lora_core::loss::{PrototypeLossConfig, Prototypes};
 use gs_lora_core::{
-    GroupLassoConfig, LoraInit, LoraModel, adapter_param_ids, group_lasso, group_norms,
-    group_soft_threshold, merge_adapters, reset_adapters,
+    LoraInit, LoraModel, adapter_param_ids, group_lasso, group_norms, group_soft_threshold,
+    merge_adapters, reset_adapters,
 };
 
 use crate::config::{ForgetConfig, MethodKind};
@@ -24,14 +24,8 @@ use crate::error::Result;
 /// GS-LoRA (or GS-LoRA++, with a prototype loss) with the weights of a run's config.
 #[derive(Debug, Clone)]
 pub struct GsLora {
-    /// `β` per task (the last value repeats).
-    beta: Vec<f64>,
-    /// Bound `BND` of the forgetting loss.
-    bnd: f64,
-    /// The group lasso's weight and warm-up.
-    group_lasso: GroupLassoConfig,
-    /// The prototype loss (GS-LoRA++ only).
-    prototype: Option<PrototypeLossConfig>,
+    /// `β` per task, `BND`, the group lasso and the prototype loss.
+    config: ForgetConfig,
     /// The task running now.
     task: usize,
     /// The running task's class prototypes, where the family computes them up front.
@@ -42,23 +36,23 @@ impl GsLora {
     /// The method `config.method` with the weights of `config`.
     pub fn new(config: &ForgetConfig) -> Self {
         Self {
-            beta: config.beta.clone(),
-            bnd: config.bnd,
-            group_lasso: config.group_lasso.clone(),
-            prototype: (config.method == MethodKind::GsLoraPlusPlus)
-                .then(|| config.prototype.clone()),
+            config: config.clone(),
             task: 0,
             prototypes: None,
         }
     }
 
+    /// The prototype loss, with GS-LoRA++ only.
+    fn prototype_loss(&self) -> Option<&PrototypeLossConfig> {
+        (self.config.method == MethodKind::GsLoraPlusPlus).then_some(&self.config.prototype)
+    }
+
     /// The loss weights during `epoch` of the running task.
     fn weights(&self, epoch: usize) -> LossWeights {
-        let beta = self.beta.get(self.task).or(self.beta.last());
         LossWeights {
-            beta: beta.copied().unwrap_or(0.2),
-            bnd: self.bnd,
-            group_lasso: self.group_lasso.weight_at(epoch),
+            beta: self.config.beta_for(self.task),
+            bnd: self.config.bnd,
+            group_lasso: self.config.group_lasso.weight_at(epoch),
         }
     }
 
@@ -68,8 +62,48 @@ impl GsLora {
     /// # Errors
     /// Malformed adapter groups.
     pub fn proximal_step<M: LoraModel>(&self, model: &mut M, lr: f64, epoch: usize) -> Result<()> {
-        group_soft_threshold(model, lr * self.group_lasso.weight_at(epoch))?;
+        group_soft_threshold(model, lr * self.config.group_lasso.weight_at(epoch))?;
         Ok(())
+    }
+
+    /// The loss of one step of `epoch` on a remaining and a forget batch of `objective`'s
+    /// family (the running task's `β`, the warmed-up `α`, and with GS-LoRA++ the prototype term).
+    ///
+    /// # Errors
+    /// A failing forward pass or loss.
+    pub fn loss_of<O: Objective>(
+        &self,
+        objective: &O,
+        model: &O::Model,
+        batches: Pair<O::Batch>,
+        epoch: usize,
+    ) -> Result<LossTerms> {
+        let criteria = Pair {
+            retain: objective.criterion(model, batches.retain)?,
+            forget: objective.criterion(model, batches.forget)?,
+        };
+        let retain = criteria.retain.loss()?;
+        let forget = criteria.forget.bounded_loss(self.config.bnd)?;
+        let prototype = match self.prototype_loss() {
+            Some(loss) => {
+                let criteria = Pair {
+                    retain: &criteria.retain,
+                    forget: &criteria.forget,
+                };
+                match objective.prototype_pairs(model, criteria, self.prototypes.as_ref())? {
+                    Some(pairs) => Some(loss.loss(pairs.forget, pairs.retain)?),
+                    None => None,
+                }
+            }
+            None => None,
+        };
+        Ok(LossTerms::new(
+            retain,
+            forget,
+            group_lasso(model)?,
+            prototype,
+            self.weights(epoch),
+        ))
     }
 }
 
@@ -84,7 +118,7 @@ impl<F: Family> Method<F> for GsLora {
     ) -> Result<()> {
         self.task = task.index;
         reset_adapters(model, LoraInit::for_task(task.index), seed)?;
-        self.prototypes = match self.prototype {
+        self.prototypes = match self.prototype_loss() {
             Some(_) => {
                 let indices: Vec<usize> = samples
                     .retain
@@ -132,55 +166,13 @@ impl<F: Family> Method<F> for GsLora {
     }
 }
 
-impl GsLora {
-    /// The loss of one step of `epoch` on a remaining and a forget batch of `objective`'s
-    /// family (the running task's `β`, the warmed-up `α`, and with GS-LoRA++ the prototype term).
-    ///
-    /// # Errors
-    /// A failing forward pass or loss.
-    pub fn loss_of<O: Objective>(
-        &self,
-        objective: &O,
-        model: &O::Model,
-        batches: Pair<O::Batch>,
-        epoch: usize,
-    ) -> Result<LossTerms> {
-        let criteria = Pair {
-            retain: objective.criterion(model, batches.retain)?,
-            forget: objective.criterion(model, batches.forget)?,
-        };
-        let retain = criteria.retain.loss()?;
-        let forget = criteria.forget.bounded_loss(self.bnd)?;
-        let prototype = match &self.prototype {
-            Some(loss) => {
-                let criteria = Pair {
-                    retain: &criteria.retain,
-                    forget: &criteria.forget,
-                };
-                match objective.prototype_pairs(model, criteria, self.prototypes.as_ref())? {
-                    Some(pairs) => Some(loss.loss(pairs.forget, pairs.retain)?),
-                    None => None,
-                }
-            }
-            None => None,
-        };
-        Ok(LossTerms::new(
-            retain,
-            forget,
-            group_lasso(model)?,
-            prototype,
-            self.weights(epoch),
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use burn::module::{Module, Param};
     use burn::nn::LinearConfig;
     use burn::optim::AdamWConfig;
     use burn::tensor::{Device, Tensor, TensorData};
-    use gs_lora_core::{LoraConfig, LoraGroup, LoraLinear};
+    use gs_lora_core::{GroupLassoConfig, LoraConfig, LoraGroup, LoraLinear};
 
     use super::*;
     use crate::engine::optimizer_step;

@@ -231,10 +231,15 @@ pub fn forget_config(flags: &mut Flags, defaults: ForgetConfig) -> Result<Forget
         Some(name) => name.parse()?,
         None => defaults.method,
     };
+    let class_order = match flags.take("class-order") {
+        Some(order) => order.parse()?,
+        None => defaults.class_order,
+    };
     Ok(ForgetConfig {
         seed: flags.number("seed", defaults.seed)?,
         tasks: flags.number("tasks", defaults.tasks)?,
         forget_per_task: flags.number("forget-per-task", defaults.forget_per_task)?,
+        class_order,
         method,
         replay,
         epochs: flags.number("epochs", defaults.epochs)?,

@@ -19,6 +19,7 @@ fn usage() -> String {
     format!(
         "\
 usage: gs-lora forget --data D --model DIR --out RUN [--tasks {}] [--forget-per-task {}]
+                      [--class-order seeded|python:SEED|numpy:SEED]
                       [--method gs-lora|gs-lora++] [--few-shot K | --replay-fraction {fraction}]
                       [--epochs {}] [--batch-size {}] [--rank {}] [--lora-alpha {}] [--lr {:e}]
                       [--min-lr {:e}] [--weight-decay {}] [--bnd {}] [--beta {}]
@@ -27,10 +28,11 @@ usage: gs-lora forget --data D --model DIR --out RUN [--tasks {}] [--forget-per-
                       [--val-fraction F] [--max-classes N] [--train-per-class N]
                       [--eval-per-class N] [--backend flex|ndarray|wgpu|cuda] [--seed {}]
 
-Forgets --forget-per-task classes per task (seeded class order) from the model in DIR (made by
-`gs-lora pretrain`; D must have its classes: pass the same data flags), measuring on the
-validation split. Writes RUN/config.json, results.json, curves.csv, accuracy.svg,
-group_norms.svg and RUN/checkpoints/task-N (model directories). Running again with the same
+Forgets --forget-per-task classes per task from the model in DIR (made by `gs-lora pretrain`;
+D must have its classes: pass the same data flags), measuring on the validation split. The
+class order is a shuffle seeded by --seed, or the official code's (python:1337 for its face and
+ImageNet runs, numpy:123 for COCO). Writes RUN/config.json, results.json, curves.csv,
+accuracy.svg, group_norms.svg and RUN/checkpoints/task-N (model directories). Running again with the same
 RUN resumes after the last finished task; RUN is locked while a run uses it, and may not be,
 contain or lie inside --data or --model.",
         d.tasks,

@@ -61,6 +61,8 @@ fn pretrain_forget_and_eval_on_an_image_folder() {
         "0.25",
         "--bnd",
         "5",
+        "--class-order",
+        "python:1337",
     ];
     let log = ok(&forget);
     assert!(log.contains("acc_f"), "the results table is printed: {log}");
@@ -69,6 +71,12 @@ fn pretrain_forget_and_eval_on_an_image_folder() {
     )
     .expect("json");
     assert_eq!(results.as_array().expect("tasks").len(), 2);
+    // CPython: random.seed(1337); x = list(range(4)); random.shuffle(x)
+    let schedule: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(run).join("schedule.json")).expect("schedule"),
+    )
+    .expect("json");
+    assert_eq!(schedule["order"], serde_json::json!([1, 0, 3, 2]));
     let log = ok(&forget);
     assert!(
         log.contains("resuming after task 1"),

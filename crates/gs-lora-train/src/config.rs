@@ -7,6 +7,7 @@ use gs_lora_core::{GroupLassoConfig, LoraConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
+use crate::protocol::ClassOrder;
 
 /// The forgetting method a run uses (its [`Method`](crate::engine::Method) is built from it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +58,8 @@ pub struct ForgetConfig {
     pub tasks: usize,
     /// Classes forgotten per task.
     pub forget_per_task: usize,
+    /// How the class order is drawn.
+    pub class_order: ClassOrder,
     /// GS-LoRA or GS-LoRA++.
     pub method: MethodKind,
     /// Replay subset of the retention loss.
@@ -89,6 +92,7 @@ impl Default for ForgetConfig {
             seed: 0,
             tasks: 4,
             forget_per_task: 20,
+            class_order: ClassOrder::Seeded,
             method: MethodKind::GsLora,
             replay: Replay::Fraction(0.1),
             epochs: 10,
@@ -119,6 +123,9 @@ struct Common {
     seed: u64,
     tasks: usize,
     forget_per_task: usize,
+    /// Absent before official class orders existed: the seeded shuffle.
+    #[serde(default)]
+    class_order: ClassOrder,
     method: MethodKind,
     replay: Replay,
     epochs: usize,
@@ -176,6 +183,7 @@ impl From<StoredConfig> for ForgetConfig {
             seed,
             tasks,
             forget_per_task,
+            class_order,
             method,
             replay,
             epochs,
@@ -190,6 +198,7 @@ impl From<StoredConfig> for ForgetConfig {
             seed,
             tasks,
             forget_per_task,
+            class_order,
             method,
             replay,
             epochs,

@@ -22,6 +22,7 @@ pub mod image;
 pub mod io;
 pub mod method;
 pub mod progress;
+pub mod protocol;
 mod record;
 pub mod report;
 

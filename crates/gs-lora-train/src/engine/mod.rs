@@ -49,13 +49,9 @@ pub fn run<F: Family, M: Method<F>>(
 ) -> Result<RunState> {
     config.validate()?;
     let classes = family.classes();
-    let schedule = TaskSchedule::new(
-        classes.len(),
-        config.tasks,
-        config.forget_per_task,
-        config.seed,
-    )?
-    .relabelled(&classes)?;
+    let order = config.class_order.order(classes.len(), config.seed)?;
+    let schedule = TaskSchedule::from_order(order, config.tasks, config.forget_per_task)?
+        .relabelled(&classes)?;
     let _lock = RunLock::acquire(run.path())?;
     remove_stale_tmp(run.path())?;
     let mut state = run.load_state()?;

@@ -33,17 +33,30 @@ pub struct TaskSchedule {
 }
 
 impl TaskSchedule {
-    /// `num_tasks` tasks of `forget_per_task` classes each out of `num_classes`.
+    /// `num_tasks` tasks of `forget_per_task` classes each out of `num_classes`, in the class
+    /// order drawn from `seed` (ChaCha8).
     ///
     /// # Errors
-    /// [`TrainError::InvalidSetting`] for zero tasks or classes per task, or when the tasks
-    /// would forget every class (at least one must remain).
+    /// As [`TaskSchedule::from_order`].
     pub fn new(
         num_classes: usize,
         num_tasks: usize,
         forget_per_task: usize,
         seed: u64,
     ) -> Result<Self> {
+        let mut order: Vec<usize> = (0..num_classes).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+        Self::from_order(order, num_tasks, forget_per_task)
+    }
+
+    /// `num_tasks` tasks of `forget_per_task` classes each cut from the class order `order`
+    /// (a permutation of `0..C`), as the official code cuts its tasks.
+    ///
+    /// # Errors
+    /// [`TrainError::InvalidSetting`] for zero tasks or classes per task, or when the tasks
+    /// would forget every class (at least one must remain).
+    pub fn from_order(order: Vec<usize>, num_tasks: usize, forget_per_task: usize) -> Result<Self> {
+        let num_classes = order.len();
         if num_tasks == 0 {
             return Err(TrainError::InvalidSetting(
                 "--tasks must be at least 1, found 0".into(),
@@ -54,15 +67,13 @@ impl TaskSchedule {
                 "--forget-per-task must be at least 1, found 0".into(),
             ));
         }
-        let forgotten = num_tasks * forget_per_task;
+        let forgotten = num_tasks.saturating_mul(forget_per_task);
         if forgotten >= num_classes {
             return Err(TrainError::InvalidSetting(format!(
                 "{num_tasks} tasks × {forget_per_task} classes = {forgotten} forgotten classes, \
                  but the model has {num_classes}; at least one class must remain"
             )));
         }
-        let mut order: Vec<usize> = (0..num_classes).collect();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
         let tasks = (0..num_tasks)
             .map(|i| {
                 let end = num_classes - i * forget_per_task;

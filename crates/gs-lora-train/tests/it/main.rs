@@ -9,4 +9,5 @@ mod data_formats;
 mod detection;
 mod detection_forgetting;
 mod forgetting_run;
+mod protocol;
 mod schedule_and_data;

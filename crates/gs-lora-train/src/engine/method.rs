@@ -1,0 +1,65 @@
+//! What the engine asks of a forgetting method (GS-LoRA, GS-LoRA++; the baselines plug in the
+//! same way): which parameters train, the loss of a step, what follows each optimiser step and
+//! what ends a task.
+
+use burn::module::ParamId;
+
+use super::family::Family;
+use super::loss::LossTerms;
+use super::sampling::{Pair, TaskSamples};
+use super::schedule::Task;
+use crate::error::Result;
+
+/// Norms of a task's adapter groups before merging, and the groups left exactly zero.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AdapterGroups {
+    /// Norm of each group.
+    pub norms: Vec<f64>,
+    /// Groups whose adapters are exactly zero.
+    pub zero: Vec<usize>,
+}
+
+/// A forgetting method: what trains during a task, the loss of a step, what follows each
+/// optimiser step and what ends a task.
+pub trait Method<F: Family> {
+    /// Prepares `model` for `task`, which trains on `samples` and draws from `seed`: fresh
+    /// trainable parameters, and whatever the loss needs.
+    ///
+    /// # Errors
+    /// A model that cannot be prepared.
+    fn begin_task(
+        &mut self,
+        family: &F,
+        model: &mut F::Model,
+        task: &Task,
+        samples: &TaskSamples,
+        seed: u64,
+    ) -> Result<()>;
+
+    /// The parameters the optimiser updates.
+    fn trainable(&self, model: &F::Model) -> Vec<ParamId>;
+
+    /// The loss of one step of `epoch` on a remaining and a forget batch.
+    ///
+    /// # Errors
+    /// A failing forward pass or loss.
+    fn loss(
+        &self,
+        family: &F,
+        model: &F::Model,
+        batches: Pair<F::Batch>,
+        epoch: usize,
+    ) -> Result<LossTerms>;
+
+    /// Runs after each optimiser step of `epoch` taken at learning rate `lr`.
+    ///
+    /// # Errors
+    /// A model that cannot be updated.
+    fn after_step(&self, model: &mut F::Model, lr: f64, epoch: usize) -> Result<()>;
+
+    /// Ends the task, leaving the model the next task starts from; reports the adapter groups.
+    ///
+    /// # Errors
+    /// A model that cannot be updated.
+    fn end_task(&mut self, model: &mut F::Model) -> Result<AdapterGroups>;
+}

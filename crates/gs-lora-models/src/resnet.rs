@@ -5,10 +5,10 @@ use burn::module::{Module, Param};
 use burn::nn::Relu;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Tensor;
 
 use crate::error::{ModelError, Result};
-use crate::weights::{ConvShape, ParamSource, frozen, load, load_conv2d};
+use crate::weights::{ConvShape, Init, Weights};
 
 /// Epsilon of the frozen batch norm (torchvision's `FrozenBatchNorm2d`, as Deformable DETR).
 const BATCH_NORM_EPS: f64 = 1e-5;
@@ -57,25 +57,12 @@ pub struct FrozenBatchNorm2d {
 }
 
 impl FrozenBatchNorm2d {
-    fn load(
-        source: &mut impl ParamSource,
-        prefix: &str,
-        channels: usize,
-        device: &Device,
-    ) -> Result<Self> {
-        let mut get = |name: &str| -> Result<Param<Tensor<1>>> {
-            Ok(frozen(load(
-                source,
-                &format!("{prefix}.{name}"),
-                [channels],
-                device,
-            )?))
-        };
+    fn load(mut weights: Weights, channels: usize) -> Result<Self> {
         Ok(Self {
-            weight: get("weight")?,
-            bias: get("bias")?,
-            running_mean: get("running_mean")?,
-            running_var: get("running_var")?,
+            weight: weights.param("weight", [channels], Init::ChannelNormScale)?,
+            bias: weights.param("bias", [channels], Init::Bias)?,
+            running_mean: weights.param("running_mean", [channels], Init::RunningMean)?,
+            running_var: weights.param("running_var", [channels], Init::RunningVar)?,
         })
     }
 
@@ -114,41 +101,37 @@ pub struct Bottleneck {
 }
 
 impl Bottleneck {
-    fn load(
-        source: &mut impl ParamSource,
-        prefix: &str,
-        [d_input, width]: [usize; 2],
-        stride: usize,
-        device: &Device,
-    ) -> Result<Self> {
+    fn load(mut weights: Weights, [d_input, width]: [usize; 2], stride: usize) -> Result<Self> {
         let d_output = 4 * width;
-        let conv = |source: &mut _, name: &str, channels, kernel, stride| {
-            let padding = kernel / 2;
-            let shape = ConvShape {
-                channels,
-                kernel,
-                stride,
-                padding,
-            };
-            load_conv2d(source, &format!("{prefix}.{name}"), shape, false, device)
-        };
-        let norm = |source: &mut _, name: &str, channels| {
-            FrozenBatchNorm2d::load(source, &format!("{prefix}.{name}"), channels, device)
+        // Padding `k / 2` keeps the size at stride 1.
+        let conv = |channels, kernel, stride| ConvShape {
+            channels,
+            kernel,
+            stride,
+            padding: kernel / 2,
         };
         let downsample = match stride != 1 || d_input != d_output {
             true => Some((
-                conv(source, "downsample.0", [d_input, d_output], 1, stride)?,
-                norm(source, "downsample.1", d_output)?,
+                weights
+                    .pp("downsample.0")
+                    .conv2d_no_bias(conv([d_input, d_output], 1, stride))?,
+                FrozenBatchNorm2d::load(weights.pp("downsample.1"), d_output)?,
             )),
             false => None,
         };
         Ok(Self {
-            conv1: conv(source, "conv1", [d_input, width], 1, 1)?,
-            bn1: norm(source, "bn1", width)?,
-            conv2: conv(source, "conv2", [width, width], 3, stride)?,
-            bn2: norm(source, "bn2", width)?,
-            conv3: conv(source, "conv3", [width, d_output], 1, 1)?,
-            bn3: norm(source, "bn3", d_output)?,
+            conv1: weights
+                .pp("conv1")
+                .conv2d_no_bias(conv([d_input, width], 1, 1))?,
+            bn1: FrozenBatchNorm2d::load(weights.pp("bn1"), width)?,
+            conv2: weights
+                .pp("conv2")
+                .conv2d_no_bias(conv([width, width], 3, stride))?,
+            bn2: FrozenBatchNorm2d::load(weights.pp("bn2"), width)?,
+            conv3: weights
+                .pp("conv3")
+                .conv2d_no_bias(conv([width, d_output], 1, 1))?,
+            bn3: FrozenBatchNorm2d::load(weights.pp("bn3"), d_output)?,
             downsample,
             act: Relu::new(),
         })
@@ -184,44 +167,34 @@ pub struct ResNet {
 }
 
 impl ResNet {
-    /// Loads timm names under `prefix` (`{prefix}.conv1`, `{prefix}.layer1.0.conv1`, …; an
-    /// empty prefix for a bare timm checkpoint).
+    /// Loads timm names from `weights` (`conv1`, `layer1.0.conv1`, …; the root of a bare timm
+    /// checkpoint).
     ///
     /// # Errors
     /// A config with no stage or mismatched widths and depths, or a missing or mis-shaped tensor.
-    pub fn load(
-        source: &mut impl ParamSource,
-        prefix: &str,
-        config: &ResNetConfig,
-        device: &Device,
-    ) -> Result<Self> {
+    pub fn load(mut weights: Weights, config: &ResNetConfig) -> Result<Self> {
         if config.widths.is_empty() || config.widths.len() != config.depths.len() {
             return Err(ModelError::InvalidConfig(format!(
                 "a ResNet needs one width per stage, found widths {:?} and depths {:?}",
                 config.widths, config.depths
             )));
         }
-        let key = |name: &str| match prefix {
-            "" => name.to_string(),
-            _ => format!("{prefix}.{name}"),
-        };
         let stem = ConvShape {
             channels: [config.in_channels, config.stem_width],
             kernel: 7,
             stride: 2,
             padding: 3,
         };
-        let conv1 = load_conv2d(source, &key("conv1"), stem, false, device)?;
-        let bn1 = FrozenBatchNorm2d::load(source, &key("bn1"), config.stem_width, device)?;
+        let conv1 = weights.pp("conv1").conv2d_no_bias(stem)?;
+        let bn1 = FrozenBatchNorm2d::load(weights.pp("bn1"), config.stem_width)?;
         let mut d_input = config.stem_width;
         let mut stages = Vec::with_capacity(config.widths.len());
         for (s, (&width, &depth)) in config.widths.iter().zip(&config.depths).enumerate() {
+            let mut stage = weights.pp(format!("layer{}", s + 1));
             let blocks = (0..depth)
                 .map(|b| {
                     let stride = if s > 0 && b == 0 { 2 } else { 1 };
-                    let block_prefix = key(&format!("layer{}.{b}", s + 1));
-                    let block =
-                        Bottleneck::load(source, &block_prefix, [d_input, width], stride, device);
+                    let block = Bottleneck::load(stage.pp(b), [d_input, width], stride);
                     d_input = 4 * width;
                     block
                 })

@@ -5,12 +5,12 @@
 
 use burn::module::Module;
 use burn::nn::Linear;
-use burn::tensor::{Bool, Device, Tensor, TensorData};
+use burn::tensor::{Bool, Tensor, TensorData};
 use gs_lora_core::fused;
 
 use super::sampling::{SpatialShapes, multi_scale_deformable_sampling};
 use crate::error::{ModelError, Result};
-use crate::weights::{ParamSource, load_linear};
+use crate::weights::{Init, Weights};
 
 /// The sizes of a [`MultiScaleDeformableAttention`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,16 +45,11 @@ pub struct MultiScaleDeformableAttention {
 }
 
 impl MultiScaleDeformableAttention {
-    /// Loads the four projections under `prefix` (Hugging Face names, PyTorch layout).
+    /// Loads the four projections from `weights` (Hugging Face names, PyTorch layout).
     ///
     /// # Errors
     /// A width that is not a multiple of the heads, or a missing or mis-shaped tensor.
-    pub fn load(
-        source: &mut impl ParamSource,
-        prefix: &str,
-        config: DeformableAttentionConfig,
-        device: &Device,
-    ) -> Result<Self> {
+    pub fn load(mut weights: Weights, config: DeformableAttentionConfig) -> Result<Self> {
         let DeformableAttentionConfig {
             d_model: d,
             num_heads,
@@ -69,21 +64,26 @@ impl MultiScaleDeformableAttention {
             )));
         }
         let samples = num_heads * num_levels * num_points;
-        let linear = |source: &mut _, name: &str, d_output| {
-            load_linear(
-                source,
-                &format!("{prefix}.{name}"),
-                d,
-                d_output,
-                true,
-                device,
-            )
+        let offset_bias = Init::SamplingOffsetBias {
+            heads: num_heads,
+            levels: num_levels,
+            points: num_points,
         };
         Ok(Self {
-            sampling_offsets: linear(source, "sampling_offsets", samples * 2)?,
-            attention_weights: linear(source, "attention_weights", samples)?,
-            value_proj: linear(source, "value_proj", d)?,
-            output_proj: linear(source, "output_proj", d)?,
+            sampling_offsets: weights.pp("sampling_offsets").linear_of(
+                d,
+                samples * 2,
+                Init::ZeroLinear,
+                Some(offset_bias),
+            )?,
+            attention_weights: weights.pp("attention_weights").linear_of(
+                d,
+                samples,
+                Init::ZeroLinear,
+                Some(Init::Bias),
+            )?,
+            value_proj: weights.pp("value_proj").linear(d, d)?,
+            output_proj: weights.pp("output_proj").linear(d, d)?,
             num_heads,
             num_levels,
             num_points,

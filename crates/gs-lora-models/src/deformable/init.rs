@@ -13,26 +13,23 @@ use rand::Rng;
 
 use super::model::{DeformableDetr, DeformableDetrConfig};
 use crate::error::Result;
-use crate::weights::{ParamSource, key_rng, sample_truncated_normal};
+use crate::weights::{Init, ParamSource, key_rng, sample_truncated_normal};
 use gs_lora_core::LoraConfig;
 
 /// Prior probability of an object that the class head's bias starts from.
 const PRIOR_PROBABILITY: f64 = 0.01;
 
-/// The [`ParamSource`] of a fresh model; values depend only on the seed and the tensor's name.
-#[derive(Debug, Clone)]
+/// The [`ParamSource`] of a fresh model; values depend only on the seed, the tensor's name
+/// and its kind.
+#[derive(Debug, Clone, Copy)]
 pub struct DetrInit {
     seed: u64,
-    config: DeformableDetrConfig,
 }
 
 impl DetrInit {
-    /// The initialiser of `config`'s tensors drawn from `seed`.
-    pub fn new(config: &DeformableDetrConfig, seed: u64) -> Self {
-        Self {
-            seed,
-            config: config.clone(),
-        }
+    /// The initialiser of a fresh model's tensors drawn from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self { seed }
     }
 
     /// The reference's sampling-offset bias `[M · L · P · 2]`: head `m` points along angle
@@ -51,49 +48,32 @@ impl DetrInit {
             .collect()
     }
 
-    fn values(&self, key: &str, shape: &[usize]) -> Vec<f32> {
+    fn values(&self, key: &str, shape: &[usize], init: Init) -> Vec<f32> {
         let len: usize = shape.iter().product();
         let constant = |value: f32| vec![value; len];
-        let last = key.rsplit('.').next().unwrap_or(key);
-        let parent = key.rsplit('.').nth(1).unwrap_or("");
-        let is_norm = parent.contains("norm")
-            || parent.starts_with("bn")
-            || (parent == "1" && (key.contains("downsample") || key.contains("input_proj")));
-        let is_last_box_layer = key.contains("bbox_embed") && key.contains("layers.2.");
-        match (last, shape.len()) {
-            ("running_var", _) => constant(1.0),
-            ("running_mean", _) => constant(0.0),
-            ("weight", _) if is_norm => constant(1.0),
-            ("bias", _) if parent == "sampling_offsets" => {
-                let encoder = key.contains("encoder.");
-                let (heads, points) = if encoder {
-                    (self.config.encoder_heads, self.config.encoder_points)
-                } else {
-                    (self.config.decoder_heads, self.config.decoder_points)
-                };
-                Self::offset_grid(heads, self.config.num_feature_levels, points)
-            }
-            ("bias", _) if key.starts_with("class_embed") => {
+        match init {
+            Init::Bias | Init::RunningMean | Init::ZeroLinear => constant(0.0),
+            Init::Scale | Init::ChannelNormScale | Init::RunningVar => constant(1.0),
+            Init::SamplingOffsetBias {
+                heads,
+                levels,
+                points,
+            } => Self::offset_grid(heads, levels, points),
+            Init::ClassBias => {
                 constant(-((1.0 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY).ln() as f32)
             }
-            ("bias", _) => constant(0.0),
-            ("weight", _)
-                if parent == "sampling_offsets"
-                    || parent == "attention_weights"
-                    || is_last_box_layer =>
-            {
-                constant(0.0)
-            }
-            ("weight", 4) => {
-                let fan_in = (shape[1] * shape[2] * shape[3]) as f32;
+            // Kaiming normal (fan-in, ReLU gain).
+            Init::Conv => {
+                let fan_in = shape[1..].iter().product::<usize>() as f32;
                 self.normal(key, len, (2.0 / fan_in).sqrt())
             }
-            ("weight", 2) if !key.contains("embeddings") => {
+            // Xavier uniform.
+            Init::Linear => {
                 let bound = (6.0 / (shape[0] + shape[1]) as f32).sqrt();
                 let mut rng = key_rng(self.seed, key);
                 (0..len).map(|_| rng.random_range(-bound..bound)).collect()
             }
-            _ => self.normal(key, len, 1.0),
+            Init::Embedding => self.normal(key, len, 1.0),
         }
     }
 
@@ -106,8 +86,11 @@ impl DetrInit {
 }
 
 impl ParamSource for DetrInit {
-    fn tensor(&mut self, key: &str, shape: &[usize], _device: &Device) -> Result<TensorData> {
-        Ok(TensorData::new(self.values(key, shape), shape.to_vec()))
+    fn tensor(&mut self, key: &str, shape: &[usize], init: Init) -> Result<TensorData> {
+        Ok(TensorData::new(
+            self.values(key, shape, init),
+            shape.to_vec(),
+        ))
     }
 
     fn contains(&self, _key: &str) -> bool {
@@ -127,7 +110,7 @@ impl DeformableDetr {
         seed: u64,
         device: &Device,
     ) -> Result<Self> {
-        Self::load(config, &mut DetrInit::new(config, seed), lora, seed, device)
+        Self::load(config, &mut DetrInit::new(seed), lora, seed, device)
     }
 }
 
@@ -150,5 +133,42 @@ mod tests {
                 assert!((got - want).abs() < 1e-6, "{head:?} vs {want:?}");
             }
         }
+    }
+
+    /// The bits of the seed-3 tensor `key` of `shape` and kind `init`.
+    fn bits(key: &str, shape: &[usize], init: Init) -> Vec<u32> {
+        let data = DetrInit::new(3)
+            .tensor(key, shape, init)
+            .expect("initialised");
+        let values: Vec<f32> = data.try_to_vec().expect("f32");
+        values.iter().map(|v| v.to_bits()).collect()
+    }
+
+    /// Fresh detectors (and the saved detectors made from them) depend on these values bit for
+    /// bit: a tensor's name and kind decide them.
+    #[test]
+    fn initial_values_are_pinned() {
+        assert_eq!(
+            bits("model.decoder.layers.0.fc1.weight", &[2, 2], Init::Linear),
+            [3193122656, 3213014274, 1060580068, 1066147557]
+        );
+        assert_eq!(
+            bits("model.input_proj.0.0.weight", &[2, 1, 1, 1], Init::Conv),
+            [3222500181, 1049098854]
+        );
+        assert_eq!(
+            bits("model.level_embed", &[2], Init::Embedding),
+            [1065917204, 1063958788]
+        );
+        let prior = bits("class_embed.0.bias", &[2], Init::ClassBias);
+        assert_eq!(prior, [(-99f32.ln()).to_bits(); 2]);
+        assert_eq!(
+            bits("x.running_var", &[2], Init::RunningVar),
+            [1f32.to_bits(); 2]
+        );
+        assert_eq!(
+            bits("x.sampling_offsets.weight", &[2, 2], Init::ZeroLinear),
+            [0; 4]
+        );
     }
 }

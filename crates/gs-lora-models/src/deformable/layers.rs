@@ -7,14 +7,14 @@
 
 use burn::module::Module;
 use burn::nn::{LayerNorm, Linear, Relu};
-use burn::tensor::{Bool, Device, Tensor};
+use burn::tensor::{Bool, Tensor};
 use gs_lora_core::lora::derive_seed;
 use gs_lora_core::{LoraConfig, LoraLinear, fused};
 
 use super::attention::{DeformableAttentionConfig, MultiScaleDeformableAttention};
 use super::sampling::SpatialShapes;
 use crate::error::Result;
-use crate::weights::{ParamSource, load_layer_norm, load_linear};
+use crate::weights::Weights;
 
 /// LayerNorm epsilon of the reference (PyTorch's default).
 pub(crate) const LAYER_NORM_EPS: f64 = 1e-5;
@@ -35,33 +35,20 @@ pub struct LayerConfig {
 }
 
 impl LayerConfig {
-    /// The layer's LayerNorm `{prefix}.{name}`.
-    fn norm(
-        &self,
-        source: &mut impl ParamSource,
-        prefix: &str,
-        name: &str,
-        device: &Device,
-    ) -> Result<LayerNorm> {
-        let key = format!("{prefix}.{name}");
-        load_layer_norm(source, &key, self.d_model, LAYER_NORM_EPS, device)
+    /// One of the layer's LayerNorms.
+    fn norm(&self, mut weights: Weights) -> Result<LayerNorm> {
+        weights.layer_norm(self.d_model, LAYER_NORM_EPS)
     }
 
-    /// The layer's deformable attention `{prefix}.{name}`.
-    fn deformable(
-        &self,
-        source: &mut impl ParamSource,
-        prefix: &str,
-        name: &str,
-        device: &Device,
-    ) -> Result<MultiScaleDeformableAttention> {
+    /// One of the layer's deformable attentions.
+    fn deformable(&self, weights: Weights) -> Result<MultiScaleDeformableAttention> {
         let config = DeformableAttentionConfig {
             d_model: self.d_model,
             num_heads: self.num_heads,
             num_levels: self.num_levels,
             num_points: self.num_points,
         };
-        MultiScaleDeformableAttention::load(source, &format!("{prefix}.{name}"), config, device)
+        MultiScaleDeformableAttention::load(weights, config)
     }
 }
 
@@ -77,17 +64,17 @@ pub struct Ffn {
 }
 
 impl Ffn {
+    /// Loads the layer's `fc1` and `fc2` (they sit in the layer itself, not in a submodule),
+    /// each with a fresh adapter drawn from `seed`.
     fn load(
-        source: &mut impl ParamSource,
-        prefix: &str,
+        weights: &mut Weights,
         config: &LayerConfig,
         lora: &LoraConfig,
         seed: u64,
-        device: &Device,
     ) -> Result<Self> {
         let (d, hidden) = (config.d_model, config.ffn_dim);
-        let fc1 = load_linear(source, &format!("{prefix}.fc1"), d, hidden, true, device)?;
-        let fc2 = load_linear(source, &format!("{prefix}.fc2"), hidden, d, true, device)?;
+        let fc1 = weights.pp("fc1").linear(d, hidden)?;
+        let fc2 = weights.pp("fc2").linear(hidden, d)?;
         Ok(Self {
             fc1: LoraLinear::from_linear(fc1, lora, derive_seed(seed, 1))?,
             act: Relu::new(),
@@ -118,20 +105,13 @@ pub struct SelfAttention {
 }
 
 impl SelfAttention {
-    fn load(
-        source: &mut impl ParamSource,
-        prefix: &str,
-        config: &LayerConfig,
-        device: &Device,
-    ) -> Result<Self> {
+    fn load(mut weights: Weights, config: &LayerConfig) -> Result<Self> {
         let d = config.d_model;
-        let mut linear =
-            |name: &str| load_linear(source, &format!("{prefix}.{name}"), d, d, true, device);
         Ok(Self {
-            q_proj: linear("q_proj")?,
-            k_proj: linear("k_proj")?,
-            v_proj: linear("v_proj")?,
-            out_proj: linear("out_proj")?,
+            q_proj: weights.pp("q_proj").linear(d, d)?,
+            k_proj: weights.pp("k_proj").linear(d, d)?,
+            v_proj: weights.pp("v_proj").linear(d, d)?,
+            out_proj: weights.pp("out_proj").linear(d, d)?,
             num_heads: config.num_heads,
         })
     }
@@ -175,23 +155,21 @@ pub struct EncoderLayer {
 }
 
 impl EncoderLayer {
-    /// Loads `{prefix}.*`, with fresh adapters drawn from `seed`.
+    /// Loads the layer from `weights`, with fresh adapters drawn from `seed`.
     ///
     /// # Errors
     /// A missing or mis-shaped tensor, or an invalid config.
     pub fn load(
-        source: &mut impl ParamSource,
-        prefix: &str,
+        mut weights: Weights,
         config: &LayerConfig,
         lora: &LoraConfig,
         seed: u64,
-        device: &Device,
     ) -> Result<Self> {
         Ok(Self {
-            self_attn: config.deformable(source, prefix, "self_attn", device)?,
-            self_attn_layer_norm: config.norm(source, prefix, "self_attn_layer_norm", device)?,
-            ffn: Ffn::load(source, prefix, config, lora, seed, device)?,
-            final_layer_norm: config.norm(source, prefix, "final_layer_norm", device)?,
+            self_attn: config.deformable(weights.pp("self_attn"))?,
+            self_attn_layer_norm: config.norm(weights.pp("self_attn_layer_norm"))?,
+            ffn: Ffn::load(&mut weights, config, lora, seed)?,
+            final_layer_norm: config.norm(weights.pp("final_layer_norm"))?,
         })
     }
 
@@ -244,30 +222,23 @@ pub struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    /// Loads `{prefix}.*`, with fresh adapters drawn from `seed`.
+    /// Loads the layer from `weights`, with fresh adapters drawn from `seed`.
     ///
     /// # Errors
     /// A missing or mis-shaped tensor, or an invalid config.
     pub fn load(
-        source: &mut impl ParamSource,
-        prefix: &str,
+        mut weights: Weights,
         config: &LayerConfig,
         lora: &LoraConfig,
         seed: u64,
-        device: &Device,
     ) -> Result<Self> {
         Ok(Self {
-            self_attn: SelfAttention::load(source, &format!("{prefix}.self_attn"), config, device)?,
-            self_attn_layer_norm: config.norm(source, prefix, "self_attn_layer_norm", device)?,
-            encoder_attn: config.deformable(source, prefix, "encoder_attn", device)?,
-            encoder_attn_layer_norm: config.norm(
-                source,
-                prefix,
-                "encoder_attn_layer_norm",
-                device,
-            )?,
-            ffn: Ffn::load(source, prefix, config, lora, seed, device)?,
-            final_layer_norm: config.norm(source, prefix, "final_layer_norm", device)?,
+            self_attn: SelfAttention::load(weights.pp("self_attn"), config)?,
+            self_attn_layer_norm: config.norm(weights.pp("self_attn_layer_norm"))?,
+            encoder_attn: config.deformable(weights.pp("encoder_attn"))?,
+            encoder_attn_layer_norm: config.norm(weights.pp("encoder_attn_layer_norm"))?,
+            ffn: Ffn::load(&mut weights, config, lora, seed)?,
+            final_layer_norm: config.norm(weights.pp("final_layer_norm"))?,
         })
     }
 

@@ -9,18 +9,20 @@
 
 use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
-use burn::nn::{GroupNorm, GroupNormConfig, Linear, Relu};
+use burn::nn::{GroupNorm, Linear};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 use gs_lora_core::lora::derive_seed;
 use gs_lora_core::{LoraConfig, LoraGroup, LoraLinear, LoraModel};
 
+use super::box_head::BoxHead;
 use super::layers::{DecoderLayer, EncoderLayer, LayerConfig};
 use super::position::sine_position_embedding;
+use super::queries::{LearnedQueries, Queries};
 use super::two_stage::ProposalHead;
 use crate::error::{ModelError, Result};
 use crate::resnet::{ResNet, ResNetConfig};
-use crate::weights::{ConvShape, ParamSource, frozen, load, load_conv2d, load_linear};
+use crate::weights::{ConvShape, Init, ParamSource, Weights};
 
 /// Groups of the input projections' group norm (the reference's 32).
 const GROUPS: usize = 32;
@@ -208,29 +210,11 @@ pub struct InputProjection {
 }
 
 impl InputProjection {
-    fn load(
-        source: &mut impl ParamSource,
-        prefix: &str,
-        shape: ConvShape,
-        device: &Device,
-    ) -> Result<Self> {
-        let d = shape.channels[1];
-        let mut norm = GroupNormConfig::new(GROUPS, d).init(device);
-        norm.gamma = Some(frozen(load(
-            source,
-            &format!("{prefix}.1.weight"),
-            [d],
-            device,
-        )?));
-        norm.beta = Some(frozen(load(
-            source,
-            &format!("{prefix}.1.bias"),
-            [d],
-            device,
-        )?));
+    /// Loads the convolution `0` of `shape` and the group norm `1`.
+    fn load(mut weights: Weights, shape: ConvShape) -> Result<Self> {
         Ok(Self {
-            conv: load_conv2d(source, &format!("{prefix}.0"), shape, true, device)?,
-            norm,
+            conv: weights.pp(0).conv2d(shape)?,
+            norm: weights.pp(1).group_norm(GROUPS, shape.channels[1])?,
         })
     }
 
@@ -241,44 +225,52 @@ impl InputProjection {
     }
 }
 
-/// The box head: three Linears with ReLU between them, `d → d → d → 4`.
+/// Where the decoder's queries come from.
+// One per model, never moved in a loop: boxing the larger variant would buy nothing (and Burn
+// derives no `Module` for `Box`).
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
-pub struct BoxHead {
-    /// The Linears.
-    pub layers: Vec<Linear>,
-    /// ReLU.
-    pub act: Relu,
+pub enum QuerySource {
+    /// Learned query embeddings (single-stage models).
+    Learned(LearnedQueries),
+    /// The encoder's best proposals (two-stage models).
+    Proposals(ProposalHead),
 }
 
-impl BoxHead {
-    /// Loads `{prefix}.layers.{0,1,2}` (`d → d → d → 4`).
-    pub(crate) fn load(
-        source: &mut impl ParamSource,
-        prefix: &str,
-        d: usize,
-        device: &Device,
-    ) -> Result<Self> {
-        let layers = (0..3)
-            .map(|k| {
-                let d_output = if k == 2 { 4 } else { d };
-                let key = format!("{prefix}.layers.{k}");
-                load_linear(source, &key, d, d_output, true, device)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self {
-            layers,
-            act: Relu::new(),
+impl QuerySource {
+    /// Two-stage models read the proposal heads after the decoder's (`model.enc_output`, …,
+    /// `class_embed.{L}`), the others learned queries (`model.query_position_embeddings`,
+    /// `model.reference_points`), all from the checkpoint's root.
+    fn load(weights: &mut Weights, config: &DeformableDetrConfig) -> Result<Self> {
+        let d = config.d_model;
+        Ok(match config.two_stage {
+            true => {
+                let head = (config.decoder_layers, config.two_stage_num_proposals);
+                Self::Proposals(ProposalHead::load(weights, d, config.num_labels, head)?)
+            }
+            false => Self::Learned(LearnedQueries::load(
+                weights.pp("model"),
+                config.num_queries,
+                d,
+            )?),
         })
     }
 
-    /// # Shapes
-    /// `[N, Q, d] → [N, Q, 4]`
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let last = self.layers.len() - 1;
-        self.layers.iter().enumerate().fold(x, |x, (i, layer)| {
-            let y = layer.forward(x);
-            if i < last { self.act.forward(y) } else { y }
-        })
+    /// The queries for the encoder output `memory` `[N, S, d]` (tokens of `shapes`, real where
+    /// `level_masks` says).
+    ///
+    /// # Errors
+    /// Proposal scores that cannot be read back from the device.
+    pub fn forward(
+        &self,
+        memory: Tensor<3>,
+        level_masks: &[Vec<bool>],
+        shapes: &[(usize, usize)],
+    ) -> Result<Queries> {
+        match self {
+            Self::Learned(queries) => Ok(queries.forward(memory.dims()[0])),
+            Self::Proposals(proposals) => proposals.forward(memory, level_masks, shapes),
+        }
     }
 }
 
@@ -306,12 +298,9 @@ pub struct DeformableDetr {
     pub encoder: Vec<EncoderLayer>,
     /// Decoder layers.
     pub decoder: Vec<DecoderLayer>,
-    /// Object queries `[Q, 2d]`: position half, then content half (not in two-stage models).
-    pub query_position_embeddings: Option<Param<Tensor<2>>>,
-    /// Query position → reference point `(x, y)` (before the sigmoid; not in two-stage models).
-    pub reference_points: Option<Linear>,
-    /// The first stage of two-stage models, which proposes the queries.
-    pub proposals: Option<ProposalHead>,
+    /// Where the decoder's queries come from: learned embeddings, or the encoder's proposals
+    /// in two-stage models.
+    pub queries: QuerySource,
     /// Class head.
     pub class_embed: Linear,
     /// Box heads: one shared head, or one per decoder layer with box refinement (the last
@@ -320,6 +309,25 @@ pub struct DeformableDetr {
     /// The architecture.
     #[module(skip)]
     pub config: DeformableDetrConfig,
+}
+
+/// The feature levels flattened into one token sequence, with what the encoder and the
+/// decoder need to read it.
+struct Levels {
+    /// Tokens of all levels `[N, S, d]`.
+    tokens: Tensor<3>,
+    /// Their sine positions plus level embeddings `[N, S, d]`.
+    positions: Tensor<3>,
+    /// Each level's real pixels, `N · h · w` flags.
+    masks: Vec<Vec<bool>>,
+    /// Each level's `(h, w)`.
+    shapes: Vec<(usize, usize)>,
+    /// Each image's share of real columns and rows per level `[N, L, 2]`.
+    ratios: Tensor<3>,
+    /// The encoder's reference points `[N, S, L, 2]`.
+    references: Tensor<4>,
+    /// The real tokens `[N, S]`, for padded batches only (without padding all are real).
+    token_mask: Option<Tensor<2, Bool>>,
 }
 
 impl DeformableDetr {
@@ -337,13 +345,82 @@ impl DeformableDetr {
         device: &Device,
     ) -> Result<Self> {
         config.validate()?;
+        let mut weights = Weights::new(source, device);
         let d = config.d_model;
-        let backbone = ResNet::load(source, "model.backbone.model", &config.backbone, device)?;
+        let mut model = weights.pp("model");
+        let backbone = ResNet::load(model.pp("backbone.model"), &config.backbone)?;
+        let input_proj = Self::input_shapes(config)
+            .into_iter()
+            .enumerate()
+            .map(|(level, shape)| InputProjection::load(model.pp("input_proj").pp(level), shape))
+            .collect::<Result<Vec<_>>>()?;
+        let encoder_layer = config.layer(
+            config.encoder_heads,
+            config.encoder_ffn_dim,
+            config.encoder_points,
+        );
+        let decoder_layer = config.layer(
+            config.decoder_heads,
+            config.decoder_ffn_dim,
+            config.decoder_points,
+        );
+        let mut encoder_weights = model.pp("encoder.layers");
+        let encoder = (0..config.encoder_layers)
+            .map(|i| {
+                let layer_seed = derive_seed(seed, i as u64);
+                EncoderLayer::load(encoder_weights.pp(i), &encoder_layer, lora, layer_seed)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut decoder_weights = model.pp("decoder.layers");
+        let decoder = (0..config.decoder_layers)
+            .map(|i| {
+                let layer_seed = derive_seed(seed, (config.encoder_layers + i) as u64);
+                DecoderLayer::load(decoder_weights.pp(i), &decoder_layer, lora, layer_seed)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // Without box refinement every decoder level shares one head, saved once per level:
+        // the last copy is read. With it, every level's box head refines the reference boxes.
+        let head = config.decoder_layers.saturating_sub(1);
+        let box_heads = if config.with_box_refine {
+            0..config.decoder_layers
+        } else {
+            head..head + 1
+        };
+        let bbox_embed = box_heads
+            .map(|level| BoxHead::load(weights.pp("bbox_embed").pp(level), d))
+            .collect::<Result<Vec<_>>>()?;
+        let queries = QuerySource::load(&mut weights, config)?;
+        Ok(Self {
+            backbone,
+            input_proj,
+            level_embed: weights.pp("model").param(
+                "level_embed",
+                [config.num_feature_levels, d],
+                Init::Embedding,
+            )?,
+            encoder,
+            decoder,
+            queries,
+            class_embed: weights.pp("class_embed").pp(head).linear_of(
+                d,
+                config.num_labels,
+                Init::Linear,
+                Some(Init::ClassBias),
+            )?,
+            bbox_embed,
+            config: config.clone(),
+        })
+    }
+
+    /// The convolution of each level's input projection: 1×1 from the backbone stages used,
+    /// then 3×3 stride 2 for the extra levels (the first from the last stage, the others
+    /// from the previous level).
+    fn input_shapes(config: &DeformableDetrConfig) -> Vec<ConvShape> {
+        let d = config.d_model;
         let channels = config.backbone_channels();
-        let mut input_proj = Vec::with_capacity(config.num_feature_levels);
         let mut extra_input = *channels.last().unwrap_or(&d);
-        for level in 0..config.num_feature_levels {
-            let shape = match channels.get(level) {
+        (0..config.num_feature_levels)
+            .map(|level| match channels.get(level) {
                 Some(&c) => ConvShape {
                     channels: [c, d],
                     kernel: 1,
@@ -360,88 +437,8 @@ impl DeformableDetr {
                     extra_input = d;
                     shape
                 }
-            };
-            let prefix = format!("model.input_proj.{level}");
-            input_proj.push(InputProjection::load(source, &prefix, shape, device)?);
-        }
-        let levels = config.num_feature_levels;
-        let encoder_layer = config.layer(
-            config.encoder_heads,
-            config.encoder_ffn_dim,
-            config.encoder_points,
-        );
-        let decoder_layer = config.layer(
-            config.decoder_heads,
-            config.decoder_ffn_dim,
-            config.decoder_points,
-        );
-        let encoder = (0..config.encoder_layers)
-            .map(|i| {
-                let prefix = format!("model.encoder.layers.{i}");
-                EncoderLayer::load(
-                    source,
-                    &prefix,
-                    &encoder_layer,
-                    lora,
-                    derive_seed(seed, i as u64),
-                    device,
-                )
             })
-            .collect::<Result<Vec<_>>>()?;
-        let decoder = (0..config.decoder_layers)
-            .map(|i| {
-                let prefix = format!("model.decoder.layers.{i}");
-                let layer_seed = derive_seed(seed, (config.encoder_layers + i) as u64);
-                DecoderLayer::load(source, &prefix, &decoder_layer, lora, layer_seed, device)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        // Without box refinement every decoder level shares one head, saved once per level:
-        // the last copy is read. With it, every level's box head refines the reference boxes.
-        let head = config.decoder_layers.saturating_sub(1);
-        let box_heads = if config.with_box_refine {
-            0..config.decoder_layers
-        } else {
-            head..head + 1
-        };
-        let bbox_embed = box_heads
-            .map(|level| BoxHead::load(source, &format!("bbox_embed.{level}"), d, device))
-            .collect::<Result<Vec<_>>>()?;
-        // Two-stage models take their queries from the encoder's proposals (the heads after
-        // the decoder's), the others from learned embeddings.
-        let (proposals, query_position_embeddings, reference_points) = if config.two_stage {
-            let head = (config.decoder_layers, config.two_stage_num_proposals);
-            let proposals = ProposalHead::load(source, d, config.num_labels, head, device)?;
-            (Some(proposals), None, None)
-        } else {
-            let embeddings = load(
-                source,
-                "model.query_position_embeddings.weight",
-                [config.num_queries, 2 * d],
-                device,
-            )?;
-            let reference = load_linear(source, "model.reference_points", d, 2, true, device)?;
-            (None, Some(frozen(embeddings)), Some(reference))
-        };
-        Ok(Self {
-            backbone,
-            input_proj,
-            level_embed: frozen(load(source, "model.level_embed", [levels, d], device)?),
-            encoder,
-            decoder,
-            query_position_embeddings,
-            reference_points,
-            proposals,
-            class_embed: load_linear(
-                source,
-                &format!("class_embed.{head}"),
-                d,
-                config.num_labels,
-                true,
-                device,
-            )?,
-            bbox_embed,
-            config: config.clone(),
-        })
+            .collect()
     }
 
     /// Detects objects in unpadded images (every pixel real).
@@ -473,7 +470,23 @@ impl DeformableDetr {
         pixels: Tensor<4>,
         pixel_mask: Option<Tensor<3, Bool>>,
     ) -> Result<DetrOutput> {
-        let [batch, channels, height, width] = pixels.dims();
+        let valid = self.check_input(pixels.dims(), pixel_mask)?;
+        let levels = self.embed_levels(pixels, valid.as_deref())?;
+        let memory = self.encode(&levels)?;
+        let queries = self
+            .queries
+            .forward(memory.clone(), &levels.masks, &levels.shapes)?;
+        let (hidden, reference) = self.decode(queries, memory, &levels)?;
+        Ok(self.predict(hidden, reference))
+    }
+
+    /// Checks the input of `shape` `[N, C, H, W]` and its mask, returned as `N · H · W` flags.
+    fn check_input(
+        &self,
+        shape: [usize; 4],
+        pixel_mask: Option<Tensor<3, Bool>>,
+    ) -> Result<Option<Vec<bool>>> {
+        let [batch, channels, height, width] = shape;
         let min_side = 1
             << (self.backbone.stages.len() + 1 + self.config.num_feature_levels.saturating_sub(3));
         if batch == 0
@@ -486,11 +499,11 @@ impl DeformableDetr {
                     "[N, {}, H, W] images with N ≥ 1 and H, W ≥ {min_side}",
                     self.config.backbone.in_channels
                 ),
-                found: format!("{:?}", pixels.dims()),
+                found: format!("{shape:?}"),
             });
         }
         gs_lora_core::Limits::from_env()?.check_memory(
-            || format!("a forward pass on an input of shape {:?}", pixels.dims()),
+            || format!("a forward pass on an input of shape {shape:?}"),
             self.config.forward_bytes(batch, height, width),
         )?;
         let valid = match pixel_mask {
@@ -520,11 +533,17 @@ impl DeformableDetr {
                 found: format!("image {empty} padded at its top-left pixel"),
             });
         }
+        Ok(valid)
+    }
+
+    /// Runs the backbone and the input projections and flattens every level into tokens with
+    /// their positions; `valid` marks the real pixels (`N · H · W` flags; none: all real).
+    fn embed_levels(&self, pixels: Tensor<4>, valid: Option<&[bool]>) -> Result<Levels> {
+        let [batch, _, height, width] = pixels.dims();
         let device = pixels.device();
         let d = self.config.d_model;
         let features = self.backbone.forward(pixels);
         let used = &features[features.len() - self.config.backbone_channels().len()..];
-
         let mut sources: Vec<Tensor<4>> = Vec::with_capacity(self.input_proj.len());
         for (level, projection) in self.input_proj.iter().enumerate() {
             let input = match used.get(level) {
@@ -538,11 +557,11 @@ impl DeformableDetr {
         let mut shapes = Vec::with_capacity(sources.len());
         let mut tokens = Vec::with_capacity(sources.len());
         let mut positions = Vec::with_capacity(sources.len());
-        let mut level_masks = Vec::with_capacity(sources.len());
+        let mut masks = Vec::with_capacity(sources.len());
         for (level, source) in sources.into_iter().enumerate() {
             let [_, _, h, w] = source.dims();
             shapes.push((h, w));
-            let level_mask = match &valid {
+            let level_mask = match valid {
                 Some(valid) => nearest_mask(valid, [batch, height, width], [h, w]),
                 None => vec![true; batch * h * w],
             };
@@ -555,65 +574,59 @@ impl DeformableDetr {
                 .narrow(0, level, 1)
                 .reshape([1, 1, d]);
             positions.push(flat(position) + level_embed);
-            level_masks.push(level_mask);
+            masks.push(level_mask);
         }
-        let (tokens, positions) = (Tensor::cat(tokens, 1), Tensor::cat(positions, 1));
-        let ratios = valid_ratios(&level_masks, &shapes, batch);
+        let ratios = valid_ratios(&masks, &shapes, batch);
         let references = encoder_reference_points(&shapes, &ratios, batch, &device);
         let ratios =
             Tensor::<3>::from_data(TensorData::new(ratios, [batch, shapes.len(), 2]), &device);
-        // Token masks only for padded batches: without padding every token is real.
-        let token_mask = valid
-            .is_some()
-            .then(|| token_mask(&level_masks, &shapes, batch, &device));
-        let mut memory = tokens;
-        for layer in &self.encoder {
-            memory = layer.forward(
-                memory,
-                positions.clone(),
-                token_mask.clone(),
-                references.clone(),
-                &shapes,
-            )?;
-        }
+        let token_mask = valid.map(|_| token_mask(&masks, &shapes, batch, &device));
+        Ok(Levels {
+            tokens: Tensor::cat(tokens, 1),
+            positions: Tensor::cat(positions, 1),
+            masks,
+            shapes,
+            ratios,
+            references,
+            token_mask,
+        })
+    }
 
-        // Reference points (x, y), or boxes (cx, cy, w, h) from proposals or once a refining
-        // head has run.
-        let (query_position, mut hidden, mut reference) = match (
-            &self.proposals,
-            &self.query_position_embeddings,
-            &self.reference_points,
-        ) {
-            (Some(proposals), _, _) => {
-                let queries = proposals.forward(memory.clone(), &level_masks, &shapes)?;
-                (queries.position, queries.content, queries.reference)
-            }
-            (None, Some(embeddings), Some(reference_points)) => {
-                let queries = self.config.num_queries;
-                let embeddings = embeddings.val();
-                let half = |start| {
-                    embeddings
-                        .clone()
-                        .narrow(1, start, d)
-                        .unsqueeze::<3>()
-                        .expand([batch, queries, d])
-                };
-                let (position, content) = (half(0), half(d));
-                let reference = sigmoid(reference_points.forward(position.clone()));
-                (position, content, reference)
-            }
-            _ => {
-                return Err(ModelError::InvalidConfig(
-                    "a model needs either proposals or query embeddings and reference points"
-                        .into(),
-                ));
-            }
-        };
+    /// The encoder's output `[N, S, d]`.
+    fn encode(&self, levels: &Levels) -> Result<Tensor<3>> {
+        self.encoder
+            .iter()
+            .try_fold(levels.tokens.clone(), |memory, layer| {
+                layer.forward(
+                    memory,
+                    levels.positions.clone(),
+                    levels.token_mask.clone(),
+                    levels.references.clone(),
+                    &levels.shapes,
+                )
+            })
+    }
+
+    /// Runs the decoder from `queries` over `memory`: the last layer's hidden states
+    /// `[N, Q, d]` and the reference the box head refines, points `[N, Q, 2]` or boxes
+    /// `[N, Q, 4]` (from proposals, or once a refining head has run).
+    fn decode(
+        &self,
+        queries: Queries,
+        memory: Tensor<3>,
+        levels: &Levels,
+    ) -> Result<(Tensor<3>, Tensor<3>)> {
+        let Queries {
+            position,
+            content: mut hidden,
+            mut reference,
+        } = queries;
         // Each level reads the reference scaled to its real part (boxes: all four coordinates).
         let per_level = |reference: &Tensor<3>| {
+            let ratios = levels.ratios.clone();
             let scale = match reference.dims()[2] {
-                2 => ratios.clone(),
-                _ => Tensor::cat(vec![ratios.clone(), ratios.clone()], 2),
+                2 => ratios,
+                _ => Tensor::cat(vec![ratios.clone(), ratios], 2),
             };
             reference.clone().unsqueeze_dim::<4>(2) * scale.unsqueeze_dim(1)
         };
@@ -622,11 +635,11 @@ impl DeformableDetr {
         for (level, layer) in self.decoder.iter().enumerate() {
             hidden = layer.forward(
                 hidden,
-                query_position.clone(),
+                position.clone(),
                 reference_input.clone(),
                 memory.clone(),
-                token_mask.clone(),
-                &shapes,
+                levels.token_mask.clone(),
+                &levels.shapes,
             )?;
             if self.config.with_box_refine && level < last {
                 let delta = self.bbox_embed[level].forward(hidden.clone());
@@ -635,15 +648,19 @@ impl DeformableDetr {
                 reference_input = per_level(&reference);
             }
         }
+        Ok((hidden, reference))
+    }
 
+    /// The class logits and the last box head's boxes around `reference`.
+    fn predict(&self, hidden: Tensor<3>, reference: Tensor<3>) -> DetrOutput {
         let logits = self.class_embed.forward(hidden.clone());
-        let head = self.bbox_embed.len() - 1;
-        let pred_boxes = refined_boxes(self.bbox_embed[head].forward(hidden.clone()), reference);
-        Ok(DetrOutput {
+        let head = &self.bbox_embed[self.bbox_embed.len() - 1];
+        let pred_boxes = refined_boxes(head.forward(hidden.clone()), reference);
+        DetrOutput {
             logits,
             pred_boxes,
             hidden,
-        })
+        }
     }
 }
 

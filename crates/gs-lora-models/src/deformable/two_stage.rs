@@ -4,12 +4,13 @@
 
 use burn::module::Module;
 use burn::nn::{LayerNorm, Linear};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 
+use super::box_head::BoxHead;
 use super::layers::LAYER_NORM_EPS;
-use super::model::BoxHead;
+use super::queries::Queries;
 use crate::error::{ModelError, Result};
-use crate::weights::{ParamSource, load_layer_norm, load_linear};
+use crate::weights::{Init, Weights};
 
 /// Temperature of the proposals' sine embedding (as the reference).
 const TEMPERATURE: f64 = 10_000.0;
@@ -33,44 +34,35 @@ pub struct ProposalHead {
     pub num_proposals: usize,
 }
 
-/// The decoder's inputs chosen by the first stage.
-#[derive(Debug, Clone)]
-pub struct Queries {
-    /// Query positions `[N, K, d]`.
-    pub position: Tensor<3>,
-    /// Query contents `[N, K, d]`.
-    pub content: Tensor<3>,
-    /// Reference boxes `[N, K, 4]` (`cx, cy, w, h`, after the sigmoid; no gradient).
-    pub reference: Tensor<3>,
-}
-
 impl ProposalHead {
     /// Loads `model.enc_output{,_norm}`, `model.pos_trans{,_norm}` and the proposal heads
-    /// `class_embed.{head}` / `bbox_embed.{head}` (the last of the per-level heads).
+    /// `class_embed.{head}` / `bbox_embed.{head}` (the last of the per-level heads) from the
+    /// checkpoint's root.
     pub(crate) fn load(
-        source: &mut impl ParamSource,
+        weights: &mut Weights,
         d: usize,
         num_labels: usize,
         (head, num_proposals): (usize, usize),
-        device: &Device,
     ) -> Result<Self> {
-        let norm = |source: &mut _, key: &str, width| {
-            load_layer_norm(source, key, width, LAYER_NORM_EPS, device)
-        };
+        let mut model = weights.pp("model");
+        let enc_output = model.pp("enc_output").linear(d, d)?;
+        let enc_output_norm = model.pp("enc_output_norm").layer_norm(d, LAYER_NORM_EPS)?;
+        let pos_trans = model.pp("pos_trans").linear(2 * d, 2 * d)?;
+        let pos_trans_norm = model
+            .pp("pos_trans_norm")
+            .layer_norm(2 * d, LAYER_NORM_EPS)?;
         Ok(Self {
-            enc_output: load_linear(source, "model.enc_output", d, d, true, device)?,
-            enc_output_norm: norm(source, "model.enc_output_norm", d)?,
-            pos_trans: load_linear(source, "model.pos_trans", 2 * d, 2 * d, true, device)?,
-            pos_trans_norm: norm(source, "model.pos_trans_norm", 2 * d)?,
-            class_embed: load_linear(
-                source,
-                &format!("class_embed.{head}"),
+            enc_output,
+            enc_output_norm,
+            pos_trans,
+            pos_trans_norm,
+            class_embed: weights.pp("class_embed").pp(head).linear_of(
                 d,
                 num_labels,
-                true,
-                device,
+                Init::Linear,
+                Some(Init::ClassBias),
             )?,
-            bbox_embed: BoxHead::load(source, &format!("bbox_embed.{head}"), d, device)?,
+            bbox_embed: BoxHead::load(weights.pp("bbox_embed").pp(head), d)?,
             num_proposals,
         })
     }

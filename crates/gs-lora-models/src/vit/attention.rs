@@ -5,6 +5,10 @@ use burn::nn::Linear;
 use burn::tensor::Tensor;
 use gs_lora_core::fused;
 
+use super::VitConfig;
+use crate::error::Result;
+use crate::weights::Weights;
+
 /// `softmax(q kᵀ · scale) v` over `num_heads` heads, then `proj`.
 #[derive(Module, Debug)]
 pub struct Attention {
@@ -19,6 +23,21 @@ pub struct Attention {
 }
 
 impl Attention {
+    /// Loads `qkv` (`D → 3D`, biased as the config says) and `proj`.
+    pub(crate) fn load(mut weights: Weights, config: &VitConfig) -> Result<Self> {
+        let d = config.hidden_size;
+        let mut qkv = weights.pp("qkv");
+        Ok(Self {
+            qkv: match config.qkv_bias {
+                true => qkv.linear(d, 3 * d)?,
+                false => qkv.linear_no_bias(d, 3 * d)?,
+            },
+            proj: weights.pp("proj").linear(d, d)?,
+            num_heads: config.num_heads,
+            scale: config.attention_scale(),
+        })
+    }
+
     /// # Shapes
     /// - input: `[B, N, D]`
     /// - output: `[B, N, D]`

@@ -3,9 +3,13 @@
 use burn::module::{Module, Param};
 use burn::nn::LayerNorm;
 use burn::tensor::Tensor;
-use gs_lora_core::{LoraLinear, fused};
+use gs_lora_core::lora::derive_seed;
+use gs_lora_core::{LoraConfig, LoraLinear, fused};
 
+use super::VitConfig;
 use super::attention::Attention;
+use crate::error::Result;
+use crate::weights::{Init, Weights};
 
 /// `fc2(GELU(fc1(x)))` with the exact (erf) GELU ([`fused::gelu`]), both Linears adapted with
 /// LoRA: one GS-LoRA adapter group.
@@ -18,6 +22,22 @@ pub struct Mlp {
 }
 
 impl Mlp {
+    /// Loads `fc1` (`d → hidden`) and `fc2` (`hidden → d`), each with a fresh adapter drawn
+    /// from `seed`.
+    fn load(
+        mut weights: Weights,
+        [d, hidden]: [usize; 2],
+        lora: &LoraConfig,
+        seed: u64,
+    ) -> Result<Self> {
+        let fc1 = weights.pp("fc1").linear(d, hidden)?;
+        let fc2 = weights.pp("fc2").linear(hidden, d)?;
+        Ok(Self {
+            fc1: lora.init(fc1, derive_seed(seed, 0))?,
+            fc2: lora.init(fc2, derive_seed(seed, 1))?,
+        })
+    }
+
     /// # Shapes
     /// `[B, N, D] → [B, N, D]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
@@ -50,6 +70,32 @@ fn layer_scale(x: Tensor<3>, scale: &Option<Param<Tensor<1>>>) -> Tensor<3> {
 }
 
 impl Block {
+    /// Loads block `weights` of `config`, with fresh adapters on the FFN drawn from `seed`.
+    pub(crate) fn load(
+        mut weights: Weights,
+        config: &VitConfig,
+        lora: &LoraConfig,
+        seed: u64,
+    ) -> Result<Self> {
+        let (d, eps) = (config.hidden_size, config.layer_norm_eps);
+        // The FFN first: a checkpoint that does not fit is reported at the same tensor as always.
+        let mlp = Mlp::load(weights.pp("mlp"), [d, config.mlp_hidden], lora, seed)?;
+        let layer_scale = |mut weights: Weights| {
+            config
+                .layer_scale
+                .then(|| weights.param("gamma", [d], Init::Scale))
+                .transpose()
+        };
+        Ok(Self {
+            norm1: weights.pp("norm1").layer_norm(d, eps)?,
+            attn: Attention::load(weights.pp("attn"), config)?,
+            ls1: layer_scale(weights.pp("ls1"))?,
+            norm2: weights.pp("norm2").layer_norm(d, eps)?,
+            mlp,
+            ls2: layer_scale(weights.pp("ls2"))?,
+        })
+    }
+
     /// # Shapes
     /// `[B, N, D] → [B, N, D]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {

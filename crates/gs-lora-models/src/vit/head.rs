@@ -5,6 +5,10 @@ use burn::nn::Linear;
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::VitConfig;
+use crate::error::Result;
+use crate::weights::{Init, Weights};
+
 /// Which head a model has.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case", tag = "type")]
@@ -68,6 +72,19 @@ pub enum Head {
 }
 
 impl Head {
+    /// Loads a head of the config's kind for `classes` classes.
+    pub(crate) fn load(mut weights: Weights, config: &VitConfig, classes: usize) -> Result<Self> {
+        let d = config.hidden_size;
+        Ok(match config.head {
+            HeadKind::Linear => Head::Linear(weights.linear(d, classes)?),
+            HeadKind::CosFace { scale, margin } => Head::CosFace(CosFace {
+                weight: weights.param("weight", [classes, d], Init::Linear)?,
+                scale,
+                margin,
+            }),
+        })
+    }
+
     /// Class scores `[B, C]` from embeddings `[B, D]` (CosFace without margin).
     pub fn forward(&self, embedding: Tensor<2>) -> Tensor<2> {
         match self {

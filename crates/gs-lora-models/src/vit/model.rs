@@ -8,34 +8,12 @@ use burn::tensor::{Device, Tensor, TensorData};
 use gs_lora_core::lora::derive_seed;
 use gs_lora_core::{LoraConfig, LoraGroup, LoraLinear, LoraModel};
 
-use super::attention::Attention;
-use super::block::{Block, Mlp};
-use super::head::{CosFace, Head, HeadKind};
+use super::block::Block;
+use super::head::Head;
 use super::pos_embed::resample_grid;
 use super::{GlobalPool, VitConfig, VitFormat};
 use crate::error::{ModelError, Result};
-use crate::weights::{
-    ParamSource, SeededInit, frozen, load, load_layer_norm, load_linear, load_patch_conv,
-    load_patch_linear_as_conv,
-};
-
-/// The classifier `head.*` of `classes` classes, of the config's kind.
-fn load_head(
-    config: &VitConfig,
-    source: &mut impl ParamSource,
-    classes: usize,
-    device: &Device,
-) -> Result<Head> {
-    let d = config.hidden_size;
-    Ok(match config.head {
-        HeadKind::Linear => Head::Linear(load_linear(source, "head", d, classes, true, device)?),
-        HeadKind::CosFace { scale, margin } => Head::CosFace(CosFace {
-            weight: frozen(load(source, "head.weight", [classes, d], device)?),
-            scale,
-            margin,
-        }),
-    })
-}
+use crate::weights::{ConvShape, Init, ParamSource, SeededInit, Weights, frozen};
 
 /// What a forward pass returns.
 #[derive(Debug, Clone)]
@@ -91,39 +69,45 @@ impl VisionTransformer {
         device: &Device,
     ) -> Result<Self> {
         config.validate()?;
-        let (d, grid) = (config.hidden_size, config.grid_size());
-        let eps = config.layer_norm_eps;
+        let mut weights = Weights::new(source, device);
+        let (d, eps) = (config.hidden_size, config.layer_norm_eps);
         let (channels, patch) = (config.num_channels, config.patch_size);
         let patch_embed = match config.format {
-            VitFormat::GsLoraFace => {
-                load_patch_linear_as_conv(source, "patch_embed.linear", channels, d, patch, device)?
-            }
-            _ => load_patch_conv(source, "patch_embed.proj", channels, d, patch, true, device)?,
+            VitFormat::GsLoraFace => weights
+                .pp("patch_embed.linear")
+                .patch_linear_as_conv(channels, d, patch)?,
+            _ => weights
+                .pp("patch_embed.proj")
+                .conv2d(ConvShape::patch([channels, d], patch))?,
         };
-        let cls_token = match config.class_token {
-            true => Some(frozen(load(source, "cls_token", [1, 1, d], device)?)),
-            false => None,
-        };
-        let positions = config.num_prefix_tokens() + grid * grid;
-        let pos_embed = frozen(load(source, "pos_embed", [1, positions, d], device)?);
+        let cls_token = config
+            .class_token
+            .then(|| weights.param("cls_token", [1, 1, d], Init::Embedding))
+            .transpose()?;
+        let positions = config.num_prefix_tokens() + config.grid_size().pow(2);
+        let pos_embed = weights.param("pos_embed", [1, positions, d], Init::Embedding)?;
+        let mut block_weights = weights.pp("blocks");
         let blocks = (0..config.depth)
-            .map(|i| Self::load_block(config, source, lora, derive_seed(seed, i as u64), i, device))
+            .map(|i| {
+                Block::load(
+                    block_weights.pp(i),
+                    config,
+                    lora,
+                    derive_seed(seed, i as u64),
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
         let (norm, fc_norm) = match config.global_pool {
-            GlobalPool::Token => (Some(load_layer_norm(source, "norm", d, eps, device)?), None),
-            GlobalPool::Avg => (
-                None,
-                Some(load_layer_norm(source, "fc_norm", d, eps, device)?),
-            ),
+            GlobalPool::Token => (Some(weights.pp("norm").layer_norm(d, eps)?), None),
+            GlobalPool::Avg => (None, Some(weights.pp("fc_norm").layer_norm(d, eps)?)),
         };
-        let pooler = match config.format == VitFormat::HfVit && source.contains("pooler.weight") {
-            true => Some(load_linear(source, "pooler", d, d, true, device)?),
-            false => None,
-        };
-        let head = match config.num_classes {
-            Some(classes) => Some(load_head(config, source, classes, device)?),
-            None => None,
-        };
+        let pooler = (config.format == VitFormat::HfVit && weights.contains("pooler.weight"))
+            .then(|| weights.pp("pooler").linear(d, d))
+            .transpose()?;
+        let head = config
+            .num_classes
+            .map(|classes| Head::load(weights.pp("head"), config, classes))
+            .transpose()?;
         Ok(Self {
             patch_embed,
             cls_token,
@@ -134,68 +118,6 @@ impl VisionTransformer {
             pooler,
             head,
             config: config.clone(),
-        })
-    }
-
-    fn load_block(
-        config: &VitConfig,
-        source: &mut impl ParamSource,
-        lora: &LoraConfig,
-        seed: u64,
-        index: usize,
-        device: &Device,
-    ) -> Result<Block> {
-        let (d, hidden, eps) = (config.hidden_size, config.mlp_hidden, config.layer_norm_eps);
-        let prefix = format!("blocks.{index}");
-        let layer_scale = |source: &mut _, name: &str| -> Result<Option<Param<Tensor<1>>>> {
-            match config.layer_scale {
-                true => Ok(Some(frozen(load(
-                    source,
-                    &format!("{prefix}.{name}.gamma"),
-                    [d],
-                    device,
-                )?))),
-                false => Ok(None),
-            }
-        };
-        let fc1 = load_linear(
-            source,
-            &format!("{prefix}.mlp.fc1"),
-            d,
-            hidden,
-            true,
-            device,
-        )?;
-        let fc2 = load_linear(
-            source,
-            &format!("{prefix}.mlp.fc2"),
-            hidden,
-            d,
-            true,
-            device,
-        )?;
-        Ok(Block {
-            norm1: load_layer_norm(source, &format!("{prefix}.norm1"), d, eps, device)?,
-            attn: Attention {
-                qkv: load_linear(
-                    source,
-                    &format!("{prefix}.attn.qkv"),
-                    d,
-                    3 * d,
-                    config.qkv_bias,
-                    device,
-                )?,
-                proj: load_linear(source, &format!("{prefix}.attn.proj"), d, d, true, device)?,
-                num_heads: config.num_heads,
-                scale: config.attention_scale(),
-            },
-            ls1: layer_scale(source, "ls1")?,
-            norm2: load_layer_norm(source, &format!("{prefix}.norm2"), d, eps, device)?,
-            mlp: Mlp {
-                fc1: lora.init(fc1, derive_seed(seed, 0))?,
-                fc2: lora.init(fc2, derive_seed(seed, 1))?,
-            },
-            ls2: layer_scale(source, "ls2")?,
         })
     }
 
@@ -211,11 +133,11 @@ impl VisionTransformer {
             ));
         }
         let device = self.pos_embed.val().device();
-        let head = load_head(
+        let mut init = SeededInit::new(seed);
+        let head = Head::load(
+            Weights::new(&mut init, &device).pp("head"),
             &self.config,
-            &mut SeededInit::new(seed),
             num_classes,
-            &device,
         )?;
         self.head = Some(head.set_require_grad(true));
         self.config.num_classes = Some(num_classes);

@@ -12,7 +12,7 @@ use gs_lora_models::deformable::{
     DecoderLayer, DeformableAttentionConfig, EncoderLayer, LayerConfig,
     MultiScaleDeformableAttention, multi_scale_deformable_sampling, sine_position_embedding,
 };
-use gs_lora_models::weights::{IdentityKeys, SafetensorsSource, read_tensor};
+use gs_lora_models::weights::{IdentityKeys, SafetensorsSource, Weights, read_tensor};
 
 use crate::common::{assert_parity, fixture, values};
 
@@ -129,7 +129,8 @@ fn the_attention_module_matches_transformers_for_points_and_boxes() {
         num_points: 2,
     };
     let attention =
-        MultiScaleDeformableAttention::load(&mut source, "attn", config, &device).expect("load");
+        MultiScaleDeformableAttention::load(Weights::new(&mut source, &device).pp("attn"), config)
+            .expect("load");
     let input = |key: &str| read_tensor(&path, key).expect(key);
     let queries = Tensor::<3>::from_data(input("queries"), &device);
     let position = Tensor::<3>::from_data(input("position"), &device);
@@ -180,10 +181,9 @@ fn encoder_and_decoder_layers_match_transformers() {
         num_points: 2,
     };
     let lora = LoraConfig::new().with_rank(4);
-    let encoder =
-        EncoderLayer::load(&mut source, "encoder", &config, &lora, 0, &device).expect("encoder");
-    let decoder =
-        DecoderLayer::load(&mut source, "decoder", &config, &lora, 0, &device).expect("decoder");
+    let mut weights = Weights::new(&mut source, &device);
+    let encoder = EncoderLayer::load(weights.pp("encoder"), &config, &lora, 0).expect("encoder");
+    let decoder = DecoderLayer::load(weights.pp("decoder"), &config, &lora, 0).expect("decoder");
     let input = |key: &str| read_tensor(&path, key).expect(key);
     let tensor3 = |key: &str| Tensor::<3>::from_data(input(key), &device);
     let tensor4 = |key: &str| Tensor::<4>::from_data(input(key), &device);

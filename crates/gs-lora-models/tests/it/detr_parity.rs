@@ -9,7 +9,9 @@ use gs_lora_core::{LoraConfig, LoraModel};
 use gs_lora_models::ModelError;
 use std::collections::BTreeSet;
 
-use gs_lora_models::deformable::{DeformableDetr, DeformableDetrConfig, DetrKeys, DetrOutput};
+use gs_lora_models::deformable::{
+    DeformableDetr, DeformableDetrConfig, DetrKeys, DetrOutput, QuerySource,
+};
 use gs_lora_models::weights::{KeyMap, read_tensor};
 
 use crate::common::{assert_parity, fixture, values};
@@ -80,8 +82,7 @@ fn two_stage_models_match_transformers() {
     let device = Device::default();
     let dir = fixture("detr_two_stage");
     let model = load("detr_two_stage", &device);
-    assert!(model.config.two_stage && model.proposals.is_some());
-    assert!(model.query_position_embeddings.is_none());
+    assert!(model.config.two_stage && matches!(model.queries, QuerySource::Proposals(_)));
     assert_fixture_output(&model, &dir, &device);
     let error =
         DeformableDetrConfig::from_json(r#"{"model_type": "deformable_detr", "two_stage": true}"#)

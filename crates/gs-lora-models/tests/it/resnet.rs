@@ -4,7 +4,7 @@
 
 use burn::tensor::{Device, Tensor};
 use gs_lora_models::resnet::{ResNet, ResNetConfig};
-use gs_lora_models::weights::{IdentityKeys, SafetensorsSource, read_tensor};
+use gs_lora_models::weights::{IdentityKeys, SafetensorsSource, Weights, read_tensor};
 
 use crate::common::{assert_parity, fixture, values};
 
@@ -20,7 +20,8 @@ fn stage_outputs_match_timm() {
         depths: vec![1, 2, 1, 1],
     };
     assert_eq!(config.stage_channels(), vec![32, 64, 128, 256]);
-    let model = ResNet::load(&mut source, "backbone", &config, &device).expect("load");
+    let mut weights = Weights::new(&mut source, &device);
+    let model = ResNet::load(weights.pp("backbone"), &config).expect("load");
     let pixels = Tensor::<4>::from_data(
         read_tensor(&path, "pixel_values").expect("valid input"),
         &device,
@@ -48,17 +49,13 @@ fn a_config_without_matching_stages_is_refused() {
         depths: vec![1],
         ..ResNetConfig::resnet50()
     };
-    let error =
-        ResNet::load(&mut source, "backbone", &config, &Device::default()).expect_err("refused");
+    let device = Device::default();
+    let mut weights = Weights::new(&mut source, &device);
+    let error = ResNet::load(weights.pp("backbone"), &config).expect_err("refused");
     assert!(error.to_string().contains("[8, 16]"), "{error}");
     // The real ResNet-50 shapes do not fit the small fixture: the error names the tensor.
-    let error = ResNet::load(
-        &mut source,
-        "backbone",
-        &ResNetConfig::resnet50(),
-        &Device::default(),
-    )
-    .expect_err("refused");
+    let error =
+        ResNet::load(weights.pp("backbone"), &ResNetConfig::resnet50()).expect_err("refused");
     assert!(
         error
             .to_string()

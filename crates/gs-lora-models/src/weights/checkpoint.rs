@@ -1,209 +1,16 @@
-//! Where a model's parameters come from: a safetensors checkpoint or a seeded initialiser.
-//!
-//! Models ask for tensors by their canonical name (timm's names, PyTorch layout: Linear weights
-//! `[out, in]`); a [`ParamSource`] answers with a tensor of exactly the asked shape or an error
-//! naming the key and both shapes. Building blocks here turn those tensors into Burn modules.
+//! Safetensors checkpoints as a [`ParamSource`], read through a [`KeyMap`]; reading and writing
+//! single tensors.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use burn::module::Param;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::{Device, Tensor, TensorData};
-use rand::Rng;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use burn::tensor::TensorData;
 use safetensors::tensor::Metadata;
 use safetensors::{Dtype, SafeTensors};
 
+use super::{Init, ParamSource};
 use crate::error::{ModelError, Result, io_error};
-
-/// A supplier of named parameter tensors.
-pub trait ParamSource {
-    /// The tensor called `key` (canonical name), which must have `shape`.
-    fn tensor(&mut self, key: &str, shape: &[usize], device: &Device) -> Result<TensorData>;
-
-    /// Whether the source has a tensor called `key`.
-    fn contains(&self, key: &str) -> bool;
-}
-
-/// A parameter that never receives gradients (everything but the adapters, in GS-LoRA).
-pub(crate) fn frozen<const D: usize>(tensor: Tensor<D>) -> Param<Tensor<D>> {
-    Param::from_tensor(tensor).set_require_grad(false)
-}
-
-/// Reads one tensor into a float tensor of rank `D` on `device`.
-pub(crate) fn load<const D: usize>(
-    source: &mut impl ParamSource,
-    key: &str,
-    shape: [usize; D],
-    device: &Device,
-) -> Result<Tensor<D>> {
-    let data = source.tensor(key, &shape, device)?;
-    Ok(Tensor::from_data(data, device))
-}
-
-/// A Linear layer from `{prefix}.weight` `[d_output, d_input]` and `{prefix}.bias`.
-pub(crate) fn load_linear(
-    source: &mut impl ParamSource,
-    prefix: &str,
-    d_input: usize,
-    d_output: usize,
-    bias: bool,
-    device: &Device,
-) -> Result<Linear> {
-    let mut linear = LinearConfig::new(d_input, d_output)
-        .with_bias(bias)
-        .with_initializer(Initializer::Zeros)
-        .init(device);
-    // PyTorch stores [out, in]; Burn's Linear is [in, out].
-    let weight = load(
-        source,
-        &format!("{prefix}.weight"),
-        [d_output, d_input],
-        device,
-    )?;
-    linear.weight = frozen(weight.transpose());
-    if bias {
-        let bias = load(source, &format!("{prefix}.bias"), [d_output], device)?;
-        linear.bias = Some(frozen(bias));
-    }
-    Ok(linear)
-}
-
-/// A LayerNorm from `{prefix}.weight` and `{prefix}.bias`.
-pub(crate) fn load_layer_norm(
-    source: &mut impl ParamSource,
-    prefix: &str,
-    dim: usize,
-    epsilon: f64,
-    device: &Device,
-) -> Result<LayerNorm> {
-    let mut norm = LayerNormConfig::new(dim).with_epsilon(epsilon).init(device);
-    norm.gamma = frozen(load(source, &format!("{prefix}.weight"), [dim], device)?);
-    norm.beta = Some(frozen(load(
-        source,
-        &format!("{prefix}.bias"),
-        [dim],
-        device,
-    )?));
-    Ok(norm)
-}
-
-/// The shape of a 2-D convolution: square kernel, stride and zero padding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ConvShape {
-    pub channels: [usize; 2],
-    pub kernel: usize,
-    pub stride: usize,
-    pub padding: usize,
-}
-
-/// A zero convolution of `shape`, to be filled from a checkpoint.
-fn zero_conv(shape: ConvShape, bias: bool, device: &Device) -> Conv2d {
-    let ConvShape {
-        channels,
-        kernel,
-        stride,
-        padding,
-    } = shape;
-    Conv2dConfig::new(channels, [kernel, kernel])
-        .with_stride([stride, stride])
-        .with_padding(burn::nn::PaddingConfig2d::Explicit(
-            padding, padding, padding, padding,
-        ))
-        .with_bias(bias)
-        .with_initializer(Initializer::Zeros)
-        .init(device)
-}
-
-/// A convolution from `{prefix}.weight` `[out, in, k, k]` and, with `bias`, `{prefix}.bias`.
-pub(crate) fn load_conv2d(
-    source: &mut impl ParamSource,
-    prefix: &str,
-    shape: ConvShape,
-    bias: bool,
-    device: &Device,
-) -> Result<Conv2d> {
-    let mut conv = zero_conv(shape, bias, device);
-    let [d_input, d_output] = shape.channels;
-    let k = shape.kernel;
-    let weight = load(
-        source,
-        &format!("{prefix}.weight"),
-        [d_output, d_input, k, k],
-        device,
-    )?;
-    conv.weight = frozen(weight);
-    if bias {
-        let bias = load(source, &format!("{prefix}.bias"), [d_output], device)?;
-        conv.bias = Some(frozen(bias));
-    }
-    Ok(conv)
-}
-
-/// The patch embedding as a convolution with kernel = stride = `patch`.
-fn patch_shape(channels: usize, d_output: usize, patch: usize) -> ConvShape {
-    ConvShape {
-        channels: [channels, d_output],
-        kernel: patch,
-        stride: patch,
-        padding: 0,
-    }
-}
-
-/// A patch-embedding convolution (kernel = stride = `patch`) from `{prefix}.weight`
-/// `[d_output, channels, patch, patch]` and `{prefix}.bias`.
-pub(crate) fn load_patch_conv(
-    source: &mut impl ParamSource,
-    prefix: &str,
-    channels: usize,
-    d_output: usize,
-    patch: usize,
-    bias: bool,
-    device: &Device,
-) -> Result<Conv2d> {
-    load_conv2d(
-        source,
-        prefix,
-        patch_shape(channels, d_output, patch),
-        bias,
-        device,
-    )
-}
-
-/// A patch embedding stored as a Linear over patches flattened in `(p1, p2, c)` order
-/// (`{prefix}.weight` `[d_output, patch·patch·channels]`), as the equivalent convolution.
-pub(crate) fn load_patch_linear_as_conv(
-    source: &mut impl ParamSource,
-    prefix: &str,
-    channels: usize,
-    d_output: usize,
-    patch: usize,
-    device: &Device,
-) -> Result<Conv2d> {
-    let mut conv = zero_conv(patch_shape(channels, d_output, patch), true, device);
-    let weight = load(
-        source,
-        &format!("{prefix}.weight"),
-        [d_output, patch * patch * channels],
-        device,
-    )?;
-    // W[d, (p1·P + p2)·C + c] = K[d, c, p1, p2]
-    let kernel = weight
-        .reshape([d_output, patch, patch, channels])
-        .permute([0, 3, 1, 2]);
-    conv.weight = frozen(kernel);
-    conv.bias = Some(frozen(load(
-        source,
-        &format!("{prefix}.bias"),
-        [d_output],
-        device,
-    )?));
-    Ok(conv)
-}
 
 /// How a checkpoint names the canonical tensors.
 pub trait KeyMap {
@@ -361,7 +168,7 @@ impl<K: KeyMap> SafetensorsSource<K> {
 }
 
 impl<K: KeyMap> ParamSource for SafetensorsSource<K> {
-    fn tensor(&mut self, key: &str, shape: &[usize], _device: &Device) -> Result<TensorData> {
+    fn tensor(&mut self, key: &str, shape: &[usize], _init: Init) -> Result<TensorData> {
         let file_keys = self.keys.file_keys(key);
         let parts = file_keys.len();
         let mut values = Vec::with_capacity(shape.iter().product());
@@ -522,68 +329,6 @@ fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
             .collect(),
         _ => return None,
     })
-}
-
-/// Seeded initialisation in timm's style: weights from a normal with std 0.02 truncated at
-/// ±2 std, biases zero, norm weights and layer scales one.
-///
-/// Each tensor's values depend only on the seed and its name, never on the order tensors are
-/// asked for or on a backend RNG.
-#[derive(Debug, Clone, Copy)]
-pub struct SeededInit {
-    seed: u64,
-}
-
-impl SeededInit {
-    /// An initialiser drawing from `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self { seed }
-    }
-}
-
-impl ParamSource for SeededInit {
-    fn tensor(&mut self, key: &str, shape: &[usize], _device: &Device) -> Result<TensorData> {
-        let len = shape.iter().product();
-        let last = key.rsplit('.').next().unwrap_or(key);
-        let is_norm = key.contains("norm");
-        let values = match last {
-            "bias" => vec![0.0; len],
-            "weight" if is_norm => vec![1.0; len],
-            "gamma" | "lambda1" => vec![1.0; len],
-            _ => {
-                let mut rng = key_rng(self.seed, key);
-                (0..len)
-                    .map(|_| 0.02 * sample_truncated_normal(&mut rng))
-                    .collect()
-            }
-        };
-        Ok(TensorData::new(values, shape.to_vec()))
-    }
-
-    fn contains(&self, _key: &str) -> bool {
-        true
-    }
-}
-
-/// The random stream of the tensor called `key` under `seed` (FNV-1a of the name), so a
-/// tensor's values never depend on the order tensors are asked for.
-pub(crate) fn key_rng(seed: u64, key: &str) -> ChaCha8Rng {
-    let name_hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
-    ChaCha8Rng::seed_from_u64(gs_lora_core::lora::derive_seed(seed, name_hash))
-}
-
-/// A standard normal draw truncated to [-2, 2] (Box-Muller, rejection).
-pub(crate) fn sample_truncated_normal(rng: &mut impl Rng) -> f32 {
-    loop {
-        let u1: f64 = rng.random_range(f64::EPSILON..1.0);
-        let u2: f64 = rng.random();
-        let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
-        if z.abs() <= 2.0 {
-            return z as f32;
-        }
-    }
 }
 
 /// Reads the tensor `key` of a safetensors file as `f32` data of its stored shape (for inputs

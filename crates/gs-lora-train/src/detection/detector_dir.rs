@@ -22,6 +22,17 @@ use crate::record::validate_record;
 /// The files of a detector directory; a directory holding anything else is never replaced.
 const FILES: [&str; 2] = ["detector.json", "model.safetensors"];
 
+/// Key renames from detectors saved before the query source became one enum field
+/// (`DeformableDetr::queries`): `(pattern in the file, replacement)`.
+const OLD_QUERY_KEYS: [(&str, &str); 3] = [
+    (
+        r"^query_position_embeddings$",
+        "queries.Learned.query_position_embeddings",
+    ),
+    (r"^reference_points\.", "queries.Learned.reference_points."),
+    (r"^proposals\.", "queries.Proposals."),
+];
+
 /// What a detector directory says besides its weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DetectorInfo {
@@ -123,6 +134,10 @@ impl DetectorDir {
         let mut model = DeformableDetr::init(&info.config, lora, seed, device)?;
         // Partial: the adapters are absent by design; every other missing tensor is refused.
         let mut store = SafetensorsStore::from_file(&weights).allow_partial(true);
+        // Detectors saved before the query source became one field name its parts at the top.
+        for (old, new) in OLD_QUERY_KEYS {
+            store = store.with_key_remapping(old, new);
+        }
         let applied = model
             .load_from(&mut store)
             .map_err(|err| format_error(err.to_string()))?;

@@ -6,6 +6,7 @@ use crate::common::{close, scratch};
 use burn::tensor::{Device, Tensor, TensorData};
 use gs_lora_core::{GroupLassoConfig, LoraConfig};
 use gs_lora_models::deformable::{DeformableDetr, DeformableDetrConfig, DetrOutput};
+use gs_lora_models::weights::{IdentityKeys, SafetensorsSource, read_tensor, write_tensors};
 use gs_lora_train::detection::DetectorObjective;
 use gs_lora_train::detection::{
     CocoAnnotations, DetectionDataset, DetectorDir, DetectorInfo, HungarianMatcher, PretrainConfig,
@@ -286,6 +287,71 @@ fn detector_training_moves_weights_but_not_batch_norm_statistics() {
         .logits
         .into_data();
     a.assert_approx_eq::<f32>(&b, burn::tensor::Tolerance::absolute(1e-5));
+}
+
+/// A detector directory written before the query source became one field (keys
+/// `query_position_embeddings`, `reference_points.*`, `proposals.*` at the top) still loads, to
+/// the same outputs, for learned queries and for two-stage proposals. Catches a rename that
+/// misses one of the three, or old files refused as "unused".
+#[test]
+fn detectors_saved_with_the_old_query_keys_still_load() {
+    let device = Device::default();
+    let data = tiny_scenes(3);
+    let plain = tiny_config(8);
+    let two_stage = DeformableDetrConfig {
+        with_box_refine: true,
+        two_stage: true,
+        two_stage_num_proposals: 6,
+        ..plain.clone()
+    };
+    for (name, config) in [("old-keys", plain), ("old-keys-2", two_stage)] {
+        let model = DeformableDetr::init(&config, &LoraConfig::new(), 3, &device).expect("model");
+        let dir = DetectorDir::new(scratch(name));
+        let info = DetectorInfo {
+            config: config.clone(),
+            class_names: data.class_names.clone(),
+            preprocess: PREPROCESS,
+            forgotten: vec![],
+        };
+        dir.save(&model, &info).expect("save");
+        let weights = dir.path().join("model.safetensors");
+        let source = SafetensorsSource::open(&weights, IdentityKeys).expect("open");
+        let old_name = |key: &str| {
+            [
+                ("queries.Learned.", ""),
+                ("queries.Proposals.", "proposals."),
+            ]
+            .iter()
+            .find_map(|(new, old)| key.strip_prefix(new).map(|rest| format!("{old}{rest}")))
+        };
+        let mut renamed = 0;
+        let tensors: Vec<(String, TensorData)> = source
+            .names()
+            .iter()
+            .map(|key| {
+                let data = read_tensor(&weights, key).expect("tensor");
+                match old_name(key) {
+                    Some(old) => {
+                        renamed += 1;
+                        (old, data)
+                    }
+                    None => (key.clone(), data),
+                }
+            })
+            .collect();
+        assert!(
+            renamed >= 2,
+            "{name}: the query keys were renamed ({renamed})"
+        );
+        write_tensors(&weights, tensors).expect("write");
+        let loaded = dir
+            .load(&LoraConfig::new(), 0, &device)
+            .expect("old keys load");
+        let pixels = || Tensor::<4>::ones([1, 3, 32, 32], &device);
+        let logits = |m: &DeformableDetr| m.forward(pixels()).expect("forward").logits.into_data();
+        logits(&model)
+            .assert_approx_eq::<f32>(&logits(&loaded), burn::tensor::Tolerance::absolute(1e-6));
+    }
 }
 
 fn forget_config(method: MethodKind) -> ForgetConfig {

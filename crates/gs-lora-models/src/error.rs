@@ -81,6 +81,14 @@ pub enum ModelError {
         /// What it was given.
         found: String,
     },
+    /// A tensor could not be read back from its device.
+    #[error("could not read {what} back from the device: {message}")]
+    Readback {
+        /// Which tensor.
+        what: &'static str,
+        /// The backend's reason.
+        message: String,
+    },
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),

@@ -7,6 +7,7 @@
 //! Every model implements [`gs_lora_core::LoraModel`] with one adapter group per Transformer
 //! block (`fc1` and `fc2` of its FFN).
 
+mod config_file;
 pub mod deformable;
 mod error;
 pub mod resnet;

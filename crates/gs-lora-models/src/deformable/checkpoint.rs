@@ -9,9 +9,9 @@ use gs_lora_core::LoraConfig;
 use serde_json::Value;
 
 use super::model::{DeformableDetr, DeformableDetrConfig};
+use crate::config_file::{config_error, get_usize, plausible_size, read_config_file};
 use crate::error::{ModelError, Result};
 use crate::resnet::ResNetConfig;
-use crate::vit::config::{config_error, get_usize, plausible_size, read_config_file};
 use crate::weights::{IdentityKeys, KeyMap, SafetensorsSource};
 
 impl DeformableDetrConfig {

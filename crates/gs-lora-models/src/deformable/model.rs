@@ -510,9 +510,9 @@ impl DeformableDetr {
             Some(mask) if mask.dims() == [batch, height, width] => Some(
                 mask.into_data()
                     .try_to_vec::<bool>()
-                    .map_err(|err| ModelError::Input {
-                        expected: "a readable boolean pixel mask".into(),
-                        found: format!("{err:?}"),
+                    .map_err(|err| ModelError::Readback {
+                        what: "the pixel mask",
+                        message: format!("{err:?}"),
                     })?,
             ),
             Some(mask) => {

@@ -93,9 +93,9 @@ impl ProposalHead {
             scores
                 .inner()
                 .try_into_vec_as::<f32>()
-                .map_err(|err| ModelError::Input {
-                    expected: "proposal scores readable on the host".into(),
-                    found: format!("{err:?}"),
+                .map_err(|err| ModelError::Readback {
+                    what: "the proposal scores",
+                    message: format!("{err:?}"),
                 })?;
         let rows: Vec<i64> = (0..batch)
             .flat_map(|n| {

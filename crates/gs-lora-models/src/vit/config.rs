@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{HeadKind, PosResample};
-use crate::error::{ModelError, Result, io_error};
+use crate::config_file::{config_error, read_config_file};
+use crate::error::{ModelError, Result};
 
 /// What the classifier reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -260,76 +261,6 @@ impl VitConfig {
         };
         config.validate()?;
         Ok(config)
-    }
-}
-
-/// Reads `path` and parses it with `parse`, naming the file in a config error.
-pub(crate) fn read_config_file<T>(path: &Path, parse: impl FnOnce(&str) -> Result<T>) -> Result<T> {
-    let size = std::fs::metadata(path)
-        .map_err(io_error("reading", path))?
-        .len();
-    gs_lora_core::Limits::from_env()?.check_file(|| path.display().to_string(), size.into())?;
-    let text = std::fs::read_to_string(path).map_err(io_error("reading", path))?;
-    parse(&text).map_err(|err| match err {
-        ModelError::Config { message, .. } => ModelError::Config {
-            path: path.to_path_buf(),
-            message,
-        },
-        other => other,
-    })
-}
-
-pub(crate) fn config_error(message: String) -> ModelError {
-    ModelError::Config {
-        path: "config.json".into(),
-        message,
-    }
-}
-
-/// Reads an optional unsigned field, failing if present with another type.
-pub(crate) fn get_usize(json: &Value, key: &str) -> Result<Option<usize>> {
-    match json.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => plausible_size(key, value).map(Some),
-    }
-}
-
-/// The largest size a config may declare for any one dimension or count (2³¹); larger values
-/// are refused as they are read, so no later product of sizes can overflow.
-pub(crate) const MAX_SIZE: u64 = 1 << 31;
-
-/// `value` as a size: an unsigned integer of at most [`MAX_SIZE`].
-pub(crate) fn plausible_size(key: &str, value: &Value) -> Result<usize> {
-    match value.as_u64() {
-        Some(size) if size <= MAX_SIZE => Ok(size as usize),
-        Some(size) => Err(config_error(format!(
-            "`{key}` is {size}, larger than any model has (at most {MAX_SIZE})"
-        ))),
-        None => Err(config_error(format!(
-            "`{key}` must be an unsigned integer, found {value}"
-        ))),
-    }
-}
-
-/// Reads an optional number field.
-pub(crate) fn get_f64(json: &Value, key: &str) -> Result<Option<f64>> {
-    match json.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => value
-            .as_f64()
-            .map(Some)
-            .ok_or_else(|| config_error(format!("`{key}` must be a number, found {value}"))),
-    }
-}
-
-/// Reads an optional boolean field.
-pub(crate) fn get_bool(json: &Value, key: &str) -> Result<Option<bool>> {
-    match json.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => value
-            .as_bool()
-            .map(Some)
-            .ok_or_else(|| config_error(format!("`{key}` must be true or false, found {value}"))),
     }
 }
 

@@ -2,8 +2,8 @@
 
 use serde_json::Value;
 
-use super::config::{config_error, get_bool, get_f64, get_usize};
 use super::{GlobalPool, HeadKind, PosResample, VitConfig, VitFormat};
+use crate::config_file::{config_error, get_bool, get_f64, get_usize};
 use crate::error::Result;
 use crate::weights::KeyMap;
 

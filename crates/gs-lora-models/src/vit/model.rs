@@ -157,9 +157,9 @@ impl VisionTransformer {
         let values: Vec<f32> =
             patch_pos
                 .try_into_vec_as::<f32>()
-                .map_err(|err| ModelError::Input {
-                    expected: "readable position embeddings".into(),
-                    found: err.to_string(),
+                .map_err(|err| ModelError::Readback {
+                    what: "the position embeddings",
+                    message: err.to_string(),
                 })?;
         let resampled = resample_grid(
             &values,

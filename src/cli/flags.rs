@@ -269,3 +269,26 @@ pub fn forget_config(flags: &mut Flags, defaults: ForgetConfig) -> Result<Forget
         },
     })
 }
+
+/// The flag that sets the config field `name` (as [`TrainError::Setting`] names it): the field
+/// with `-` for `_`, except where the flag keeps the reference code's name.
+///
+/// [`TrainError::Setting`]: gs_lora_train::TrainError::Setting
+pub(crate) fn flag_for(name: &str) -> String {
+    const RENAMED: [(&str, &str); 9] = [
+        ("lora.rank", "rank"),
+        ("lora.lora_alpha", "lora-alpha"),
+        ("replay.fraction", "replay-fraction"),
+        ("replay.few_shot", "few-shot"),
+        ("group_lasso.weight", "alpha"),
+        ("group_lasso.warmup_weight", "big-alpha"),
+        ("prototype.bound", "bnd-pro"),
+        ("prototype.forget_weight", "pro-forget-weight"),
+        ("prototype.retain_weight", "pro-retain-weight"),
+    ];
+    let flag = RENAMED
+        .iter()
+        .find(|(field, _)| *field == name)
+        .map_or_else(|| name.replace('_', "-"), |(_, flag)| (*flag).to_string());
+    format!("--{flag}")
+}

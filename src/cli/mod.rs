@@ -76,7 +76,16 @@ pub fn exit_code(result: Result<(), CliError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err}");
+            match &err {
+                // The library names the config field; the user typed its flag.
+                CliError::Train(TrainError::Setting { name, problem }) => {
+                    eprintln!(
+                        "error: invalid setting: {} {problem}",
+                        flags::flag_for(name)
+                    );
+                }
+                _ => eprintln!("error: {err}"),
+            }
             ExitCode::from(match err {
                 CliError::Usage(_) => 2,
                 _ => 1,

@@ -107,6 +107,14 @@ fn pretrain_forget_and_eval_on_an_image_folder() {
         1,
         "--tasks",
     );
+    // The library names the config field (`group_lasso.weight`); the program names the flag.
+    fails(
+        &[
+            "forget", "--data", data, "--model", model, "--out", run, "--alpha", "-1",
+        ],
+        1,
+        "invalid setting: --alpha must be a finite number ≥ 0, found -1",
+    );
     let other = base.join("other");
     let other = other.to_str().expect("utf-8");
     fails(

@@ -238,87 +238,99 @@ impl ForgetConfig {
     /// Checks every setting: counts at least 1, rates finite and in range, `min_lr ≤ lr`.
     ///
     /// # Errors
-    /// [`TrainError::InvalidSetting`] naming the setting and its value.
+    /// [`TrainError::Setting`] naming the setting and its value.
     pub fn validate(&self) -> Result<()> {
-        let bad = |message: String| Err(TrainError::InvalidSetting(message));
+        let bad = |name, problem: String| Err(TrainError::Setting { name, problem });
         check_training(self.epochs, self.batch_size, self.lr, self.weight_decay)?;
         let counts = [
-            ("--tasks", self.tasks),
-            ("--forget-per-task", self.forget_per_task),
-            ("--rank", self.lora.rank),
+            ("tasks", self.tasks),
+            ("forget_per_task", self.forget_per_task),
+            ("lora.rank", self.lora.rank),
         ];
         if let Some((name, _)) = counts.iter().find(|(_, v)| *v == 0) {
-            return bad(format!("{name} must be at least 1, found 0"));
+            return bad(name, "must be at least 1, found 0".into());
         }
         match self.replay {
             Replay::Fraction(f) if !(f > 0.0 && f <= 1.0) => {
-                return bad(format!("--replay-fraction must be in (0, 1], found {f}"));
+                return bad("replay.fraction", format!("must be in (0, 1], found {f}"));
             }
-            Replay::FewShot(0) => return bad("--few-shot must be at least 1, found 0".into()),
+            Replay::FewShot(0) => {
+                return bad("replay.few_shot", "must be at least 1, found 0".into());
+            }
             _ => {}
         }
         let non_negative = [
-            ("--min-lr", self.min_lr),
-            ("--bnd", self.bnd),
-            ("--alpha", self.group_lasso.weight),
-            ("--big-alpha", self.group_lasso.warmup_weight.unwrap_or(0.0)),
-            ("--bnd-pro", self.prototype.bound),
-            ("--pro-forget-weight", self.prototype.forget_weight),
-            ("--pro-retain-weight", self.prototype.retain_weight),
+            ("min_lr", self.min_lr),
+            ("bnd", self.bnd),
+            ("group_lasso.weight", self.group_lasso.weight),
+            (
+                "group_lasso.warmup_weight",
+                self.group_lasso.warmup_weight.unwrap_or(0.0),
+            ),
+            ("prototype.bound", self.prototype.bound),
+            ("prototype.forget_weight", self.prototype.forget_weight),
+            ("prototype.retain_weight", self.prototype.retain_weight),
         ];
         if let Some((name, value)) = non_negative
             .iter()
             .find(|(_, v)| !v.is_finite() || *v < 0.0)
         {
-            return bad(format!("{name} must be a finite number ≥ 0, found {value}"));
+            return bad(name, format!("must be a finite number ≥ 0, found {value}"));
         }
         if self.min_lr > self.lr {
-            return bad(format!(
-                "--min-lr {} is above --lr {}: the cosine schedule would climb",
-                self.min_lr, self.lr
-            ));
+            return bad(
+                "min_lr",
+                format!(
+                    "{} is above the learning rate {}: the cosine schedule would climb",
+                    self.min_lr, self.lr
+                ),
+            );
         }
         if !(self.lora.lora_alpha.is_finite() && self.lora.lora_alpha > 0.0) {
-            return bad(format!(
-                "--lora-alpha must be a finite number > 0, found {}",
-                self.lora.lora_alpha
-            ));
+            return bad(
+                "lora.lora_alpha",
+                format!(
+                    "must be a finite number > 0, found {}",
+                    self.lora.lora_alpha
+                ),
+            );
         }
         if self.beta.is_empty() || self.beta.iter().any(|b| !b.is_finite() || *b < 0.0) {
-            return bad(format!(
-                "--beta must list finite numbers ≥ 0, found {:?}",
-                self.beta
-            ));
+            return bad(
+                "beta",
+                format!("must list finite numbers ≥ 0, found {:?}", self.beta),
+            );
         }
         Ok(())
     }
 }
 
 /// Checks the settings every training loop shares: at least one epoch and one sample per
-/// batch, a finite positive `--lr`, a finite `--weight-decay` ≥ 0.
+/// batch, a finite positive `lr`, a finite `weight_decay` ≥ 0.
 ///
 /// # Errors
-/// [`TrainError::InvalidSetting`] naming the flag and the value.
+/// [`TrainError::Setting`] naming the setting and the value.
 pub(crate) fn check_training(
     epochs: usize,
     batch_size: usize,
     lr: f64,
     weight_decay: f64,
 ) -> Result<()> {
-    let bad = |message: String| Err(TrainError::InvalidSetting(message));
+    let bad = |name, problem: String| Err(TrainError::Setting { name, problem });
     if epochs == 0 {
-        return bad("--epochs must be at least 1, found 0".into());
+        return bad("epochs", "must be at least 1, found 0".into());
     }
     if batch_size == 0 {
-        return bad("--batch-size must be at least 1, found 0".into());
+        return bad("batch_size", "must be at least 1, found 0".into());
     }
     if !(lr.is_finite() && lr > 0.0) {
-        return bad(format!("--lr must be a finite number > 0, found {lr}"));
+        return bad("lr", format!("must be a finite number > 0, found {lr}"));
     }
     if !(weight_decay.is_finite() && weight_decay >= 0.0) {
-        return bad(format!(
-            "--weight-decay must be a finite number ≥ 0, found {weight_decay}"
-        ));
+        return bad(
+            "weight_decay",
+            format!("must be a finite number ≥ 0, found {weight_decay}"),
+        );
     }
     Ok(())
 }

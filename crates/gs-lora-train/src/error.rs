@@ -8,6 +8,15 @@ pub enum TrainError {
     /// A run setting is out of range.
     #[error("invalid setting: {0}")]
     InvalidSetting(String),
+    /// A setting of a config is out of range: `name` is its field (`tasks`, `lora.rank`,
+    /// `group_lasso.weight`, …), `problem` what is wrong with its value.
+    #[error("invalid setting: `{name}` {problem}")]
+    Setting {
+        /// The field, as in `config.json`.
+        name: &'static str,
+        /// What is wrong, with the value found.
+        problem: String,
+    },
     /// A dataset is missing, empty or inconsistent.
     #[error("dataset: {0}")]
     Data(String),

@@ -134,10 +134,13 @@ pub fn pretrain_from_scratch(
         .image_size
         .is_multiple_of(architecture.patch_size)
     {
-        return Err(TrainError::InvalidSetting(format!(
-            "--image-size must be a multiple of the patch size {}, found {}",
-            architecture.patch_size, preprocess.image_size
-        )));
+        return Err(TrainError::Setting {
+            name: "image_size",
+            problem: format!(
+                "must be a multiple of the patch size {}, found {}",
+                architecture.patch_size, preprocess.image_size
+            ),
+        });
     }
     let model = VisionTransformer::load(
         &architecture,

@@ -58,14 +58,16 @@ impl TaskSchedule {
     pub fn from_order(order: Vec<usize>, num_tasks: usize, forget_per_task: usize) -> Result<Self> {
         let num_classes = order.len();
         if num_tasks == 0 {
-            return Err(TrainError::InvalidSetting(
-                "--tasks must be at least 1, found 0".into(),
-            ));
+            return Err(TrainError::Setting {
+                name: "tasks",
+                problem: "must be at least 1, found 0".into(),
+            });
         }
         if forget_per_task == 0 {
-            return Err(TrainError::InvalidSetting(
-                "--forget-per-task must be at least 1, found 0".into(),
-            ));
+            return Err(TrainError::Setting {
+                name: "forget_per_task",
+                problem: "must be at least 1, found 0".into(),
+            });
         }
         let forgotten = num_tasks.saturating_mul(forget_per_task);
         if forgotten >= num_classes {

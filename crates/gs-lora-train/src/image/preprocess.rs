@@ -65,11 +65,17 @@ impl Preprocess {
     /// # Errors
     /// A zero image size, a crop share outside `(0, 1]`, or channels other than 1 or 3.
     pub fn validate(&self) -> Result<()> {
-        if self.image_size == 0 || !(self.crop_pct > 0.0 && self.crop_pct <= 1.0) {
-            return Err(TrainError::InvalidSetting(format!(
-                "--image-size must be at least 1 and --crop-pct in (0, 1], found {} and {}",
-                self.image_size, self.crop_pct
-            )));
+        if self.image_size == 0 {
+            return Err(TrainError::Setting {
+                name: "image_size",
+                problem: "must be at least 1, found 0".into(),
+            });
+        }
+        if !(self.crop_pct > 0.0 && self.crop_pct <= 1.0) {
+            return Err(TrainError::Setting {
+                name: "crop_pct",
+                problem: format!("must be in (0, 1], found {}", self.crop_pct),
+            });
         }
         if !matches!(self.channels, 1 | 3) {
             return Err(TrainError::InvalidSetting(format!(

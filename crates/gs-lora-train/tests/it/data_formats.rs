@@ -425,7 +425,13 @@ fn bad_layouts_are_refused_with_the_path() {
     };
     let err = Dataset::open(&no_train, &bad_fraction).expect_err("refused");
     assert!(
-        matches!(err, TrainError::InvalidSetting(_)) && err.to_string().contains("--val-fraction")
+        matches!(
+            err,
+            TrainError::Setting {
+                name: "val_fraction",
+                ..
+            }
+        ) && err.to_string().contains("found 1")
     );
 }
 

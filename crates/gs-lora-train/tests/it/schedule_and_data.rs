@@ -33,8 +33,8 @@ fn tasks_cut_the_shuffled_order_from_the_end() {
 #[test]
 fn impossible_schedules_are_refused() {
     let message = |r: Result<TaskSchedule, TrainError>| r.expect_err("refused").to_string();
-    assert!(message(TaskSchedule::new(10, 0, 2, 0)).contains("--tasks"));
-    assert!(message(TaskSchedule::new(10, 2, 0, 0)).contains("--forget-per-task"));
+    assert!(message(TaskSchedule::new(10, 0, 2, 0)).contains("`tasks`"));
+    assert!(message(TaskSchedule::new(10, 2, 0, 0)).contains("`forget_per_task`"));
     let err = message(TaskSchedule::new(10, 5, 2, 0));
     assert!(
         err.contains("10 forgotten classes") && err.contains("has 10"),

@@ -182,24 +182,25 @@ impl LoadOptions {
     /// Checks the settings.
     ///
     /// # Errors
-    /// [`TrainError::InvalidSetting`] naming the flag.
+    /// [`TrainError::Setting`] naming the setting.
     pub fn validate(&self) -> Result<()> {
         if !(0.0..1.0).contains(&self.val_fraction) {
-            return Err(TrainError::InvalidSetting(format!(
-                "--val-fraction must be in [0, 1), found {}",
-                self.val_fraction
-            )));
+            return Err(TrainError::Setting {
+                name: "val_fraction",
+                problem: format!("must be in [0, 1), found {}", self.val_fraction),
+            });
         }
         let counts = [
-            ("--max-classes", self.max_classes),
-            ("--train-per-class", self.train_per_class),
-            ("--eval-per-class", self.eval_per_class),
-            ("--max-side", self.max_side),
+            ("max_classes", self.max_classes),
+            ("train_per_class", self.train_per_class),
+            ("eval_per_class", self.eval_per_class),
+            ("max_side", self.max_side),
         ];
         if let Some((name, _)) = counts.iter().find(|(_, value)| *value == Some(0)) {
-            return Err(TrainError::InvalidSetting(format!(
-                "{name} must be at least 1, found 0"
-            )));
+            return Err(TrainError::Setting {
+                name,
+                problem: "must be at least 1, found 0".into(),
+            });
         }
         Ok(())
     }

@@ -4,11 +4,12 @@ use burn::tensor::Device;
 use gs_lora_core::LoraConfig;
 use gs_lora_models::VisionTransformer;
 use gs_lora_models::vit::{GlobalPool, HeadKind, PosResample, VitConfig, VitFormat};
+use gs_lora_models::weights::SeededInit;
 
 use super::classifier_dir::{ClassifierDir, ClassifierInfo};
 use super::data::{Dataset, SyntheticShapes, SyntheticShapesConfig};
-use super::pretrain::{PretrainConfig, pretrain_from_scratch};
-use crate::error::Result;
+use super::pretrain::{PretrainConfig, pretrain};
+use crate::error::{Result, TrainError};
 use crate::image::{Normalization, Preprocess};
 
 /// The small ViT of the embedded default: patch 8, width 64, six blocks of four heads, FFN 128
@@ -81,4 +82,39 @@ pub fn load_or_pretrain(
     }
     cache.info()?.check_classes(dataset)?;
     cache.load(lora, pretrain_config.seed, device)
+}
+
+/// A new small ViT ([`embedded_config`] at `preprocess.image_size`), initialised from
+/// `config.seed` and trained on `dataset` with [`pretrain`].
+///
+/// # Errors
+/// An image size that is not a multiple of the patch size (8), or [`pretrain`]'s errors.
+pub fn pretrain_from_scratch(
+    dataset: &Dataset,
+    preprocess: &Preprocess,
+    config: &PretrainConfig,
+    lora: &LoraConfig,
+    device: &Device,
+) -> Result<(VisionTransformer, f64)> {
+    let architecture = embedded_config(preprocess.image_size, dataset.num_classes());
+    if !preprocess
+        .image_size
+        .is_multiple_of(architecture.patch_size)
+    {
+        return Err(TrainError::Setting {
+            name: "image_size",
+            problem: format!(
+                "must be a multiple of the patch size {}, found {}",
+                architecture.patch_size, preprocess.image_size
+            ),
+        });
+    }
+    let model = VisionTransformer::load(
+        &architecture,
+        &mut SeededInit::new(config.seed),
+        lora,
+        config.seed,
+        device,
+    )?;
+    pretrain(model, dataset, config, preprocess, device)
 }

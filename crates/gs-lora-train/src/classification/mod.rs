@@ -13,8 +13,10 @@ mod probe;
 
 pub use batch::{Batch, make_batch};
 pub use classifier_dir::{ClassifierDir, ClassifierInfo};
-pub use embedded::{EMBEDDED_PREPROCESS, embedded_config, embedded_dataset, load_or_pretrain};
+pub use embedded::{
+    EMBEDDED_PREPROCESS, embedded_config, embedded_dataset, load_or_pretrain, pretrain_from_scratch,
+};
 pub use evaluate::{class_accuracy, val_accuracy};
 pub use forget::{ClassificationFamily, ClassifierCriterion, ClassifierObjective, run_forgetting};
-pub use pretrain::{PretrainConfig, pretrain, pretrain_from_scratch};
+pub use pretrain::{PretrainConfig, pretrain};
 pub use probe::{ProbeConfig, checkpoint_preprocess, linear_probe, load_backbone};

@@ -4,15 +4,12 @@
 use burn::module::Module;
 use burn::optim::AdamWConfig;
 use burn::tensor::Device;
-use gs_lora_core::LoraConfig;
 use gs_lora_core::lora::derive_seed;
 use gs_lora_core::loss::cross_entropy;
 use gs_lora_models::VisionTransformer;
-use gs_lora_models::weights::SeededInit;
 
 use super::batch::make_batch;
 use super::data::Dataset;
-use super::embedded::embedded_config;
 use super::evaluate::val_accuracy;
 use crate::engine::{FitSchedule, fit};
 use crate::error::{Result, TrainError};
@@ -40,7 +37,7 @@ impl PretrainConfig {
     /// Checks every setting.
     ///
     /// # Errors
-    /// [`TrainError::InvalidSetting`] naming the flag and the value.
+    /// [`TrainError::Setting`] naming the setting and the value.
     pub fn validate(&self) -> Result<()> {
         crate::config::check_training(self.epochs, self.batch_size, self.lr, self.weight_decay)
     }
@@ -115,39 +112,4 @@ pub fn pretrain(
         },
     )?;
     Ok((model, accuracy))
-}
-
-/// A new small ViT ([`embedded_config`] at `preprocess.image_size`), initialised from
-/// `config.seed` and trained on `dataset` with [`pretrain`].
-///
-/// # Errors
-/// An image size that is not a multiple of the patch size (8), or [`pretrain`]'s errors.
-pub fn pretrain_from_scratch(
-    dataset: &Dataset,
-    preprocess: &Preprocess,
-    config: &PretrainConfig,
-    lora: &LoraConfig,
-    device: &Device,
-) -> Result<(VisionTransformer, f64)> {
-    let architecture = embedded_config(preprocess.image_size, dataset.num_classes());
-    if !preprocess
-        .image_size
-        .is_multiple_of(architecture.patch_size)
-    {
-        return Err(TrainError::Setting {
-            name: "image_size",
-            problem: format!(
-                "must be a multiple of the patch size {}, found {}",
-                architecture.patch_size, preprocess.image_size
-            ),
-        });
-    }
-    let model = VisionTransformer::load(
-        &architecture,
-        &mut SeededInit::new(config.seed),
-        lora,
-        config.seed,
-        device,
-    )?;
-    pretrain(model, dataset, config, preprocess, device)
 }

@@ -40,7 +40,7 @@ impl ProbeConfig {
     /// Checks every setting.
     ///
     /// # Errors
-    /// [`TrainError::InvalidSetting`] naming the flag and the value.
+    /// [`TrainError::Setting`] naming the setting and the value.
     pub fn validate(&self) -> Result<()> {
         crate::config::check_training(self.epochs, self.batch_size, self.lr, self.weight_decay)
     }

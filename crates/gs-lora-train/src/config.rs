@@ -46,11 +46,11 @@ pub enum Replay {
 
 /// The settings of a forgetting run (DESIGN.md §2), saved as `config.json` in the run directory.
 ///
-/// `config.json` files written before the adapters, group lasso and prototype loss were nested
-/// (flat `rank`, `lora_alpha`, `alpha`, `alpha_warmup_epochs`, `big_alpha`, `bnd_pro`,
-/// `pro_forget_weight`, `pro_retain_weight`) still read, so old runs resume.
+/// [`ForgetConfig::from_json`] also reads the `config.json` of versions before the adapters,
+/// group lasso and prototype loss were nested (flat `rank`, `lora_alpha`, `alpha`,
+/// `alpha_warmup_epochs`, `big_alpha`, `bnd_pro`, `pro_forget_weight`, `pro_retain_weight`),
+/// so old runs resume.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(from = "StoredConfig")]
 pub struct ForgetConfig {
     /// Seed of the class order, data order and adapter initialisation.
     pub seed: u64,
@@ -58,7 +58,8 @@ pub struct ForgetConfig {
     pub tasks: usize,
     /// Classes forgotten per task.
     pub forget_per_task: usize,
-    /// How the class order is drawn.
+    /// How the class order is drawn (absent from earlier versions' files: the seeded shuffle).
+    #[serde(default)]
     pub class_order: ClassOrder,
     /// GS-LoRA or GS-LoRA++.
     pub method: MethodKind,
@@ -109,113 +110,52 @@ impl Default for ForgetConfig {
     }
 }
 
-/// `config.json` as read: the nested form, or the flat one of earlier versions.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum StoredConfig {
-    Nested(NestedConfig),
-    Flat(FlatConfig),
-}
-
-/// The fields every version shares.
-#[derive(Deserialize)]
-struct Common {
-    seed: u64,
-    tasks: usize,
-    forget_per_task: usize,
-    /// Absent before official class orders existed: the seeded shuffle.
-    #[serde(default)]
-    class_order: ClassOrder,
-    method: MethodKind,
-    replay: Replay,
-    epochs: usize,
-    batch_size: usize,
-    lr: f64,
-    min_lr: f64,
-    weight_decay: f64,
-    bnd: f64,
-    beta: Vec<f64>,
-}
-
-#[derive(Deserialize)]
-struct NestedConfig {
-    #[serde(flatten)]
-    common: Common,
-    lora: LoraConfig,
-    group_lasso: GroupLassoConfig,
-    prototype: PrototypeLossConfig,
-}
-
-#[derive(Deserialize)]
-struct FlatConfig {
-    #[serde(flatten)]
-    common: Common,
-    rank: usize,
-    lora_alpha: f64,
-    alpha: f64,
-    alpha_warmup_epochs: usize,
-    big_alpha: Option<f64>,
-    bnd_pro: f64,
-    pro_forget_weight: f64,
-    pro_retain_weight: f64,
-}
-
-impl From<StoredConfig> for ForgetConfig {
-    fn from(stored: StoredConfig) -> Self {
-        let (common, lora, group_lasso, prototype) = match stored {
-            StoredConfig::Nested(c) => (c.common, c.lora, c.group_lasso, c.prototype),
-            StoredConfig::Flat(c) => (
-                c.common,
-                LoraConfig::new()
-                    .with_rank(c.rank)
-                    .with_lora_alpha(c.lora_alpha),
-                GroupLassoConfig::new()
-                    .with_weight(c.alpha)
-                    .with_warmup_epochs(c.alpha_warmup_epochs)
-                    .with_warmup_weight(c.big_alpha),
-                PrototypeLossConfig::new()
-                    .with_bound(c.bnd_pro)
-                    .with_forget_weight(c.pro_forget_weight)
-                    .with_retain_weight(c.pro_retain_weight),
-            ),
-        };
-        let Common {
-            seed,
-            tasks,
-            forget_per_task,
-            class_order,
-            method,
-            replay,
-            epochs,
-            batch_size,
-            lr,
-            min_lr,
-            weight_decay,
-            bnd,
-            beta,
-        } = common;
-        Self {
-            seed,
-            tasks,
-            forget_per_task,
-            class_order,
-            method,
-            replay,
-            epochs,
-            batch_size,
-            lr,
-            min_lr,
-            weight_decay,
-            bnd,
-            beta,
-            lora,
-            group_lasso,
-            prototype,
-        }
-    }
-}
+/// Settings earlier versions wrote at the top level of `config.json`: `(old key, section,
+/// key in the section)`.
+const FLAT_KEYS: [(&str, &str, &str); 8] = [
+    ("rank", "lora", "rank"),
+    ("lora_alpha", "lora", "lora_alpha"),
+    ("alpha", "group_lasso", "weight"),
+    ("alpha_warmup_epochs", "group_lasso", "warmup_epochs"),
+    ("big_alpha", "group_lasso", "warmup_weight"),
+    ("bnd_pro", "prototype", "bound"),
+    ("pro_forget_weight", "prototype", "forget_weight"),
+    ("pro_retain_weight", "prototype", "retain_weight"),
+];
 
 impl ForgetConfig {
+    /// Settings from `config.json` text, in the nested form or the flat one of earlier
+    /// versions (whose keys move into their sections).
+    ///
+    /// # Errors
+    /// Text that is not a config of either form.
+    pub fn from_json(text: &str) -> serde_json::Result<Self> {
+        let mut value: serde_json::Value = serde_json::from_str(text)?;
+        if let Some(map) = value.as_object_mut() {
+            let defaults = serde_json::to_value(Self::default())?;
+            for (old, section, key) in FLAT_KEYS {
+                let Some(setting) = map.remove(old) else {
+                    continue;
+                };
+                // The section's other keys (never written flat) take their defaults; a flat key
+                // that is missing stays missing, and the file is refused.
+                let section = map.entry(section).or_insert_with(|| {
+                    let mut fresh = defaults[section].clone();
+                    if let Some(fresh) = fresh.as_object_mut() {
+                        fresh.retain(|k, _| {
+                            !FLAT_KEYS.iter().any(|(_, s, f)| *s == section && f == k)
+                        });
+                    }
+                    fresh
+                });
+                if let Some(section) = section.as_object_mut() {
+                    section.insert(key.into(), setting);
+                }
+            }
+        }
+        serde_json::from_value(value)
+    }
+
     /// `β` of task `task` (the last listed value for later tasks).
     pub fn beta_for(&self, task: usize) -> f64 {
         self.beta
@@ -354,7 +294,7 @@ mod tests {
     /// dropped or sent to the wrong place, and a nested config that does not read back.
     #[test]
     fn flat_config_files_of_earlier_versions_still_read() {
-        let old: ForgetConfig = serde_json::from_str(FLAT).expect("flat config");
+        let old = ForgetConfig::from_json(FLAT).expect("flat config");
         let expected = ForgetConfig {
             forget_per_task: 10,
             replay: Replay::Fraction(0.5),
@@ -374,9 +314,9 @@ mod tests {
         assert_eq!(old, expected);
         let nested = serde_json::to_string(&expected).expect("serialise");
         assert!(nested.contains("\"group_lasso\"") && !nested.contains("\"big_alpha\""));
-        let back: ForgetConfig = serde_json::from_str(&nested).expect("nested config");
+        let back = ForgetConfig::from_json(&nested).expect("nested config");
         assert_eq!(back, expected);
         let broken = FLAT.replace("\"alpha\": 0.0003,", "");
-        assert!(serde_json::from_str::<ForgetConfig>(&broken).is_err());
+        assert!(ForgetConfig::from_json(&broken).is_err());
     }
 }

@@ -58,11 +58,10 @@ impl RunDir {
     pub(crate) fn check_same_settings(&self, config: &ForgetConfig) -> Result<()> {
         let path = self.config_path();
         let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-        let saved: ForgetConfig =
-            serde_json::from_str(&text).map_err(|err| TrainError::Format {
-                path: path.clone(),
-                message: err.to_string(),
-            })?;
+        let saved = ForgetConfig::from_json(&text).map_err(|err| TrainError::Format {
+            path: path.clone(),
+            message: err.to_string(),
+        })?;
         let comparable = ForgetConfig {
             tasks: saved.tasks,
             ..config.clone()

@@ -18,8 +18,7 @@ use std::process::ExitCode;
 
 use burn::tensor::ops::{GridSampleOptions, GridSamplePaddingMode, InterpolateMode};
 use burn::tensor::{Device, Tensor, TensorData};
-use gs_lora::backend;
-use gs_lora::cli::{CliError, Flags, exit_code};
+use gs_lora::cli::{CliError, Flags, compute_device, exit_code};
 use gs_lora::models::deformable::{SpatialShapes, multi_scale_deformable_sampling};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -31,7 +30,7 @@ static ALLOCATOR: gs_lora::allocator::Allocator = gs_lora::allocator::Allocator;
 mod common;
 use common::{print_peak_rss, standard_normal, time};
 
-const USAGE: &str = "usage: bench_deform [--backend B] [--batch 2] [--queries 300] [--reps 5] \
+const USAGE: &str = "usage: bench_deform [--backend B] [--fused on|off] [--batch 2] [--queries 300] [--reps 5] \
                      [--warmup 1] [--impl gather|grid-sample] [--seed 0]";
 
 const SHAPES: [(usize, usize); 4] = [(100, 136), (50, 68), (25, 34), (13, 17)];
@@ -92,7 +91,7 @@ fn run() -> Result<(), CliError> {
     let Some(mut flags) = Flags::parse(&args, &[], USAGE)? else {
         return Ok(());
     };
-    let device = backend::device(flags.take("backend").as_deref())?.autodiff();
+    let device = compute_device(&mut flags)?.autodiff();
     let batch: usize = flags.number("batch", 2)?;
     let queries: usize = flags.number("queries", 300)?;
     let reps: usize = flags.number("reps", 5)?;

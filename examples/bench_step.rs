@@ -22,8 +22,7 @@ use std::process::ExitCode;
 use burn::module::Module;
 use burn::optim::AdamWConfig;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use gs_lora::backend;
-use gs_lora::cli::{CliError, Flags, exit_code};
+use gs_lora::cli::{CliError, Flags, compute_device, exit_code};
 use gs_lora::core::{LoraConfig, LoraInit, adapter_param_ids};
 use gs_lora::models::VisionTransformer;
 use gs_lora::models::vit::{GlobalPool, HeadKind, PosResample, VitConfig, VitFormat};
@@ -43,7 +42,7 @@ static ALLOCATOR: gs_lora::allocator::Allocator = gs_lora::allocator::Allocator;
 mod common;
 use common::{print_peak_rss, standard_normal, time};
 
-const USAGE: &str = "usage: bench_step [--backend B] [--batch 8] [--reps 5] [--warmup 1] [--seed 0] [--only train_step|inference]";
+const USAGE: &str = "usage: bench_step [--backend B] [--fused on|off] [--batch 8] [--reps 5] [--warmup 1] [--seed 0] [--only train_step|inference]";
 
 const CLASSES: usize = 100;
 const IMAGE_SIZE: usize = 224;
@@ -90,7 +89,7 @@ fn run() -> Result<(), CliError> {
     let Some(mut flags) = Flags::parse(&args, &[], USAGE)? else {
         return Ok(());
     };
-    let device = backend::device(flags.take("backend").as_deref())?.autodiff();
+    let device = compute_device(&mut flags)?.autodiff();
     let batch: usize = flags.number("batch", 8)?;
     let reps: usize = flags.number("reps", 5)?;
     let warmup: usize = flags.number("warmup", 1)?;

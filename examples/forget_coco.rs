@@ -26,8 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use burn::tensor::Device;
-use gs_lora::backend;
-use gs_lora::cli::{CliError, Flags, exit_code, forget_config};
+use gs_lora::cli::{CliError, Flags, compute_device, exit_code, forget_config};
 use gs_lora::core::GroupLassoConfig;
 use gs_lora::models::deformable::{DeformableDetr, DeformableDetrConfig};
 use gs_lora::train::detection::{
@@ -146,7 +145,7 @@ fn run() -> Result<(), CliError> {
     let out = flags
         .path("out")
         .unwrap_or_else(|| PathBuf::from("runs/forget_coco"));
-    let device: Device = backend::device(flags.take("backend").as_deref())?.autodiff();
+    let device: Device = compute_device(&mut flags)?.autodiff();
     let (coco, weights) = (flags.path("coco"), flags.path("weights"));
 
     let (config, dataset, preprocess, model) = match (coco, weights) {

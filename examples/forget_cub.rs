@@ -21,8 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use burn::tensor::Device;
-use gs_lora::backend;
-use gs_lora::cli::{CliError, Flags, exit_code, forget_config, load_options, open_dataset};
+use gs_lora::cli::{
+    CliError, Flags, compute_device, exit_code, forget_config, load_options, open_dataset,
+};
 use gs_lora::core::LoraConfig;
 use gs_lora::models::VisionTransformer;
 use gs_lora::train::classification::PretrainConfig;
@@ -46,14 +47,17 @@ usage: forget_cub [--out DIR] [--pretrain-epochs E] [any `gs-lora forget` flag]
        forget_cub --data CUB_200_2011 --weights MODEL.safetensors [--config CONFIG.json]
                   [--image-size 224] [--out DIR] [any `gs-lora forget` flag]";
 
-/// The embedded default's forgetting settings. The reference's BND = 105 suits 100-class face
-/// and CUB models trained for 100 epochs per task; on the small embedded model a forget-batch
-/// CE of 15 (true-class probability e^-15) already erases a class, and a bound that is reached
-/// stops the forgetting push instead of eroding the remaining classes. Half of each remaining
-/// class is replayed (the reference's 10% of a 30-image CUB class is 3 images): the embedded
-/// classes are siblings that share two of three attributes, and erasing one pulls on the others
-/// unless they are anchored. β = 0.1 (reference 0.2–0.25) halves that pull once more: on task 0
-/// it keeps acc_r within 2.2 points of its value before (5.4 with β = 0.2) at the same acc_f.
+/// The embedded default's forgetting settings: the official protocol and hyper-parameters
+/// (replay share drawn over each group, β 0.2 / 0.25 / 0.25 / 0.2, α 1e-4, lr 1e-2 cosine to
+/// 1e-5), except three. BND = 15 instead of 105: the bound is a cross-entropy, whose scale
+/// belongs to the head; the reference's 105 suits a CosFace head (logits `64·cos θ`, so CE up to
+/// about 130), while on the embedded linear head a forget-batch CE of 15 (true-class
+/// probability e^-15) already erases a class, and a bound that is reached stops the push
+/// instead of eroding the remaining classes (BND 30 on seed 0: acc_r 6.5 points below its
+/// start on task 0, docs/results.md). Half of each group is replayed, not 10%: the embedded
+/// classes have 120 training images (10% would be 12 per class), and they are siblings that
+/// share two of three attributes, so erasing one pulls on the others unless they are anchored.
+/// 10 epochs per task instead of 100: the CPU budget of the main job.
 fn embedded_defaults() -> ForgetConfig {
     ForgetConfig {
         tasks: 4,
@@ -61,7 +65,6 @@ fn embedded_defaults() -> ForgetConfig {
         epochs: 10,
         replay: Replay::Fraction(0.5),
         bnd: 15.0,
-        beta: vec![0.1],
         ..ForgetConfig::default()
     }
 }
@@ -103,7 +106,7 @@ fn run() -> Result<(), CliError> {
     let out = flags
         .path("out")
         .unwrap_or_else(|| PathBuf::from("runs/forget_cub"));
-    let device = backend::device(flags.take("backend").as_deref())?.autodiff();
+    let device = compute_device(&mut flags)?.autodiff();
     let cache = ClassifierDir::new(out.join("pretrained"));
     let (data, weights) = (flags.path("data"), flags.path("weights"));
 

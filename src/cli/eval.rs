@@ -4,13 +4,12 @@ use gs_lora_core::LoraConfig;
 use gs_lora_train::classification::ClassifierDir;
 use gs_lora_train::classification::class_accuracy;
 
-use super::{CliError, Flags, load_options, open_dataset};
-use crate::backend;
+use super::{CliError, Flags, compute_device, load_options, open_dataset};
 
 const USAGE: &str = "\
 usage: gs-lora eval --data D --model DIR [--split val|test] [--per-class] [--batch-size 64]
                     [--val-fraction F] [--max-classes N] [--eval-per-class N]
-                    [--backend flex|ndarray|wgpu|cuda] [--seed 0]
+                    [--backend flex|ndarray|wgpu|cuda] [--fused on|off] [--seed 0]
 
 Prints the top-1 accuracy of the model in DIR (a `gs-lora pretrain` output or a forgetting
 checkpoint RUN/checkpoints/task-N) on D's split: all classes, the classes forgotten so far and
@@ -26,7 +25,7 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
     let per_class = flags.switch("per-class");
     let batch_size = flags.number("batch-size", 64usize)?;
     let seed = flags.number("seed", 0u64)?;
-    let device = backend::device(flags.take("backend").as_deref())?;
+    let device = compute_device(&mut flags)?;
     let info = model_dir.info()?;
     let options = load_options(&mut flags, Some(info.preprocess.resize_side()), seed)?;
     flags.finish()?;

@@ -5,6 +5,8 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use burn::tensor::Device;
+use gs_lora_core::fused;
 use gs_lora_core::loss::PrototypeLossConfig;
 use gs_lora_core::{GroupLassoConfig, LoraConfig};
 use gs_lora_train::classification::data::{Dataset, LoadOptions};
@@ -12,6 +14,7 @@ use gs_lora_train::classification::embedded_dataset;
 use gs_lora_train::{ForgetConfig, Replay};
 
 use super::CliError;
+use crate::backend;
 
 /// Flags of one command: `--name value` pairs and value-less switches, taken one by one so that
 /// whatever is left over is reported as unknown.
@@ -168,6 +171,25 @@ pub fn load_options(
     })
 }
 
+/// The device of `--backend NAME` (or `BURN_DEVICE`; Flex by default), with the fused CPU ops
+/// on or off for the whole process as `--fused on|off` says (on by default). Off runs Burn's
+/// own ops: the same results to rounding, in another floating-point order, which is how a
+/// training result is checked against the order of another CPU.
+///
+/// # Errors
+/// An unknown or not compiled backend, or `--fused` other than `on` or `off`.
+pub fn compute_device(flags: &mut Flags) -> Result<Device, CliError> {
+    let device = backend::device(flags.take("backend").as_deref())?;
+    match flags.take("fused").as_deref() {
+        None | Some("on") => fused::set_enabled(true),
+        Some("off") => fused::set_enabled(false),
+        Some(other) => {
+            return Err(flags.usage_error(format!("`--fused` is on or off, found `{other}`")));
+        }
+    }
+    Ok(device)
+}
+
 /// Whether `--data` names the generated default rather than a path.
 pub fn is_embedded(data: &Path) -> bool {
     data == Path::new("embedded")
@@ -209,7 +231,8 @@ pub fn open_dataset(path: &Path, options: &LoadOptions) -> Result<Dataset, CliEr
 /// Every forgetting hyper-parameter as a flag, on top of `defaults`:
 /// `--seed --tasks --forget-per-task --method --few-shot --replay-fraction --epochs
 /// --batch-size --rank --lora-alpha --lr --min-lr --weight-decay --bnd --beta --alpha
-/// --alpha-warmup-epochs --big-alpha --bnd-pro --pro-forget-weight --pro-retain-weight`.
+/// --alpha-warmup-epochs --big-alpha --proximal --bnd-pro --pro-forget-weight
+/// --pro-retain-weight`.
 ///
 /// # Errors
 /// A value that does not parse, both `--few-shot` and `--replay-fraction`, or an unknown method.
@@ -261,6 +284,16 @@ pub fn forget_config(flags: &mut Flags, defaults: ForgetConfig) -> Result<Forget
             warmup_weight: flags
                 .optional("big-alpha")?
                 .or(defaults.group_lasso.warmup_weight),
+            proximal: match flags.take("proximal").as_deref() {
+                None => defaults.group_lasso.proximal,
+                Some("on") => true,
+                Some("off") => false,
+                Some(other) => {
+                    return Err(
+                        flags.usage_error(format!("`--proximal` is on or off, found `{other}`"))
+                    );
+                }
+            },
         },
         prototype: PrototypeLossConfig {
             bound: flags.number("bnd-pro", defaults.prototype.bound)?,

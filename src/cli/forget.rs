@@ -5,8 +5,9 @@ use gs_lora_train::io::ensure_disjoint;
 use gs_lora_train::report::results_table;
 use gs_lora_train::{ForgetConfig, Replay, RunDir};
 
-use super::{CliError, Flags, forget_config, is_embedded, load_options, open_dataset};
-use crate::backend;
+use super::{
+    CliError, Flags, compute_device, forget_config, is_embedded, load_options, open_dataset,
+};
 
 /// The usage text, with the defaults of [`ForgetConfig::default`] (written there only).
 fn usage() -> String {
@@ -23,10 +24,11 @@ usage: gs-lora forget --data D --model DIR --out RUN [--tasks {}] [--forget-per-
                       [--method gs-lora|gs-lora++] [--few-shot K | --replay-fraction {fraction}]
                       [--epochs {}] [--batch-size {}] [--rank {}] [--lora-alpha {}] [--lr {:e}]
                       [--min-lr {:e}] [--weight-decay {}] [--bnd {}] [--beta {}]
-                      [--alpha {:e}] [--alpha-warmup-epochs {}] [--big-alpha A] [--bnd-pro {}]
+                      [--alpha {:e}] [--alpha-warmup-epochs {}] [--big-alpha A]
+                      [--proximal on|off] [--bnd-pro {}]
                       [--pro-forget-weight {}] [--pro-retain-weight {}]
                       [--val-fraction F] [--max-classes N] [--train-per-class N]
-                      [--eval-per-class N] [--backend flex|ndarray|wgpu|cuda] [--seed {}]
+                      [--eval-per-class N] [--backend flex|ndarray|wgpu|cuda] [--fused on|off] [--seed {}]
 
 Forgets --forget-per-task classes per task from the model in DIR (made by `gs-lora pretrain`;
 D must have its classes: pass the same data flags), measuring on the validation split. The
@@ -34,7 +36,8 @@ class order is a shuffle seeded by --seed, or the official code's (python:1337 f
 ImageNet runs, numpy:123 for COCO). Writes RUN/config.json, results.json, curves.csv,
 accuracy.svg, group_norms.svg and RUN/checkpoints/task-N (model directories). Running again with the same
 RUN resumes after the last finished task; RUN is locked while a run uses it, and may not be,
-contain or lie inside --data or --model.",
+contain or lie inside --data or --model. --proximal off drops the group soft-threshold after
+each step (the official code's behaviour: no block's adapters become exactly zero).",
         d.tasks,
         d.forget_per_task,
         d.epochs,
@@ -67,7 +70,7 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
         inputs.push(("--data", data.as_path()));
     }
     ensure_disjoint(&[("--out", out.path())], &inputs)?;
-    let device = backend::device(flags.take("backend").as_deref())?.autodiff();
+    let device = compute_device(&mut flags)?.autodiff();
     let config = forget_config(&mut flags, ForgetConfig::default())?;
     let info = model_dir.info()?;
     let options = load_options(&mut flags, Some(info.preprocess.resize_side()), config.seed)?;

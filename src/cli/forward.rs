@@ -12,13 +12,12 @@ use gs_lora_models::{ModelError, VisionTransformer, VitOutput};
 
 use gs_lora_train::io::ensure_disjoint;
 
-use super::{CliError, Flags};
-use crate::backend;
+use super::{CliError, Flags, compute_device};
 
 const USAGE: &str = "\
 usage: gs-lora forward --config CONFIG.json --weights MODEL.safetensors \\
                        --input IN.safetensors --output OUT.safetensors [--allow-non-finite]
-                       [--backend flex|ndarray|wgpu|cuda]
+                       [--backend flex|ndarray|wgpu|cuda] [--fused on|off]
 
 Runs a checkpoint on the tensor `pixel_values` [B, C, H, W] of IN and writes to OUT:
 - timm ViT, Hugging Face ViT or DINOv2, GS-LoRA face ViT: `last_hidden_state`, `pooler_output`
@@ -41,7 +40,7 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
         flags.required_path("input")?,
         flags.required_path("output")?,
     );
-    let device = backend::device(flags.take("backend").as_deref())?;
+    let device = compute_device(&mut flags)?;
     set_allow_non_finite(flags.switch("allow-non-finite"));
     flags.finish()?;
     ensure_disjoint(

@@ -11,8 +11,7 @@ use gs_lora_train::classification::{
 use gs_lora_train::image::{Normalization, Preprocess};
 use gs_lora_train::io::ensure_disjoint;
 
-use super::{CliError, Flags, is_embedded, load_options, open_dataset};
-use crate::backend;
+use super::{CliError, Flags, compute_device, is_embedded, load_options, open_dataset};
 
 /// The usage text, with the defaults of [`PretrainConfig`] and [`ProbeConfig`] (written there
 /// only).
@@ -23,7 +22,7 @@ fn usage() -> String {
 usage: gs-lora pretrain --data D --out DIR [--weights W.safetensors [--config C.json]]
                         [--image-size S] [--crop-pct P] [--epochs E] [--batch-size B] [--lr LR]
                         [--val-fraction F] [--max-classes N] [--train-per-class N]
-                        [--eval-per-class N] [--backend flex|ndarray|wgpu|cuda] [--seed N]
+                        [--eval-per-class N] [--backend flex|ndarray|wgpu|cuda] [--fused on|off] [--seed N]
 
 Without --weights, trains the embedded default's small ViT (patch 8; --image-size a multiple of
 8, default 32) from scratch on D: {} epochs, batch {}, lr {:e}, flips and shifts.
@@ -62,7 +61,7 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
     let batch_size = flags.optional("batch-size")?;
     let lr = flags.optional("lr")?;
     let seed = flags.number("seed", 0u64)?;
-    let device = backend::device(flags.take("backend").as_deref())?.autodiff();
+    let device = compute_device(&mut flags)?.autodiff();
     // Every setting is checked before the data is read and anything is trained.
     let training = match (weights, config) {
         (Some(weights), config) => {

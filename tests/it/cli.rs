@@ -57,6 +57,9 @@ fn pretrain_forget_and_eval_on_an_image_folder() {
         "1",
         "--batch-size",
         "4",
+        // 6 images per class: the default fraction 0.1 would keep none of a forget class's.
+        "--replay-fraction",
+        "0.5",
         "--val-fraction",
         "0.25",
         "--bnd",

@@ -55,6 +55,9 @@ fn forget_args(data: &Path, model: &Path, run: &Path, epochs: &str) -> Vec<Strin
         "0.25",
         "--bnd",
         "5",
+        // 6 images per class: the default fraction 0.1 would keep none of a forget class's.
+        "--replay-fraction",
+        "0.5",
     ]
     .map(String::from)
     .to_vec()

@@ -28,6 +28,12 @@ pub struct GroupLassoConfig {
     /// The weight after the warm-up (the reference code's `big_alpha`); `weight` when absent.
     #[config(default = "None")]
     pub warmup_weight: Option<f64>,
+    /// Whether each optimiser step is followed by the group soft-threshold at `lr · α`
+    /// ([`group_soft_threshold`]), which sets a group exactly to zero once its norm falls below
+    /// it. The official code only adds the penalty's gradient (`false`), under which a group's
+    /// norm hovers near zero and never reaches it.
+    #[config(default = true)]
+    pub proximal: bool,
 }
 
 impl GroupLassoConfig {

@@ -34,14 +34,25 @@ impl std::str::FromStr for MethodKind {
     }
 }
 
-/// Which remaining-class images the retention loss sees.
+/// Which training images a task sees, of the remaining and of the forget classes alike
+/// (drawn by [`task_samples`](crate::engine::task_samples)).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind", content = "value")]
 pub enum Replay {
-    /// A seeded fraction of each remaining class's training images.
+    /// A seeded fraction of each group's training images (the official `--data_ratio`).
     Fraction(f64),
-    /// `k` training images per class (few-shot), for remaining and forget classes alike.
+    /// `k` training images per class (few-shot).
     FewShot(usize),
+}
+
+impl Replay {
+    /// The name of the setting that holds this replay's value.
+    pub fn setting(self) -> &'static str {
+        match self {
+            Replay::Fraction(_) => "replay.fraction",
+            Replay::FewShot(_) => "replay.few_shot",
+        }
+    }
 }
 
 /// The settings of a forgetting run (DESIGN.md §2), saved as `config.json` in the run directory.
@@ -165,12 +176,11 @@ impl ForgetConfig {
             .unwrap_or(0.2)
     }
 
-    /// The learning rate of epoch `epoch`: cosine from `lr` to `min_lr` over the task.
+    /// The learning rate of epoch `epoch` of `E = epochs`, as timm's cosine scheduler stepped
+    /// once before each epoch (PROTOCOL §0.4): `min_lr + ½(lr − min_lr)(1 + cos(π·epoch/E))`,
+    /// so the first epoch runs at `lr` and the last one just above `min_lr`, never at it.
     pub fn lr_at(&self, epoch: usize) -> f64 {
-        if self.epochs <= 1 {
-            return self.lr;
-        }
-        let progress = epoch as f64 / (self.epochs - 1) as f64;
+        let progress = epoch as f64 / self.epochs as f64;
         self.min_lr
             + 0.5 * (self.lr - self.min_lr) * (1.0 + (std::f64::consts::PI * progress).cos())
     }

@@ -1,14 +1,15 @@
 //! The element-wise loops behind the fused ops, on contiguous `f32` slices.
 //!
 //! Each loop is split into chunks that rayon spreads over the cores (Burn's Flex runs its
-//! element-wise ops on one thread), and each chunk runs inside [`Arch::dispatch`], which
-//! compiles the loop for the best instruction set the CPU has (AVX2 + FMA here) and picks it
-//! at run time, so the straight-line bodies vectorise.
+//! element-wise ops on one thread), and each chunk runs inside [`pulp::Arch::dispatch`], which
+//! compiles the loop for AVX-512, AVX2 + FMA and scalar code; [`arch`] picks the level at run
+//! time, so the straight-line bodies vectorise on any x86-64 CPU.
 
-use pulp::{Arch, Simd, WithSimd};
+use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
 
 use super::approx::{erf, exp_nonpositive};
+use super::simd::arch;
 
 /// Elements per parallel task: large enough to amortise scheduling, small enough that a
 /// `[8, 197, 1536]` activation still splits into dozens of tasks.
@@ -23,7 +24,7 @@ pub(crate) fn gelu(x: &[f32], out: &mut [f32]) {
     debug_assert_eq!(x.len(), out.len());
     out.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
-        .for_each(|(out, x)| Arch::new().dispatch(Gelu { x, out }));
+        .for_each(|(out, x)| arch().dispatch(Gelu { x, out }));
 }
 
 /// `out = grad · gelu'(x)` with `gelu'(x) = Φ(x) + x·φ(x)`, `φ(x) = exp(−x²/2)/√(2π)`.
@@ -32,14 +33,14 @@ pub(crate) fn gelu_backward(x: &[f32], grad: &[f32], out: &mut [f32]) {
     debug_assert_eq!(grad.len(), out.len());
     out.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK).zip(grad.par_chunks(CHUNK)))
-        .for_each(|(out, (x, grad))| Arch::new().dispatch(GeluBackward { x, grad, out }));
+        .for_each(|(out, (x, grad))| arch().dispatch(GeluBackward { x, grad, out }));
 }
 
 /// `out[r] += bias` for every row of `bias.len()` elements, in place.
 pub(crate) fn add_rows(out: &mut [f32], bias: &[f32]) {
     let chunk = rows_per_task(bias.len()) * bias.len();
     out.par_chunks_mut(chunk)
-        .for_each(|out| Arch::new().dispatch(AddRows { out, bias }));
+        .for_each(|out| arch().dispatch(AddRows { out, bias }));
 }
 
 /// Row-wise softmax in place: each row `x` of `row_len` elements becomes
@@ -54,7 +55,7 @@ pub(crate) fn softmax_rows(values: &mut [f32], row_len: usize) {
 
 /// [`softmax_rows`] on the calling thread, for callers that parallelise around it.
 pub(crate) fn softmax_rows_serial(values: &mut [f32], row_len: usize) {
-    Arch::new().dispatch(SoftmaxRows { values, row_len });
+    arch().dispatch(SoftmaxRows { values, row_len });
 }
 
 /// The softmax's input gradient from its output `y`, in place of the output gradient `g`:
@@ -74,7 +75,7 @@ pub(crate) fn softmax_rows_backward_serial(
     scale: f32,
 ) {
     debug_assert_eq!(y.len(), grad.len());
-    Arch::new().dispatch(SoftmaxRowsBackward {
+    arch().dispatch(SoftmaxRowsBackward {
         y,
         grad,
         row_len,
@@ -244,7 +245,7 @@ pub(crate) fn layer_norm(x: &[f32], gamma: &[f32], beta: &[f32], epsilon: f32, o
     out.par_chunks_mut(chunk)
         .zip(x.par_chunks(chunk))
         .for_each(|(out, x)| {
-            Arch::new().dispatch(LayerNormRows {
+            arch().dispatch(LayerNormRows {
                 x,
                 gamma,
                 beta,
@@ -272,7 +273,7 @@ pub(crate) fn layer_norm_backward(
         .zip(x.par_chunks(chunk).zip(grad.par_chunks(chunk)))
         .map(|(dx, (x, grad))| {
             let (mut dgamma, mut dbeta) = zeros();
-            Arch::new().dispatch(LayerNormRowsBackward {
+            arch().dispatch(LayerNormRowsBackward {
                 x,
                 gamma,
                 grad,

@@ -16,9 +16,13 @@ mod flex;
 mod gemm;
 #[cfg(feature = "flex")]
 mod kernels;
+#[cfg(feature = "flex")]
+mod simd;
 
 #[cfg(feature = "flex")]
 pub use flex::FusedOps;
+#[cfg(feature = "flex")]
+pub use simd::{SimdLevel, set_simd_cap};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -407,3 +407,72 @@ fn qkv_attention_names_a_width_that_does_not_split_into_heads() {
 fn heads_values(dims: [usize; 3], scale: f32, seed: u64, device: &Device) -> Tensor<3> {
     heads([1, dims[0], dims[1], dims[2]], scale, seed, device).reshape(dims)
 }
+
+/// Every instruction-set level this CPU has runs the element-wise kernels (GELU, softmax,
+/// LayerNorm, the bias add of `lora_linear`) to Burn's results, forward and backward, and a CPU
+/// with AVX-512 gets that level by default. Catches a kernel body wrong at one vector width only
+/// (a ragged tail, an assumed lane count), and AVX-512 compiled out of the build.
+#[cfg(feature = "flex")]
+#[test]
+fn every_simd_level_the_cpu_has_matches_burn() {
+    use burn::tensor::module::layer_norm;
+    use fused::SimdLevel;
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let v4 = ["avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"];
+    if cfg!(target_arch = "x86_64") && v4.iter().all(|flag| cpuinfo.contains(flag)) {
+        assert_eq!(SimdLevel::detected(), SimdLevel::Avx512);
+    }
+    let levels = SimdLevel::available();
+    assert_eq!(levels.first(), Some(&SimdLevel::Scalar));
+    let device = Device::flex().autodiff();
+    // 37 columns: a ragged tail at every vector width; 300 rows: several parallel chunks.
+    let x = activations(300, 37, 6.0, 40, &device).require_grad();
+    let weights = activations(300, 37, 1.0, 41, &device);
+    let gamma = matrix(1, 37, 1.0, 42, &device)
+        .reshape([37])
+        .add_scalar(1.0);
+    let beta = matrix(1, 37, 0.5, 43, &device).reshape([37]);
+    let factors = [
+        matrix(37, 37, 0.3, 44, &device),
+        matrix(37, 4, 0.3, 45, &device),
+        matrix(4, 37, 0.3, 46, &device),
+    ];
+    let bias = matrix(1, 37, 1.0, 47, &device).reshape([37]);
+    let run = |outputs: [Tensor<2>; 4]| -> Vec<Vec<f64>> {
+        outputs
+            .into_iter()
+            .flat_map(|y| {
+                let grads = (y.clone() * weights.clone()).sum().backward();
+                [values(y), values(x.grad(&grads).expect("dx"))]
+            })
+            .collect()
+    };
+    let expected = run([
+        activation::gelu(x.clone()),
+        activation::softmax(x.clone(), 1),
+        layer_norm(x.clone(), gamma.clone(), Some(beta.clone()), 1e-6),
+        lora_reference(
+            x.clone().unsqueeze(),
+            factors.clone(),
+            Some(bias.clone()),
+            0.5,
+        )
+        .squeeze_dim(0),
+    ]);
+    let names = ["gelu", "softmax", "layer norm", "lora_linear"];
+    for level in levels {
+        fused::set_simd_cap(Some(level));
+        let [weight, lora_a, lora_b] = factors.clone();
+        let found = run([
+            fused::gelu(x.clone()),
+            fused::softmax(x.clone()),
+            fused::layer_norm(x.clone(), gamma.clone(), Some(beta.clone()), 1e-6),
+            fused::lora_linear(x.clone(), weight, Some(bias.clone()), lora_a, lora_b, 0.5),
+        ]);
+        fused::set_simd_cap(None);
+        for (i, (f, e)) in found.into_iter().zip(&expected).enumerate() {
+            let what = format!("{}{} at {level:?}", ["", "d "][i % 2], names[i / 2]);
+            assert_close_within(f, e.clone(), 1e-5, &what);
+        }
+    }
+}

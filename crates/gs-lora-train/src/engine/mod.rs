@@ -21,7 +21,7 @@ pub use run_dir::{RunDir, RunState};
 pub use sampling::{Pair, TaskSamples, shuffled_batches, task_samples, task_seed};
 pub use schedule::{Task, TaskSchedule};
 
-pub use task::optimizer_step;
+pub use task::{adamw, optimizer_step};
 
 pub(crate) use fit::{FitSchedule, fit};
 pub(crate) use loss::scalar;

@@ -7,6 +7,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::schedule::Task;
 use crate::config::{ForgetConfig, Replay};
+use crate::error::{Result, TrainError};
 
 /// A remaining-class and a forget-class value: samples, batches, criteria.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,56 +28,78 @@ pub fn task_seed(seed: u64, task: usize) -> u64 {
 }
 
 /// The remaining-class and forget-class training samples of `task` (`samples_of(class)` lists
-/// a class's samples): the replay subset of the remaining classes, and every forget-class
-/// sample (or `k` per class, few-shot).
+/// a class's samples), drawn as the official code draws them (PROTOCOL §0.3): a replay
+/// fraction `r` keeps `floor(n·r)` of a group's `n` samples, uniformly without replacement over
+/// the whole group (not per class), for the remaining and the forget classes alike; few-shot
+/// keeps `k` samples of every class.
+///
+/// # Errors
+/// [`TrainError::Setting`] when a fraction keeps no sample of a group, or a class has fewer
+/// than `k` samples (few-shot).
 pub fn task_samples(
     samples_of: impl Fn(usize) -> Vec<usize>,
     task: &Task,
     config: &ForgetConfig,
-) -> TaskSamples {
+) -> Result<TaskSamples> {
     let seed = task_seed(config.seed, task.index);
-    Pair {
-        retain: subset(
-            &samples_of,
-            &task.retain,
-            config.replay,
-            false,
-            derive_seed(seed, 1),
-        ),
-        forget: subset(
-            &samples_of,
-            &task.forget,
-            config.replay,
-            true,
-            derive_seed(seed, 2),
-        ),
-    }
+    let draw = |classes: &[usize], group: &str, stream: u64| {
+        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, stream));
+        subset(&samples_of, classes, config.replay, &mut rng).map_err(|problem| {
+            TrainError::Setting {
+                name: config.replay.setting(),
+                problem: format!("{problem} (task {}, {group} classes)", task.index),
+            }
+        })
+    };
+    Ok(Pair {
+        retain: draw(&task.retain, "remaining", 1)?,
+        forget: draw(&task.forget, "forget", 2)?,
+    })
 }
 
-/// The samples of each class of `classes` kept for training this task (a sample of several
-/// classes is kept once); `full` keeps every sample unless few-shot.
+/// The samples of `classes` kept for training this task, sorted (a sample of several classes
+/// is one sample of the group); the error says why none or too few could be kept.
 fn subset(
     samples_of: impl Fn(usize) -> Vec<usize>,
     classes: &[usize],
     replay: Replay,
-    full: bool,
-    seed: u64,
-) -> Vec<usize> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut chosen = Vec::new();
-    for &class in classes {
-        let mut indices = samples_of(class);
-        indices.shuffle(&mut rng);
-        let keep = match replay {
-            Replay::FewShot(k) => k.min(indices.len()),
-            Replay::Fraction(_) if full => indices.len(),
-            Replay::Fraction(f) => ((indices.len() as f64 * f).ceil() as usize).min(indices.len()),
-        };
-        chosen.extend_from_slice(&indices[..keep]);
-    }
+    rng: &mut ChaCha8Rng,
+) -> std::result::Result<Vec<usize>, String> {
+    let mut chosen = match replay {
+        Replay::Fraction(fraction) => {
+            let mut group: Vec<usize> = classes.iter().flat_map(|&c| samples_of(c)).collect();
+            group.sort_unstable();
+            group.dedup();
+            let keep = (group.len() as f64 * fraction).floor() as usize;
+            if keep == 0 {
+                return Err(format!(
+                    "{fraction} keeps none of {} training samples: floor({0} · {fraction}) = 0",
+                    group.len()
+                ));
+            }
+            group.shuffle(rng);
+            group.truncate(keep);
+            group
+        }
+        Replay::FewShot(k) => {
+            let mut chosen = Vec::with_capacity(k * classes.len());
+            for &class in classes {
+                let mut samples = samples_of(class);
+                if samples.len() < k {
+                    return Err(format!(
+                        "{k} is more than the {} training samples of class {class}",
+                        samples.len()
+                    ));
+                }
+                samples.shuffle(rng);
+                chosen.extend_from_slice(&samples[..k]);
+            }
+            chosen
+        }
+    };
     chosen.sort_unstable();
     chosen.dedup();
-    chosen
+    Ok(chosen)
 }
 
 /// `indices` shuffled with `seed` and cut into batches of at most `batch_size`.
@@ -110,47 +133,99 @@ mod tests {
         }
     }
 
-    /// Subset sizes per replay setting: a rounded-up fraction of each remaining class and
-    /// every forget image, or `k` of each. Catches a floor instead of a ceiling, the fraction
-    /// applied to the forget classes too, a few-shot count taken over the group instead of
-    /// per class, and the old panic on a class without images.
-    #[test]
-    fn subsets_take_the_replay_share_of_each_class() {
-        let config = |replay| ForgetConfig {
+    fn config(replay: Replay) -> ForgetConfig {
+        ForgetConfig {
             replay,
             ..ForgetConfig::default()
-        };
-        let TaskSamples { retain, forget } =
-            task_samples(images_of, &task(), &config(Replay::Fraction(0.5)));
+        }
+    }
+
+    /// A fraction keeps `floor(n·r)` of each group's images, drawn over the whole group (some
+    /// classes get more than their share, some fewer), forget classes included; few-shot
+    /// keeps `k` of each class. Catches a ceiling instead of the floor, a draw per class
+    /// (stratified), the forget classes kept whole, and a few-shot count over the group.
+    #[test]
+    fn subsets_follow_the_official_draw() {
         let per_class =
             |indices: &[usize], class: usize| indices.iter().filter(|&&i| i / 10 == class).count();
-        assert_eq!(
-            [0, 1, 2].map(|c| per_class(&retain, c)),
-            [3, 3, 4],
-            "ceil(5/2), ceil(6/2), ceil(7/2)"
-        );
-        assert_eq!(forget, images_of(3), "every forget image");
+        // 5 + 6 + 7 = 18 remaining images, 8 forget images.
         let TaskSamples { retain, forget } =
-            task_samples(images_of, &task(), &config(Replay::FewShot(2)));
-        assert_eq!([0, 1, 2, 3].map(|c| per_class(&retain, c)), [2, 2, 2, 0]);
-        assert_eq!(per_class(&forget, 3), 2);
+            task_samples(images_of, &task(), &config(Replay::Fraction(0.55))).expect("subsets");
+        assert_eq!(retain.len(), 9, "floor(18 · 0.55) = 9");
+        assert_eq!(forget.len(), 4, "floor(8 · 0.55) = 4");
         for index in retain.iter().chain(&forget) {
             assert!(
                 images_of(index / 10).contains(index),
                 "{index} is its class's image"
             );
         }
+        // Over seeds, the draw is not stratified: the per-class counts vary.
+        let counts: std::collections::HashSet<[usize; 3]> = (0..20)
+            .map(|seed| {
+                let subsets = task_samples(
+                    images_of,
+                    &task(),
+                    &ForgetConfig {
+                        seed,
+                        ..config(Replay::Fraction(0.55))
+                    },
+                )
+                .expect("subsets");
+                [0, 1, 2].map(|c| per_class(&subsets.retain, c))
+            })
+            .collect();
+        assert!(
+            counts.len() > 3,
+            "per-class counts over 20 seeds: {counts:?}"
+        );
+        let few_shot = |k| {
+            let task = Task {
+                forget: vec![3],
+                ..task()
+            };
+            task_samples(images_of, &task, &config(Replay::FewShot(k)))
+        };
+        let TaskSamples { retain, forget } = few_shot(2).expect("subsets");
+        assert_eq!([0, 1, 2, 3].map(|c| per_class(&retain, c)), [2, 2, 2, 0]);
+        assert_eq!(per_class(&forget, 3), 2);
         // Same seed, same subsets; another task, other subsets.
-        let again = task_samples(images_of, &task(), &config(Replay::FewShot(2)));
         assert_eq!(
-            again,
+            few_shot(2).expect("again"),
             Pair {
                 retain: retain.clone(),
                 forget
             }
         );
-        let other = Task { index: 1, ..task() };
-        let other_retain = task_samples(images_of, &other, &config(Replay::FewShot(2))).retain;
+        let other = Task {
+            index: 1,
+            forget: vec![3],
+            ..task()
+        };
+        let other_retain = task_samples(images_of, &other, &config(Replay::FewShot(2)))
+            .expect("subsets")
+            .retain;
         assert_ne!(other_retain, retain);
+    }
+
+    /// A subset that would be empty, or a class short of `k` samples, is an error naming the
+    /// setting, the task, the group and the counts (the official code raises on the second).
+    #[test]
+    fn subsets_that_cannot_be_drawn_are_refused() {
+        let error = task_samples(images_of, &task(), &config(Replay::Fraction(0.1)))
+            .expect_err("floor(8 · 0.1) = 0 forget images");
+        let text = error.to_string();
+        assert!(
+            text.contains("replay.fraction")
+                && text.contains("keeps none of 8")
+                && text.contains("forget"),
+            "{text}"
+        );
+        let error = task_samples(images_of, &task(), &config(Replay::FewShot(6)))
+            .expect_err("class 0 has 5 images");
+        let text = error.to_string();
+        assert!(
+            text.contains("replay.few_shot") && text.contains("the 5 training samples of class 0"),
+            "{text}"
+        );
     }
 }

@@ -40,7 +40,7 @@ pub(crate) fn run_task<F: Family, M: Method<F>>(
         before.forget,
         before.retain
     );
-    let samples = task_samples(|class| family.samples_of(class), task, config);
+    let samples = task_samples(|class| family.samples_of(class), task, config)?;
     let seed = task_seed(config.seed, task.index);
     method.begin_task(family, model, task, &samples, seed)?;
     let curves = train_task(family, method, model, task, &samples, config)?;
@@ -59,9 +59,10 @@ pub(crate) fn run_task<F: Family, M: Method<F>>(
     Ok((result, curves))
 }
 
-/// The epochs of one task: per step a remaining and a forget batch (the shorter list cycled),
-/// the method's loss, AdamW on the method's parameters at the epoch's learning rate, then the
-/// method's post-step. Returns the epochs' mean losses.
+/// The epochs of one task. An epoch is one pass over the remaining-class batches, each paired
+/// with the next forget batch (cycled, as the official code), then the method's loss, AdamW on
+/// the method's parameters at the epoch's learning rate, and the method's post-step. Returns
+/// the epochs' mean losses.
 ///
 /// # Errors
 /// The method's errors, or a non-finite loss (naming task, epoch and step).
@@ -75,9 +76,7 @@ pub(crate) fn train_task<F: Family, M: Method<F>>(
 ) -> Result<Vec<EpochRecord>> {
     let t = task.index;
     let seed = task_seed(config.seed, t);
-    let mut optimizer = AdamWConfig::new()
-        .with_weight_decay(config.weight_decay as f32)
-        .init();
+    let mut optimizer = adamw(config.weight_decay);
     let mut curves = Vec::with_capacity(config.epochs);
     for epoch in 0..config.epochs {
         let lr = config.lr_at(epoch);
@@ -94,7 +93,7 @@ pub(crate) fn train_task<F: Family, M: Method<F>>(
                 derive_seed(epoch_seed, 2),
             ),
         };
-        let steps = batches.retain.len().max(batches.forget.len());
+        let steps = batches.retain.len();
         let progress = Progress::new(
             format!("task {t} epoch {}/{}", epoch + 1, config.epochs),
             steps,
@@ -152,6 +151,19 @@ pub(crate) fn train_task<F: Family, M: Method<F>>(
         });
     }
     Ok(curves)
+}
+
+/// AdamW as the official code builds it (timm's `create_optimizer`, PROTOCOL §0.4): β (0.9,
+/// 0.999), `ε` 1e-8 (Burn's default 1e-5 is large next to `√v` of small adapter gradients and
+/// damps their steps), decoupled weight decay `weight_decay`. timm exempts tensors of fewer than
+/// two dimensions from the decay; every tensor GS-LoRA trains is a matrix.
+pub fn adamw(weight_decay: f64) -> ModuleOptimizer {
+    AdamWConfig::new()
+        .with_beta_1(0.9)
+        .with_beta_2(0.999)
+        .with_epsilon(1e-8)
+        .with_weight_decay(weight_decay as f32)
+        .init()
 }
 
 /// Backpropagates `loss` and lets `optimizer` step the parameters `trainable` of `model` at
@@ -353,9 +365,9 @@ mod tests {
         }
     }
 
-    /// One epoch is as many steps as the longer list has batches; the shorter list's batches
-    /// are cycled in their shuffled order and every remaining image is seen once. Catches
-    /// steps counted from the forget list, a forget list that is not cycled (index out of
+    /// One epoch is one pass over the remaining batches; the forget batches are cycled in
+    /// their shuffled order when fewer, and left partly unseen when more. Catches steps counted
+    /// from the longer or the forget list, a forget list that is not cycled (index out of
     /// range or stopped early), or the two lists swapped.
     #[test]
     fn forget_batches_are_cycled_over_the_remaining_ones() {
@@ -410,5 +422,33 @@ mod tests {
                     .all(|b| b.iter().all(|i| forget.contains(i)))
             );
         }
+        // More forget than remaining batches: still one pass over the remaining ones.
+        let recorder = Recorder::default();
+        let samples = Pair {
+            retain: (0..4).collect(),
+            forget: (100..112).collect(),
+        };
+        train_task(
+            &Indices,
+            &recorder,
+            &mut model,
+            &task(),
+            &samples,
+            &settings,
+        )
+        .expect("train");
+        let seen = recorder.seen.into_inner();
+        assert_eq!(
+            seen.len(),
+            2 * 2,
+            "2 remaining batches per epoch, not 6 forget ones"
+        );
+        let forget_seen: std::collections::HashSet<usize> =
+            seen[..2].iter().flat_map(|(_, f)| f.clone()).collect();
+        assert_eq!(
+            forget_seen.len(),
+            4,
+            "two of six forget batches in an epoch"
+        );
     }
 }

@@ -58,11 +58,15 @@ impl GsLora {
 
     /// The group proximal step after an optimiser step of `epoch` at learning rate `lr`: each
     /// adapter group shrinks by `lr · α` in norm, and a group below it becomes exactly zero.
+    /// Nothing when the config turns it off (`group_lasso.proximal`, the official behaviour).
     ///
     /// # Errors
     /// Malformed adapter groups.
     pub fn proximal_step<M: LoraModel>(&self, model: &mut M, lr: f64, epoch: usize) -> Result<()> {
-        group_soft_threshold(model, lr * self.config.group_lasso.weight_at(epoch))?;
+        let lasso = &self.config.group_lasso;
+        if lasso.proximal {
+            group_soft_threshold(model, lr * lasso.weight_at(epoch))?;
+        }
         Ok(())
     }
 
@@ -170,12 +174,11 @@ impl<F: Family> Method<F> for GsLora {
 mod tests {
     use burn::module::{Module, Param};
     use burn::nn::LinearConfig;
-    use burn::optim::AdamWConfig;
     use burn::tensor::{Device, Tensor, TensorData};
     use gs_lora_core::{GroupLassoConfig, LoraConfig, LoraGroup, LoraLinear};
 
     use super::*;
-    use crate::engine::optimizer_step;
+    use crate::engine::{adamw, optimizer_step};
 
     /// Two adapter groups of one 2→2 rank-1 layer each.
     #[derive(Module, Debug)]
@@ -230,8 +233,12 @@ mod tests {
         let mut model = TwoGroups {
             layers: initial.iter().map(|(a, b)| layer(*a, *b, 1)).collect(),
         };
-        // Loss Σ A ⊙ C_A + Σ B ⊙ C_B: constant gradients C.
-        let grads_of = [([1.0f32, -2.0], [0.5f32, 3.0]), ([-1.0, 1.0], [2.0, -0.5])];
+        // Loss Σ A ⊙ C_A + Σ B ⊙ C_B: constant gradients C, small enough (1e-4) that AdamW's
+        // ε matters: ε = 1e-5 (Burn's default) would shorten the first step by 9%.
+        let grads_of = [
+            ([1e-4f32, -2e-4], [0.5e-4f32, 3e-4]),
+            ([-1e-4, 1e-4], [2e-4, -0.5e-4]),
+        ];
         let loss = model
             .layers
             .iter()
@@ -244,10 +251,7 @@ mod tests {
             .reduce(|a, b| a + b)
             .expect("two layers");
         let (lr, alpha, decay, eps) = (0.1, 2.0, 0.05, 1e-8);
-        let mut optimizer = AdamWConfig::new()
-            .with_weight_decay(decay as f32)
-            .with_epsilon(eps as f32)
-            .init();
+        let mut optimizer = adamw(decay);
         let method = GsLora::new(&ForgetConfig {
             group_lasso: GroupLassoConfig::new().with_weight(alpha),
             ..ForgetConfig::default()
@@ -292,5 +296,37 @@ mod tests {
         let norms = gs_lora_core::group_norms(&model).expect("norms");
         assert_eq!(norms[0], 0.0, "the small group is exactly zero: {norms:?}");
         assert!(norms[1] > 1.0);
+    }
+
+    /// With `group_lasso.proximal` off (the official behaviour) the step after the optimiser
+    /// changes nothing, even a group far below the threshold; on, that group becomes zero.
+    #[test]
+    fn the_proximal_step_can_be_turned_off() {
+        let device = Device::default();
+        let small = || {
+            let base = LinearConfig::new(2, 2).init(&device);
+            let mut layer = LoraConfig::new().with_rank(1).init(base, 1).expect("layer");
+            layer.lora_a = param([1e-3, 1e-3], [2, 1], &device);
+            layer.lora_b = param([1e-3, 0.0], [1, 2], &device);
+            TwoGroups {
+                layers: vec![layer],
+            }
+        };
+        let norms_after = |proximal: bool| {
+            let mut model = small();
+            let config = ForgetConfig {
+                group_lasso: GroupLassoConfig::new()
+                    .with_weight(1.0)
+                    .with_proximal(proximal),
+                ..ForgetConfig::default()
+            };
+            GsLora::new(&config)
+                .proximal_step(&mut model, 0.1, 0)
+                .expect("step");
+            gs_lora_core::group_norms(&model).expect("norms")
+        };
+        let untouched = gs_lora_core::group_norms(&small()).expect("norms");
+        assert_eq!(norms_after(false), untouched);
+        assert_eq!(norms_after(true), vec![0.0]);
     }
 }

@@ -42,18 +42,33 @@ fn impossible_schedules_are_refused() {
     );
 }
 
-/// The per-task schedule at every epoch against its closed form, cosine from `lr` to `min_lr`
-/// over the task's epochs. Catches a linear decay (equal at epochs 0, mid and last only) and an
-/// off-by-one in the progress (`epoch / epochs` instead of `epoch / (epochs − 1)`).
+/// The per-task schedule against PROTOCOL §0.4 (timm's cosine, stepped before each epoch):
+/// `lr_e = min_lr + ½(lr − min_lr)(1 + cos(π·e/E))`, by hand for four epochs and by formula for
+/// every epoch of other lengths. Catches a linear decay, the progress `e/(E − 1)` (which ends
+/// at `min_lr`; the official last epoch does not), and a schedule over the whole run.
 #[test]
-fn the_learning_rate_is_a_cosine_at_every_epoch() {
-    for epochs in [2, 5, 7, 10] {
+fn the_learning_rate_is_the_official_cosine_at_every_epoch() {
+    let four = ForgetConfig {
+        epochs: 4,
+        ..ForgetConfig::default()
+    };
+    let by_hand = [
+        0.01,
+        0.008_536_998_372_026_804,
+        0.005_005,
+        0.001_473_001_627_973_195_6,
+    ];
+    for (epoch, expected) in by_hand.iter().enumerate() {
+        let lr = four.lr_at(epoch);
+        assert!((lr - expected).abs() < 1e-15, "epoch {epoch}: {lr}");
+    }
+    for epochs in [1, 2, 5, 7, 10, 100] {
         let config = ForgetConfig {
             epochs,
             ..ForgetConfig::default()
         };
         for epoch in 0..epochs {
-            let t = epoch as f64 / (epochs - 1) as f64;
+            let t = epoch as f64 / epochs as f64;
             let expected = 1e-5 + 0.5 * (1e-2 - 1e-5) * (1.0 + (std::f64::consts::PI * t).cos());
             let lr = config.lr_at(epoch);
             assert!(
@@ -62,12 +77,6 @@ fn the_learning_rate_is_a_cosine_at_every_epoch() {
             );
         }
     }
-    let seven = ForgetConfig {
-        epochs: 7,
-        ..ForgetConfig::default()
-    };
-    let linear = 1e-2 - (1e-2 - 1e-5) / 6.0;
-    assert!((seven.lr_at(1) - linear).abs() > 1e-4, "not linear");
 }
 
 #[test]
@@ -77,9 +86,8 @@ fn settings_follow_the_reference_and_refuse_bad_values() {
         ..ForgetConfig::default()
     };
     assert_eq!(config.lr_at(0), 1e-2);
-    assert!((config.lr_at(4) - 1e-5).abs() < 1e-15);
-    let mid = 1e-5 + 0.5 * (1e-2 - 1e-5);
-    assert!((config.lr_at(2) - mid).abs() < 1e-12);
+    assert!((config.lr_at(2) - 0.006_548_539_886_902_863).abs() < 1e-15);
+    assert!((config.lr_at(4) - 0.000_963_960_113_097_138_1).abs() < 1e-15);
     assert_eq!(config.beta_for(0), 0.2);
     assert_eq!(config.beta_for(1), 0.25);
     assert_eq!(config.beta_for(9), 0.2);

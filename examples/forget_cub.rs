@@ -22,7 +22,8 @@ use std::process::ExitCode;
 
 use burn::tensor::Device;
 use gs_lora::cli::{
-    CliError, Flags, compute_device, exit_code, forget_config, load_options, open_dataset,
+    CliError, Flags, compute_device, exit_code, forget_config, forget_load_options, load_options,
+    open_dataset,
 };
 use gs_lora::core::LoraConfig;
 use gs_lora::models::VisionTransformer;
@@ -140,8 +141,10 @@ fn run() -> Result<(), CliError> {
                 ],
             )?;
             let preprocess = checkpoint_preprocess(&model_config, Some(image_size), 0.875)?;
-            let mut options =
-                load_options(&mut flags, Some(preprocess.resize_side()), config.seed)?;
+            let mut options = load_options(
+                &mut flags,
+                forget_load_options(&config, preprocess.resize_side()),
+            )?;
             options.max_classes = options.max_classes.or(Some(100));
             flags.finish()?;
             config.validate()?;

@@ -31,17 +31,28 @@ levels, 2 points, 5 queries, 3 labels; every parameter and batch-norm statistic 
 built with a ResNet-50 backbone (offline: HF_HUB_OFFLINE=1) whose backbone and input
 projections are then swapped for small ones.
 
+detr_tied/ (only with `--tied`): the `detr/` architecture without box refinement (seed 7),
+written by the installed transformers' own `save_pretrained`, which since transformers 5.24
+writes a tied tensor once: the decoder levels share one class head and one box head, so the file
+holds `class_embed.0.*` and `bbox_embed.0.*` only. `config.json` as for `detr/`,
+`input.safetensors` and `output.safetensors` likewise (no padded case). Made with transformers
+5.24.0 (the version is also in its `config.json`).
+
 resnet.safetensors: a small timm bottleneck `ResNet` (stem 64, widths 8/16/32/64, depths
 1/2/1/1; weights and batch-norm statistics perturbed) in eval mode under `backbone.`, an input
 and the four stage outputs.
 
     .venv/bin/python -m pip install torch timm transformers safetensors
     HF_HUB_OFFLINE=1 .venv/bin/python tools/make_deform_fixtures.py
+    HF_HUB_OFFLINE=1 .venv/bin/python tools/make_deform_fixtures.py --tied   # detr_tied/ only
 
-Tested with torch 2.15, timm 1.0.31, transformers 5.23.
+Tested with torch 2.15, timm 1.0.31, transformers 5.23 (all but `detr_tied/`) and transformers
+5.24 (`detr_tied/`: `--tied` refuses an older transformers, whose `save_pretrained` writes every
+copy).
 """
 import json
 import os
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -209,7 +220,9 @@ def position_case():
     print("wrote", path, tuple(pos.shape))
 
 
-def detr_case(name="detr", seed=4, with_box_refine=False, two_stage=False):
+def detr_case(name="detr", seed=4, with_box_refine=False, two_stage=False, save_pretrained=False):
+    """`save_pretrained`: the weights as transformers' `save_pretrained` writes them (tied
+    tensors once) instead of every entry of the state dict, and no padded case."""
     import timm
     from torch import nn
     from transformers import DeformableDetrConfig, DeformableDetrForObjectDetection
@@ -242,8 +255,14 @@ def detr_case(name="detr", seed=4, with_box_refine=False, two_stage=False):
     os.makedirs(d, exist_ok=True)
     # class_embed.N / bbox_embed.N are one tied module without box refinement: clone to save.
     # transformers-5 names here (`mlp.fc1`, `o_proj`), to exercise the loader's other spelling.
-    weights = {k: v.clone().contiguous() for k, v in model.state_dict().items() if "num_batches" not in k}
-    save_file(weights, os.path.join(d, "model.safetensors"))
+    if save_pretrained:
+        model.save_pretrained(d)
+        # The config is rewritten below; drop anything else save_pretrained may add.
+        for extra in set(os.listdir(d)) - {"config.json", "model.safetensors"}:
+            os.remove(os.path.join(d, extra))
+    else:
+        weights = {k: v.clone().contiguous() for k, v in model.state_dict().items() if "num_batches" not in k}
+        save_file(weights, os.path.join(d, "model.safetensors"))
     # The config as transformers writes it, plus the timm size arguments of the small backbone
     # (transformers does not pass them on; timm's create_model takes them).
     saved = model.config.to_dict()
@@ -253,7 +272,7 @@ def detr_case(name="detr", seed=4, with_box_refine=False, two_stage=False):
     save_file({"pixel_values": pixels}, os.path.join(d, "input.safetensors"))
     save_file({"logits": out.logits.contiguous(), "pred_boxes": out.pred_boxes.contiguous()},
               os.path.join(d, "output.safetensors"))
-    if with_box_refine:
+    if with_box_refine or save_pretrained:
         print("wrote", d, tuple(out.logits.shape), tuple(out.pred_boxes.shape))
         return
     # A padded batch: the second image's real part is 96×64 (bottom and right padded with zeros,
@@ -271,7 +290,23 @@ def detr_case(name="detr", seed=4, with_box_refine=False, two_stage=False):
     print("wrote", d, tuple(out.logits.shape), tuple(out.pred_boxes.shape))
 
 
+def tied_main():
+    import transformers
+
+    major, minor = (int(v) for v in transformers.__version__.split(".")[:2])
+    if (major, minor) < (5, 24):
+        sys.exit(f"--tied needs transformers >= 5.24 (found {transformers.__version__})")
+    detr_case("detr_tied", seed=7, save_pretrained=True)
+    from safetensors import safe_open
+
+    with safe_open(os.path.join(OUT, "detr_tied", "model.safetensors"), "pt") as f:
+        heads = sorted({".".join(k.split(".")[:2]) for k in f.keys() if k.split(".")[0].endswith("_embed")})
+    print("transformers", transformers.__version__, "wrote the heads", heads)
+
+
 def main():
+    if sys.argv[1:] == ["--tied"]:
+        return tied_main()
     detr_case()
     detr_case("detr_refine", seed=5, with_box_refine=True)
     detr_case("detr_two_stage", seed=6, with_box_refine=True, two_stage=True)

@@ -23,9 +23,9 @@ cargo build --release --bin gs-lora
 BIN=${CARGO_TARGET_DIR:-target}/release/gs-lora
 WEIGHTS=$DATA/dinov2-small/model.safetensors
 
-run_dataset() { # name, tasks, classes per task, data flags...
-    local name=$1 tasks=$2 per_task=$3
-    shift 3
+run_dataset() { # name, tasks, classes per task, evaluation split, data flags...
+    local name=$1 tasks=$2 per_task=$3 split=$4
+    shift 4
     local data=("$@")
     [ -f "$OUT/$name/model/gs_lora.json" ] ||
         "$BIN" pretrain "${data[@]}" --weights "$WEIGHTS" --image-size "$SIZE" --out "$OUT/$name/model"
@@ -35,16 +35,18 @@ run_dataset() { # name, tasks, classes per task, data flags...
             echo "== $name $method --$replay"
             /usr/bin/time -f "wall %e s, peak RSS %M KB" "$BIN" forget "${data[@]}" \
                 --model "$OUT/$name/model" --out "$run" --method "$method" --$replay \
-                --tasks "$tasks" --forget-per-task "$per_task" --epochs "$EPOCHS"
+                --tasks "$tasks" --forget-per-task "$per_task" --epochs "$EPOCHS" \
+                --eval-split "$split"
         done
     done
 }
 
 case " $DATASETS " in *" omniglot "*)
-run_dataset omniglot 4 20 --data "$DATA/omniglot/images_background_small1.zip" \
+# The Omniglot zip has no test split: its runs measure on a validation slice of each class.
+run_dataset omniglot 4 20 validation --data "$DATA/omniglot/images_background_small1.zip" \
     --max-classes 100 --train-per-class "$OMNIGLOT_TRAIN" ;;
 esac
 case " $DATASETS " in *" fashion-mnist "*)
-run_dataset fashion-mnist 4 2 --data /usr/share/datasets/fashion-mnist \
+run_dataset fashion-mnist 4 2 test --data /usr/share/datasets/fashion-mnist \
     --train-per-class "$FASHION_TRAIN" --eval-per-class 50 ;;
 esac

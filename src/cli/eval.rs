@@ -3,6 +3,7 @@
 use gs_lora_core::LoraConfig;
 use gs_lora_train::classification::ClassifierDir;
 use gs_lora_train::classification::class_accuracy;
+use gs_lora_train::classification::data::LoadOptions;
 
 use super::{CliError, Flags, compute_device, load_options, open_dataset};
 
@@ -27,7 +28,14 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
     let seed = flags.number("seed", 0u64)?;
     let device = compute_device(&mut flags)?;
     let info = model_dir.info()?;
-    let options = load_options(&mut flags, Some(info.preprocess.resize_side()), seed)?;
+    let options = load_options(
+        &mut flags,
+        LoadOptions {
+            max_side: Some(info.preprocess.resize_side()),
+            seed,
+            ..LoadOptions::default()
+        },
+    )?;
     flags.finish()?;
 
     let dataset = open_dataset(&data, &options)?;
@@ -54,6 +62,7 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
         dataset.num_classes(),
         &info.preprocess,
         batch_size,
+        false,
         &device,
     )?;
     let all: Vec<usize> = (0..dataset.num_classes()).collect();

@@ -11,7 +11,7 @@ use gs_lora_core::loss::PrototypeLossConfig;
 use gs_lora_core::{GroupLassoConfig, LoraConfig};
 use gs_lora_train::classification::data::{Dataset, LoadOptions};
 use gs_lora_train::classification::embedded_dataset;
-use gs_lora_train::{ForgetConfig, Replay};
+use gs_lora_train::{EvalSplit, ForgetConfig, Replay};
 
 use super::CliError;
 use crate::backend;
@@ -75,6 +75,21 @@ impl Flags {
     /// The value of `--name`, if given.
     pub fn take(&mut self, name: &str) -> Option<String> {
         self.values.remove(name)
+    }
+
+    /// The value of `--name on|off`, `default` when absent.
+    ///
+    /// # Errors
+    /// A value other than `on` or `off`.
+    pub fn on_off(&mut self, name: &str, default: bool) -> Result<bool, CliError> {
+        match self.take(name).as_deref() {
+            None => Ok(default),
+            Some("on") => Ok(true),
+            Some("off") => Ok(false),
+            Some(other) => {
+                Err(self.usage_error(format!("`--{name}` is on or off, found `{other}`")))
+            }
+        }
     }
 
     /// Whether the switch `--name` was given.
@@ -150,24 +165,22 @@ impl Flags {
     }
 }
 
-/// Flags of [`LoadOptions`]: `--val-fraction`, `--max-classes`, `--train-per-class`,
-/// `--eval-per-class`; `max_side` and `seed` come from the command.
+/// Flags of [`LoadOptions`] on top of `defaults`: `--val-fraction`, `--max-classes`,
+/// `--train-per-class`, `--eval-per-class` (`max_side` and `seed` come from the command).
 ///
 /// # Errors
 /// A value that does not parse.
-pub fn load_options(
-    flags: &mut Flags,
-    max_side: Option<usize>,
-    seed: u64,
-) -> Result<LoadOptions, CliError> {
-    let defaults = LoadOptions::default();
+pub fn load_options(flags: &mut Flags, defaults: LoadOptions) -> Result<LoadOptions, CliError> {
     Ok(LoadOptions {
         val_fraction: flags.number("val-fraction", defaults.val_fraction)?,
-        max_classes: flags.optional("max-classes")?,
-        train_per_class: flags.optional("train-per-class")?,
-        eval_per_class: flags.optional("eval-per-class")?,
-        max_side,
-        seed,
+        max_classes: flags.optional("max-classes")?.or(defaults.max_classes),
+        train_per_class: flags
+            .optional("train-per-class")?
+            .or(defaults.train_per_class),
+        eval_per_class: flags
+            .optional("eval-per-class")?
+            .or(defaults.eval_per_class),
+        ..defaults
     })
 }
 
@@ -180,14 +193,24 @@ pub fn load_options(
 /// An unknown or not compiled backend, or `--fused` other than `on` or `off`.
 pub fn compute_device(flags: &mut Flags) -> Result<Device, CliError> {
     let device = backend::device(flags.take("backend").as_deref())?;
-    match flags.take("fused").as_deref() {
-        None | Some("on") => fused::set_enabled(true),
-        Some("off") => fused::set_enabled(false),
-        Some(other) => {
-            return Err(flags.usage_error(format!("`--fused` is on or off, found `{other}`")));
-        }
-    }
+    fused::set_enabled(flags.on_off("fused", true)?);
     Ok(device)
+}
+
+/// The data defaults of a forgetting run: images resized for a model whose preprocessing
+/// resizes to `max_side`, and no validation split carved out of the training images when the
+/// run measures on the test split (it would only shrink the pool the subsets are drawn from).
+pub fn forget_load_options(config: &ForgetConfig, max_side: usize) -> LoadOptions {
+    let defaults = LoadOptions::default();
+    LoadOptions {
+        max_side: Some(max_side),
+        seed: config.seed,
+        val_fraction: match config.eval_split {
+            EvalSplit::Test => 0.0,
+            EvalSplit::Validation => defaults.val_fraction,
+        },
+        ..defaults
+    }
 }
 
 /// Whether `--data` names the generated default rather than a path.
@@ -229,7 +252,8 @@ pub fn open_dataset(path: &Path, options: &LoadOptions) -> Result<Dataset, CliEr
 }
 
 /// Every forgetting hyper-parameter as a flag, on top of `defaults`:
-/// `--seed --tasks --forget-per-task --method --few-shot --replay-fraction --epochs
+/// `--seed --tasks --forget-per-task --class-order --eval-split --eval-margin --method --few-shot
+/// --replay-fraction --epochs
 /// --batch-size --rank --lora-alpha --lr --min-lr --weight-decay --bnd --beta --alpha
 /// --alpha-warmup-epochs --big-alpha --proximal --bnd-pro --pro-forget-weight
 /// --pro-retain-weight`.
@@ -258,11 +282,19 @@ pub fn forget_config(flags: &mut Flags, defaults: ForgetConfig) -> Result<Forget
         Some(order) => order.parse()?,
         None => defaults.class_order,
     };
+    let eval_split = match flags.take("eval-split") {
+        Some(split) => split.parse()?,
+        None => defaults.eval_split,
+    };
+    let eval_margin = flags.on_off("eval-margin", defaults.eval_margin)?;
+    let proximal = flags.on_off("proximal", defaults.group_lasso.proximal)?;
     Ok(ForgetConfig {
         seed: flags.number("seed", defaults.seed)?,
         tasks: flags.number("tasks", defaults.tasks)?,
         forget_per_task: flags.number("forget-per-task", defaults.forget_per_task)?,
         class_order,
+        eval_split,
+        eval_margin,
         method,
         replay,
         epochs: flags.number("epochs", defaults.epochs)?,
@@ -284,16 +316,7 @@ pub fn forget_config(flags: &mut Flags, defaults: ForgetConfig) -> Result<Forget
             warmup_weight: flags
                 .optional("big-alpha")?
                 .or(defaults.group_lasso.warmup_weight),
-            proximal: match flags.take("proximal").as_deref() {
-                None => defaults.group_lasso.proximal,
-                Some("on") => true,
-                Some("off") => false,
-                Some(other) => {
-                    return Err(
-                        flags.usage_error(format!("`--proximal` is on or off, found `{other}`"))
-                    );
-                }
-            },
+            proximal,
         },
         prototype: PrototypeLossConfig {
             bound: flags.number("bnd-pro", defaults.prototype.bound)?,

@@ -6,7 +6,8 @@ use gs_lora_train::report::results_table;
 use gs_lora_train::{ForgetConfig, Replay, RunDir};
 
 use super::{
-    CliError, Flags, compute_device, forget_config, is_embedded, load_options, open_dataset,
+    CliError, Flags, compute_device, forget_config, forget_load_options, is_embedded, load_options,
+    open_dataset,
 };
 
 /// The usage text, with the defaults of [`ForgetConfig::default`] (written there only).
@@ -21,6 +22,7 @@ fn usage() -> String {
         "\
 usage: gs-lora forget --data D --model DIR --out RUN [--tasks {}] [--forget-per-task {}]
                       [--class-order seeded|python:SEED|numpy:SEED]
+                      [--eval-split test|validation] [--eval-margin on|off]
                       [--method gs-lora|gs-lora++] [--few-shot K | --replay-fraction {fraction}]
                       [--epochs {}] [--batch-size {}] [--rank {}] [--lora-alpha {}] [--lr {:e}]
                       [--min-lr {:e}] [--weight-decay {}] [--bnd {}] [--beta {}]
@@ -31,7 +33,11 @@ usage: gs-lora forget --data D --model DIR --out RUN [--tasks {}] [--forget-per-
                       [--eval-per-class N] [--backend flex|ndarray|wgpu|cuda] [--fused on|off] [--seed {}]
 
 Forgets --forget-per-task classes per task from the model in DIR (made by `gs-lora pretrain`;
-D must have its classes: pass the same data flags), measuring on the validation split. The
+D must have its classes: pass the same data flags), measuring on the test split as the official
+code (--eval-split validation for a dataset without one; --val-fraction then defaults to 0.2,
+with the test split to 0, so no training image is set aside). --eval-margin on scores a CosFace
+head with its training margin on the true class, as the official code does (it reads the test
+labels: only to reproduce the official face numbers). The
 class order is a shuffle seeded by --seed, or the official code's (python:1337 for its face and
 ImageNet runs, numpy:123 for COCO). Writes RUN/config.json, results.json, curves.csv,
 accuracy.svg, group_norms.svg and RUN/checkpoints/task-N (model directories). Running again with the same
@@ -73,7 +79,10 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
     let device = compute_device(&mut flags)?.autodiff();
     let config = forget_config(&mut flags, ForgetConfig::default())?;
     let info = model_dir.info()?;
-    let options = load_options(&mut flags, Some(info.preprocess.resize_side()), config.seed)?;
+    let options = load_options(
+        &mut flags,
+        forget_load_options(&config, info.preprocess.resize_side()),
+    )?;
     flags.finish()?;
     config.validate()?;
 

@@ -9,7 +9,10 @@ mod pretrain;
 
 use std::process::ExitCode;
 
-pub use flags::{Flags, compute_device, forget_config, is_embedded, load_options, open_dataset};
+pub use flags::{
+    Flags, compute_device, forget_config, forget_load_options, is_embedded, load_options,
+    open_dataset,
+};
 
 use crate::backend::BackendError;
 use gs_lora_models::ModelError;

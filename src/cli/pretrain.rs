@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use gs_lora_core::LoraConfig;
+use gs_lora_train::classification::data::LoadOptions;
 use gs_lora_train::classification::{ClassifierDir, ClassifierInfo};
 use gs_lora_train::classification::{PretrainConfig, pretrain_from_scratch};
 use gs_lora_train::classification::{
@@ -122,7 +123,14 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
         },
     };
     preprocess.validate()?;
-    let options = load_options(&mut flags, Some(preprocess.resize_side()), seed)?;
+    let options = load_options(
+        &mut flags,
+        LoadOptions {
+            max_side: Some(preprocess.resize_side()),
+            seed,
+            ..LoadOptions::default()
+        },
+    )?;
     flags.finish()?;
 
     let dataset = open_dataset(&data, &options)?;

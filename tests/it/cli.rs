@@ -66,7 +66,18 @@ fn pretrain_forget_and_eval_on_an_image_folder() {
         "5",
         "--class-order",
         "python:1337",
+        // A plain image folder has no test split.
+        "--eval-split",
+        "validation",
     ];
+    // Measuring on the test split (the default) is refused by name, before any training.
+    let on_test = &forget[..forget.len() - 2];
+    fails(
+        on_test,
+        1,
+        "--eval-split is test, but the dataset has no test images",
+    );
+    assert!(!Path::new(run).join("state.json").exists());
     let log = ok(&forget);
     assert!(log.contains("acc_f"), "the results table is printed: {log}");
     let results: serde_json::Value = serde_json::from_str(
@@ -135,6 +146,8 @@ fn pretrain_forget_and_eval_on_an_image_folder() {
             "2",
             "--val-fraction",
             "0.25",
+            "--eval-split",
+            "validation",
         ],
         1,
         "6 forgotten classes",

@@ -58,6 +58,9 @@ fn forget_args(data: &Path, model: &Path, run: &Path, epochs: &str) -> Vec<Strin
         // 6 images per class: the default fraction 0.1 would keep none of a forget class's.
         "--replay-fraction",
         "0.5",
+        // A plain image folder has no test split.
+        "--eval-split",
+        "validation",
     ]
     .map(String::from)
     .to_vec()

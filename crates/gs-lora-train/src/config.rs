@@ -34,6 +34,38 @@ impl std::str::FromStr for MethodKind {
     }
 }
 
+/// The split a forgetting run measures its accuracies on (classification).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EvalSplit {
+    /// The dataset's test split, as the official code (no model is selected during forgetting,
+    /// so the test split is only measured, never tuned on). The default.
+    Test,
+    /// The validation split (what versions before the official protocol measured on).
+    Validation,
+}
+
+impl EvalSplit {
+    /// What `config.json` files of earlier versions, which do not name the split, measured on.
+    fn earlier() -> Self {
+        EvalSplit::Validation
+    }
+}
+
+impl std::str::FromStr for EvalSplit {
+    type Err = TrainError;
+
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "test" => Ok(EvalSplit::Test),
+            "validation" => Ok(EvalSplit::Validation),
+            other => Err(TrainError::InvalidSetting(format!(
+                "unknown evaluation split `{other}`; expected test or validation"
+            ))),
+        }
+    }
+}
+
 /// Which training images a task sees, of the remaining and of the forget classes alike
 /// (drawn by [`task_samples`](crate::engine::task_samples)).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -72,6 +104,15 @@ pub struct ForgetConfig {
     /// How the class order is drawn (absent from earlier versions' files: the seeded shuffle).
     #[serde(default)]
     pub class_order: ClassOrder,
+    /// The split accuracies are measured on (absent from earlier versions' files: validation).
+    /// Detection always measures on its validation split, COCO's evaluation set (val2017).
+    #[serde(default = "EvalSplit::earlier")]
+    pub eval_split: EvalSplit,
+    /// Whether a CosFace head is scored with its training margin on the true class, reading the
+    /// labels of the images scored, as the official code does (a flaw; on only to reproduce its
+    /// reported face numbers). Off by default; Linear heads have no margin.
+    #[serde(default)]
+    pub eval_margin: bool,
     /// GS-LoRA or GS-LoRA++.
     pub method: MethodKind,
     /// Replay subset of the retention loss.
@@ -105,6 +146,8 @@ impl Default for ForgetConfig {
             tasks: 4,
             forget_per_task: 20,
             class_order: ClassOrder::Seeded,
+            eval_split: EvalSplit::Test,
+            eval_margin: false,
             method: MethodKind::GsLora,
             replay: Replay::Fraction(0.1),
             epochs: 10,
@@ -319,6 +362,7 @@ mod tests {
                 .with_bound(12.0)
                 .with_forget_weight(0.02)
                 .with_retain_weight(0.1),
+            eval_split: EvalSplit::Validation,
             ..ForgetConfig::default()
         };
         assert_eq!(old, expected);

@@ -1,10 +1,10 @@
 //! Reading Hugging Face Deformable DETR checkpoints: `config.json` and the tensor names of both
 //! transformers generations.
 
-use std::collections::BTreeSet;
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
-use burn::tensor::Device;
+use burn::tensor::{Device, TensorData};
 use gs_lora_core::LoraConfig;
 use serde_json::Value;
 
@@ -12,7 +12,7 @@ use super::model::{DeformableDetr, DeformableDetrConfig};
 use crate::config_file::{config_error, get_usize, plausible_size, read_config_file};
 use crate::error::{ModelError, Result};
 use crate::resnet::ResNetConfig;
-use crate::weights::{IdentityKeys, KeyMap, SafetensorsSource};
+use crate::weights::{IdentityKeys, Init, KeyMap, ParamSource, SafetensorsSource};
 
 impl DeformableDetrConfig {
     /// Reads a Hugging Face `config.json` (`model_type` `deformable_detr`): sizes default to the
@@ -124,11 +124,29 @@ fn backbone_from_json(json: &Value) -> Result<ResNetConfig> {
 /// names (`model.backbone.model.*`) and the released checkpoints' layer names (`fc1`,
 /// `self_attn.out_proj`); older files call the backbone `model.backbone.conv_encoder.model.*`,
 /// transformers 5 calls the others `mlp.fc1` and `o_proj`. The spelling is read off the file's
-/// names. `class_embed.N` are copies of one head (or, with box refinement, per-level heads of
-/// which only the last scores the output): the model reads the last, the others may stay
-/// unread; so may `bbox_embed.N` except with box refinement, which uses every level's. A
-/// two-stage model also reads the proposal heads `class_embed.L` / `bbox_embed.L` after the
-/// `L` decoder levels.
+/// names.
+///
+/// # Tied heads
+/// The detection heads are stored under several names that are one parameter:
+/// - without box refinement every decoder level shares one class head and one box head:
+///   `class_embed.N` for all levels `N` are one tensor, `bbox_embed.N` likewise;
+/// - with box refinement each level has its own box head, which the decoder also holds as
+///   `model.decoder.bbox_embed.N` (and, in two-stage models, `model.decoder.class_embed.N`
+///   for `class_embed.N`, up to the proposal heads at `N = L` after the `L` decoder levels).
+///
+/// Older files write every name (the released checkpoints, transformers ≤ 5.23);
+/// transformers ≥ 5.24's `save_pretrained` writes each tied tensor once (`class_embed.0.*` and
+/// `bbox_embed.0.*` without box refinement, `model.decoder.bbox_embed.N.*` with it). The model
+/// asks for the last level's name (`class_embed.{L-1}`, and every level's `bbox_embed.N` with box
+/// refinement); the key map reads whichever copy the file holds, that name itself first (see
+/// [`copies`](Self::copies)). [`DeformableDetr::from_pretrained`] also reads every other copy
+/// and refuses a file whose copies differ; the other copies are never unexpected tensors. Box
+/// refinement still needs a box head of every level.
+///
+/// With box refinement the class heads of the levels before the last score nothing at inference:
+/// they stay unread. transformers 5 ties those too (one class head for all levels) and writes
+/// only `class_embed.0`; when a file of a box-refining single-stage model has no copy of the
+/// last level's class head, `class_embed.0` is read in its place.
 #[derive(Debug, Clone)]
 pub struct DetrKeys {
     legacy_backbone: bool,
@@ -137,25 +155,109 @@ pub struct DetrKeys {
     head: usize,
     box_refine: bool,
     two_stage: bool,
+    /// With box refinement and a single stage: the file holds no copy of the last level's
+    /// class head, so the first level's (transformers 5 ties them) stands for it.
+    shared_class: bool,
+    /// Each head tensor the model reads → the file's copies of it, the one read first.
+    copies: BTreeMap<String, Vec<String>>,
+}
+
+/// A detection head's tensor name, `[model.decoder.]{class_embed,bbox_embed}.{level}.{rest}`.
+struct HeadKey<'a> {
+    kind: &'a str,
+    level: usize,
+    rest: &'a str,
+}
+
+impl<'a> HeadKey<'a> {
+    fn parse(key: &'a str) -> Option<Self> {
+        let (kind, tail) = key
+            .strip_prefix("model.decoder.")
+            .unwrap_or(key)
+            .split_once('.')?;
+        if !matches!(kind, "class_embed" | "bbox_embed") {
+            return None;
+        }
+        let (level, rest) = tail.split_once('.')?;
+        Some(Self {
+            kind,
+            level: level.parse().ok()?,
+            rest,
+        })
+    }
 }
 
 impl DetrKeys {
     /// The key map for a file holding `names`, for a model of architecture `config`.
     pub fn new(names: &BTreeSet<String>, config: &DeformableDetrConfig) -> Self {
         let any = |needle: &str| names.iter().any(|n| n.contains(needle));
-        Self {
+        let head = config.decoder_layers.saturating_sub(1);
+        let shared_class = config.with_box_refine
+            && !config.two_stage
+            && !names.iter().any(|name| {
+                HeadKey::parse(name).is_some_and(|h| h.kind == "class_embed" && h.level == head)
+            });
+        let mut keys = Self {
             legacy_backbone: any("model.backbone.conv_encoder.model."),
             mlp_ffn: any(".mlp.fc1."),
             o_proj: any(".self_attn.o_proj."),
-            head: config.decoder_layers.saturating_sub(1),
+            head,
             box_refine: config.with_box_refine,
             two_stage: config.two_stage,
+            shared_class,
+            copies: BTreeMap::new(),
+        };
+        let mut copies: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for name in names {
+            if let Some(canonical) = keys.canonical(name) {
+                copies.entry(canonical).or_default().push(name.clone());
+            }
         }
+        // The model's own name first, then the heads' names before the decoder's aliases.
+        for (canonical, names) in &mut copies {
+            names.sort_by_key(|name| {
+                (
+                    name != canonical,
+                    name.starts_with("model.decoder."),
+                    name.clone(),
+                )
+            });
+        }
+        keys.copies = copies;
+        keys
+    }
+
+    /// The file's copies of the head tensor `key` (a name the model asks for, e.g.
+    /// `class_embed.1.weight`), the one read first; empty for other tensors, or when the file
+    /// has no copy.
+    pub fn copies(&self, key: &str) -> &[String] {
+        self.copies.get(key).map_or(&[], Vec::as_slice)
+    }
+
+    /// The name the model asks for of the head tensor that the file's `name` is a copy of;
+    /// `None` for other tensors and for heads the model does not read.
+    fn canonical(&self, name: &str) -> Option<String> {
+        let HeadKey { kind, level, rest } = HeadKey::parse(name)?;
+        let proposals = self.two_stage && level == self.head + 1;
+        let read = match (self.box_refine, kind) {
+            // One head shared by every decoder level.
+            (false, _) => (level <= self.head).then_some(self.head),
+            // Every level's own box head, and the proposals'.
+            (true, "bbox_embed") => (level <= self.head || proposals).then_some(level),
+            // The last level's class head (transformers 5: the first's, tied to it), and the
+            // proposals'.
+            (true, _) if level == self.head || proposals => Some(level),
+            (true, _) => (self.shared_class && level == 0).then_some(self.head),
+        }?;
+        Some(format!("{kind}.{read}.{rest}"))
     }
 }
 
 impl KeyMap for DetrKeys {
     fn file_keys(&self, key: &str) -> Vec<String> {
+        if let Some(read) = self.copies(key).first() {
+            return vec![read.clone()];
+        }
         let mut name = key.to_string();
         if self.legacy_backbone {
             name = name.replace(
@@ -175,26 +277,66 @@ impl KeyMap for DetrKeys {
     }
 
     fn is_ignored(&self, file_key: &str) -> bool {
-        let unread_heads: &[&str] = if self.box_refine {
-            &["class_embed."]
-        } else {
-            &["class_embed.", "bbox_embed."]
+        if file_key.ends_with("num_batches_tracked") {
+            return true;
+        }
+        let Some(head) = HeadKey::parse(file_key) else {
+            return false;
         };
-        let copy_of_head = unread_heads.iter().any(|prefix| {
-            file_key
-                .strip_prefix(prefix)
-                .and_then(|rest| rest.split('.').next())
-                .and_then(|index| index.parse::<usize>().ok())
-                .is_some_and(|index| {
-                    index != self.head && !(self.two_stage && index == self.head + 1)
-                })
-        });
-        // With box refinement (and two stages) the decoder holds the same heads under its own
-        // name.
-        let decoder_alias = ["model.decoder.bbox_embed.", "model.decoder.class_embed."]
-            .iter()
-            .any(|alias| file_key.starts_with(alias));
-        copy_of_head || decoder_alias || file_key.ends_with("num_batches_tracked")
+        match self.canonical(file_key) {
+            // Another copy of a tensor read under one of its names (or, when the file has none,
+            // under the model's name, which then is missing).
+            Some(canonical) => {
+                let read = self.copies(&canonical).first().unwrap_or(&canonical);
+                read != file_key
+            }
+            // A class head the model does not read; a box head beyond the levels is unexpected
+            // with box refinement, as every box head is read.
+            None => !(self.box_refine && head.kind == "bbox_embed"),
+        }
+    }
+}
+
+/// A checkpoint read for [`DeformableDetr::load`] that, for each tied head tensor, also reads
+/// the file's other copies and checks that they equal the one read.
+struct TiedCopies<'a, S> {
+    source: &'a mut S,
+    keys: DetrKeys,
+    path: PathBuf,
+}
+
+impl<S: ParamSource> ParamSource for TiedCopies<'_, S> {
+    fn tensor(&mut self, key: &str, shape: &[usize], init: Init) -> Result<TensorData> {
+        let data = self.source.tensor(key, shape, init)?;
+        let [read, others @ ..] = self.keys.copies(key) else {
+            return Ok(data);
+        };
+        let values = data.as_slice::<f32>().map_err(|err| ModelError::Readback {
+            what: "a head tensor",
+            message: format!("{err:?}"),
+        })?;
+        for other in others {
+            let copy = self.source.tensor(other, shape, init)?;
+            let copy = copy.as_slice::<f32>().map_err(|err| ModelError::Readback {
+                what: "a head tensor",
+                message: format!("{err:?}"),
+            })?;
+            if let Some(i) = values.iter().zip(copy).position(|(a, b)| a != b) {
+                return Err(ModelError::Config {
+                    path: self.path.clone(),
+                    message: format!(
+                        "tensors `{read}` and `{other}` are copies of one tied parameter but \
+                         differ (flat index {i}: {} vs {})",
+                        values[i], copy[i]
+                    ),
+                });
+            }
+        }
+        Ok(data)
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        self.source.contains(key)
     }
 }
 
@@ -204,7 +346,8 @@ impl DeformableDetr {
     ///
     /// # Errors
     /// An unreadable or unsupported config, or weights that do not match it (a missing,
-    /// unexpected or mis-shaped tensor names the key and both shapes).
+    /// unexpected or mis-shaped tensor names the key and both shapes; copies of a tied head
+    /// tensor that differ are a [`ModelError::Config`] naming both keys).
     pub fn from_pretrained(
         config_path: impl AsRef<Path>,
         weights_path: impl AsRef<Path>,
@@ -215,8 +358,14 @@ impl DeformableDetr {
         let config = DeformableDetrConfig::from_file(config_path)?;
         let file = SafetensorsSource::open(weights_path, IdentityKeys)?;
         let keys = DetrKeys::new(file.names(), &config);
-        let mut source = file.with_keys(keys);
-        let model = Self::load(&config, &mut source, lora, seed, device)?;
+        let path = file.path().to_path_buf();
+        let mut source = file.with_keys(keys.clone());
+        let mut checked = TiedCopies {
+            source: &mut source,
+            keys,
+            path,
+        };
+        let model = Self::load(&config, &mut checked, lora, seed, device)?;
         source.finish()?;
         Ok(model)
     }

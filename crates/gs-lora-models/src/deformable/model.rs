@@ -378,8 +378,9 @@ impl DeformableDetr {
                 DecoderLayer::load(decoder_weights.pp(i), &decoder_layer, lora, layer_seed)
             })
             .collect::<Result<Vec<_>>>()?;
-        // Without box refinement every decoder level shares one head, saved once per level:
-        // the last copy is read. With it, every level's box head refines the reference boxes.
+        // Without box refinement every decoder level shares one head: the last level's name is
+        // asked for, and a checkpoint's key map reads whichever copy it holds (`DetrKeys`).
+        // With it, every level's box head refines the reference boxes.
         let head = config.decoder_layers.saturating_sub(1);
         let box_heads = if config.with_box_refine {
             0..config.decoder_layers

@@ -2,7 +2,8 @@
 //! checkpoint made by `tools/make_deform_fixtures.py` (its `config.json` and transformers-5
 //! tensor names): `logits` and `pred_boxes` of two unpadded images and of a padded batch with a
 //! pixel mask, one adapter group per encoder and decoder layer, both generations of tensor
-//! names, and refused configs.
+//! names, tied heads written once (transformers ≥ 5.24) or under every name, and refused
+//! configs.
 
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 use gs_lora_core::{LoraConfig, LoraModel};
@@ -12,7 +13,7 @@ use std::collections::BTreeSet;
 use gs_lora_models::deformable::{
     DeformableDetr, DeformableDetrConfig, DetrKeys, DetrOutput, QuerySource,
 };
-use gs_lora_models::weights::{KeyMap, read_tensor};
+use gs_lora_models::weights::{KeyMap, read_tensor, write_tensors};
 
 use crate::common::{assert_parity, fixture, values};
 
@@ -322,4 +323,322 @@ fn both_generations_of_tensor_names_are_read() {
     assert!(!refine.is_ignored("bbox_embed.0.layers.2.bias"));
     assert!(refine.is_ignored("class_embed.0.weight"));
     assert!(refine.is_ignored("model.decoder.bbox_embed.0.layers.2.bias"));
+}
+
+/// A checkpoint's float tensors as `(name, f32 data)`, sorted by name (the batch norms'
+/// integer `num_batches_tracked`, which the loader ignores, left out).
+fn tensors_of(weights: &std::path::Path) -> Vec<(String, TensorData)> {
+    let bytes = std::fs::read(weights).expect("weights");
+    let file = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+    let mut tensors: Vec<(String, TensorData)> = file
+        .tensors()
+        .into_iter()
+        .filter(|(key, _)| !key.ends_with("num_batches_tracked"))
+        .map(|(key, view)| {
+            assert_eq!(view.dtype(), safetensors::Dtype::F32, "{key}");
+            let values: Vec<f32> = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (key, TensorData::new(values, view.shape().to_vec()))
+        })
+        .collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    tensors
+}
+
+/// The names of `tensors` that are detection heads (`[model.decoder.]{class,bbox}_embed.N`),
+/// cut after the level: `class_embed.0`, `model.decoder.bbox_embed.1`, ….
+fn head_names(tensors: &[(String, TensorData)]) -> BTreeSet<String> {
+    tensors
+        .iter()
+        .filter_map(|(key, _)| {
+            let tail = key.strip_prefix("model.decoder.").unwrap_or(key);
+            let mut parts = tail.splitn(3, '.');
+            let (kind, level) = (parts.next()?, parts.next()?);
+            let prefix = &key[..key.len() - tail.len()];
+            matches!(kind, "class_embed" | "bbox_embed").then(|| format!("{prefix}{kind}.{level}"))
+        })
+        .collect()
+}
+
+/// `tensors` written to a temporary checkpoint (`tag` names it), loaded with the `config.json`
+/// of the fixture `name`.
+fn load_rewritten(
+    name: &str,
+    tag: &str,
+    tensors: Vec<(String, TensorData)>,
+    device: &Device,
+) -> gs_lora_models::Result<DeformableDetr> {
+    let tmp =
+        std::env::temp_dir().join(format!("gs-lora-detr-{name}-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).expect("tmp");
+    let weights = tmp.join("model.safetensors");
+    write_tensors(&weights, tensors).expect("write weights");
+    let model = DeformableDetr::from_pretrained(
+        fixture(name).join("config.json"),
+        &weights,
+        &LoraConfig::new(),
+        0,
+        device,
+    );
+    std::fs::remove_dir_all(&tmp).ok();
+    model
+}
+
+/// transformers 5.24's `save_pretrained` writes each tied tensor once: without box refinement
+/// the decoder levels' one class head and one box head are `class_embed.0.*` and
+/// `bbox_embed.0.*` only (`detr_tied/`, written by transformers 5.24 itself, with the released
+/// checkpoints' layer names). It loads and matches transformers; and the same weights with every
+/// level's copy and the decoder's aliases written out (the older layout) give the same outputs,
+/// as the older fixture `detr/` (every copy) does with its copies dropped.
+#[test]
+fn tied_heads_written_once_load_like_every_copy() {
+    let device = Device::default();
+    let dir = fixture("detr_tied");
+    let tied = tensors_of(&dir.join("model.safetensors"));
+    assert_eq!(
+        head_names(&tied),
+        BTreeSet::from(["bbox_embed.0".to_string(), "class_embed.0".to_string()]),
+        "detr_tied/ holds each head once, as transformers 5.24 writes it"
+    );
+    let model = load("detr_tied", &device);
+    assert!(!model.config.with_box_refine && model.config.decoder_layers == 2);
+    assert_fixture_output(&model, &dir, &device);
+
+    // Every copy: `class_embed.1`, `bbox_embed.1` and the decoder's aliases of both levels.
+    let mut every = tied.clone();
+    for (key, data) in &tied {
+        if key.starts_with("class_embed.0.") || key.starts_with("bbox_embed.0.") {
+            every.push((key.replacen(".0.", ".1.", 1), data.clone()));
+            for level in ["0", "1"] {
+                every.push((
+                    format!(
+                        "model.decoder.{}",
+                        key.replacen(".0.", &format!(".{level}."), 1)
+                    ),
+                    data.clone(),
+                ));
+            }
+        }
+    }
+    assert_eq!(head_names(&every).len(), 8);
+    let full = load_rewritten("detr_tied", "every-copy", every, &device).expect("every copy");
+    let pixels = read_tensor(dir.join("input.safetensors"), "pixel_values").expect("input");
+    let [a, b] = [&model, &full].map(|m| {
+        m.forward(Tensor::from_data(pixels.clone(), &device))
+            .expect("forward")
+    });
+    assert_eq!(values(a.logits), values(b.logits), "same logits");
+    assert_eq!(values(a.pred_boxes), values(b.pred_boxes), "same boxes");
+
+    // The older fixture (every copy) with the copies dropped as transformers 5.24 drops them.
+    let older = tensors_of(&fixture("detr").join("model.safetensors"));
+    assert!(head_names(&older).contains("class_embed.1"));
+    let once: Vec<_> = older
+        .into_iter()
+        .filter(|(key, _)| !key.starts_with("class_embed.1.") && !key.starts_with("bbox_embed.1."))
+        .collect();
+    let model = load_rewritten("detr", "tied", once, &device)
+        .expect("detr/ with class_embed.0 and bbox_embed.0 only");
+    assert_fixture_output(&model, &fixture("detr"), &device);
+}
+
+/// transformers 5.24 writes a box-refining model's box heads under the decoder's alias only
+/// (`model.decoder.bbox_embed.N`) and its class heads, which it ties, as `class_embed.0`; a
+/// two-stage model's heads (levels and proposals) under `model.decoder.*` only. The older
+/// fixtures rewritten to those layouts run as before; a level without a box head is still
+/// missing.
+#[test]
+fn refining_and_two_stage_heads_load_from_any_alias() {
+    let device = Device::default();
+    let refine = tensors_of(&fixture("detr_refine").join("model.safetensors"));
+    let as_saved: Vec<_> = refine
+        .iter()
+        .filter(|(key, _)| !key.starts_with("bbox_embed.") && !key.starts_with("class_embed.1."))
+        .cloned()
+        .collect();
+    assert_eq!(
+        head_names(&as_saved),
+        BTreeSet::from(
+            [
+                "class_embed.0",
+                "model.decoder.bbox_embed.0",
+                "model.decoder.bbox_embed.1"
+            ]
+            .map(String::from)
+        )
+    );
+    let model = load_rewritten("detr_refine", "saved", as_saved.clone(), &device)
+        .expect("refine as transformers 5.24 saves it");
+    assert_eq!(model.bbox_embed.len(), 2);
+    assert_fixture_output(&model, &fixture("detr_refine"), &device);
+
+    // Box refinement needs every level's box head, under one name or the other.
+    let without_level_0: Vec<_> = as_saved
+        .into_iter()
+        .filter(|(key, _)| !key.starts_with("model.decoder.bbox_embed.0."))
+        .collect();
+    let error = load_rewritten("detr_refine", "no-level-0", without_level_0, &device)
+        .expect_err("no box head for level 0");
+    assert!(
+        matches!(&error, ModelError::MissingTensor { key, .. } if key.starts_with("bbox_embed.0.")),
+        "{error}"
+    );
+
+    let two_stage = tensors_of(&fixture("detr_two_stage").join("model.safetensors"));
+    let as_saved: Vec<_> = two_stage
+        .into_iter()
+        .filter(|(key, _)| !key.starts_with("bbox_embed.") && !key.starts_with("class_embed."))
+        .collect();
+    assert_eq!(head_names(&as_saved).len(), 6, "three levels of both heads");
+    let model = load_rewritten("detr_two_stage", "saved", as_saved, &device)
+        .expect("two stages as transformers 5.24 saves them");
+    assert_fixture_output(&model, &fixture("detr_two_stage"), &device);
+}
+
+/// Copies of one tied tensor that differ are refused, naming both: the file does not say which
+/// the model was trained with.
+#[test]
+fn tied_copies_that_differ_are_refused() {
+    let device = Device::default();
+    let perturbed = |name: &str, victim: &str| {
+        tensors_of(&fixture(name).join("model.safetensors"))
+            .into_iter()
+            .map(|(key, data)| match key == victim {
+                true => {
+                    let mut values: Vec<f32> = data.try_to_vec().expect("f32");
+                    values[0] += 0.5;
+                    (key, TensorData::new(values, data.shape().to_vec()))
+                }
+                false => (key, data),
+            })
+            .collect::<Vec<_>>()
+    };
+    for (name, read, victim) in [
+        ("detr", "class_embed.1.weight", "class_embed.0.weight"),
+        (
+            "detr",
+            "bbox_embed.1.layers.2.bias",
+            "bbox_embed.0.layers.2.bias",
+        ),
+        (
+            "detr_refine",
+            "bbox_embed.1.layers.0.weight",
+            "model.decoder.bbox_embed.1.layers.0.weight",
+        ),
+        (
+            "detr_two_stage",
+            "class_embed.2.bias",
+            "model.decoder.class_embed.2.bias",
+        ),
+    ] {
+        let error =
+            load_rewritten(name, "differ", perturbed(name, victim), &device).expect_err(victim);
+        let message = error.to_string();
+        assert!(
+            matches!(error, ModelError::Config { .. })
+                && message.contains(&format!("`{read}`"))
+                && message.contains(&format!("`{victim}`"))
+                && message.contains("model.safetensors"),
+            "{name}: {message}"
+        );
+    }
+    // With box refinement the class heads before the last are heads of their own (the
+    // released checkpoints'): they may differ from the last, which alone is read.
+    let model = load_rewritten(
+        "detr_refine",
+        "own-class-heads",
+        perturbed("detr_refine", "class_embed.0.weight"),
+        &device,
+    )
+    .expect("class_embed.0 unread");
+    assert_fixture_output(&model, &fixture("detr_refine"), &device);
+}
+
+/// The key map's view of tied heads: whichever copy a file holds is read for the name the
+/// model asks for, the model's own name first; the other copies may stay unread.
+#[test]
+fn the_key_map_reads_any_copy_of_a_tied_head() {
+    let names = |list: &[&str]| list.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
+    let plain = DeformableDetrConfig::from_json(
+        r#"{"model_type": "deformable_detr", "decoder_layers": 3}"#,
+    )
+    .expect("config");
+    let once = DetrKeys::new(
+        &names(&["class_embed.0.weight", "bbox_embed.0.layers.2.bias"]),
+        &plain,
+    );
+    assert_eq!(
+        once.file_keys("class_embed.2.weight"),
+        ["class_embed.0.weight"]
+    );
+    assert_eq!(
+        once.file_keys("bbox_embed.2.layers.2.bias"),
+        ["bbox_embed.0.layers.2.bias"]
+    );
+    assert!(!once.is_ignored("class_embed.0.weight"));
+    let every = DetrKeys::new(
+        &names(&[
+            "class_embed.0.weight",
+            "class_embed.1.weight",
+            "class_embed.2.weight",
+            "model.decoder.class_embed.2.weight",
+        ]),
+        &plain,
+    );
+    assert_eq!(
+        every.copies("class_embed.2.weight"),
+        [
+            "class_embed.2.weight",
+            "class_embed.0.weight",
+            "class_embed.1.weight",
+            "model.decoder.class_embed.2.weight"
+        ]
+    );
+    assert!(every.is_ignored("class_embed.0.weight") && !every.is_ignored("class_embed.2.weight"));
+    assert!(every.copies("model.level_embed").is_empty());
+
+    let refine = DeformableDetrConfig {
+        with_box_refine: true,
+        ..plain.clone()
+    };
+    let decoder_only = DetrKeys::new(
+        &names(&[
+            "class_embed.0.weight",
+            "model.decoder.bbox_embed.0.layers.0.weight",
+            "model.decoder.bbox_embed.1.layers.0.weight",
+        ]),
+        &refine,
+    );
+    // Each level's own box head, never another level's.
+    assert_eq!(
+        decoder_only.file_keys("bbox_embed.1.layers.0.weight"),
+        ["model.decoder.bbox_embed.1.layers.0.weight"]
+    );
+    assert_eq!(
+        decoder_only.file_keys("bbox_embed.2.layers.0.weight"),
+        ["bbox_embed.2.layers.0.weight"],
+        "missing, not read from another level"
+    );
+    assert_eq!(
+        decoder_only.file_keys("class_embed.2.weight"),
+        ["class_embed.0.weight"]
+    );
+    // A file with the last level's class head reads it and leaves the others unread.
+    let per_level = DetrKeys::new(
+        &names(&["class_embed.0.weight", "class_embed.2.weight"]),
+        &refine,
+    );
+    assert_eq!(
+        per_level.file_keys("class_embed.2.weight"),
+        ["class_embed.2.weight"]
+    );
+    assert!(per_level.copies("class_embed.2.weight").len() == 1);
+    assert!(per_level.is_ignored("class_embed.0.weight"));
+    assert!(
+        !per_level.is_ignored("bbox_embed.5.layers.0.weight"),
+        "beyond the levels"
+    );
 }

@@ -1,9 +1,10 @@
 //! Accuracy of a model on an image set.
 
 use burn::module::Module;
-use burn::tensor::Device;
+use burn::tensor::{Device, Int, Tensor};
 use gs_lora_core::ClassAccuracy;
-use gs_lora_models::VisionTransformer;
+use gs_lora_models::vit::Head;
+use gs_lora_models::{VisionTransformer, VitOutput};
 
 use super::batch::make_batch;
 use super::data::{Dataset, ImageSet};
@@ -11,6 +12,11 @@ use crate::error::{Result, TrainError};
 use crate::image::Preprocess;
 
 /// Per-class top-1 counts of `model` on every image of `set`, computed without autodiff.
+///
+/// `with_margin` scores a CosFace head as it trains, `s·(cos − m)` on the true class, which
+/// reads the labels of the images it scores: the official code evaluates that way (a flaw that
+/// lowers every true-class logit and so every accuracy; PROTOCOL §0.1), kept only to reproduce
+/// its reported numbers. Linear heads have no margin.
 ///
 /// # Errors
 /// When the model has no head or the forward fails.
@@ -20,6 +26,7 @@ pub fn class_accuracy(
     num_classes: usize,
     preprocess: &Preprocess,
     batch_size: usize,
+    with_margin: bool,
     device: &Device,
 ) -> Result<ClassAccuracy> {
     let model = model.valid();
@@ -28,13 +35,37 @@ pub fn class_accuracy(
     let indices: Vec<usize> = (0..set.len()).collect();
     for chunk in indices.chunks(batch_size.max(1)) {
         let batch = make_batch(set, chunk, preprocess, None, &device);
-        let logits = model
-            .forward(batch.images)?
-            .logits
-            .ok_or_else(|| TrainError::InvalidSetting("the model has no classifier head".into()))?;
+        let output = model.forward(batch.images)?;
+        let logits = match with_margin {
+            true => logits_with_margin(&model, output, batch.targets)?,
+            false => output.logits.ok_or_else(no_head)?,
+        };
         accuracy.update_logits(logits, &batch.labels)?;
     }
     Ok(accuracy)
+}
+
+/// The logits GS-LoRA trains on: a CosFace head subtracts its margin from the true class's
+/// (`targets`), a Linear head's are the plain logits.
+///
+/// # Errors
+/// A model without a classifier head.
+pub(crate) fn logits_with_margin(
+    model: &VisionTransformer,
+    output: VitOutput,
+    targets: Tensor<1, Int>,
+) -> Result<Tensor<2>> {
+    match (&model.head, output.logits) {
+        (Some(Head::CosFace(cosface)), _) => {
+            Ok(cosface.forward_with_margin(output.embedding, targets))
+        }
+        (Some(Head::Linear(_)), Some(logits)) => Ok(logits),
+        _ => Err(no_head()),
+    }
+}
+
+fn no_head() -> TrainError {
+    TrainError::InvalidSetting("the model has no classifier head".into())
 }
 
 /// Top-1 accuracy (%) of `model` over every class of `dataset`'s validation split.
@@ -50,7 +81,15 @@ pub fn val_accuracy(
 ) -> Result<f64> {
     dataset.require_validation()?;
     let classes = dataset.num_classes();
-    let accuracy = class_accuracy(model, &dataset.val, classes, preprocess, batch_size, device)?;
+    let accuracy = class_accuracy(
+        model,
+        &dataset.val,
+        classes,
+        preprocess,
+        batch_size,
+        false,
+        device,
+    )?;
     let all: Vec<usize> = (0..classes).collect();
     accuracy
         .accuracy(&all)

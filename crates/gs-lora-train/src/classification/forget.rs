@@ -9,14 +9,13 @@ use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
 use gs_lora_core::LoraConfig;
 use gs_lora_core::loss::{PrototypeAccumulator, Prototypes, forget_loss, retain_loss};
-use gs_lora_models::vit::Head;
-use gs_lora_models::{VisionTransformer, VitOutput};
+use gs_lora_models::VisionTransformer;
 
 use super::batch::{Batch, make_batch};
 use super::classifier_dir::{ClassifierDir, ClassifierInfo};
-use super::data::Dataset;
-use super::evaluate::class_accuracy;
-use crate::config::ForgetConfig;
+use super::data::{Dataset, ImageSet};
+use super::evaluate::{class_accuracy, logits_with_margin};
+use crate::config::{EvalSplit, ForgetConfig};
 use crate::engine::{self, Criterion, Family, Objective, Pair, RunDir, RunState, Task};
 use crate::error::{Result, TrainError};
 use crate::image::Preprocess;
@@ -54,23 +53,6 @@ impl Criterion for ClassifierCriterion {
     }
 }
 
-/// Logits for training: CosFace heads add their margin on the true class, as GS-LoRA trains.
-fn training_logits(
-    model: &VisionTransformer,
-    output: VitOutput,
-    targets: Tensor<1, Int>,
-) -> Result<Tensor<2>> {
-    match (&model.head, output.logits) {
-        (Some(Head::CosFace(cosface)), _) => {
-            Ok(cosface.forward_with_margin(output.embedding, targets))
-        }
-        (Some(Head::Linear(_)), Some(logits)) => Ok(logits),
-        _ => Err(TrainError::InvalidSetting(
-            "the model has no classifier head".into(),
-        )),
-    }
-}
-
 impl Objective for ClassifierObjective {
     type Model = VisionTransformer;
     type Batch = Batch;
@@ -80,7 +62,7 @@ impl Objective for ClassifierObjective {
         let output = model.forward(batch.images)?;
         let embedding = output.embedding.clone();
         Ok(ClassifierCriterion {
-            logits: training_logits(model, output, batch.targets.clone())?,
+            logits: logits_with_margin(model, output, batch.targets.clone())?,
             targets: batch.targets,
             labels: batch.labels,
             embedding,
@@ -118,6 +100,10 @@ pub struct ClassificationFamily<'a> {
     preprocess: Preprocess,
     /// Images per evaluation batch.
     eval_batch_size: usize,
+    /// The split accuracies are measured on.
+    eval_split: EvalSplit,
+    /// Whether a CosFace head scores with its margin on the true class (the official flaw).
+    eval_margin: bool,
     /// Adapters of checkpoints read back.
     lora: LoraConfig,
     seed: u64,
@@ -136,9 +122,19 @@ impl<'a> ClassificationFamily<'a> {
             dataset,
             preprocess,
             eval_batch_size: 2 * config.batch_size,
+            eval_split: config.eval_split,
+            eval_margin: config.eval_margin,
             lora: config.lora.clone(),
             seed: config.seed,
             device: device.clone(),
+        }
+    }
+
+    /// The images accuracies are measured on, and the split's name.
+    fn eval_set(&self) -> (&'a ImageSet, &'static str) {
+        match self.eval_split {
+            EvalSplit::Test => (&self.dataset.test, "test"),
+            EvalSplit::Validation => (&self.dataset.val, "validation"),
         }
     }
 }
@@ -172,18 +168,20 @@ impl Family for ClassificationFamily<'_> {
     }
 
     fn evaluate(&self, model: &VisionTransformer, task: &Task) -> Result<Scores> {
+        let (set, split) = self.eval_set();
         let accuracy = class_accuracy(
             model,
-            &self.dataset.val,
+            set,
             self.dataset.num_classes(),
             &self.preprocess,
             self.eval_batch_size,
+            self.eval_margin,
             &self.device,
         )?;
         let measured = |classes: &[usize], group: &str| {
             accuracy.accuracy(classes).ok_or_else(|| {
                 TrainError::Data(format!(
-                    "task {}: the {group} classes have no validation image, so their accuracy cannot be measured",
+                    "task {}: the {group} classes have no {split} image, so their accuracy cannot be measured",
                     task.index
                 ))
             })
@@ -246,10 +244,19 @@ pub fn run_forgetting(
     run: &RunDir,
     device: &Device,
 ) -> Result<RunState> {
-    // Every class must be trainable and measurable: a class without validation images would
+    // Every class must be trainable and measurable: a class without evaluation images would
     // read as 0% (perfectly forgotten) or hide a collapse.
-    dataset.require_each_class("training", &dataset.train)?;
-    dataset.require_each_class("validation", &dataset.val)?;
     let family = ClassificationFamily::new(dataset, *preprocess, config, device);
+    dataset.require_each_class("training", &dataset.train)?;
+    let (set, split) = family.eval_set();
+    if set.is_empty() {
+        return Err(TrainError::Setting {
+            name: "eval_split",
+            problem: format!(
+                "is {split}, but the dataset has no {split} images; measure on the split it has"
+            ),
+        });
+    }
+    dataset.require_each_class(split, set)?;
     engine::run(&family, &mut GsLora::new(config), &mut model, config, run)
 }

@@ -339,6 +339,149 @@ fn a_non_finite_loss_stops_the_task_and_keeps_the_last_checkpoint() {
     std::fs::remove_dir_all(&base).ok();
 }
 
+/// Accuracies are measured on the test split by default (the official protocol) and on the
+/// validation split when `eval_split` says so: task 0's scores before training equal the
+/// pretrained model's accuracy on that split, and a class without images there is refused by
+/// name. Catches evaluation left on the validation split, the switch ignored, and a check of
+/// one split while another is measured.
+#[test]
+fn accuracies_are_measured_on_the_test_split_unless_asked_otherwise() {
+    use gs_lora_train::EvalSplit;
+    use gs_lora_train::classification::class_accuracy;
+    let device = Device::default().autodiff();
+    let base = scratch("eval-split");
+    let (mut dataset, model_config, config) = tiny_setup();
+    // A test split unlike the validation one: the training images, which the model has seen.
+    dataset.test = dataset.train.clone();
+    let path = pretrained(&dataset, &model_config, &device, &base);
+    let config = ForgetConfig {
+        tasks: 1,
+        epochs: 1,
+        ..config
+    };
+    let mut measured = Vec::new();
+    for (split, set) in [
+        (EvalSplit::Test, &dataset.test),
+        (EvalSplit::Validation, &dataset.val),
+    ] {
+        let config = ForgetConfig {
+            eval_split: split,
+            ..config.clone()
+        };
+        let run = RunDir::new(base.join(format!("{split:?}")));
+        let state = run_forgetting(
+            load(&path, &device),
+            &dataset,
+            &config,
+            &PREPROCESS,
+            &run,
+            &device,
+        )
+        .expect("run");
+        let result = &state.results[0];
+        let accuracy = class_accuracy(
+            &load(&path, &device),
+            set,
+            dataset.num_classes(),
+            &PREPROCESS,
+            64,
+            false,
+            &device,
+        )
+        .expect("accuracy");
+        let retain: Vec<usize> = (0..dataset.num_classes())
+            .filter(|c| !result.forget_classes.contains(c))
+            .collect();
+        let expected = accuracy.accuracy(&retain).expect("images");
+        assert!(
+            (result.retain_before - expected).abs() < 1e-9,
+            "{split:?}: acc_r before {} against {expected}",
+            result.retain_before
+        );
+        measured.push(expected);
+    }
+    assert_ne!(measured[0], measured[1], "the two splits score differently");
+    // Class 0 without test images: refused, naming the split.
+    let keep: Vec<usize> = (0..dataset.test.len())
+        .filter(|&i| dataset.test.labels[i] != 0)
+        .collect();
+    dataset.test.images = keep
+        .iter()
+        .map(|&i| dataset.test.images[i].clone())
+        .collect();
+    dataset.test.labels = keep.iter().map(|&i| dataset.test.labels[i]).collect();
+    let run = RunDir::new(base.join("missing"));
+    let err = run_forgetting(
+        load(&path, &device),
+        &dataset,
+        &config,
+        &PREPROCESS,
+        &run,
+        &device,
+    )
+    .expect_err("class 0 has no test image");
+    assert!(err.to_string().contains("no test image"), "{err}");
+    std::fs::remove_dir_all(&base).ok();
+}
+
+/// `class_accuracy` with the margin scores a CosFace head as the official evaluation does: an
+/// image counts as correct when `s·cos_y − s·m` beats every other class's `s·cos_j`, counted
+/// here by hand from the plain logits; without the margin it is the plain argmax. Catches the
+/// switch ignored, the margin applied to every class, and the margin left out of training
+/// scores (`logits_with_margin`).
+#[test]
+fn the_official_evaluation_margin_is_applied_only_when_asked() {
+    use gs_lora_models::vit::HeadKind;
+    use gs_lora_train::classification::class_accuracy;
+    let device = Device::default();
+    let (dataset, config, _) = tiny_setup();
+    let dataset = first_classes(dataset, 3);
+    let (scale, margin) = (64.0, 0.35);
+    let config = VitConfig {
+        head: HeadKind::CosFace { scale, margin },
+        num_classes: Some(3),
+        ..config
+    };
+    let model = VisionTransformer::load(
+        &config,
+        &mut SeededInit::new(3),
+        &LoraConfig::new(),
+        0,
+        &device,
+    )
+    .expect("model");
+    let set = &dataset.train;
+    let accuracy = |with_margin| {
+        let counts =
+            class_accuracy(&model, set, 3, &PREPROCESS, 8, with_margin, &device).expect("accuracy");
+        counts.accuracy(&[0, 1, 2]).expect("images")
+    };
+    let mut plain_correct = 0;
+    let mut margin_correct = 0;
+    for (i, &label) in set.labels.iter().enumerate() {
+        let batch =
+            gs_lora_train::classification::make_batch(set, &[i], &PREPROCESS, None, &device);
+        let logits: Vec<f32> = model
+            .forward(batch.images)
+            .expect("forward")
+            .logits
+            .expect("head")
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32");
+        let others = |value: f32| (0..3).filter(|&j| j != label).all(|j| value > logits[j]);
+        plain_correct += usize::from(others(logits[label]));
+        margin_correct += usize::from(others(logits[label] - (scale * margin) as f32));
+    }
+    let percent = |n: usize| 100.0 * n as f64 / set.len() as f64;
+    assert!((accuracy(false) - percent(plain_correct)).abs() < 1e-9);
+    assert!((accuracy(true) - percent(margin_correct)).abs() < 1e-9);
+    assert!(
+        margin_correct < plain_correct,
+        "the margin changes some decision"
+    );
+}
+
 /// The first `classes` classes of `dataset` (every split), so a test trains a small task.
 fn first_classes(dataset: Dataset, classes: usize) -> Dataset {
     let keep = |set: gs_lora_train::classification::data::ImageSet| {
@@ -364,11 +507,14 @@ fn first_classes(dataset: Dataset, classes: usize) -> Dataset {
 /// push the forget classes (β dropped, the bound's sign flipped, retain and forget batches
 /// swapped) or one that pushes everything (forget labels used for the retain batch).
 ///
-/// Seed 0 in CI. Measured here (AMD EPYC Zen 4, AVX-512), `GS_LORA_TEST_SEED=S` for others:
-/// seed 0: acc_f 70.8 → 8.3, acc_r 58.3 → 56.9; 1: 66.7 → 12.5, 45.8 → 54.2; 2: 29.2 → 20.8,
-/// 69.4 → 70.8 (classes the model barely knew); 3: 45.8 → 12.5, 61.1 → 68.1; 4: 66.7 → 29.2,
-/// 45.8 → 50.0. `GS_LORA_TEST_UNFUSED=1` runs it on Burn's ops instead of the fused ones (another
-/// floating-point order).
+/// Seed 0 in CI. Measured on the Intel Xeon with AVX-512 (2026-12-02), official protocol (the
+/// forget subset drawn like the remaining one, an epoch one pass over the remaining batches,
+/// scores on the test split), `GS_LORA_TEST_SEED=S` for others: seed 0: acc_f 79.2 → 0.0,
+/// acc_r 61.1 → 68.1 (the same with `GS_LORA_TEST_UNFUSED=1`, Burn's ops instead of the fused
+/// ones: another floating-point order); 1: 62.5 → 8.3, 50.0 → 50.0; 2: 33.3 → 29.2 and 3:
+/// 29.2 → 4.2 fail the first assertion (the 60-epoch model barely knew those classes); 4:
+/// 70.8 → 50.0, 38.9 → 43.1 (too little forgetting for the bound). These are CI bounds on a
+/// 16-pixel model, not the method's targets (docs/results.md).
 #[test]
 fn a_task_erases_its_classes_and_keeps_the_others() {
     let device = Device::default().autodiff();
@@ -384,7 +530,7 @@ fn a_task_erases_its_classes_and_keeps_the_others() {
             image_size: 16,
             train_per_class: 24,
             val_per_class: 12,
-            test_per_class: 1,
+            test_per_class: 12,
             seed: 1,
         }),
         8,

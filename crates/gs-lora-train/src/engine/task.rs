@@ -391,21 +391,22 @@ mod tests {
         };
         let retain: Vec<usize> = (0..8).collect();
         let forget: Vec<usize> = (100..104).collect();
-        let recorder = Recorder::default();
-        let samples = Pair {
-            retain: retain.clone(),
-            forget: forget.clone(),
+        // The batch pairs each step saw, and the epochs' curves.
+        let mut record = |retain: Vec<usize>, forget: Vec<usize>| {
+            let recorder = Recorder::default();
+            let samples = Pair { retain, forget };
+            let curves = train_task(
+                &Indices,
+                &recorder,
+                &mut model,
+                &task(),
+                &samples,
+                &settings,
+            )
+            .expect("train");
+            (recorder.seen.into_inner(), curves)
         };
-        let curves = train_task(
-            &Indices,
-            &recorder,
-            &mut model,
-            &task(),
-            &samples,
-            &settings,
-        )
-        .expect("train");
-        let seen = recorder.seen.into_inner();
+        let (seen, curves) = record(retain.clone(), forget.clone());
         assert_eq!(curves.len(), 2);
         assert_eq!(seen.len(), 2 * 4, "4 remaining batches per epoch");
         for epoch in seen.chunks(4) {
@@ -423,21 +424,7 @@ mod tests {
             );
         }
         // More forget than remaining batches: still one pass over the remaining ones.
-        let recorder = Recorder::default();
-        let samples = Pair {
-            retain: (0..4).collect(),
-            forget: (100..112).collect(),
-        };
-        train_task(
-            &Indices,
-            &recorder,
-            &mut model,
-            &task(),
-            &samples,
-            &settings,
-        )
-        .expect("train");
-        let seen = recorder.seen.into_inner();
+        let (seen, _) = record((0..4).collect(), (100..112).collect());
         assert_eq!(
             seen.len(),
             2 * 2,

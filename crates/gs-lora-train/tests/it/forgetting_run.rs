@@ -359,6 +359,17 @@ fn accuracies_are_measured_on_the_test_split_unless_asked_otherwise() {
         epochs: 1,
         ..config
     };
+    let forget = |dataset: &Dataset, config: &ForgetConfig, run: &str| {
+        let run = RunDir::new(base.join(run));
+        run_forgetting(
+            load(&path, &device),
+            dataset,
+            config,
+            &PREPROCESS,
+            &run,
+            &device,
+        )
+    };
     let mut measured = Vec::new();
     for (split, set) in [
         (EvalSplit::Test, &dataset.test),
@@ -368,16 +379,7 @@ fn accuracies_are_measured_on_the_test_split_unless_asked_otherwise() {
             eval_split: split,
             ..config.clone()
         };
-        let run = RunDir::new(base.join(format!("{split:?}")));
-        let state = run_forgetting(
-            load(&path, &device),
-            &dataset,
-            &config,
-            &PREPROCESS,
-            &run,
-            &device,
-        )
-        .expect("run");
+        let state = forget(&dataset, &config, &format!("{split:?}")).expect("run");
         let result = &state.results[0];
         let accuracy = class_accuracy(
             &load(&path, &device),
@@ -410,16 +412,7 @@ fn accuracies_are_measured_on_the_test_split_unless_asked_otherwise() {
         .map(|&i| dataset.test.images[i].clone())
         .collect();
     dataset.test.labels = keep.iter().map(|&i| dataset.test.labels[i]).collect();
-    let run = RunDir::new(base.join("missing"));
-    let err = run_forgetting(
-        load(&path, &device),
-        &dataset,
-        &config,
-        &PREPROCESS,
-        &run,
-        &device,
-    )
-    .expect_err("class 0 has no test image");
+    let err = forget(&dataset, &config, "missing").expect_err("class 0 has no test image");
     assert!(err.to_string().contains("no test image"), "{err}");
     std::fs::remove_dir_all(&base).ok();
 }

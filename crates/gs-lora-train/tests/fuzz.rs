@@ -1521,7 +1521,7 @@ const VIT_FIXTURES: [&str; 6] = [
     "hf_dinov2",
     "gslora_face",
 ];
-const DETR_FIXTURES: [&str; 3] = ["detr", "detr_refine", "detr_two_stage"];
+const DETR_FIXTURES: [&str; 4] = ["detr", "detr_refine", "detr_two_stage", "detr_tied"];
 
 /// Every ViT fixture's `config.json` and `model.safetensors`, and one saved by
 /// `save_pretrained` (the gs-lora config format); HF ones with a `preprocessor_config.json`.

@@ -256,7 +256,7 @@ pub fn open_dataset(path: &Path, options: &LoadOptions) -> Result<Dataset, CliEr
 /// --replay-fraction --epochs
 /// --batch-size --rank --lora-alpha --lr --min-lr --weight-decay --bnd --beta --alpha
 /// --alpha-warmup-epochs --big-alpha --proximal --bnd-pro --pro-forget-weight
-/// --pro-retain-weight`.
+/// --pro-forget-weights --pro-retain-weight`.
 ///
 /// # Errors
 /// A value that does not parse, both `--few-shot` and `--replay-fraction`, or an unknown method.
@@ -323,6 +323,9 @@ pub fn forget_config(flags: &mut Flags, defaults: ForgetConfig) -> Result<Forget
             forget_weight: flags.number("pro-forget-weight", defaults.prototype.forget_weight)?,
             retain_weight: flags.number("pro-retain-weight", defaults.prototype.retain_weight)?,
         },
+        prototype_forget_weights: flags
+            .list("pro-forget-weights")?
+            .unwrap_or(defaults.prototype_forget_weights),
     })
 }
 
@@ -331,7 +334,7 @@ pub fn forget_config(flags: &mut Flags, defaults: ForgetConfig) -> Result<Forget
 ///
 /// [`TrainError::Setting`]: gs_lora_train::TrainError::Setting
 pub(crate) fn flag_for(name: &str) -> String {
-    const RENAMED: [(&str, &str); 9] = [
+    const RENAMED: [(&str, &str); 10] = [
         ("lora.rank", "rank"),
         ("lora.lora_alpha", "lora-alpha"),
         ("replay.fraction", "replay-fraction"),
@@ -341,6 +344,7 @@ pub(crate) fn flag_for(name: &str) -> String {
         ("prototype.bound", "bnd-pro"),
         ("prototype.forget_weight", "pro-forget-weight"),
         ("prototype.retain_weight", "pro-retain-weight"),
+        ("prototype_forget_weights", "pro-forget-weights"),
     ];
     let flag = RENAMED
         .iter()

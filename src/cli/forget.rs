@@ -28,7 +28,8 @@ usage: gs-lora forget --data D --model DIR --out RUN [--tasks {}] [--forget-per-
                       [--min-lr {:e}] [--weight-decay {}] [--bnd {}] [--beta {}]
                       [--alpha {:e}] [--alpha-warmup-epochs {}] [--big-alpha A]
                       [--proximal on|off] [--bnd-pro {}]
-                      [--pro-forget-weight {}] [--pro-retain-weight {}]
+                      [--pro-forget-weight {} | --pro-forget-weights W0,W1,...]
+                      [--pro-retain-weight {}]
                       [--val-fraction F] [--max-classes N] [--train-per-class N]
                       [--eval-per-class N] [--backend flex|ndarray|wgpu|cuda] [--fused on|off] [--seed {}]
 

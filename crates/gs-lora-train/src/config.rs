@@ -137,6 +137,11 @@ pub struct ForgetConfig {
     pub group_lasso: GroupLassoConfig,
     /// The prototype loss (GS-LoRA++).
     pub prototype: PrototypeLossConfig,
+    /// The prototype loss's forget weight `w_f` per task (the last value repeats), in place of
+    /// `prototype.forget_weight` when not empty: the official few-shot face run sets
+    /// .015 .06 .025 .012 this way (PROTOCOL §1, E2). Absent from earlier versions' files.
+    #[serde(default)]
+    pub prototype_forget_weights: Vec<f64>,
 }
 
 impl Default for ForgetConfig {
@@ -160,6 +165,7 @@ impl Default for ForgetConfig {
             lora: LoraConfig::new(),
             group_lasso: GroupLassoConfig::new(),
             prototype: PrototypeLossConfig::new(),
+            prototype_forget_weights: Vec::new(),
         }
     }
 }
@@ -217,6 +223,17 @@ impl ForgetConfig {
             .or(self.beta.last())
             .copied()
             .unwrap_or(0.2)
+    }
+
+    /// The prototype loss of task `task`: `prototype` with the task's forget weight from
+    /// `prototype_forget_weights` (the last listed value for later tasks) when that is not empty.
+    pub fn prototype_for(&self, task: usize) -> PrototypeLossConfig {
+        let weights = &self.prototype_forget_weights;
+        let forget_weight = weights.get(task).or(weights.last()).copied();
+        PrototypeLossConfig {
+            forget_weight: forget_weight.unwrap_or(self.prototype.forget_weight),
+            ..self.prototype.clone()
+        }
     }
 
     /// The learning rate of epoch `epoch` of `E = epochs`, as timm's cosine scheduler stepped
@@ -286,6 +303,16 @@ impl ForgetConfig {
                     "must be a finite number > 0, found {}",
                     self.lora.lora_alpha
                 ),
+            );
+        }
+        if let Some(w) = self
+            .prototype_forget_weights
+            .iter()
+            .find(|w| !w.is_finite() || **w < 0.0)
+        {
+            return bad(
+                "prototype_forget_weights",
+                format!("must list finite numbers ≥ 0, found {w}"),
             );
         }
         if self.beta.is_empty() || self.beta.iter().any(|b| !b.is_finite() || *b < 0.0) {
@@ -372,5 +399,32 @@ mod tests {
         assert_eq!(back, expected);
         let broken = FLAT.replace("\"alpha\": 0.0003,", "");
         assert!(ForgetConfig::from_json(&broken).is_err());
+    }
+
+    /// Task `t` takes entry `t` of the per-task forget weights, later tasks the last entry,
+    /// every task the single weight when the list is empty; a negative entry is refused by
+    /// name.
+    #[test]
+    fn the_prototype_forget_weight_follows_the_per_task_list() {
+        let single = ForgetConfig::default();
+        assert_eq!(single.prototype_for(3).forget_weight, 0.01);
+        let listed = ForgetConfig {
+            prototype_forget_weights: vec![0.015, 0.06, 0.025, 0.012],
+            ..ForgetConfig::default()
+        };
+        let weights: Vec<f64> = (0..6)
+            .map(|t| listed.prototype_for(t).forget_weight)
+            .collect();
+        assert_eq!(weights, [0.015, 0.06, 0.025, 0.012, 0.012, 0.012]);
+        assert_eq!(listed.prototype_for(1).bound, single.prototype.bound);
+        let bad = ForgetConfig {
+            prototype_forget_weights: vec![0.01, -1.0],
+            ..ForgetConfig::default()
+        };
+        let text = bad.validate().expect_err("negative").to_string();
+        assert!(
+            text.contains("prototype_forget_weights") && text.contains("-1"),
+            "{text}"
+        );
     }
 }

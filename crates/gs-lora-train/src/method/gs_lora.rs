@@ -42,9 +42,10 @@ impl GsLora {
         }
     }
 
-    /// The prototype loss, with GS-LoRA++ only.
-    fn prototype_loss(&self) -> Option<&PrototypeLossConfig> {
-        (self.config.method == MethodKind::GsLoraPlusPlus).then_some(&self.config.prototype)
+    /// The running task's prototype loss, with GS-LoRA++ only.
+    fn prototype_loss(&self) -> Option<PrototypeLossConfig> {
+        (self.config.method == MethodKind::GsLoraPlusPlus)
+            .then(|| self.config.prototype_for(self.task))
     }
 
     /// The loss weights during `epoch` of the running task.

@@ -285,12 +285,18 @@ fn gs_lora_plus_plus_and_few_shot_run() {
     };
     let once = prototype("w1", &|_| {});
     let twice = prototype("w2", &|c| c.prototype.forget_weight *= 2.0);
+    // Task 0's entry of the per-task list replaces the single weight.
+    let listed = prototype("w-list", &|c| c.prototype_forget_weights = vec![0.03, 0.5]);
     let off = prototype("off", &|c| c.prototype.bound = 1e-9);
     let with_retain = prototype("wr", &|c| c.prototype.retain_weight = 0.5);
     assert!(once > 0.0 && once <= 0.18, "0.01·relu(18 − KL_f): {once}");
     assert!(
         (twice - 2.0 * once).abs() < 1e-6 * once.max(1.0),
         "{twice} vs 2·{once}"
+    );
+    assert!(
+        (listed - 3.0 * once).abs() < 1e-6 * once.max(1.0),
+        "task 0 at w_f 0.03: {listed} vs 3·{once}"
     );
     assert_eq!(off, 0.0, "KL_f above the bound: no forget term");
     assert!(with_retain > once, "w_r·KL_r adds: {with_retain} vs {once}");

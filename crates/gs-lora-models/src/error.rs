@@ -53,6 +53,25 @@ pub enum ModelError {
         /// The shape in the file.
         found: Vec<usize>,
     },
+    /// Two names of one tied parameter (a head every decoder level shares) hold different values.
+    #[error(
+        "{path}: tensors `{read}` and `{copy}` are copies of one tied parameter but differ \
+         (flat index {index}: {read_value} vs {copy_value})"
+    )]
+    TiedCopiesDiffer {
+        /// The weights file.
+        path: PathBuf,
+        /// The copy the model reads.
+        read: String,
+        /// The copy that differs from it.
+        copy: String,
+        /// The first element that differs, counted in the flattened tensor.
+        index: usize,
+        /// That element in `read`.
+        read_value: f32,
+        /// That element in `copy`.
+        copy_value: f32,
+    },
     /// The weights hold tensors the architecture does not use.
     #[error("{path}: {count} unexpected tensor(s) for this config, e.g. {examples:?}")]
     UnexpectedTensors {

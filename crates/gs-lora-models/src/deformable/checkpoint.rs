@@ -321,14 +321,14 @@ impl<S: ParamSource> ParamSource for TiedCopies<'_, S> {
                 what: "a head tensor",
                 message: format!("{err:?}"),
             })?;
-            if let Some(i) = values.iter().zip(copy).position(|(a, b)| a != b) {
-                return Err(ModelError::Config {
+            if let Some(index) = values.iter().zip(copy).position(|(a, b)| a != b) {
+                return Err(ModelError::TiedCopiesDiffer {
                     path: self.path.clone(),
-                    message: format!(
-                        "tensors `{read}` and `{other}` are copies of one tied parameter but \
-                         differ (flat index {i}: {} vs {})",
-                        values[i], copy[i]
-                    ),
+                    read: read.clone(),
+                    copy: other.clone(),
+                    index,
+                    read_value: values[index],
+                    copy_value: copy[index],
                 });
             }
         }
@@ -347,7 +347,7 @@ impl DeformableDetr {
     /// # Errors
     /// An unreadable or unsupported config, or weights that do not match it (a missing,
     /// unexpected or mis-shaped tensor names the key and both shapes; copies of a tied head
-    /// tensor that differ are a [`ModelError::Config`] naming both keys).
+    /// tensor that differ are [`ModelError::TiedCopiesDiffer`], naming both keys).
     pub fn from_pretrained(
         config_path: impl AsRef<Path>,
         weights_path: impl AsRef<Path>,

@@ -538,7 +538,7 @@ fn tied_copies_that_differ_are_refused() {
             load_rewritten(name, "differ", perturbed(name, victim), &device).expect_err(victim);
         let message = error.to_string();
         assert!(
-            matches!(error, ModelError::Config { .. })
+            matches!(error, ModelError::TiedCopiesDiffer { .. })
                 && message.contains(&format!("`{read}`"))
                 && message.contains(&format!("`{victim}`"))
                 && message.contains("model.safetensors"),

@@ -218,18 +218,13 @@ impl ForgetConfig {
 
     /// `β` of task `task` (the last listed value for later tasks).
     pub fn beta_for(&self, task: usize) -> f64 {
-        self.beta
-            .get(task)
-            .or(self.beta.last())
-            .copied()
-            .unwrap_or(0.2)
+        for_task(&self.beta, task).unwrap_or(0.2)
     }
 
     /// The prototype loss of task `task`: `prototype` with the task's forget weight from
     /// `prototype_forget_weights` (the last listed value for later tasks) when that is not empty.
     pub fn prototype_for(&self, task: usize) -> PrototypeLossConfig {
-        let weights = &self.prototype_forget_weights;
-        let forget_weight = weights.get(task).or(weights.last()).copied();
+        let forget_weight = for_task(&self.prototype_forget_weights, task);
         PrototypeLossConfig {
             forget_weight: forget_weight.unwrap_or(self.prototype.forget_weight),
             ..self.prototype.clone()
@@ -305,24 +300,31 @@ impl ForgetConfig {
                 ),
             );
         }
-        if let Some(w) = self
-            .prototype_forget_weights
-            .iter()
-            .find(|w| !w.is_finite() || **w < 0.0)
-        {
-            return bad(
+        let lists = [
+            ("beta", &self.beta, false),
+            (
                 "prototype_forget_weights",
-                format!("must list finite numbers ≥ 0, found {w}"),
-            );
-        }
-        if self.beta.is_empty() || self.beta.iter().any(|b| !b.is_finite() || *b < 0.0) {
-            return bad(
-                "beta",
-                format!("must list finite numbers ≥ 0, found {:?}", self.beta),
-            );
+                &self.prototype_forget_weights,
+                true,
+            ),
+        ];
+        for (name, values, may_be_empty) in lists {
+            if (values.is_empty() && !may_be_empty)
+                || values.iter().any(|v| !v.is_finite() || *v < 0.0)
+            {
+                return bad(
+                    name,
+                    format!("must list finite numbers ≥ 0, found {values:?}"),
+                );
+            }
         }
         Ok(())
     }
+}
+
+/// Entry `task` of a per-task list, the last entry for later tasks; `None` for an empty list.
+fn for_task(values: &[f64], task: usize) -> Option<f64> {
+    values.get(task).or(values.last()).copied()
 }
 
 /// Checks the settings every training loop shares: at least one epoch and one sample per

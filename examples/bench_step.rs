@@ -119,7 +119,7 @@ fn run() -> Result<(), CliError> {
     let retain = random_batch(batch, &mut rng, &device);
     let forget = random_batch(batch, &mut rng, &device);
     // β 0.2, BND 105, α 1e-4: the first task's weights.
-    let method = GsLora::new(&ForgetConfig::default());
+    let mut method = GsLora::new(&ForgetConfig::default());
     let mut optimizer = AdamWConfig::new().with_weight_decay(0.05).init();
 
     if wanted("train_step") {

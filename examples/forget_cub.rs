@@ -140,7 +140,7 @@ fn run() -> Result<(), CliError> {
                     ("--config", &model_config),
                 ],
             )?;
-            let preprocess = checkpoint_preprocess(&model_config, Some(image_size), 0.875)?;
+            let preprocess = checkpoint_preprocess(&model_config, Some(image_size), None)?;
             let mut options = load_options(
                 &mut flags,
                 forget_load_options(&config, preprocess.resize_side()),

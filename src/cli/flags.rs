@@ -252,7 +252,7 @@ pub fn open_dataset(path: &Path, options: &LoadOptions) -> Result<Dataset, CliEr
 }
 
 /// Every forgetting hyper-parameter as a flag, on top of `defaults`:
-/// `--seed --tasks --forget-per-task --class-order --eval-split --eval-margin --method --few-shot
+/// `--seed --tasks --forget-per-task --missing-classes --class-order --eval-split --eval-margin --method --few-shot
 /// --replay-fraction --epochs
 /// --batch-size --rank --lora-alpha --lr --min-lr --weight-decay --bnd --beta --alpha
 /// --alpha-warmup-epochs --big-alpha --proximal --bnd-pro --pro-forget-weight
@@ -292,6 +292,7 @@ pub fn forget_config(flags: &mut Flags, defaults: ForgetConfig) -> Result<Forget
         seed: flags.number("seed", defaults.seed)?,
         tasks: flags.number("tasks", defaults.tasks)?,
         forget_per_task: flags.number("forget-per-task", defaults.forget_per_task)?,
+        missing_classes: flags.number("missing-classes", defaults.missing_classes)?,
         class_order,
         eval_split,
         eval_margin,

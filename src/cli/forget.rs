@@ -21,7 +21,7 @@ fn usage() -> String {
     format!(
         "\
 usage: gs-lora forget --data D --model DIR --out RUN [--tasks {}] [--forget-per-task {}]
-                      [--class-order seeded|python:SEED|numpy:SEED]
+                      [--missing-classes O] [--class-order seeded|python:SEED|numpy:SEED]
                       [--eval-split test|validation] [--eval-margin on|off]
                       [--method gs-lora|gs-lora++] [--few-shot K | --replay-fraction {fraction}]
                       [--epochs {}] [--batch-size {}] [--rank {}] [--lora-alpha {}] [--lr {:e}]
@@ -40,7 +40,9 @@ with the test split to 0, so no training image is set aside). --eval-margin on s
 head with its training margin on the true class, as the official code does (it reads the test
 labels: only to reproduce the official face numbers). The
 class order is a shuffle seeded by --seed, or the official code's (python:1337 for its face and
-ImageNet runs, numpy:123 for COCO). Writes RUN/config.json, results.json, curves.csv,
+ImageNet runs, numpy:123 for COCO). --missing-classes O (official open setting: 5) never trains
+on the first O classes of the order and reports their accuracy (acc_m) and that of the remaining
+and missing classes together (acc_rm) after every task. Writes RUN/config.json, results.json, curves.csv,
 accuracy.svg, group_norms.svg and RUN/checkpoints/task-N (model directories). Running again with the same
 RUN resumes after the last finished task; RUN is locked while a run uses it, and may not be,
 contain or lie inside --data or --model. --proximal off drops the group soft-threshold after

@@ -30,7 +30,9 @@ Without --weights, trains the embedded default's small ViT (patch 8; --image-siz
 With --weights (timm ViT, Hugging Face ViT or DINOv2; --config defaults to config.json beside
 the weights), attaches a head of D's classes and trains it on the frozen backbone's cached
 embeddings (linear probe: {} epochs, batch {}, lr {:e}); --image-size defaults to the
-config's and must be a multiple of its patch size.
+config's and must be a multiple of its patch size; --crop-pct to the format's (face ViT 1 with
+raw [0, 1] pixels; Hugging Face from preprocessor_config.json; timm from pretrained_cfg; else
+0.875 with ImageNet statistics) and, without --weights, to 1.
 Writes DIR/config.json, DIR/model.safetensors and DIR/gs_lora.json (class names, preprocessing),
 atomically; an existing DIR is replaced only if it is empty or a model directory, and DIR may not
 be, contain or lie inside --data, --weights or --config.",
@@ -57,7 +59,7 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
     let weights = flags.path("weights");
     let config = flags.path("config");
     let image_size = flags.optional("image-size")?;
-    let crop_pct = flags.number("crop-pct", 1.0)?;
+    let crop_pct: Option<f64> = flags.optional("crop-pct")?;
     let epochs = flags.optional("epochs")?;
     let batch_size = flags.optional("batch-size")?;
     let lr = flags.optional("lr")?;
@@ -118,7 +120,7 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
     let preprocess = match &training {
         Training::Probe { config, .. } => checkpoint_preprocess(config, image_size, crop_pct)?,
         Training::FromScratch(_) => Preprocess {
-            crop_pct,
+            crop_pct: crop_pct.unwrap_or(1.0),
             ..Preprocess::new(image_size.unwrap_or(32), 3, Normalization::HALF)
         },
     };

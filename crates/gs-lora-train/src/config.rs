@@ -101,6 +101,11 @@ pub struct ForgetConfig {
     pub tasks: usize,
     /// Classes forgotten per task.
     pub forget_per_task: usize,
+    /// The missing-class setting: the first this many classes of the order are never trained on
+    /// and measured after every task (PROTOCOL §0.2 "open continual", 5 there); 0 (the default,
+    /// and in earlier versions' files) for the plain setting.
+    #[serde(default)]
+    pub missing_classes: usize,
     /// How the class order is drawn (absent from earlier versions' files: the seeded shuffle).
     #[serde(default)]
     pub class_order: ClassOrder,
@@ -150,6 +155,7 @@ impl Default for ForgetConfig {
             seed: 0,
             tasks: 4,
             forget_per_task: 20,
+            missing_classes: 0,
             class_order: ClassOrder::Seeded,
             eval_split: EvalSplit::Test,
             eval_margin: false,

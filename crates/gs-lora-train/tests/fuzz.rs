@@ -1657,7 +1657,7 @@ fn vit_config() {
                 config.attention_scale(),
                 config.num_prefix_tokens(),
             );
-            checkpoint_preprocess(&path, None, 1.0).map_err(text)?;
+            checkpoint_preprocess(&path, None, None).map_err(text)?;
             Ok(())
         },
     );
@@ -1976,6 +1976,9 @@ fn state_json() {
         forget_after: 0.0,
         retain_after: 85.0,
         old_after: (task > 0).then_some(2.5),
+        missing_after: (task > 0).then_some(84.0),
+        retain_and_missing_before: (task > 0).then_some(86.0),
+        retain_and_missing_after: (task > 0).then_some(85.0),
         h_mean: 86.7,
         group_norms: vec![0.5, 0.0, 1.25],
         zero_groups: vec![1],

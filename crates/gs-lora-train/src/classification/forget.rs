@@ -190,10 +190,22 @@ impl Family for ClassificationFamily<'_> {
             true => None,
             false => Some(measured(&task.old, "earlier-forgotten")?),
         };
+        let (missing, retain_and_missing) = match task.missing.is_empty() {
+            true => (None, None),
+            false => {
+                let both: Vec<usize> = task.retain.iter().chain(&task.missing).copied().collect();
+                (
+                    Some(measured(&task.missing, "missing")?),
+                    Some(measured(&both, "remaining and missing")?),
+                )
+            }
+        };
         Ok(Scores {
             forget: measured(&task.forget, "forget")?,
             retain: measured(&task.retain, "remaining")?,
             old,
+            missing,
+            retain_and_missing,
         })
     }
 

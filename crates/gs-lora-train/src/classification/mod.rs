@@ -3,6 +3,7 @@
 //! the [`Family`](crate::engine::Family) the engine runs classification tasks on.
 
 mod batch;
+mod checkpoint_preprocess;
 mod classifier_dir;
 pub mod data;
 mod embedded;
@@ -12,6 +13,7 @@ mod pretrain;
 mod probe;
 
 pub use batch::{Batch, make_batch};
+pub use checkpoint_preprocess::checkpoint_preprocess;
 pub use classifier_dir::{ClassifierDir, ClassifierInfo};
 pub use embedded::{
     EMBEDDED_PREPROCESS, embedded_config, embedded_dataset, load_or_pretrain, pretrain_from_scratch,
@@ -19,4 +21,4 @@ pub use embedded::{
 pub use evaluate::{class_accuracy, val_accuracy};
 pub use forget::{ClassificationFamily, ClassifierCriterion, ClassifierObjective, run_forgetting};
 pub use pretrain::{PretrainConfig, pretrain};
-pub use probe::{ProbeConfig, checkpoint_preprocess, linear_probe, load_backbone};
+pub use probe::{ProbeConfig, linear_probe, load_backbone};

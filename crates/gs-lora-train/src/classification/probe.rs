@@ -10,15 +10,14 @@ use gs_lora_core::LoraConfig;
 use gs_lora_core::lora::derive_seed;
 use gs_lora_core::loss::cross_entropy;
 use gs_lora_models::VisionTransformer;
-use gs_lora_models::vit::VitConfig;
 
 use super::batch::make_batch;
 use super::data::{Dataset, ImageSet};
 use super::evaluate::val_accuracy;
 use crate::engine::scalar;
 use crate::engine::shuffled_batches;
-use crate::error::{Result, TrainError, io};
-use crate::image::{Normalization, Preprocess};
+use crate::error::{Result, TrainError};
+use crate::image::Preprocess;
 use crate::progress::Progress;
 
 /// Settings of [`linear_probe`].
@@ -146,47 +145,6 @@ pub fn linear_probe(
     let accuracy = val_accuracy(&model, dataset, preprocess, 64, device)?;
     progress.finish(&format!("validation accuracy {accuracy:.2}%"));
     Ok((model, accuracy))
-}
-
-/// How a pretrained checkpoint reads images: `image_size` (the config's when `None`), the
-/// config's channels, and the mean and std of a Hugging Face `preprocessor_config.json` beside
-/// the config (ImageNet's when there is none).
-///
-/// # Errors
-/// An unreadable config or preprocessor config.
-pub fn checkpoint_preprocess(
-    config_path: &Path,
-    image_size: Option<usize>,
-    crop_pct: f64,
-) -> Result<Preprocess> {
-    let config = VitConfig::from_file(config_path)?;
-    let processor = config_path.with_file_name("preprocessor_config.json");
-    let norm = if processor.is_file() {
-        #[derive(serde::Deserialize)]
-        struct Processor {
-            image_mean: [f32; 3],
-            image_std: [f32; 3],
-        }
-        let text = std::fs::read_to_string(&processor).map_err(io(&processor))?;
-        let parsed: Processor = serde_json::from_str(&text).map_err(|err| TrainError::Format {
-            path: processor.clone(),
-            message: err.to_string(),
-        })?;
-        Normalization {
-            mean: parsed.image_mean,
-            std: parsed.image_std,
-        }
-    } else {
-        Normalization::IMAGENET
-    };
-    let preprocess = Preprocess {
-        image_size: image_size.unwrap_or(config.image_size),
-        crop_pct,
-        channels: config.num_channels,
-        norm,
-    };
-    preprocess.validate()?;
-    Ok(preprocess)
 }
 
 /// A pretrained checkpoint on `device` with fresh `lora` adapters drawn from `seed`, its

@@ -187,8 +187,15 @@ impl Family for DetectionFamily<'_> {
 
     /// COCO AP (%) per group; an error for a group without any object in the validation split.
     fn evaluate(&self, model: &DeformableDetr, task: &Task) -> Result<Scores> {
-        let groups = [&task.forget[..], &task.retain[..], &task.old[..]];
-        let [forget, retain, old] = detector_ap(
+        let both: Vec<usize> = task.retain.iter().chain(&task.missing).copied().collect();
+        let groups = [
+            &task.forget[..],
+            &task.retain[..],
+            &task.old[..],
+            &task.missing[..],
+            &both[..],
+        ];
+        let [forget, retain, old, missing, retain_and_missing] = detector_ap(
             model,
             &self.dataset.val,
             &self.preprocess,
@@ -213,10 +220,19 @@ impl Family for DetectionFamily<'_> {
             true => None,
             false => Some(ap(old, "earlier-forgotten")?),
         };
+        let (missing, retain_and_missing) = match task.missing.is_empty() {
+            true => (None, None),
+            false => (
+                Some(ap(missing, "missing")?),
+                Some(ap(retain_and_missing, "remaining and missing")?),
+            ),
+        };
         Ok(Scores {
             forget: ap(forget, "forget")?,
             retain: ap(retain, "remaining")?,
             old,
+            missing,
+            retain_and_missing,
         })
     }
 

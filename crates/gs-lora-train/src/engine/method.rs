@@ -55,7 +55,7 @@ pub trait Method<F: Family> {
     ///
     /// # Errors
     /// A model that cannot be updated.
-    fn after_step(&self, model: &mut F::Model, lr: f64, epoch: usize) -> Result<()>;
+    fn after_step(&mut self, model: &mut F::Model, lr: f64, epoch: usize) -> Result<()>;
 
     /// Ends the task, leaving the model the next task starts from; reports the adapter groups.
     ///

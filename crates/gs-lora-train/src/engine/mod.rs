@@ -51,6 +51,7 @@ pub fn run<F: Family, M: Method<F>>(
     let classes = family.classes();
     let order = config.class_order.order(classes.len(), config.seed)?;
     let schedule = TaskSchedule::from_order(order, config.tasks, config.forget_per_task)?
+        .with_missing(config.missing_classes)?
         .relabelled(&classes)?;
     let _lock = RunLock::acquire(run.path())?;
     remove_stale_tmp(run.path())?;

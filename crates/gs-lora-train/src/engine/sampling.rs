@@ -130,6 +130,7 @@ mod tests {
             forget: vec![3, 4],
             retain: vec![0, 1, 2],
             old: Vec::new(),
+            missing: Vec::new(),
         }
     }
 

@@ -18,6 +18,10 @@ pub struct Task {
     pub retain: Vec<usize>,
     /// Classes erased by earlier tasks (`O_t`).
     pub old: Vec<usize>,
+    /// Classes that must keep working but are never trained on (the official "open" setting's
+    /// missing classes): measured only, empty outside that setting.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<usize>,
 }
 
 /// The class order and the tasks cut from it.
@@ -85,10 +89,32 @@ impl TaskSchedule {
                     forget: order[start..end].to_vec(),
                     retain: order[..start].to_vec(),
                     old: order[end..].to_vec(),
+                    missing: Vec::new(),
                 }
             })
             .collect();
         Ok(Self { order, tasks })
+    }
+
+    /// The missing-class setting (PROTOCOL §0.2, open continual): the first `count` classes of
+    /// the order move from every task's remaining classes to its missing classes, which no task
+    /// trains on (no replay) and every task measures. `count = 0` changes nothing.
+    ///
+    /// # Errors
+    /// [`TrainError::InvalidSetting`] when a task would keep no remaining class to train on.
+    pub fn with_missing(mut self, count: usize) -> Result<Self> {
+        for task in &mut self.tasks {
+            if count >= task.retain.len() {
+                return Err(TrainError::InvalidSetting(format!(
+                    "{count} missing classes leave task {} no remaining class to train on \
+                     (it keeps {}); use fewer missing classes or fewer tasks",
+                    task.index,
+                    task.retain.len()
+                )));
+            }
+            task.missing = task.retain.drain(..count).collect();
+        }
+        Ok(self)
     }
 
     /// The same schedule over the model labels `labels` (class `i` becomes `labels[i]`): for
@@ -116,6 +142,7 @@ impl TaskSchedule {
                     forget: map(task.forget),
                     retain: map(task.retain),
                     old: map(task.old),
+                    missing: map(task.missing),
                 })
                 .collect(),
         })
@@ -130,7 +157,9 @@ mod tests {
     /// order instead of by class.
     #[test]
     fn relabelling_maps_every_list_through_the_labels() {
-        let schedule = TaskSchedule::new(5, 2, 2, 3).expect("valid");
+        let schedule = TaskSchedule::new(5, 2, 1, 3)
+            .and_then(|s| s.with_missing(1))
+            .expect("valid");
         let labels = [10, 11, 13, 17, 19];
         let relabelled = schedule.clone().relabelled(&labels).expect("enough labels");
         let map = |classes: &[usize]| classes.iter().map(|&c| labels[c]).collect::<Vec<_>>();
@@ -140,6 +169,7 @@ mod tests {
             assert_eq!(new.forget, map(&old.forget));
             assert_eq!(new.retain, map(&old.retain));
             assert_eq!(new.old, map(&old.old));
+            assert_eq!(new.missing, map(&old.missing));
         }
         let err = schedule
             .relabelled(&labels[..4])
@@ -148,5 +178,37 @@ mod tests {
             err.to_string().contains("4 labels for a schedule of 5"),
             "{err}"
         );
+    }
+
+    /// The official open continual layout (PROTOCOL §0.2: R_t = order[o : N − tK], missing =
+    /// order[0 : o]) on a hand-written order. Catches missing classes left in the remaining
+    /// ones (they would be replayed), taken from the end of the order, or differing per task.
+    #[test]
+    fn missing_classes_are_the_first_of_the_order_in_every_task() {
+        let order = vec![7, 3, 9, 0, 5, 1, 8, 2, 6, 4];
+        let schedule = TaskSchedule::from_order(order, 3, 2)
+            .and_then(|s| s.with_missing(2))
+            .expect("valid");
+        let expected = [
+            (vec![6, 4], vec![9, 0, 5, 1, 8, 2], vec![]),
+            (vec![8, 2], vec![9, 0, 5, 1], vec![6, 4]),
+            (vec![5, 1], vec![9, 0], vec![8, 2, 6, 4]),
+        ];
+        for (task, (forget, retain, old)) in schedule.tasks.iter().zip(expected) {
+            assert_eq!(task.missing, vec![7, 3], "task {}", task.index);
+            assert_eq!(
+                (&task.forget, &task.retain, &task.old),
+                (&forget, &retain, &old)
+            );
+        }
+        let err = TaskSchedule::from_order((0..10).collect(), 3, 2)
+            .and_then(|s| s.with_missing(4))
+            .expect_err("task 2 keeps 4 classes");
+        assert!(
+            err.to_string().contains("leave task 2 no remaining class"),
+            "{err}"
+        );
+        let plain = TaskSchedule::new(10, 3, 2, 0).expect("valid");
+        assert_eq!(plain.clone().with_missing(0).expect("none"), plain);
     }
 }

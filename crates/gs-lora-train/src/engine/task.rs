@@ -47,8 +47,12 @@ pub(crate) fn run_task<F: Family, M: Method<F>>(
     let groups = method.end_task(model)?;
     let after = family.evaluate(model, task)?;
     let result = task_result(task, before, after, groups, started);
+    let missing = match (after.missing, after.retain_and_missing) {
+        (Some(m), Some(rm)) => format!(", {metric}_m {m:.2}%, {metric}_rm {rm:.2}%"),
+        _ => String::new(),
+    };
     eprintln!(
-        "task {}: after: {metric}_f {:.2}%, {metric}_r {:.2}%, {metric}_o {}, H {:.2} ({:.1}s)",
+        "task {}: after: {metric}_f {:.2}%, {metric}_r {:.2}%, {metric}_o {}{missing}, H {:.2} ({:.1}s)",
         task.index,
         after.forget,
         after.retain,
@@ -68,7 +72,7 @@ pub(crate) fn run_task<F: Family, M: Method<F>>(
 /// The method's errors, or a non-finite loss (naming task, epoch and step).
 pub(crate) fn train_task<F: Family, M: Method<F>>(
     family: &F,
-    method: &M,
+    method: &mut M,
     model: &mut F::Model,
     task: &Task,
     samples: &TaskSamples,
@@ -197,6 +201,9 @@ fn task_result(
         forget_after: after.forget,
         retain_after: after.retain,
         old_after: after.old,
+        missing_after: after.missing,
+        retain_and_missing_before: before.retain_and_missing,
+        retain_and_missing_after: after.retain_and_missing,
         h_mean: metrics.h_mean,
         group_norms: groups.norms,
         zero_groups: groups.zero,
@@ -347,7 +354,7 @@ mod tests {
             ))
         }
 
-        fn after_step(&self, _: &mut VisionTransformer, _: f64, _: usize) -> Result<()> {
+        fn after_step(&mut self, _: &mut VisionTransformer, _: f64, _: usize) -> Result<()> {
             Ok(())
         }
 
@@ -362,6 +369,7 @@ mod tests {
             forget: vec![3, 4],
             retain: vec![0, 1, 2],
             old: Vec::new(),
+            missing: Vec::new(),
         }
     }
 
@@ -393,11 +401,11 @@ mod tests {
         let forget: Vec<usize> = (100..104).collect();
         // The batch pairs each step saw, and the epochs' curves.
         let mut record = |retain: Vec<usize>, forget: Vec<usize>| {
-            let recorder = Recorder::default();
+            let mut recorder = Recorder::default();
             let samples = Pair { retain, forget };
             let curves = train_task(
                 &Indices,
-                &recorder,
+                &mut recorder,
                 &mut model,
                 &task(),
                 &samples,

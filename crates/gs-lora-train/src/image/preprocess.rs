@@ -22,6 +22,11 @@ impl Normalization {
         mean: [0.485, 0.456, 0.406],
         std: [0.229, 0.224, 0.225],
     };
+    /// `mean = 0`, `std = 1`: the `[0, 1]` pixels as they are (torchvision's `ToTensor` alone).
+    pub const NONE: Self = Self {
+        mean: [0.0; 3],
+        std: [1.0; 3],
+    };
     /// `mean = std = 0.5`, mapping `[0, 1]` to `[−1, 1]`.
     pub const HALF: Self = Self {
         mean: [0.5; 3],

@@ -4,14 +4,16 @@
 //!
 //! with `L_forget = relu(BND − ·)` on the forget batch, then after each AdamW step the group
 //! proximal step (soft threshold at `lr · α`), and at the end of the task the adapters merged
-//! into the base weights. GS-LoRA++ adds the prototype loss: forget-class embeddings pushed
+//! into the base weights. A group the proximal step sets to zero stays switched off for the
+//! rest of the task: at `A = B = 0` the other losses have zero gradient, so the proximal-gradient
+//! method would keep it at zero, while AdamW's moments from before would push it out again. GS-LoRA++ adds the prototype loss: forget-class embeddings pushed
 //! away from their class prototype (bounded), remaining-class ones kept near theirs.
 
 use burn::module::ParamId;
 use gs_lora_core::loss::{PrototypeLossConfig, Prototypes};
 use gs_lora_core::{
-    LoraInit, LoraModel, adapter_param_ids, group_lasso, group_norms, group_soft_threshold,
-    merge_adapters, reset_adapters,
+    LoraInit, LoraModel, group_lasso, group_norms, group_soft_threshold, merge_adapters,
+    reset_adapters,
 };
 
 use crate::config::{ForgetConfig, MethodKind};
@@ -30,6 +32,9 @@ pub struct GsLora {
     task: usize,
     /// The running task's class prototypes, where the family computes them up front.
     prototypes: Option<Prototypes>,
+    /// Per adapter group, whether the proximal step has switched it off in the running task
+    /// (then it is no longer trained).
+    switched_off: Vec<bool>,
 }
 
 impl GsLora {
@@ -39,6 +44,7 @@ impl GsLora {
             config: config.clone(),
             task: 0,
             prototypes: None,
+            switched_off: Vec::new(),
         }
     }
 
@@ -58,17 +64,42 @@ impl GsLora {
     }
 
     /// The group proximal step after an optimiser step of `epoch` at learning rate `lr`: each
-    /// adapter group shrinks by `lr · α` in norm, and a group below it becomes exactly zero.
-    /// Nothing when the config turns it off (`group_lasso.proximal`, the official behaviour).
+    /// adapter group shrinks by `lr · α` in norm, and a group below it becomes exactly zero and
+    /// is switched off (see [`Self::trainable_ids`]). Nothing when the config turns it off
+    /// (`group_lasso.proximal`, the official behaviour).
     ///
     /// # Errors
     /// Malformed adapter groups.
-    pub fn proximal_step<M: LoraModel>(&self, model: &mut M, lr: f64, epoch: usize) -> Result<()> {
+    pub fn proximal_step<M: LoraModel>(
+        &mut self,
+        model: &mut M,
+        lr: f64,
+        epoch: usize,
+    ) -> Result<()> {
         let lasso = &self.config.group_lasso;
         if lasso.proximal {
-            group_soft_threshold(model, lr * lasso.weight_at(epoch))?;
+            let zero = group_soft_threshold(model, lr * lasso.weight_at(epoch))?;
+            self.switched_off.resize(zero.len(), false);
+            for (off, zero) in self.switched_off.iter_mut().zip(zero) {
+                *off |= zero;
+            }
         }
         Ok(())
+    }
+
+    /// The adapter parameters the optimiser steps: those of every group the proximal step has
+    /// not switched off. A switched-off group is exactly zero, where the task losses have zero
+    /// gradient; left to AdamW, its first and second moments from before would move it again
+    /// (by about `lr` per step), so it would hover near zero instead of staying there.
+    pub fn trainable_ids<M: LoraModel>(&self, model: &M) -> Vec<ParamId> {
+        let groups = model.lora_groups();
+        groups
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.switched_off.get(*i).copied().unwrap_or(false))
+            .flat_map(|(_, group)| group.layers.iter())
+            .flat_map(|layer| [layer.lora_a.id, layer.lora_b.id])
+            .collect()
     }
 
     /// The loss of one step of `epoch` on a remaining and a forget batch of `objective`'s
@@ -122,6 +153,7 @@ impl<F: Family> Method<F> for GsLora {
         seed: u64,
     ) -> Result<()> {
         self.task = task.index;
+        self.switched_off.clear();
         reset_adapters(model, LoraInit::for_task(task.index), seed)?;
         self.prototypes = match self.prototype_loss() {
             Some(_) => {
@@ -140,7 +172,7 @@ impl<F: Family> Method<F> for GsLora {
     }
 
     fn trainable(&self, model: &F::Model) -> Vec<ParamId> {
-        adapter_param_ids(model)
+        self.trainable_ids(model)
     }
 
     fn loss(
@@ -153,12 +185,13 @@ impl<F: Family> Method<F> for GsLora {
         self.loss_of(family.objective(), model, batches, epoch)
     }
 
-    fn after_step(&self, model: &mut F::Model, lr: f64, epoch: usize) -> Result<()> {
+    fn after_step(&mut self, model: &mut F::Model, lr: f64, epoch: usize) -> Result<()> {
         self.proximal_step(model, lr, epoch)
     }
 
     fn end_task(&mut self, model: &mut F::Model) -> Result<AdapterGroups> {
         self.prototypes = None;
+        self.switched_off.clear();
         let norms = group_norms(model)?;
         let zero = norms
             .iter()
@@ -253,11 +286,11 @@ mod tests {
             .expect("two layers");
         let (lr, alpha, decay, eps) = (0.1, 2.0, 0.05, 1e-8);
         let mut optimizer = adamw(decay);
-        let method = GsLora::new(&ForgetConfig {
+        let mut method = GsLora::new(&ForgetConfig {
             group_lasso: GroupLassoConfig::new().with_weight(alpha),
             ..ForgetConfig::default()
         });
-        let trainable = adapter_param_ids(&model);
+        let trainable = gs_lora_core::adapter_param_ids(&model);
         optimizer_step(&mut model, &mut optimizer, loss, &trainable, lr);
         method
             .proximal_step(&mut model, lr, 0)
@@ -297,6 +330,58 @@ mod tests {
         let norms = gs_lora_core::group_norms(&model).expect("norms");
         assert_eq!(norms[0], 0.0, "the small group is exactly zero: {norms:?}");
         assert!(norms[1] > 1.0);
+    }
+
+    /// A group the proximal step switched off leaves the trainable set, so later optimiser
+    /// steps keep it exactly zero although AdamW still holds its moments (and here the loss
+    /// still has a gradient for it); the other group keeps training. Catches `trainable`
+    /// returning every adapter (the zero group moves by about `lr` on the next step).
+    #[test]
+    fn a_switched_off_group_stays_zero_through_later_steps() {
+        let device = Device::default().autodiff();
+        let layer = |a: [f32; 2], b: [f32; 2]| {
+            let base = LinearConfig::new(2, 2).init(&device);
+            let mut layer = LoraConfig::new().with_rank(1).init(base, 1).expect("layer");
+            layer.lora_a = param(a, [2, 1], &device);
+            layer.lora_b = param(b, [1, 2], &device);
+            layer
+        };
+        let mut model = TwoGroups {
+            layers: vec![
+                layer([0.01, 0.01], [0.01, 0.0]),
+                layer([1.0, 2.0], [3.0, -1.0]),
+            ],
+        };
+        // A loss with the same gradient everywhere, zero included: Σ A + Σ B.
+        let loss = |model: &TwoGroups| {
+            let terms = model
+                .layers
+                .iter()
+                .map(|l| l.lora_a.val().sum() + l.lora_b.val().sum());
+            terms.reduce(|a, b| a + b).expect("two layers")
+        };
+        let mut method = GsLora::new(&ForgetConfig {
+            group_lasso: GroupLassoConfig::new().with_weight(1.0),
+            ..ForgetConfig::default()
+        });
+        let ids = |layer: &LoraLinear| vec![layer.lora_a.id, layer.lora_b.id];
+        let all = gs_lora_core::adapter_param_ids(&model);
+        assert_eq!(method.trainable_ids(&model), all);
+        let mut optimizer = adamw(0.0);
+        let lr = 0.01;
+        for step in 0..5 {
+            let trainable = method.trainable_ids(&model);
+            let value = loss(&model);
+            optimizer_step(&mut model, &mut optimizer, value, &trainable, lr);
+            method.proximal_step(&mut model, lr, 0).expect("proximal");
+            let norms = gs_lora_core::group_norms(&model).expect("norms");
+            assert_eq!(
+                norms[0], 0.0,
+                "step {step}: the small group is zero: {norms:?}"
+            );
+            assert!(norms[1] > 1.0, "step {step}: {norms:?}");
+        }
+        assert_eq!(method.trainable_ids(&model), ids(&model.layers[1]));
     }
 
     /// With `group_lasso.proximal` off (the official behaviour) the step after the optimiser

@@ -34,23 +34,39 @@ pub fn write_reports(dir: &Path, results: &[TaskResult], curves: &[EpochRecord])
 }
 
 /// A Markdown table of the per-task metrics, as the paper reports them; `metric` names the
-/// score (`acc` for top-1 accuracy, `AP` for detection).
+/// score (`acc` for top-1 accuracy, `AP` for detection). Runs of the missing-class setting get
+/// two more columns: the missing classes, and the remaining and missing ones together.
 pub fn results_table(results: &[TaskResult], metric: &str) -> String {
+    let missing = results.iter().any(|r| r.missing_after.is_some());
+    let (extra_head, extra_rule) = match missing {
+        true => (format!(" {metric}_m | {metric}_rm |"), "---|---|"),
+        false => (String::new(), ""),
+    };
     let mut table = format!(
         "| task | forget | {metric}_f before | {metric}_r before | {metric}_f | {metric}_r | \
-         {metric}_o | H | zeroed blocks | seconds |\n|---|---|---|---|---|---|---|---|---|---|\n"
+         {metric}_o |{extra_head} H | zeroed blocks | seconds |\n\
+         |---|---|---|---|---|---|---|{extra_rule}---|---|---|\n"
     );
+    let cell = |value: Option<f64>| value.map_or("-".into(), |a| format!("{a:.2}"));
     for r in results {
+        let extra = match missing {
+            true => format!(
+                " {} | {} |",
+                cell(r.missing_after),
+                cell(r.retain_and_missing_after)
+            ),
+            false => String::new(),
+        };
         let _ = writeln!(
             table,
-            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.2} | {} | {:.1} |",
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} |{extra} {:.2} | {} | {:.1} |",
             r.task,
             r.forget_classes.len(),
             r.forget_before,
             r.retain_before,
             r.forget_after,
             r.retain_after,
-            r.old_after.map_or("-".into(), |a| format!("{a:.2}")),
+            cell(r.old_after),
             r.h_mean,
             r.zero_groups.len(),
             r.seconds
@@ -75,7 +91,8 @@ fn svg_frame(title: &str, body: &str) -> String {
 /// A plotted line: name, colour and the value it takes from each task.
 type Series = (&'static str, &'static str, fn(&TaskResult) -> Option<f64>);
 
-/// Accuracies (acc_f, acc_r, acc_o) after each task, with acc_f before, as lines.
+/// Accuracies (acc_f, acc_r, acc_o, and acc_m in the missing-class setting) after each task,
+/// with acc_f before, as lines; a series without values is left out.
 fn accuracy_svg(results: &[TaskResult]) -> String {
     let n = results.len().max(1);
     let x = |i: usize| MARGIN + (WIDTH - 2.0 * MARGIN) * (i as f64 + 0.5) / n as f64;
@@ -96,13 +113,17 @@ fn accuracy_svg(results: &[TaskResult]) -> String {
             y(level as f64) + 4.0
         );
     }
-    let series: [Series; 4] = [
+    let series: [Series; 5] = [
         ("acc_f before", "#999999", |r| Some(r.forget_before)),
         ("acc_f", "#d62728", |r| Some(r.forget_after)),
         ("acc_r", "#2ca02c", |r| Some(r.retain_after)),
         ("acc_o", "#1f77b4", |r| r.old_after),
+        ("acc_m", "#9467bd", |r| r.missing_after),
     ];
-    for (k, (name, colour, value)) in series.iter().enumerate() {
+    let series = series
+        .iter()
+        .filter(|(_, _, value)| results.iter().any(|r| value(r).is_some()));
+    for (k, (name, colour, value)) in series.enumerate() {
         let points: Vec<String> = results
             .iter()
             .enumerate()

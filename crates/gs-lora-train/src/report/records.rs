@@ -12,6 +12,10 @@ pub struct Scores {
     pub retain: f64,
     /// On the classes erased by earlier tasks (`None` on the first task).
     pub old: Option<f64>,
+    /// On the missing classes (the missing-class setting only).
+    pub missing: Option<f64>,
+    /// On the remaining and the missing classes together (the missing-class setting only).
+    pub retain_and_missing: Option<f64>,
 }
 
 /// What one task achieved, as written to `results.json`. Scores are the model family's (top-1
@@ -37,6 +41,21 @@ pub struct TaskResult {
     /// Score on classes erased by earlier tasks, `null` on the first task.
     #[serde(rename = "acc_o")]
     pub old_after: Option<f64>,
+    /// Score on the missing classes after the task (the missing-class setting only; the
+    /// official `acc_open`).
+    #[serde(rename = "acc_m", default, skip_serializing_if = "Option::is_none")]
+    pub missing_after: Option<f64>,
+    /// Score on the remaining and missing classes together before the task (the official
+    /// `remain_all`).
+    #[serde(
+        rename = "acc_rm_before",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub retain_and_missing_before: Option<f64>,
+    /// Score on the remaining and missing classes together after the task.
+    #[serde(rename = "acc_rm", default, skip_serializing_if = "Option::is_none")]
+    pub retain_and_missing_after: Option<f64>,
     /// Harmonic mean of the forgetting drop and `acc_r`.
     pub h_mean: f64,
     /// Norm of each adapter group at the end of the task, before merging.

@@ -597,3 +597,79 @@ fn a_task_erases_its_classes_and_keeps_the_others() {
     );
     std::fs::remove_dir_all(&base).ok();
 }
+
+/// The missing-class setting (PROTOCOL §0.2, open continual): the first classes of the order
+/// are in no task's training lists, and every task reports their accuracy and that of the
+/// remaining and missing classes together, which (one test image per class here) is the
+/// class-count-weighted mean of acc_r and acc_m. Catches missing classes left in the replayed
+/// ones, acc_rm measured on the remaining classes only, and the columns missing from the files.
+#[test]
+fn the_missing_class_setting_measures_classes_it_never_trains_on() {
+    let device = Device::default().autodiff();
+    let (dataset, model_config, config) = tiny_setup();
+    let base = scratch("missing");
+    let pretrained_path = pretrained(&dataset, &model_config, &device, &base);
+    let config = ForgetConfig {
+        missing_classes: 3,
+        ..config
+    };
+    let run = base.join("run");
+    let state = run_forgetting(
+        load(&pretrained_path, &device),
+        &dataset,
+        &config,
+        &PREPROCESS,
+        &RunDir::new(&run),
+        &device,
+    )
+    .expect("run");
+    let schedule: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("schedule.json")).expect("schedule.json"),
+    )
+    .expect("json");
+    let classes = |value: &serde_json::Value| -> Vec<usize> {
+        serde_json::from_value(value.clone()).expect("class list")
+    };
+    let order = classes(&schedule["order"]);
+    for (result, task) in state
+        .results
+        .iter()
+        .zip(schedule["tasks"].as_array().expect("tasks"))
+    {
+        let (missing, retain) = (classes(&task["missing"]), classes(&task["retain"]));
+        assert_eq!(missing, order[..3].to_vec(), "task {}", result.task);
+        assert!(missing.iter().all(|c| !retain.contains(c)));
+        assert!(missing.iter().all(|c| !result.forget_classes.contains(c)));
+        let (m, rm) = (
+            result.missing_after.expect("acc_m"),
+            result.retain_and_missing_after.expect("acc_rm"),
+        );
+        let weighted =
+            (retain.len() as f64 * result.retain_after + 3.0 * m) / (retain.len() + 3) as f64;
+        assert!(
+            (rm - weighted).abs() < 1e-9,
+            "acc_rm {rm} vs {weighted}: {result:?}"
+        );
+        assert!(result.retain_and_missing_before.is_some());
+    }
+    let json = std::fs::read_to_string(run.join("results.json")).expect("results.json");
+    assert!(json.contains("\"acc_m\"") && json.contains("\"acc_rm_before\""));
+    let table = gs_lora_train::report::results_table(&state.results, "acc");
+    assert!(table.contains("| acc_m | acc_rm |"), "{table}");
+
+    let too_many = ForgetConfig {
+        missing_classes: 50,
+        ..config
+    };
+    let err = run_forgetting(
+        load(&pretrained_path, &device),
+        &dataset,
+        &too_many,
+        &PREPROCESS,
+        &RunDir::new(base.join("too-many")),
+        &device,
+    )
+    .expect_err("no remaining class");
+    assert!(err.to_string().contains("50 missing classes"), "{err}");
+    std::fs::remove_dir_all(&base).ok();
+}

@@ -4,7 +4,7 @@ Small random-init checkpoints in each format (every parameter perturbed away fro
 value, so a wrongly mapped LayerNorm or bias cannot go unnoticed), an input and the reference
 implementation's outputs, plus position-grid resampling cases for both bicubic kernels.
 
-    python -m venv .venv && .venv/bin/pip install torch timm transformers safetensors einops loralib==0.1.2
+    python -m venv .venv && .venv/bin/pip install torch torchvision timm transformers safetensors einops loralib==0.1.2
     .venv/bin/python tools/make_vit_fixtures.py [--gslora-repo PATH] [--dinov2-small DIR [--dinov2-out FILE]]
 
 The face Transformer case needs a checkout of the official GS-LoRA code
@@ -18,7 +18,8 @@ are random normal; the seed of the stored file was not recorded, so they are reu
 compared with the stored ones. Regenerated with torch 2.15 / transformers 5.24 they agree to
 1.4e-6 of the largest value (f32 noise of another build; the Rust model reaches 1.6e-6).
 
-Tested with torch 2.15, timm 1.0.31, transformers 5.23.
+Tested with torch 2.15, torchvision 0.29, timm 1.0.31, transformers 5.23 (the torchvision case and
+the face `.pth` with transformers 5.24).
 """
 import argparse
 import json
@@ -135,6 +136,40 @@ def face_case(repo):
               {"embedding": emb, "logits": logits, "logits_with_margin": margin})
 
 
+def torchvision_case():
+    """torchvision's VisionTransformer (the official ImageNet model's class), saved as
+    `torch.save(state_dict)` writes it (`model.pth`), and the same tensors under the MLP names
+    of torchvision < 0.13 (`model_legacy.pth`, `mlp.linear_1/2`)."""
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    args = dict(image_size=32, patch_size=8, num_layers=2, num_heads=3, hidden_dim=48, mlp_dim=96, num_classes=5)
+    torch.manual_seed(0)
+    model = perturb(VisionTransformer(**args), 12)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(13))
+    with torch.no_grad():
+        logits = model(x)
+    config = {"model_type": "torchvision_vit", "arch": "vit_b_16", **args}
+
+    def write(d):
+        with open(os.path.join(d, "config.json"), "w") as f:
+            json.dump(config, f, indent=2)
+        state = model.state_dict()
+        torch.save(state, os.path.join(d, "model.pth"))
+        legacy = {k.replace("mlp.0.", "mlp.linear_1.").replace("mlp.3.", "mlp.linear_2."): v for k, v in state.items()}
+        torch.save(legacy, os.path.join(d, "model_legacy.pth"))
+
+    save_case("torchvision_vit", write, {"pixel_values": x}, {"logits": logits})
+
+
+def face_pth():
+    """The face case's state dict as the official trainer saves `Backbone_VIT_Epoch_*.pth`
+    (`torch.save(model.state_dict())`: loralib keys and `loss.weight` included)."""
+    from safetensors.torch import load_file
+
+    d = os.path.join(OUT, "gslora_face")
+    torch.save(load_file(os.path.join(d, "model.safetensors")), os.path.join(d, "model.pth"))
+
+
 def dinov2_reference(weights_dir, out):
     from safetensors.torch import load_file
     from transformers import Dinov2Model
@@ -176,11 +211,13 @@ if __name__ == "__main__":
     cli = parser.parse_args()
     timm_cases()
     hf_cases()
+    torchvision_case()
     resample_cases()
     if cli.gslora_repo:
         face_case(cli.gslora_repo)
     else:
         print("skipping the face Transformer case: pass --gslora-repo PATH")
+    face_pth()
     if cli.dinov2_small:
         out = cli.dinov2_out or os.path.join(cli.dinov2_small, "reference_224.safetensors")
         dinov2_reference(cli.dinov2_small, out)

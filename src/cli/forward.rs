@@ -6,7 +6,7 @@ use burn::tensor::{Bool, Device, Tensor, TensorData};
 use gs_lora_core::LoraConfig;
 use gs_lora_models::deformable::DeformableDetr;
 use gs_lora_models::weights::{
-    IdentityKeys, SafetensorsSource, read_tensor, set_allow_non_finite, write_tensors,
+    CheckpointSource, IdentityKeys, read_tensor, set_allow_non_finite, write_tensors,
 };
 use gs_lora_models::{ModelError, VisionTransformer, VitOutput};
 
@@ -91,7 +91,7 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
 
 /// The `pixel_mask` of the input file, when it has one (values other than 0 are real pixels).
 fn pixel_mask(input: &Path, device: &Device) -> Result<Option<Tensor<3, Bool>>, CliError> {
-    if !SafetensorsSource::open(input, IdentityKeys)?
+    if !CheckpointSource::open(input, IdentityKeys)?
         .names()
         .contains("pixel_mask")
     {

@@ -7,7 +7,8 @@ use gs_lora_train::classification::data::LoadOptions;
 use gs_lora_train::classification::{ClassifierDir, ClassifierInfo};
 use gs_lora_train::classification::{PretrainConfig, pretrain_from_scratch};
 use gs_lora_train::classification::{
-    ProbeConfig, checkpoint_preprocess, linear_probe, load_backbone,
+    ProbeConfig, checkpoint_preprocess, keep_pretrained_head, linear_probe, load_backbone,
+    val_accuracy,
 };
 use gs_lora_train::image::{Normalization, Preprocess};
 use gs_lora_train::io::ensure_disjoint;
@@ -20,7 +21,8 @@ fn usage() -> String {
     let (scratch, probe) = (PretrainConfig::default(), ProbeConfig::default());
     format!(
         "\
-usage: gs-lora pretrain --data D --out DIR [--weights W.safetensors [--config C.json]]
+usage: gs-lora pretrain --data D --out DIR [--weights W.safetensors|W.pth [--config C.json]
+                        [--keep-head on | --head-classes NAMES.txt]]
                         [--image-size S] [--crop-pct P] [--epochs E] [--batch-size B] [--lr LR]
                         [--val-fraction F] [--max-classes N] [--train-per-class N]
                         [--eval-per-class N] [--backend flex|ndarray|wgpu|cuda] [--fused on|off] [--seed N]
@@ -30,7 +32,10 @@ Without --weights, trains the embedded default's small ViT (patch 8; --image-siz
 With --weights (timm ViT, Hugging Face ViT or DINOv2; --config defaults to config.json beside
 the weights), attaches a head of D's classes and trains it on the frozen backbone's cached
 embeddings (linear probe: {} epochs, batch {}, lr {:e}); --image-size defaults to the
-config's and must be a multiple of its patch size; --crop-pct to the format's (face ViT 1 with
+config's and must be a multiple of its patch size. --keep-head on keeps the checkpoint's own
+head instead (the official protocol: the face CosFace head; it must have D's classes, in D's
+order), --head-classes NAMES.txt cuts it to D's classes by name (one head class per line, in
+head order: the official ImageNet-1k -> 100 cut with imagenet_folder_names.txt). --crop-pct to the format's (face ViT 1 with
 raw [0, 1] pixels; Hugging Face from preprocessor_config.json; timm from pretrained_cfg; else
 0.875 with ImageNet statistics) and, without --weights, to 1.
 Writes DIR/config.json, DIR/model.safetensors and DIR/gs_lora.json (class names, preprocessing),
@@ -40,14 +45,36 @@ be, contain or lie inside --data, --weights or --config.",
     )
 }
 
-/// What `pretrain` trains: a head on a checkpoint's frozen backbone, or the small ViT.
+/// What `pretrain` makes: a head trained on a checkpoint's frozen backbone, the checkpoint's
+/// own head kept (cut to the data's classes by a file of names when given), or the small ViT
+/// trained from scratch.
 enum Training {
     Probe {
         config: PathBuf,
         weights: PathBuf,
         probe: ProbeConfig,
     },
+    KeepHead {
+        config: PathBuf,
+        weights: PathBuf,
+        names: Option<PathBuf>,
+    },
     FromScratch(PretrainConfig),
+}
+
+impl Training {
+    /// The checkpoint's config, when it starts from one.
+    fn checkpoint(&self) -> Option<(&PathBuf, &PathBuf)> {
+        match self {
+            Training::Probe {
+                config, weights, ..
+            }
+            | Training::KeepHead {
+                config, weights, ..
+            } => Some((config, weights)),
+            Training::FromScratch(_) => None,
+        }
+    }
 }
 
 pub(super) fn run(args: &[String]) -> Result<(), CliError> {
@@ -64,9 +91,16 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
     let batch_size = flags.optional("batch-size")?;
     let lr = flags.optional("lr")?;
     let seed = flags.number("seed", 0u64)?;
+    let names = flags.path("head-classes");
+    let keep_head = flags.on_off("keep-head", false)? || names.is_some();
     let device = compute_device(&mut flags)?.autodiff();
     // Every setting is checked before the data is read and anything is trained.
     let training = match (weights, config) {
+        (Some(weights), config) if keep_head => Training::KeepHead {
+            config: config.unwrap_or_else(|| weights.with_file_name("config.json")),
+            weights,
+            names,
+        },
         (Some(weights), config) => {
             let defaults = ProbeConfig::default();
             let probe = ProbeConfig {
@@ -89,6 +123,12 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
                 usage()
             )));
         }
+        (None, None) if keep_head => {
+            return Err(CliError::Usage(format!(
+                "--keep-head and --head-classes need --weights\n\n{}",
+                usage()
+            )));
+        }
         (None, None) => {
             let defaults = PretrainConfig::default();
             let pretrain = PretrainConfig {
@@ -106,20 +146,23 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
     if !is_embedded(&data) {
         inputs.push(("--data", data.as_path()));
     }
-    if let Training::Probe {
-        config, weights, ..
-    } = &training
-    {
+    if let Some((config, weights)) = training.checkpoint() {
         inputs.extend([
             ("--config", config.as_path()),
             ("--weights", weights.as_path()),
         ]);
     }
+    if let Training::KeepHead {
+        names: Some(names), ..
+    } = &training
+    {
+        inputs.push(("--head-classes", names.as_path()));
+    }
     ensure_disjoint(&[("--out", out.path())], &inputs)?;
     out.ensure_writable()?;
-    let preprocess = match &training {
-        Training::Probe { config, .. } => checkpoint_preprocess(config, image_size, crop_pct)?,
-        Training::FromScratch(_) => Preprocess {
+    let preprocess = match training.checkpoint() {
+        Some((config, _)) => checkpoint_preprocess(config, image_size, crop_pct)?,
+        None => Preprocess {
             crop_pct: crop_pct.unwrap_or(1.0),
             ..Preprocess::new(image_size.unwrap_or(32), 3, Normalization::HALF)
         },
@@ -145,6 +188,16 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
         } => {
             let backbone = load_backbone(&config, &weights, &preprocess, &lora, seed, &device)?;
             linear_probe(backbone, &dataset, &preprocess, &probe, &device)?
+        }
+        Training::KeepHead {
+            config,
+            weights,
+            names,
+        } => {
+            let model = load_backbone(&config, &weights, &preprocess, &lora, seed, &device)?;
+            let model = keep_pretrained_head(model, names.as_deref(), &dataset.class_names)?;
+            let accuracy = val_accuracy(&model, &dataset, &preprocess, 64, &device)?;
+            (model, accuracy)
         }
         Training::FromScratch(pretrain) => {
             pretrain_from_scratch(&dataset, &preprocess, &pretrain, &lora, &device)?

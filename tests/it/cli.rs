@@ -264,3 +264,77 @@ fn pretrain_with_weights_trains_a_linear_probe() {
     assert!(log.contains("all"), "{log}");
     std::fs::remove_dir_all(&base).ok();
 }
+
+/// The official protocol keeps a checkpoint's own head: here a torchvision `.pth` whose 5-way
+/// head is cut to the data's 4 colours by a file of names, in the file's order (as the
+/// official ImageNet-1k → 100 cut). Catches rows taken in the data's order instead of by name,
+/// a linear probe trained instead, and a class the file does not name going unnoticed.
+#[test]
+fn pretrain_keeps_a_torchvision_head_cut_by_class_names() {
+    use burn::tensor::Device;
+    use gs_lora::core::LoraConfig;
+    use gs_lora::models::VisionTransformer;
+    use gs_lora::models::vit::Head;
+
+    let base = scratch("keep-head");
+    let data = base.join("colours");
+    image_folder(&data);
+    let checkpoint = crate::common::fixture("torchvision_vit");
+    let names = base.join("names.txt");
+    std::fs::write(&names, "red\nviolet\nblue\ngreen\nyellow\n").expect("names");
+    let model = base.join("model");
+    let path = |p: &Path| p.to_str().expect("utf-8").to_string();
+    let args = |out: &Path, names: &Path| {
+        vec![
+            "pretrain".to_string(),
+            "--data".into(),
+            path(&data),
+            "--out".into(),
+            path(out),
+            "--weights".into(),
+            path(&checkpoint.join("model.pth")),
+            "--config".into(),
+            path(&checkpoint.join("config.json")),
+            "--head-classes".into(),
+            path(names),
+        ]
+    };
+    let run: Vec<String> = args(&model, &names);
+    let log = ok(&run.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(log.contains("validation accuracy"), "{log}");
+
+    let device = Device::default();
+    let head_weight = |model: VisionTransformer| match model.head {
+        Some(Head::Linear(linear)) => linear.weight.val().into_data(),
+        _ => panic!("a linear head"),
+    };
+    let lora = LoraConfig::new();
+    let original = VisionTransformer::from_pretrained(
+        checkpoint.join("config.json"),
+        checkpoint.join("model.pth"),
+        &lora,
+        0,
+        &device,
+    )
+    .expect("original");
+    // Data classes sorted: blue, green, red, yellow → lines 2, 3, 0, 4.
+    let expected = head_weight(original.select_classes(&[2, 3, 0, 4]).expect("cut"));
+    let saved = VisionTransformer::from_pretrained(
+        model.join("config.json"),
+        model.join("model.safetensors"),
+        &lora,
+        0,
+        &device,
+    )
+    .expect("saved");
+    assert_eq!(head_weight(saved), expected);
+
+    std::fs::write(&names, "red\nviolet\nblue\ngreen\nwhite\n").expect("names");
+    let run = args(&base.join("model2"), &names);
+    fails(
+        &run.iter().map(String::as_str).collect::<Vec<_>>(),
+        1,
+        "\"yellow\"",
+    );
+    std::fs::remove_dir_all(&base).ok();
+}

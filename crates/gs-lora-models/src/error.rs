@@ -23,6 +23,14 @@ pub enum ModelError {
         /// What the parser said.
         message: String,
     },
+    /// A PyTorch checkpoint (`.pth`, `.pt`) the reader cannot parse.
+    #[error("{path}: not a readable PyTorch checkpoint: {message}")]
+    Pytorch {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// A `config.json` could not be understood.
     #[error("{path}: {message}")]
     Config {

@@ -8,7 +8,7 @@
 //!
 //! | test | input | through |
 //! |---|---|---|
-//! | `safetensors` | one `.safetensors` file | `SafetensorsSource::open`, `read_tensor` and `ParamSource::tensor` on every tensor |
+//! | `safetensors` | one `.safetensors` file | `CheckpointSource::open`, `read_tensor` and `ParamSource::tensor` on every tensor |
 //! | `vit_config` | `config.json` (timm, HF ViT, DINOv2, face, gs-lora) + `preprocessor_config.json` | `VitConfig::from_file`, `checkpoint_preprocess` |
 //! | `vit_pretrained` | `config.json` + `model.safetensors` | `VisionTransformer::from_pretrained`, then a forward pass |
 //! | `detr_config` | DETR `config.json` | `DeformableDetrConfig::from_file` |
@@ -76,7 +76,7 @@ use std::time::{Duration, Instant};
 use burn::tensor::{Device, Tensor};
 use gs_lora_core::LoraConfig;
 use gs_lora_models::deformable::{DeformableDetr, DeformableDetrConfig};
-use gs_lora_models::weights::{IdentityKeys, Init, ParamSource, SafetensorsSource, read_tensor};
+use gs_lora_models::weights::{CheckpointSource, IdentityKeys, Init, ParamSource, read_tensor};
 use gs_lora_models::{VisionTransformer, VitConfig};
 use gs_lora_train::classification::checkpoint_preprocess;
 use gs_lora_train::classification::data::{Dataset, ImageSet, LoadOptions, load_cub, load_idx};
@@ -1623,7 +1623,7 @@ fn safetensors() {
     }
     fuzz("safetensors", &seeds, mutate_contents, |dir| {
         let path = dir.join("t.safetensors");
-        let mut source = SafetensorsSource::open(&path, IdentityKeys).map_err(text)?;
+        let mut source = CheckpointSource::open(&path, IdentityKeys).map_err(text)?;
         let names: Vec<String> = source.names().iter().cloned().collect();
         let mut first_error = None;
         for name in names {

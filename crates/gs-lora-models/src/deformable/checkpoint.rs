@@ -12,7 +12,7 @@ use super::model::{DeformableDetr, DeformableDetrConfig};
 use crate::config_file::{config_error, get_usize, plausible_size, read_config_file};
 use crate::error::{ModelError, Result};
 use crate::resnet::ResNetConfig;
-use crate::weights::{IdentityKeys, Init, KeyMap, ParamSource, SafetensorsSource};
+use crate::weights::{CheckpointSource, IdentityKeys, Init, KeyMap, ParamSource};
 
 impl DeformableDetrConfig {
     /// Reads a Hugging Face `config.json` (`model_type` `deformable_detr`): sizes default to the
@@ -356,7 +356,7 @@ impl DeformableDetr {
         device: &Device,
     ) -> Result<Self> {
         let config = DeformableDetrConfig::from_file(config_path)?;
-        let file = SafetensorsSource::open(weights_path, IdentityKeys)?;
+        let file = CheckpointSource::open(weights_path, IdentityKeys)?;
         let keys = DetrKeys::new(file.names(), &config);
         let path = file.path().to_path_buf();
         let mut source = file.with_keys(keys.clone());

@@ -32,6 +32,8 @@ pub enum VitFormat {
     HfDinov2,
     /// The face Transformer `ViT_face` of the official GS-LoRA code (CosFace head).
     GsLoraFace,
+    /// torchvision `VisionTransformer` (`vit_b_16`, …: `encoder.layers.encoder_layer_N…`).
+    Torchvision,
 }
 
 /// Everything that fixes a Vision Transformer's shape and forward.
@@ -220,8 +222,8 @@ impl VitConfig {
     }
 
     /// Reads a Hugging Face (`model_type` `vit` or `dinov2`), timm (`architecture`), GS-LoRA
-    /// face (`model_type` `vit_face`) or gs-lora (`format`, as `save_pretrained` writes)
-    /// `config.json`.
+    /// face (`model_type` `vit_face`), torchvision (`model_type` `torchvision_vit`) or gs-lora
+    /// (`format`, as `save_pretrained` writes) `config.json`.
     ///
     /// # Errors
     /// [`ModelError::Io`] or [`ModelError::Config`] naming the file and what is wrong.
@@ -246,9 +248,11 @@ impl VitConfig {
                 Some("vit") => super::hf::vit_config_from_json(&json)?,
                 Some("dinov2") => super::hf::dinov2_config_from_json(&json)?,
                 Some("vit_face") => super::face::config_from_json(&json)?,
+                Some("torchvision_vit") => super::torchvision::config_from_json(&json)?,
                 Some(other) => {
                     return Err(config_error(format!(
-                        "model_type `{other}` is not a supported Vision Transformer (vit, dinov2, vit_face)"
+                        "model_type `{other}` is not a supported Vision Transformer (vit, dinov2, \
+                         vit_face, torchvision_vit)"
                     )));
                 }
                 None => {

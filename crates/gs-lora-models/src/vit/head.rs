@@ -2,12 +2,12 @@
 
 use burn::module::{Module, Param};
 use burn::nn::Linear;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::VitConfig;
-use crate::error::Result;
-use crate::weights::{Init, Weights};
+use crate::error::{ModelError, Result};
+use crate::weights::{Init, Weights, frozen};
 
 /// Which head a model has.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
@@ -82,6 +82,53 @@ impl Head {
                 scale,
                 margin,
             }),
+        })
+    }
+
+    /// Number of classes `C`.
+    pub fn num_classes(&self) -> usize {
+        match self {
+            Head::Linear(linear) => linear.weight.dims()[1],
+            Head::CosFace(cosface) => cosface.weight.dims()[0],
+        }
+    }
+
+    /// The head scoring only the classes `rows`, in that order (row `i` of the result is class
+    /// `rows[i]` of this head): how the official ImageNet run cuts the 1000-way head to its
+    /// 100 classes. The selected weights stay frozen.
+    ///
+    /// # Errors
+    /// [`ModelError::Input`] when a row is not a class of this head.
+    pub fn select_classes(self, rows: &[usize]) -> Result<Self> {
+        let classes = self.num_classes();
+        if let Some(bad) = rows.iter().find(|&&row| row >= classes) {
+            return Err(ModelError::Input {
+                expected: format!("head rows below the head's {classes} classes"),
+                found: format!("row {bad}"),
+            });
+        }
+        let index = |device| {
+            let shape = [rows.len()];
+            let rows: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+            Tensor::<1, Int>::from_data(TensorData::new(rows, shape), device)
+        };
+        Ok(match self {
+            Head::Linear(linear) => {
+                let weight = linear.weight.val();
+                let index = index(&weight.device());
+                Head::Linear(Linear {
+                    weight: frozen(weight.select(1, index.clone())),
+                    bias: linear.bias.map(|bias| frozen(bias.val().select(0, index))),
+                })
+            }
+            Head::CosFace(cosface) => {
+                let weight = cosface.weight.val();
+                let index = index(&weight.device());
+                Head::CosFace(CosFace {
+                    weight: frozen(weight.select(0, index)),
+                    ..cosface
+                })
+            }
         })
     }
 

@@ -11,6 +11,7 @@ mod hf;
 mod model;
 mod pos_embed;
 mod timm;
+mod torchvision;
 
 use std::path::Path;
 
@@ -25,13 +26,15 @@ pub use head::{CosFace, Head, HeadKind};
 pub use hf::HfKeys;
 pub use model::{VisionTransformer, VitOutput};
 pub use pos_embed::{PosResample, resample_grid};
+pub use torchvision::TorchvisionKeys;
 
 use crate::error::Result;
-use crate::weights::{IdentityKeys, KeyMap, SafetensorsSource};
+use crate::weights::{CheckpointSource, IdentityKeys, KeyMap};
 
 impl VisionTransformer {
-    /// Loads a checkpoint as users download it: `config.json` (Hugging Face or timm) and
-    /// `model.safetensors`, with fresh LoRA adapters drawn from `seed`.
+    /// Loads a checkpoint as users download it: `config.json` (Hugging Face, timm, or one written
+    /// for a torchvision or GS-LoRA face state dict) and the weights (`model.safetensors`, or a
+    /// PyTorch `.pth`), with fresh LoRA adapters drawn from `seed`.
     ///
     /// # Errors
     /// An unreadable or unsupported config, or weights that do not match it: a missing,
@@ -44,7 +47,14 @@ impl VisionTransformer {
         device: &Device,
     ) -> Result<Self> {
         let config = VitConfig::from_file(config_path)?;
-        let mut source = SafetensorsSource::open(weights_path, config.key_map())?;
+        let source = CheckpointSource::open(weights_path, config.key_map())?;
+        let mut source = match config.format {
+            VitFormat::Torchvision => {
+                let keys = TorchvisionKeys::for_names(source.names());
+                source.with_keys(Box::new(keys) as Box<dyn KeyMap>)
+            }
+            _ => source,
+        };
         let model = Self::load(&config, &mut source, lora, seed, device)?;
         source.finish()?;
         Ok(model)
@@ -58,6 +68,7 @@ impl VitConfig {
             VitFormat::Timm => Box::new(IdentityKeys),
             VitFormat::HfVit | VitFormat::HfDinov2 => Box::new(HfKeys::new(self)),
             VitFormat::GsLoraFace => Box::new(FaceKeys),
+            VitFormat::Torchvision => Box::new(TorchvisionKeys::default()),
         }
     }
 }

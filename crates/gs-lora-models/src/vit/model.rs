@@ -173,6 +173,21 @@ impl VisionTransformer {
         Ok(Tensor::cat(vec![pos.slice_dim(1, 0..prefix), resampled], 1))
     }
 
+    /// The model with its head scoring only the classes `rows`, in that order (see
+    /// [`Head::select_classes`]): a 1000-way ImageNet head cut to a dataset's classes.
+    ///
+    /// # Errors
+    /// [`ModelError::InvalidConfig`] for a model without a head, [`ModelError::Input`] for a
+    /// row that is not one of its classes.
+    pub fn select_classes(mut self, rows: &[usize]) -> Result<Self> {
+        let head = self.head.take().ok_or_else(|| {
+            ModelError::InvalidConfig("the model has no classifier head to cut".into())
+        })?;
+        self.head = Some(head.select_classes(rows)?);
+        self.config.num_classes = Some(rows.len());
+        Ok(self)
+    }
+
     /// Resamples the stored position grid for inputs of `image_size` once (as timm's
     /// `set_input_size`), so later forwards at that size need no resampling.
     ///

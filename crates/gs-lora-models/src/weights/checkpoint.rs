@@ -1,11 +1,12 @@
-//! Safetensors checkpoints as a [`ParamSource`], read through a [`KeyMap`]; reading and writing
-//! single tensors.
+//! Checkpoints (safetensors, or PyTorch `.pth`/`.pt` as `torch.save` writes a state dict) as a
+//! [`ParamSource`], read through a [`KeyMap`]; reading and writing single safetensors tensors.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::tensor::TensorData;
+use pytorch_reader::{DType as TorchDtype, PytorchReader};
 use safetensors::tensor::Metadata;
 use safetensors::{Dtype, SafeTensors};
 
@@ -47,51 +48,59 @@ impl KeyMap for IdentityKeys {
     }
 }
 
-/// A safetensors checkpoint read through a [`KeyMap`].
-pub struct SafetensorsSource<K> {
+/// The file a checkpoint's tensors are read from.
+enum Container {
+    /// A safetensors file, read whole: the bytes, the parsed header (read once: a checkpoint of
+    /// hundreds of tensors would otherwise parse it once per tensor) and where the data starts.
+    Safetensors {
+        bytes: Vec<u8>,
+        metadata: Metadata,
+        data_start: usize,
+    },
+    /// A PyTorch checkpoint, each tensor read from the file when asked for.
+    Pytorch(PytorchReader),
+}
+
+/// A checkpoint read through a [`KeyMap`]: safetensors, or a PyTorch state dict saved by
+/// `torch.save` (torchvision's `vit_b_16-*.pth`, the official GS-LoRA face checkpoints).
+pub struct CheckpointSource<K> {
     path: PathBuf,
-    bytes: Vec<u8>,
-    /// The parsed header (read once: a checkpoint of hundreds of tensors would otherwise parse
-    /// it once per tensor) and where the data starts in `bytes`.
-    metadata: Metadata,
-    data_start: usize,
+    container: Container,
     keys: K,
     used: BTreeSet<String>,
     all: BTreeSet<String>,
 }
 
-impl<K: KeyMap> SafetensorsSource<K> {
-    /// Opens `path` (read whole, after checking its size against the memory limit;
-    /// checkpoints of the models here are at most a few hundred MB).
+/// Whether `path` holds a PyTorch checkpoint rather than safetensors: a ZIP archive (what
+/// `torch.save` writes since PyTorch 1.6), or a `.pth`, `.pt` or `.bin` name (the legacy
+/// pickle stream has no magic number of its own).
+fn is_pytorch(path: &Path, head: &[u8]) -> bool {
+    let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    head.starts_with(b"PK\x03\x04") || matches!(extension, "pth" | "pt" | "bin")
+}
+
+impl<K: KeyMap> CheckpointSource<K> {
+    /// Opens `path`: safetensors is read whole, a PyTorch checkpoint tensor by tensor; either
+    /// way the tensor data is first checked against the memory limit.
     ///
     /// # Errors
-    /// [`ModelError::Io`] when unreadable, [`ModelError::Safetensors`] when not safetensors
-    /// (naming the tensor whose entry is wrong), the limit's error for a file too large.
+    /// [`ModelError::Io`] when unreadable, [`ModelError::Safetensors`] or
+    /// [`ModelError::Pytorch`] when not a checkpoint of that kind (naming what is wrong), the
+    /// limit's error for one too large.
     pub fn open(path: impl AsRef<Path>, keys: K) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let size = std::fs::metadata(&path)
-            .map_err(io_error("reading", &path))?
-            .len();
-        gs_lora_core::Limits::from_env()?.check_memory(
-            || format!("the weights file {}", path.display()),
-            size.into(),
-        )?;
-        let bytes = std::fs::read(&path).map_err(io_error("reading", &path))?;
-        check_header(&bytes).map_err(|message| ModelError::Safetensors {
-            path: path.clone(),
-            message,
-        })?;
-        let (header_len, metadata) =
-            SafeTensors::read_metadata(&bytes).map_err(|err| ModelError::Safetensors {
-                path: path.clone(),
-                message: err.to_string(),
-            })?;
-        let all = metadata.tensors().into_keys().collect();
+        let mut head = [0u8; 4];
+        let read = std::fs::File::open(&path)
+            .and_then(|mut file| std::io::Read::read(&mut file, &mut head))
+            .map_err(io_error("reading", &path))?;
+        let (container, all) = if is_pytorch(&path, &head[..read]) {
+            open_pytorch(&path)?
+        } else {
+            open_safetensors(&path)?
+        };
         Ok(Self {
             path,
-            bytes,
-            metadata,
-            data_start: header_len + 8,
+            container,
             keys,
             used: BTreeSet::new(),
             all,
@@ -110,12 +119,10 @@ impl<K: KeyMap> SafetensorsSource<K> {
 
     /// The same open file read through another key map (chosen after looking at
     /// [`names`](Self::names)).
-    pub fn with_keys<K2: KeyMap>(self, keys: K2) -> SafetensorsSource<K2> {
-        SafetensorsSource {
+    pub fn with_keys<K2: KeyMap>(self, keys: K2) -> CheckpointSource<K2> {
+        CheckpointSource {
             path: self.path,
-            bytes: self.bytes,
-            metadata: self.metadata,
-            data_start: self.data_start,
+            container: self.container,
             keys,
             used: self.used,
             all: self.all,
@@ -143,31 +150,95 @@ impl<K: KeyMap> SafetensorsSource<K> {
     }
 
     fn read(&self, file_key: &str) -> Result<(Vec<usize>, Vec<f32>)> {
-        let info = self
-            .metadata
-            .info(file_key)
-            .ok_or_else(|| ModelError::MissingTensor {
-                path: self.path.clone(),
-                key: file_key.to_string(),
-                expected: Vec::new(),
-            })?;
-        // `read_metadata` checked every entry's offsets against the data.
-        let (start, end) = info.data_offsets;
-        let data = self
-            .bytes
-            .get(self.data_start + start..self.data_start + end)
-            .unwrap_or_default();
-        let values = to_f32(info.dtype, data).ok_or_else(|| ModelError::UnsupportedDtype {
+        let missing = || ModelError::MissingTensor {
             path: self.path.clone(),
             key: file_key.to_string(),
-            dtype: format!("{:?}", info.dtype),
-        })?;
-        ensure_finite(&self.path, file_key, &info.shape, &values)?;
-        Ok((info.shape.clone(), values))
+            expected: Vec::new(),
+        };
+        let unsupported = |dtype: String| ModelError::UnsupportedDtype {
+            path: self.path.clone(),
+            key: file_key.to_string(),
+            dtype,
+        };
+        let (shape, values) = match &self.container {
+            Container::Safetensors {
+                bytes,
+                metadata,
+                data_start,
+            } => {
+                let info = metadata.info(file_key).ok_or_else(missing)?;
+                // `read_metadata` checked every entry's offsets against the data.
+                let (start, end) = info.data_offsets;
+                let data = bytes
+                    .get(data_start + start..data_start + end)
+                    .unwrap_or_default();
+                let values = to_f32(info.dtype, data)
+                    .ok_or_else(|| unsupported(format!("{:?}", info.dtype)))?;
+                (info.shape.clone(), values)
+            }
+            Container::Pytorch(reader) => {
+                let tensor = reader.get(file_key).ok_or_else(missing)?;
+                let bytes = tensor.read().map_err(|err| ModelError::Pytorch {
+                    path: self.path.clone(),
+                    message: err.to_string(),
+                })?;
+                let values = native_to_f32(tensor.dtype(), &bytes)
+                    .ok_or_else(|| unsupported(format!("{:?}", tensor.dtype())))?;
+                (tensor.shape().to_vec(), values)
+            }
+        };
+        ensure_finite(&self.path, file_key, &shape, &values)?;
+        Ok((shape, values))
     }
 }
 
-impl<K: KeyMap> ParamSource for SafetensorsSource<K> {
+/// A safetensors file, read whole after checking its size, and its tensor names.
+fn open_safetensors(path: &Path) -> Result<(Container, BTreeSet<String>)> {
+    let size = std::fs::metadata(path)
+        .map_err(io_error("reading", path))?
+        .len();
+    gs_lora_core::Limits::from_env()?.check_memory(
+        || format!("the weights file {}", path.display()),
+        size.into(),
+    )?;
+    let bytes = std::fs::read(path).map_err(io_error("reading", path))?;
+    let invalid = |message| ModelError::Safetensors {
+        path: path.to_path_buf(),
+        message,
+    };
+    check_header(&bytes).map_err(invalid)?;
+    let (header_len, metadata) =
+        SafeTensors::read_metadata(&bytes).map_err(|err| invalid(err.to_string()))?;
+    let all = metadata.tensors().into_keys().collect();
+    let container = Container::Safetensors {
+        bytes,
+        metadata,
+        data_start: header_len + 8,
+    };
+    Ok((container, all))
+}
+
+/// A PyTorch checkpoint's index (tensors are read later, one at a time), after checking that
+/// the f32 copies of all its tensors fit the memory limit, and its tensor names.
+fn open_pytorch(path: &Path) -> Result<(Container, BTreeSet<String>)> {
+    let reader = PytorchReader::new(path).map_err(|err| ModelError::Pytorch {
+        path: path.to_path_buf(),
+        message: err.to_string(),
+    })?;
+    let elements: u128 = reader
+        .tensors()
+        .values()
+        .map(|t| t.num_elements() as u128)
+        .sum();
+    gs_lora_core::Limits::from_env()?.check_memory(
+        || format!("the tensors of {}", path.display()),
+        elements.saturating_mul(4),
+    )?;
+    let all = reader.keys().into_iter().collect();
+    Ok((Container::Pytorch(reader), all))
+}
+
+impl<K: KeyMap> ParamSource for CheckpointSource<K> {
     fn tensor(&mut self, key: &str, shape: &[usize], _init: Init) -> Result<TensorData> {
         let file_keys = self.keys.file_keys(key);
         let parts = file_keys.len();
@@ -312,6 +383,26 @@ fn check_header(bytes: &[u8]) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// The values of a PyTorch tensor's native-endian bytes as f32, for floating-point dtypes.
+fn native_to_f32(dtype: TorchDtype, bytes: &[u8]) -> Option<Vec<f32>> {
+    let words = |size: usize| bytes.chunks_exact(size);
+    Some(match dtype {
+        TorchDtype::F32 => words(4)
+            .map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        TorchDtype::F64 => words(8)
+            .map(|b| f64::from_ne_bytes(b.try_into().unwrap_or([0; 8])) as f32)
+            .collect(),
+        TorchDtype::F16 => words(2)
+            .map(|b| half::f16::from_ne_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        TorchDtype::BF16 => words(2)
+            .map(|b| half::bf16::from_ne_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        _ => return None,
+    })
+}
+
 fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
     let words = |size: usize| bytes.chunks_exact(size);
     Some(match dtype {
@@ -338,7 +429,7 @@ fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
 /// [`ModelError::Io`], [`ModelError::Safetensors`], [`ModelError::MissingTensor`] or
 /// [`ModelError::UnsupportedDtype`].
 pub fn read_tensor(path: impl AsRef<Path>, key: &str) -> Result<TensorData> {
-    let source = SafetensorsSource::open(path, IdentityKeys)?;
+    let source = CheckpointSource::open(path, IdentityKeys)?;
     let (shape, values) = source.read(key)?;
     Ok(TensorData::new(values, shape))
 }

@@ -14,7 +14,7 @@ use burn::tensor::TensorData;
 pub(crate) use builder::frozen;
 pub use builder::{ConvShape, Weights};
 pub use checkpoint::{
-    IdentityKeys, KeyMap, SafetensorsSource, ensure_finite, read_tensor, set_allow_non_finite,
+    CheckpointSource, IdentityKeys, KeyMap, ensure_finite, read_tensor, set_allow_non_finite,
     write_tensors,
 };
 pub use seeded::SeededInit;

@@ -12,7 +12,7 @@ use gs_lora_models::deformable::{
     DecoderLayer, DeformableAttentionConfig, EncoderLayer, LayerConfig,
     MultiScaleDeformableAttention, multi_scale_deformable_sampling, sine_position_embedding,
 };
-use gs_lora_models::weights::{IdentityKeys, SafetensorsSource, Weights, read_tensor};
+use gs_lora_models::weights::{CheckpointSource, IdentityKeys, Weights, read_tensor};
 
 use crate::common::{assert_parity, fixture, values};
 
@@ -121,7 +121,7 @@ fn mismatched_shapes_are_refused_with_both_shapes() {
 fn the_attention_module_matches_transformers_for_points_and_boxes() {
     let device = Device::default();
     let path = fixture("deform_attention.safetensors");
-    let mut source = SafetensorsSource::open(&path, IdentityKeys).expect("fixture");
+    let mut source = CheckpointSource::open(&path, IdentityKeys).expect("fixture");
     let config = DeformableAttentionConfig {
         d_model: 16,
         num_heads: 2,
@@ -172,7 +172,7 @@ fn the_attention_module_matches_transformers_for_points_and_boxes() {
 fn encoder_and_decoder_layers_match_transformers() {
     let device = Device::default();
     let path = fixture("deform_layers.safetensors");
-    let mut source = SafetensorsSource::open(&path, IdentityKeys).expect("fixture");
+    let mut source = CheckpointSource::open(&path, IdentityKeys).expect("fixture");
     let config = LayerConfig {
         d_model: 16,
         num_heads: 2,

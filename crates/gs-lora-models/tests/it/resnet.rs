@@ -4,7 +4,7 @@
 
 use burn::tensor::{Device, Tensor};
 use gs_lora_models::resnet::{ResNet, ResNetConfig};
-use gs_lora_models::weights::{IdentityKeys, SafetensorsSource, Weights, read_tensor};
+use gs_lora_models::weights::{CheckpointSource, IdentityKeys, Weights, read_tensor};
 
 use crate::common::{assert_parity, fixture, values};
 
@@ -12,7 +12,7 @@ use crate::common::{assert_parity, fixture, values};
 fn stage_outputs_match_timm() {
     let device = Device::default();
     let path = fixture("resnet.safetensors");
-    let mut source = SafetensorsSource::open(&path, IdentityKeys).expect("fixture");
+    let mut source = CheckpointSource::open(&path, IdentityKeys).expect("fixture");
     let config = ResNetConfig {
         in_channels: 3,
         stem_width: 64,
@@ -43,7 +43,7 @@ fn stage_outputs_match_timm() {
 #[test]
 fn a_config_without_matching_stages_is_refused() {
     let path = fixture("resnet.safetensors");
-    let mut source = SafetensorsSource::open(&path, IdentityKeys).expect("fixture");
+    let mut source = CheckpointSource::open(&path, IdentityKeys).expect("fixture");
     let config = ResNetConfig {
         widths: vec![8, 16],
         depths: vec![1],

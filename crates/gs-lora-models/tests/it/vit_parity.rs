@@ -27,13 +27,13 @@ fn read(path: &Path, key: &str) -> (Vec<usize>, Vec<f32>) {
     (view.shape().to_vec(), values)
 }
 
-/// Loads `dir`'s checkpoint with the config `config`, runs its input and pairs every output the
-/// fixture has with the reference: `(name, found, expected)`.
-fn fixture_outputs(dir: &Path, config: &Path) -> Vec<(String, Vec<f32>, Vec<f32>)> {
+/// Loads `dir`'s checkpoint `weights` with the config `config`, runs its input and pairs every
+/// output the fixture has with the reference: `(name, found, expected)`.
+fn fixture_outputs(dir: &Path, config: &Path, weights: &str) -> Vec<(String, Vec<f32>, Vec<f32>)> {
     let device = Device::default();
     let model = VisionTransformer::from_pretrained(
         config,
-        dir.join("model.safetensors"),
+        dir.join(weights),
         &LoraConfig::new(),
         0,
         &device,
@@ -80,12 +80,17 @@ fn fixture_outputs(dir: &Path, config: &Path) -> Vec<(String, Vec<f32>, Vec<f32>
     outputs
 }
 
-/// Loads `dir`'s checkpoint, runs its input and compares every output the fixture has.
-fn check_fixture(dir: &Path) {
+/// Loads `dir`'s checkpoint `weights`, runs its input and compares every output the fixture has.
+fn check_weights(dir: &Path, weights: &str) {
     let name = dir.file_name().expect("fixture name").to_string_lossy();
-    for (output, found, expected) in fixture_outputs(dir, &dir.join("config.json")) {
-        assert_parity(&format!("{name} {output}"), &found, &expected);
+    for (output, found, expected) in fixture_outputs(dir, &dir.join("config.json"), weights) {
+        assert_parity(&format!("{name} {weights} {output}"), &found, &expected);
     }
+}
+
+/// Loads `dir`'s `model.safetensors`, runs its input and compares every output the fixture has.
+fn check_fixture(dir: &Path) {
+    check_weights(dir, "model.safetensors");
 }
 
 #[test]
@@ -130,7 +135,7 @@ fn the_parity_bound_sees_a_wrong_layer_norm_eps() {
         config.replace("\"layer_norm_eps\": 1e-06", "\"layer_norm_eps\": 1e-05"),
     )
     .expect("write");
-    let outputs = fixture_outputs(&dir, &wrong);
+    let outputs = fixture_outputs(&dir, &wrong, "model.safetensors");
     std::fs::remove_dir_all(&tmp).ok();
     for (output, found, expected) in outputs {
         let (error, _) = parity_error(&output, &found, &expected);
@@ -142,10 +147,86 @@ fn the_parity_bound_sees_a_wrong_layer_norm_eps() {
     }
 }
 
+/// torchvision's `VisionTransformer` read from the `.pth` `torch.save` writes, under both
+/// generations of its MLP names. Catches a wrong name map (a missing tensor), `in_proj`
+/// split or transposed, the head read from the wrong token, and big-endian or f16 handling of
+/// the PyTorch reader's bytes.
+#[test]
+fn torchvision_vit_from_pth_matches_torchvision() {
+    let dir = fixture("torchvision_vit");
+    check_weights(&dir, "model.pth");
+    check_weights(&dir, "model_legacy.pth");
+}
+
+/// Cutting the head to some classes keeps exactly those logit columns, in the order asked
+/// (the official ImageNet-1k → 100 cut). Catches rows taken from the wrong axis of Burn's
+/// `[in, out]` Linear weight, the bias left uncut, and the order ignored.
+#[test]
+fn a_head_cut_to_some_classes_keeps_their_logits() {
+    let dir = fixture("torchvision_vit");
+    let device = Device::default();
+    let load = || {
+        VisionTransformer::from_pretrained(
+            dir.join("config.json"),
+            dir.join("model.pth"),
+            &LoraConfig::new(),
+            0,
+            &device,
+        )
+        .expect("load")
+    };
+    let (shape, pixels) = read(&dir.join("input.safetensors"), "pixel_values");
+    let pixels = Tensor::<4>::from_data(TensorData::new(pixels, shape), &device);
+    let full = values(
+        load()
+            .forward(pixels.clone())
+            .expect("forward")
+            .logits
+            .expect("logits"),
+    );
+    let cut = load().select_classes(&[3, 0, 4]).expect("cut");
+    assert_eq!(cut.config.num_classes, Some(3));
+    let found = values(
+        cut.forward(pixels)
+            .expect("forward")
+            .logits
+            .expect("logits"),
+    );
+    let expected: Vec<f32> = (0..2)
+        .flat_map(|b| [3, 0, 4].map(|c| full[b * 5 + c]))
+        .collect();
+    assert_parity("cut head", &found, &expected);
+    let err = load().select_classes(&[1, 5]).err().expect("row 5 of 5");
+    assert!(err.to_string().contains("row 5"), "{err}");
+}
+
+/// A PyTorch checkpoint cut short is refused naming the file, not read as zeros.
+#[test]
+fn a_truncated_pth_is_refused_by_name() {
+    let dir = fixture("torchvision_vit");
+    let bytes = std::fs::read(dir.join("model.pth")).expect("pth");
+    let tmp = std::env::temp_dir().join(format!("gs-lora-cut-{}.pth", std::process::id()));
+    std::fs::write(&tmp, &bytes[..bytes.len() / 2]).expect("write");
+    let err = VisionTransformer::from_pretrained(
+        dir.join("config.json"),
+        &tmp,
+        &LoraConfig::new(),
+        0,
+        &Device::default(),
+    )
+    .err()
+    .expect("a truncated checkpoint");
+    std::fs::remove_file(&tmp).ok();
+    assert!(matches!(err, ModelError::Pytorch { .. }), "{err}");
+    assert!(err.to_string().contains("gs-lora-cut-"), "{err}");
+}
+
 #[test]
 fn gslora_face_transformer_with_merged_adapters_matches_the_official_code() {
     let dir = fixture("gslora_face");
     check_fixture(&dir);
+    // The official trainer's `Backbone_VIT_Epoch_*.pth` layout: the same state dict pickled.
+    check_weights(&dir, "model.pth");
 
     // The training logits s·(cos − m·onehot(y)), which GS-LoRA's evaluation also reports.
     let device = Device::default();

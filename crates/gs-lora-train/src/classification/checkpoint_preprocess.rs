@@ -21,6 +21,7 @@ const DEFAULT_CROP_PCT: f64 = 0.875;
 /// | format | normalisation | crop share |
 /// |---|---|---|
 /// | GS-LoRA face (`vit_face`) | none: `[0, 1]` pixels | 1 (the whole 112×112 image) |
+/// | torchvision (`torchvision_vit`) | ImageNet | 0.875 (resize 256, crop 224) |
 /// | Hugging Face (`preprocessor_config.json` beside the config) | `image_mean`/`image_std`, none when `do_normalize` is false | `crop_size / size.shortest_edge` with `do_center_crop`, else 1 |
 /// | timm (`pretrained_cfg` in the config) | `mean`/`std` | `crop_pct` |
 /// | any of them without that file or entry | ImageNet | 0.875 |
@@ -35,6 +36,7 @@ pub fn checkpoint_preprocess(
     let config = VitConfig::from_file(config_path)?;
     let (norm, default_crop) = match config.format {
         VitFormat::GsLoraFace => (Normalization::NONE, 1.0),
+        VitFormat::Torchvision => (Normalization::IMAGENET, DEFAULT_CROP_PCT),
         VitFormat::HfVit | VitFormat::HfDinov2 => {
             let processor = config_path.with_file_name("preprocessor_config.json");
             if processor.is_file() {
@@ -267,7 +269,19 @@ mod tests {
             (Normalization::IMAGENET, 0.875)
         );
 
-        for path in [face, dinov2, raw, half, bare, timm, timm_bare] {
+        let torchvision = checkpoint(
+            "torchvision",
+            r#"{"model_type": "torchvision_vit", "arch": "vit_b_16"}"#,
+            None,
+        );
+        let found = checkpoint_preprocess(&torchvision, None, None).expect("torchvision");
+        assert_eq!(found.resize_side(), 256, "resize 256, crop 224");
+        assert_eq!(
+            (found.norm, found.image_size),
+            (Normalization::IMAGENET, 224)
+        );
+
+        for path in [face, dinov2, raw, half, bare, timm, timm_bare, torchvision] {
             std::fs::remove_dir_all(path.parent().expect("dir")).ok();
         }
     }

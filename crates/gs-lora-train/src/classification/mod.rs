@@ -10,6 +10,7 @@ mod embedded;
 mod evaluate;
 mod forget;
 mod pretrain;
+mod pretrained_head;
 mod probe;
 
 pub use batch::{Batch, make_batch};
@@ -21,4 +22,5 @@ pub use embedded::{
 pub use evaluate::{class_accuracy, val_accuracy};
 pub use forget::{ClassificationFamily, ClassifierCriterion, ClassifierObjective, run_forgetting};
 pub use pretrain::{PretrainConfig, pretrain};
+pub use pretrained_head::{head_rows, keep_pretrained_head};
 pub use probe::{ProbeConfig, linear_probe, load_backbone};

@@ -6,7 +6,7 @@ use crate::common::{close, scratch};
 use burn::tensor::{Device, Tensor, TensorData};
 use gs_lora_core::{GroupLassoConfig, LoraConfig};
 use gs_lora_models::deformable::{DeformableDetr, DeformableDetrConfig, DetrOutput};
-use gs_lora_models::weights::{IdentityKeys, SafetensorsSource, read_tensor, write_tensors};
+use gs_lora_models::weights::{CheckpointSource, IdentityKeys, read_tensor, write_tensors};
 use gs_lora_train::detection::DetectorObjective;
 use gs_lora_train::detection::{
     CocoAnnotations, DetectionDataset, DetectorDir, DetectorInfo, HungarianMatcher, PretrainConfig,
@@ -315,7 +315,7 @@ fn detectors_saved_with_the_old_query_keys_still_load() {
         };
         dir.save(&model, &info).expect("save");
         let weights = dir.path().join("model.safetensors");
-        let source = SafetensorsSource::open(&weights, IdentityKeys).expect("open");
+        let source = CheckpointSource::open(&weights, IdentityKeys).expect("open");
         let old_name = |key: &str| {
             [
                 ("queries.Learned.", ""),

@@ -583,8 +583,13 @@ fn a_task_erases_its_classes_and_keeps_the_others() {
     .expect("run");
     let r = &state.results[0];
     eprintln!(
-        "seed {seed}: acc_f {:.1} → {:.1}, acc_r {:.1} → {:.1}",
-        r.forget_before, r.forget_after, r.retain_before, r.retain_after
+        "seed {seed}: acc_f {:.1} → {:.1}, acc_r {:.1} → {:.1}, group norms {:?}, zero {:?}",
+        r.forget_before,
+        r.forget_after,
+        r.retain_before,
+        r.retain_after,
+        r.group_norms,
+        r.zero_groups
     );
     assert!(r.forget_before >= 50.0, "the model knew the classes: {r:?}");
     assert!(

@@ -1,6 +1,7 @@
 //! Group sparsity over adapter groups (the "GS" of GS-LoRA).
 
 use burn::config::Config;
+use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 
 use crate::adapter_group::{LoraGroup, LoraModel, checked_groups, checked_groups_mut};
@@ -28,10 +29,11 @@ pub struct GroupLassoConfig {
     /// The weight after the warm-up (the reference code's `big_alpha`); `weight` when absent.
     #[config(default = "None")]
     pub warmup_weight: Option<f64>,
-    /// Whether each optimiser step is followed by the group soft-threshold at `lr · α`
-    /// ([`group_soft_threshold`]), which sets a group exactly to zero once its norm falls below
-    /// it. The official code only adds the penalty's gradient (`false`), under which a group's
-    /// norm hovers near zero and never reaches it.
+    /// Whether the penalty is applied by a group soft-threshold after each optimiser step
+    /// ([`group_soft_threshold`], in the optimiser's metric: see `gs-lora-train`'s `GsLora`)
+    /// instead of through its gradient, which sets a group exactly to zero. The official code
+    /// only adds the penalty's gradient (`false`), under which a group's norm hovers near zero
+    /// and never reaches it.
     #[config(default = true)]
     pub proximal: bool,
 }
@@ -99,24 +101,87 @@ pub fn group_norms<M: LoraModel>(model: &M) -> Result<Vec<f64>, CoreError> {
     Ok(values.into_iter().map(f64::sqrt).collect())
 }
 
-/// The proximal operator of `threshold · Σ_g ‖g‖`: group soft-thresholding.
-///
-/// Each group is scaled by `max(0, 1 − threshold / ‖g‖)`, so a group whose norm is at most
-/// `threshold` becomes exactly zero and the others shrink towards zero. After a plain gradient
-/// step of size `lr` on the other losses, `threshold = lr · α` gives the proximal-gradient step
-/// for `α · L_s`. Returns, per group, whether it is now zero.
+/// The mean squared gradient entry of each adapter group in `grads` (0 for a group without
+/// gradients, such as one left out of the optimiser's parameters), in group order: the
+/// statistic an adaptive optimiser's second moment tracks, per group.
 ///
 /// # Errors
-/// When the model has no group or an empty one, or `threshold` is negative or not finite.
+/// When the model has no group or an empty one, or the values cannot be read back.
+pub fn group_gradient_squares<M: LoraModel>(
+    model: &M,
+    grads: &GradientsParams,
+) -> Result<Vec<f64>, CoreError> {
+    let groups = checked_groups(model)?;
+    let mut sums = Vec::new();
+    let mut counts = Vec::with_capacity(groups.len());
+    for group in &groups {
+        let params = group.layers.iter().flat_map(|layer| {
+            [
+                (layer.lora_a.id, layer.lora_a.val()),
+                (layer.lora_b.id, layer.lora_b.val()),
+            ]
+        });
+        let mut count = 0usize;
+        let mut sum: Option<Tensor<1>> = None;
+        for (id, value) in params {
+            if let Some(grad) = grads.get::<2>(id) {
+                count += value.shape().num_elements();
+                let squares = grad.square().sum();
+                sum = Some(match sum {
+                    Some(total) => total + squares,
+                    None => squares,
+                });
+            }
+        }
+        counts.push(count);
+        if let Some(sum) = sum {
+            sums.push(sum);
+        }
+    }
+    let mut read = if sums.is_empty() {
+        Vec::new()
+    } else {
+        read_values::<1, _, f64>(Tensor::cat(sums, 0))?
+    }
+    .into_iter();
+    Ok(counts
+        .into_iter()
+        .map(|count| match count {
+            0 => 0.0,
+            count => read.next().unwrap_or(0.0) / count as f64,
+        })
+        .collect())
+}
+
+/// The proximal operator of `Σ_g τ_g ‖g‖`: group soft-thresholding, one threshold per group.
+///
+/// Each group `g` is scaled by `max(0, 1 − τ_g / ‖g‖)`, so a group whose norm is at most `τ_g`
+/// becomes exactly zero and the others shrink towards zero. After a plain gradient step of size
+/// `lr` on the other losses, `τ_g = lr · α` gives the proximal-gradient step for `α · L_s`;
+/// after an adaptive step, `lr · α / d_g` with the group's preconditioner `d_g`. Returns, per
+/// group, whether it is now zero.
+///
+/// # Errors
+/// When the model has no group or an empty one, `thresholds` does not have one value per
+/// group, or a threshold is negative or not finite.
 pub fn group_soft_threshold<M: LoraModel>(
     model: &mut M,
-    threshold: f64,
+    thresholds: &[f64],
 ) -> Result<Vec<bool>, CoreError> {
-    ensure_non_negative("group soft-threshold", threshold)?;
+    for &threshold in thresholds {
+        ensure_non_negative("group soft-threshold", threshold)?;
+    }
     let norms = group_norms(model)?;
+    if thresholds.len() != norms.len() {
+        return Err(CoreError::ShapeMismatch {
+            what: "group soft-thresholds (one per group)",
+            expected: vec![norms.len()],
+            found: vec![thresholds.len()],
+        });
+    }
     let mut groups = checked_groups_mut(model)?;
     let mut zeroed = Vec::with_capacity(norms.len());
-    for (group, norm) in groups.iter_mut().zip(norms) {
+    for ((group, norm), &threshold) in groups.iter_mut().zip(norms).zip(thresholds) {
         let factor = if norm <= threshold {
             0.0
         } else {

@@ -30,7 +30,9 @@ pub use adapter_group::{
     reset_adapters,
 };
 pub use error::{CoreError, Result};
-pub use group_lasso::{GroupLassoConfig, group_lasso, group_norms, group_soft_threshold};
+pub use group_lasso::{
+    GroupLassoConfig, group_gradient_squares, group_lasso, group_norms, group_soft_threshold,
+};
 pub use limits::Limits;
 pub use lora::{LoraConfig, LoraInit, LoraLinear};
 pub use metrics::{ClassAccuracy, TaskMetrics, h_mean};

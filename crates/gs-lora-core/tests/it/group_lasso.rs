@@ -3,8 +3,8 @@
 use crate::common::*;
 use burn::module::Module;
 use gs_lora_core::{
-    CoreError, GroupLassoConfig, LoraGroup, LoraLinear, LoraModel, group_lasso, group_norms,
-    group_soft_threshold, merge_adapters,
+    CoreError, GroupLassoConfig, LoraGroup, LoraLinear, LoraModel, adapter_param_ids,
+    group_gradient_squares, group_lasso, group_norms, group_soft_threshold, merge_adapters,
 };
 
 /// `sqrt(Σ ‖A‖² + ‖B‖²)` of each block, on the host.
@@ -67,7 +67,8 @@ fn a_zero_group_has_zero_value_and_a_finite_zero_gradient() {
     let mut model = ToyModel::new(&device, 5);
     model.perturb_adapters(6);
     let norms = group_norms(&model).expect("norms");
-    let zeroed = group_soft_threshold(&mut model, norms[0] + 1e-3).expect("prox");
+    let zeroed =
+        group_soft_threshold(&mut model, &vec![norms[0] + 1e-3; norms.len()]).expect("prox");
     assert!(zeroed[0]);
 
     let value = scalar(group_lasso(&model).expect("value"));
@@ -94,7 +95,8 @@ fn soft_threshold_zeroes_small_groups_exactly_and_shrinks_the_others() {
     let threshold = (norms[0] + norms[1]) / 2.0;
     let large_before = values(model.blocks[large].fc2.lora_b.val());
 
-    let zeroed = group_soft_threshold(&mut model, threshold).expect("prox");
+    let thresholds = vec![threshold; model.blocks.len()];
+    let zeroed = group_soft_threshold(&mut model, &thresholds).expect("prox");
     assert!(zeroed[small]);
     assert!(!zeroed[large]);
     for layer in [&model.blocks[small].fc1, &model.blocks[small].fc2] {
@@ -125,7 +127,8 @@ fn merging_after_zeroing_leaves_unselected_blocks_bit_identical() {
     let norms = group_norms(&model).expect("norms");
     // Zero block 0 only: a threshold just above its norm but below block 1's when possible.
     let threshold = norms[0] * (1.0 + 1e-6);
-    group_soft_threshold(&mut model, threshold).expect("prox");
+    let thresholds = vec![threshold; model.blocks.len()];
+    group_soft_threshold(&mut model, &thresholds).expect("prox");
     merge_adapters(&mut model).expect("merge");
     assert_eq!(
         values(model.blocks[0].fc1.base_layer.weight.val()),
@@ -174,13 +177,16 @@ fn bad_input_is_a_typed_error() {
     let device = device();
     let mut model = ToyModel::new(&device, 11);
     assert!(matches!(
-        group_soft_threshold(&mut model, -1.0),
+        group_soft_threshold(&mut model, &[-1.0, 0.0]),
         Err(CoreError::OutOfRange { .. })
     ));
     assert!(matches!(
-        group_soft_threshold(&mut model, f64::NAN),
+        group_soft_threshold(&mut model, &[0.0, f64::NAN]),
         Err(CoreError::NonFinite { .. })
     ));
+
+    let err = group_soft_threshold(&mut model, &[0.0]).expect_err("one threshold for two groups");
+    assert!(err.to_string().contains("one per group"), "{err}");
 
     let mut empty = EmptyGroupModel {
         layer: ToyModel::new(&device, 12).blocks.remove(0).fc1,
@@ -226,4 +232,69 @@ impl LoraModel for EmptyGroupModel {
             LoraGroup::new("empty", vec![]),
         ]
     }
+}
+
+/// Each group is thresholded by its own value: the same norms with the thresholds swapped
+/// zero the other group. Catches every group thresholded by the first (or the last) value.
+#[test]
+fn each_group_has_its_own_threshold() {
+    let device = device();
+    for (small, thresholds) in [(0, [f64::MAX, 0.0]), (1, [0.0, f64::MAX])] {
+        let mut model = ToyModel::new(&device, 21);
+        model.perturb_adapters(22);
+        let norms = group_norms(&model).expect("norms");
+        let zeroed = group_soft_threshold(&mut model, &thresholds).expect("prox");
+        assert_eq!(zeroed, vec![small == 0, small == 1]);
+        let after = group_norms(&model).expect("norms");
+        assert_eq!(after[small], 0.0);
+        assert!((after[1 - small] - norms[1 - small]).abs() < 1e-6);
+    }
+}
+
+/// The per-group mean squared gradient entry, against the gradient of the sum of squares
+/// (`∂/∂p Σ p² = 2p`) computed on the host; a group left out of the gradients reads 0.
+/// Catches a sum instead of a mean, one group's statistic reported for another, and a group
+/// without gradients taking the next group's value.
+#[test]
+fn group_gradient_squares_are_per_group_means() {
+    let device = device().autodiff();
+    let mut model = ToyModel::new(&device, 31);
+    model.perturb_adapters(32);
+    let loss = |model: &ToyModel| {
+        let params = model.blocks.iter().flat_map(|b| [&b.fc1, &b.fc2]);
+        params
+            .flat_map(|l| [l.lora_a.val().square().sum(), l.lora_b.val().square().sum()])
+            .reduce(|a, b| a + b)
+            .expect("parameters")
+    };
+    let expected: Vec<f64> = model
+        .blocks
+        .iter()
+        .map(|b| {
+            let entries: Vec<f64> = [&b.fc1, &b.fc2]
+                .iter()
+                .flat_map(|l| {
+                    values(l.lora_a.val())
+                        .into_iter()
+                        .chain(values(l.lora_b.val()))
+                })
+                .collect();
+            entries.iter().map(|p| (2.0 * p).powi(2)).sum::<f64>() / entries.len() as f64
+        })
+        .collect();
+    let all = adapter_param_ids(&model);
+    let mut grads = loss(&model).backward();
+    let grads = burn::optim::GradientsParams::from_params(&mut grads, &model, &all);
+    assert_close(
+        &group_gradient_squares(&model, &grads).expect("squares"),
+        &expected,
+        1e-5,
+    );
+
+    let second: Vec<_> = all[4..].to_vec();
+    let mut grads = loss(&model).backward();
+    let grads = burn::optim::GradientsParams::from_params(&mut grads, &model, &second);
+    let found = group_gradient_squares(&model, &grads).expect("squares");
+    assert_eq!(found[0], 0.0);
+    assert_close(&found[1..], &expected[1..], 1e-5);
 }

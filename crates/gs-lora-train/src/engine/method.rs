@@ -3,6 +3,7 @@
 //! what ends a task.
 
 use burn::module::ParamId;
+use burn::optim::GradientsParams;
 
 use super::family::Family;
 use super::loss::LossTerms;
@@ -50,6 +51,14 @@ pub trait Method<F: Family> {
         batches: Pair<F::Batch>,
         epoch: usize,
     ) -> Result<LossTerms>;
+
+    /// Sees each step's gradients before the optimiser uses them (nothing by default).
+    ///
+    /// # Errors
+    /// Gradients that cannot be read.
+    fn observe_gradients(&mut self, _model: &F::Model, _grads: &GradientsParams) -> Result<()> {
+        Ok(())
+    }
 
     /// Runs after each optimiser step of `epoch` taken at learning rate `lr`.
     ///

@@ -21,7 +21,7 @@ pub use run_dir::{RunDir, RunState};
 pub use sampling::{Pair, TaskSamples, shuffled_batches, task_samples, task_seed};
 pub use schedule::{Task, TaskSchedule};
 
-pub use task::{adamw, optimizer_step};
+pub use task::{ADAM_BETA_1, ADAM_BETA_2, ADAM_EPSILON, adamw, gradients, optimizer_step};
 
 pub(crate) use fit::{FitSchedule, fit};
 pub(crate) use loss::scalar;

@@ -125,13 +125,9 @@ pub(crate) fn train_task<F: Family, M: Method<F>>(
                 });
             }
             sum = sum + values;
-            optimizer_step(
-                model,
-                &mut optimizer,
-                terms.total,
-                &method.trainable(model),
-                lr,
-            );
+            let grads = gradients(model, terms.total, &method.trainable(model));
+            method.observe_gradients(model, &grads)?;
+            *model = optimizer.step(lr, model.clone(), grads);
             method.after_step(model, lr, epoch)?;
             progress.update(
                 step + 1,
@@ -157,17 +153,34 @@ pub(crate) fn train_task<F: Family, M: Method<F>>(
     Ok(curves)
 }
 
+/// AdamW's decay of its first moment.
+pub const ADAM_BETA_1: f64 = 0.9;
+/// AdamW's decay of its second moment (also the decay of GS-LoRA's group preconditioner).
+pub const ADAM_BETA_2: f64 = 0.999;
+/// AdamW's `ε`, added to `√v̂` (also in GS-LoRA's group preconditioner).
+pub const ADAM_EPSILON: f64 = 1e-8;
+
 /// AdamW as the official code builds it (timm's `create_optimizer`, PROTOCOL §0.4): β (0.9,
 /// 0.999), `ε` 1e-8 (Burn's default 1e-5 is large next to `√v` of small adapter gradients and
 /// damps their steps), decoupled weight decay `weight_decay`. timm exempts tensors of fewer than
 /// two dimensions from the decay; every tensor GS-LoRA trains is a matrix.
 pub fn adamw(weight_decay: f64) -> ModuleOptimizer {
     AdamWConfig::new()
-        .with_beta_1(0.9)
-        .with_beta_2(0.999)
-        .with_epsilon(1e-8)
+        .with_beta_1(ADAM_BETA_1 as f32)
+        .with_beta_2(ADAM_BETA_2 as f32)
+        .with_epsilon(ADAM_EPSILON as f32)
         .with_weight_decay(weight_decay as f32)
         .init()
+}
+
+/// Backpropagates `loss`: the gradients of the parameters `trainable` of `model`.
+pub fn gradients<M: gs_lora_core::LoraModel>(
+    model: &M,
+    loss: Tensor<1>,
+    trainable: &[burn::module::ParamId],
+) -> GradientsParams {
+    let mut grads = loss.backward();
+    GradientsParams::from_params(&mut grads, model, trainable)
 }
 
 /// Backpropagates `loss` and lets `optimizer` step the parameters `trainable` of `model` at
@@ -179,8 +192,7 @@ pub fn optimizer_step<M: gs_lora_core::LoraModel>(
     trainable: &[burn::module::ParamId],
     lr: f64,
 ) {
-    let mut grads = loss.backward();
-    let grads = GradientsParams::from_params(&mut grads, &*model, trainable);
+    let grads = gradients(model, loss, trainable);
     *model = optimizer.step(lr, model.clone(), grads);
 }
 

@@ -3,23 +3,32 @@
 //! `L = L_retain + β · L_forget + α · Σ_groups ‖group‖₂ (+ L_prototype)`,
 //!
 //! with `L_forget = relu(BND − ·)` on the forget batch, then after each AdamW step the group
-//! proximal step (soft threshold at `lr · α`), and at the end of the task the adapters merged
-//! into the base weights. A group the proximal step sets to zero stays switched off for the
-//! rest of the task: at `A = B = 0` the other losses have zero gradient, so the proximal-gradient
-//! method would keep it at zero, while AdamW's moments from before would push it out again. GS-LoRA++ adds the prototype loss: forget-class embeddings pushed
-//! away from their class prototype (bounded), remaining-class ones kept near theirs.
+//! proximal step, and at the end of the task the adapters merged into the base weights.
+//! GS-LoRA++ adds the prototype loss: forget-class embeddings pushed away from their class
+//! prototype (bounded), remaining-class ones kept near theirs.
+//!
+//! With the proximal step (the default) the penalty is applied by the step alone, in AdamW's
+//! metric (ProxGen, Yun et al., NeurIPS 2021): group `g` is thresholded at `lr · α / d_g`,
+//! `d_g = √v̂_g + ε` with `v̂_g` the bias-corrected running mean (AdamW's β₂) of its squared
+//! gradient entries, which is the pull the penalty's gradient has under AdamW, but reaching
+//! exact zeros: the plain threshold `lr · α` is far below the `≈ lr` per entry that AdamW's
+//! normalised steps keep a near-zero group moving by. A group set to zero stays switched off
+//! for the rest of the task: at `A = B = 0` the other losses have zero gradient, so the
+//! proximal-gradient method keeps it at zero, while AdamW's moments from before would push it
+//! out again.
 
 use burn::module::ParamId;
+use burn::optim::GradientsParams;
 use gs_lora_core::loss::{PrototypeLossConfig, Prototypes};
 use gs_lora_core::{
-    LoraInit, LoraModel, group_lasso, group_norms, group_soft_threshold, merge_adapters,
-    reset_adapters,
+    LoraInit, LoraModel, group_gradient_squares, group_lasso, group_norms, group_soft_threshold,
+    merge_adapters, reset_adapters,
 };
 
 use crate::config::{ForgetConfig, MethodKind};
 use crate::engine::{
-    AdapterGroups, Criterion, Family, LossTerms, LossWeights, Method, Objective, Pair, Task,
-    TaskSamples,
+    ADAM_BETA_2, ADAM_EPSILON, AdapterGroups, Criterion, Family, LossTerms, LossWeights, Method,
+    Objective, Pair, Task, TaskSamples,
 };
 use crate::error::Result;
 
@@ -35,6 +44,11 @@ pub struct GsLora {
     /// Per adapter group, whether the proximal step has switched it off in the running task
     /// (then it is no longer trained).
     switched_off: Vec<bool>,
+    /// Per adapter group, the running mean of its squared gradient entries in the running task
+    /// (the proximal step's preconditioner), and how many steps it has seen.
+    second_moments: Vec<f64>,
+    /// Steps whose gradients [`Self::observe`] has seen in the running task.
+    steps: i32,
 }
 
 impl GsLora {
@@ -45,6 +59,8 @@ impl GsLora {
             task: 0,
             prototypes: None,
             switched_off: Vec::new(),
+            second_moments: Vec::new(),
+            steps: 0,
         }
     }
 
@@ -54,19 +70,57 @@ impl GsLora {
             .then(|| self.config.prototype_for(self.task))
     }
 
-    /// The loss weights during `epoch` of the running task.
+    /// The loss weights during `epoch` of the running task. With the proximal step the group
+    /// lasso is not in the loss: the step applies it (its gradient would count it twice).
     fn weights(&self, epoch: usize) -> LossWeights {
+        let lasso = &self.config.group_lasso;
         LossWeights {
             beta: self.config.beta_for(self.task),
             bnd: self.config.bnd,
-            group_lasso: self.config.group_lasso.weight_at(epoch),
+            group_lasso: match lasso.proximal {
+                true => 0.0,
+                false => lasso.weight_at(epoch),
+            },
         }
     }
 
+    /// Folds one step's per-group mean squared gradient entries into the running means
+    /// (AdamW's β₂ and its bias correction, so the preconditioner sees what AdamW's `v̂` sees).
+    ///
+    /// # Errors
+    /// Malformed adapter groups, or gradients that cannot be read.
+    pub fn observe<M: LoraModel>(&mut self, model: &M, grads: &GradientsParams) -> Result<()> {
+        if !self.config.group_lasso.proximal {
+            return Ok(());
+        }
+        let squares = group_gradient_squares(model, grads)?;
+        self.second_moments.resize(squares.len(), 0.0);
+        for (moment, square) in self.second_moments.iter_mut().zip(squares) {
+            *moment = ADAM_BETA_2 * *moment + (1.0 - ADAM_BETA_2) * square;
+        }
+        self.steps += 1;
+        Ok(())
+    }
+
+    /// The proximal thresholds `lr · α / (√v̂_g + ε)` at learning rate `lr` and weight `α`;
+    /// `lr · α` for every group before any gradient was observed.
+    fn thresholds(&self, groups: usize, lr: f64, alpha: f64) -> Vec<f64> {
+        if self.steps == 0 {
+            return vec![lr * alpha; groups];
+        }
+        let correction = 1.0 - ADAM_BETA_2.powi(self.steps);
+        (0..groups)
+            .map(|g| {
+                let moment = self.second_moments.get(g).copied().unwrap_or(0.0);
+                lr * alpha / ((moment / correction).sqrt() + ADAM_EPSILON)
+            })
+            .collect()
+    }
+
     /// The group proximal step after an optimiser step of `epoch` at learning rate `lr`: each
-    /// adapter group shrinks by `lr · α` in norm, and a group below it becomes exactly zero and
-    /// is switched off (see [`Self::trainable_ids`]). Nothing when the config turns it off
-    /// (`group_lasso.proximal`, the official behaviour).
+    /// adapter group shrinks in norm by its threshold `lr · α / d_g` (see the module docs), and
+    /// a group below it becomes exactly zero and is switched off (see [`Self::trainable_ids`]).
+    /// Nothing when the config turns it off (`group_lasso.proximal`, the official behaviour).
     ///
     /// # Errors
     /// Malformed adapter groups.
@@ -78,7 +132,9 @@ impl GsLora {
     ) -> Result<()> {
         let lasso = &self.config.group_lasso;
         if lasso.proximal {
-            let zero = group_soft_threshold(model, lr * lasso.weight_at(epoch))?;
+            let groups = model.lora_groups().len();
+            let thresholds = self.thresholds(groups, lr, lasso.weight_at(epoch));
+            let zero = group_soft_threshold(model, &thresholds)?;
             self.switched_off.resize(zero.len(), false);
             for (off, zero) in self.switched_off.iter_mut().zip(zero) {
                 *off |= zero;
@@ -154,6 +210,8 @@ impl<F: Family> Method<F> for GsLora {
     ) -> Result<()> {
         self.task = task.index;
         self.switched_off.clear();
+        self.second_moments.clear();
+        self.steps = 0;
         reset_adapters(model, LoraInit::for_task(task.index), seed)?;
         self.prototypes = match self.prototype_loss() {
             Some(_) => {
@@ -185,6 +243,10 @@ impl<F: Family> Method<F> for GsLora {
         self.loss_of(family.objective(), model, batches, epoch)
     }
 
+    fn observe_gradients(&mut self, model: &F::Model, grads: &GradientsParams) -> Result<()> {
+        self.observe(model, grads)
+    }
+
     fn after_step(&mut self, model: &mut F::Model, lr: f64, epoch: usize) -> Result<()> {
         self.proximal_step(model, lr, epoch)
     }
@@ -212,7 +274,7 @@ mod tests {
     use gs_lora_core::{GroupLassoConfig, LoraConfig, LoraGroup, LoraLinear};
 
     use super::*;
-    use crate::engine::{adamw, optimizer_step};
+    use crate::engine::{adamw, gradients, optimizer_step};
 
     /// Two adapter groups of one 2→2 rank-1 layer each.
     #[derive(Module, Debug)]
@@ -244,9 +306,12 @@ mod tests {
     }
 
     /// One update against a hand AdamW step (first step: `θ(1 − lr·λ) − lr·g/(|g| + ε)`)
-    /// followed by the group soft-threshold at `lr·α`: the small group becomes exactly zero,
-    /// the other shrinks by `1 − lr·α/‖g‖`. Catches a threshold of `α` instead of `lr·α`, a
-    /// missing proximal step, and the optimiser stepping with another learning rate.
+    /// followed by the group soft-threshold at `τ_g = lr·α / (√v̂_g + ε)`, `v̂_g` the mean of the
+    /// group's squared gradient entries (first step: bias-corrected, it is that mean): the small
+    /// group becomes exactly zero, the other shrinks by `1 − τ_g/‖g‖`. Catches the plain
+    /// threshold `lr·α` (the small group survives), one preconditioner for every group, a
+    /// missing bias correction (τ 1000× larger: both groups vanish), a missing proximal step,
+    /// and the optimiser stepping with another learning rate.
     #[test]
     fn an_update_is_adamw_then_the_group_soft_threshold() {
         let device = Device::default().autodiff();
@@ -284,14 +349,16 @@ mod tests {
             })
             .reduce(|a, b| a + b)
             .expect("two layers");
-        let (lr, alpha, decay, eps) = (0.1, 2.0, 0.05, 1e-8);
+        let (lr, alpha, decay, eps) = (0.1, 3e-4, 0.05, 1e-8);
         let mut optimizer = adamw(decay);
         let mut method = GsLora::new(&ForgetConfig {
             group_lasso: GroupLassoConfig::new().with_weight(alpha),
             ..ForgetConfig::default()
         });
         let trainable = gs_lora_core::adapter_param_ids(&model);
-        optimizer_step(&mut model, &mut optimizer, loss, &trainable, lr);
+        let grads = gradients(&model, loss, &trainable);
+        method.observe(&model, &grads).expect("observe");
+        model = optimizer.step(lr, model, grads);
         method
             .proximal_step(&mut model, lr, 0)
             .expect("proximal step");
@@ -300,8 +367,9 @@ mod tests {
             let (theta, g) = (f64::from(theta), f64::from(g));
             theta * (1.0 - lr * decay) - lr * g / (g.abs() + eps)
         };
-        let threshold = lr * alpha;
         for (((a, b), (ca, cb)), layer) in initial.iter().zip(&grads_of).zip(&model.layers) {
+            let squares = ca.iter().chain(cb).map(|g| f64::from(*g).powi(2));
+            let threshold = lr * alpha / ((squares.sum::<f64>() / 4.0).sqrt() + eps);
             let stepped: Vec<f64> = a
                 .iter()
                 .zip(ca)

@@ -196,7 +196,7 @@ fn a_head_cut_to_some_classes_keeps_their_logits() {
         .flat_map(|b| [3, 0, 4].map(|c| full[b * 5 + c]))
         .collect();
     assert_parity("cut head", &found, &expected);
-    let err = load().select_classes(&[1, 5]).err().expect("row 5 of 5");
+    let err = load().select_classes(&[1, 5]).expect_err("row 5 of 5");
     assert!(err.to_string().contains("row 5"), "{err}");
 }
 
@@ -214,8 +214,7 @@ fn a_truncated_pth_is_refused_by_name() {
         0,
         &Device::default(),
     )
-    .err()
-    .expect("a truncated checkpoint");
+    .expect_err("a truncated checkpoint");
     std::fs::remove_file(&tmp).ok();
     assert!(matches!(err, ModelError::Pytorch { .. }), "{err}");
     assert!(err.to_string().contains("gs-lora-cut-"), "{err}");

@@ -11,6 +11,7 @@ use gs_lora_core::loss::PrototypeLossConfig;
 use gs_lora_core::{GroupLassoConfig, LoraConfig};
 use gs_lora_train::classification::data::{Dataset, LoadOptions};
 use gs_lora_train::classification::embedded_dataset;
+use gs_lora_train::protocol::Preset;
 use gs_lora_train::{EvalSplit, ForgetConfig, Replay};
 
 use super::CliError;
@@ -251,8 +252,8 @@ pub fn open_dataset(path: &Path, options: &LoadOptions) -> Result<Dataset, CliEr
     Ok(dataset)
 }
 
-/// Every forgetting hyper-parameter as a flag, on top of `defaults`:
-/// `--seed --tasks --forget-per-task --missing-classes --class-order --eval-split --eval-margin --method --few-shot
+/// Every forgetting hyper-parameter as a flag, on top of `defaults` (or of the official
+/// experiment `--protocol NAME` names, which replaces them): `--seed --tasks --forget-per-task --missing-classes --class-order --eval-split --eval-margin --method --few-shot
 /// --replay-fraction --epochs
 /// --batch-size --rank --lora-alpha --lr --min-lr --weight-decay --bnd --beta --alpha
 /// --alpha-warmup-epochs --big-alpha --proximal --bnd-pro --pro-forget-weight
@@ -261,6 +262,10 @@ pub fn open_dataset(path: &Path, options: &LoadOptions) -> Result<Dataset, CliEr
 /// # Errors
 /// A value that does not parse, both `--few-shot` and `--replay-fraction`, or an unknown method.
 pub fn forget_config(flags: &mut Flags, defaults: ForgetConfig) -> Result<ForgetConfig, CliError> {
+    let defaults = match flags.take("protocol") {
+        Some(name) => name.parse::<Preset>()?.config(),
+        None => defaults,
+    };
     let replay = match (
         flags.optional("few-shot")?,
         flags.optional("replay-fraction")?,
@@ -289,6 +294,7 @@ pub fn forget_config(flags: &mut Flags, defaults: ForgetConfig) -> Result<Forget
     let eval_margin = flags.on_off("eval-margin", defaults.eval_margin)?;
     let proximal = flags.on_off("proximal", defaults.group_lasso.proximal)?;
     Ok(ForgetConfig {
+        protocol: defaults.protocol,
         seed: flags.number("seed", defaults.seed)?,
         tasks: flags.number("tasks", defaults.tasks)?,
         forget_per_task: flags.number("forget-per-task", defaults.forget_per_task)?,
@@ -352,4 +358,37 @@ pub(crate) fn flag_for(name: &str) -> String {
         .find(|(field, _)| *field == name)
         .map_or_else(|| name.replace('_', "-"), |(_, flag)| (*flag).to_string());
     format!("--{flag}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Result<ForgetConfig, CliError> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let mut flags = Flags::parse(&args, &[], "usage")?.expect("flags");
+        forget_config(&mut flags, ForgetConfig::default())
+    }
+
+    /// `--protocol` replaces the defaults with the official experiment's and is recorded; other
+    /// flags still override it. Catches the preset ignored, a flag losing to it, and the record
+    /// dropped from `config.json`.
+    #[test]
+    fn a_protocol_sets_the_defaults_and_flags_override_it() {
+        let found =
+            config(&["--protocol", "official-face-fewshot", "--epochs", "3"]).expect("config");
+        let preset = Preset::OfficialFaceFewshot.config();
+        assert_eq!(found.protocol, Some(Preset::OfficialFaceFewshot));
+        assert_eq!(found.epochs, 3);
+        assert_eq!(
+            ForgetConfig {
+                epochs: preset.epochs,
+                ..found
+            },
+            preset
+        );
+        assert_eq!(config(&[]).expect("plain").protocol, None);
+        let err = config(&["--protocol", "official-coco"]).expect_err("unknown");
+        assert!(err.to_string().contains("unknown protocol"), "{err}");
+    }
 }

@@ -2,6 +2,7 @@
 
 use gs_lora_train::classification::{ClassifierDir, run_forgetting};
 use gs_lora_train::io::ensure_disjoint;
+use gs_lora_train::protocol::PRESETS;
 use gs_lora_train::report::results_table;
 use gs_lora_train::{ForgetConfig, Replay, RunDir};
 
@@ -18,9 +19,11 @@ fn usage() -> String {
         Replay::FewShot(_) => "F".into(),
     };
     let beta: Vec<String> = d.beta.iter().map(f64::to_string).collect();
+    let presets: Vec<&str> = PRESETS.iter().map(|(name, _)| *name).collect();
+    let presets = presets.join(", ");
     format!(
         "\
-usage: gs-lora forget --data D --model DIR --out RUN [--tasks {}] [--forget-per-task {}]
+usage: gs-lora forget --data D --model DIR --out RUN [--protocol NAME] [--tasks {}] [--forget-per-task {}]
                       [--missing-classes O] [--class-order seeded|python:SEED|numpy:SEED]
                       [--eval-split test|validation] [--eval-margin on|off]
                       [--method gs-lora|gs-lora++] [--few-shot K | --replay-fraction {fraction}]
@@ -33,6 +36,8 @@ usage: gs-lora forget --data D --model DIR --out RUN [--tasks {}] [--forget-per-
                       [--val-fraction F] [--max-classes N] [--train-per-class N]
                       [--eval-per-class N] [--backend flex|ndarray|wgpu|cuda] [--fused on|off] [--seed {}]
 
+--protocol sets every value of an official experiment (PROTOCOL.md §1: {presets}), which the other
+flags then override; config.json records the protocol and every value the run used.
 Forgets --forget-per-task classes per task from the model in DIR (made by `gs-lora pretrain`;
 D must have its classes: pass the same data flags), measuring on the test split as the official
 code (--eval-split validation for a dataset without one; --val-fraction then defaults to 0.2,

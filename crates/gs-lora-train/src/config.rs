@@ -7,7 +7,7 @@ use gs_lora_core::{GroupLassoConfig, LoraConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
-use crate::protocol::ClassOrder;
+use crate::protocol::{ClassOrder, Preset};
 
 /// The forgetting method a run uses (its [`Method`](crate::engine::Method) is built from it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +95,10 @@ impl Replay {
 /// so old runs resume.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ForgetConfig {
+    /// The official experiment these settings started from (`--protocol`), if any; every
+    /// value below is what the run used, preset or not (absent from earlier versions' files).
+    #[serde(default)]
+    pub protocol: Option<Preset>,
     /// Seed of the class order, data order and adapter initialisation.
     pub seed: u64,
     /// Number of tasks.
@@ -152,6 +156,7 @@ pub struct ForgetConfig {
 impl Default for ForgetConfig {
     fn default() -> Self {
         Self {
+            protocol: None,
             seed: 0,
             tasks: 4,
             forget_per_task: 20,

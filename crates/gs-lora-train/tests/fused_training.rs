@@ -6,7 +6,7 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Gradients;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use gs_lora_core::{LoraConfig, LoraInit, fused};
+use gs_lora_core::{GroupLassoConfig, LoraConfig, LoraInit, fused};
 use gs_lora_models::VisionTransformer;
 use gs_lora_models::weights::SeededInit;
 use gs_lora_train::ForgetConfig;
@@ -49,12 +49,18 @@ impl ModuleVisitor for Collect<'_> {
 
 /// The GS-LoRA loss of one step and its adapter gradients.
 fn step(model: &VisionTransformer, device: &Device) -> (f32, Vec<Vec<f32>>) {
-    // β 0.2, BND 105, α 1e-4 on the first task.
+    // β 0.2, BND 105, α 1e-4 on the first task, the penalty in the loss (as the official code;
+    // with the proximal step it is not, and every `lora_a` would get a zero gradient while
+    // B = 0).
     let batches = Pair {
         retain: batch(12, 1, device),
         forget: batch(12, 2, device),
     };
-    let terms = GsLora::new(&ForgetConfig::default())
+    let config = ForgetConfig {
+        group_lasso: GroupLassoConfig::new().with_proximal(false),
+        ..ForgetConfig::default()
+    };
+    let terms = GsLora::new(&config)
         .loss_of(&ClassifierObjective, model, batches, 0)
         .expect("loss terms");
     let loss = terms.total.clone().into_scalar::<f32>();
@@ -90,7 +96,7 @@ fn fused_and_burn_ops_give_the_same_loss_and_adapter_gradients() {
         (loss - reference_loss).abs() <= 1e-5 * reference_loss.abs(),
         "{loss} vs {reference_loss}"
     );
-    // lora_b of fc1 and fc2 in each of the 6 blocks (lora_a has none while B = 0).
+    // lora_a and lora_b of fc1 and fc2 in each of the 6 blocks (lora_a through the penalty).
     assert_eq!(grads.len(), reference.len());
     assert!(grads.len() >= 12, "only {} gradients", grads.len());
     for (i, (found, expected)) in grads.iter().zip(&reference).enumerate() {

@@ -11,6 +11,7 @@
 //! | `safetensors` | one `.safetensors` file | `CheckpointSource::open`, `read_tensor` and `ParamSource::tensor` on every tensor |
 //! | `vit_config` | `config.json` (timm, HF ViT, DINOv2, face, gs-lora) + `preprocessor_config.json` | `VitConfig::from_file`, `checkpoint_preprocess` |
 //! | `vit_pretrained` | `config.json` + `model.safetensors` | `VisionTransformer::from_pretrained`, then a forward pass |
+//! | `vit_pth` | `config.json` + a PyTorch `model.pth` (torchvision, both MLP names; the face ViT) | `VisionTransformer::from_pretrained` (`CheckpointSource` over `pytorch-reader`), then a forward pass |
 //! | `detr_config` | DETR `config.json` | `DeformableDetrConfig::from_file` |
 //! | `detr_pretrained` | DETR `config.json` + `model.safetensors` | `DeformableDetr::from_pretrained` |
 //! | `adapters` | `adapter_config.json` + `adapter_model.safetensors` | `VisionTransformer::load_adapters`, then a forward pass |
@@ -1208,7 +1209,8 @@ fn mutate_file(rng: &mut ChaCha8Rng, path: &str, bytes: &mut Vec<u8>) -> String 
         mutate_png(rng, bytes)
     } else if path.ends_with(".gz") {
         mutate_gzip(rng, bytes)
-    } else if path.ends_with(".zip") {
+    } else if path.ends_with(".zip") || path.ends_with(".pth") {
+        // `torch.save` writes a ZIP archive: its pickle and storages mutated as entries.
         mutate_zip(rng, bytes)
     } else {
         None
@@ -1665,26 +1667,52 @@ fn vit_config() {
 
 #[test]
 fn vit_pretrained() {
-    let device = Device::default();
     fuzz("vit_pretrained", &vit_seeds(), mutate_contents, |dir| {
-        let config = dir.join("config.json");
-        let model = VisionTransformer::from_pretrained(
-            &config,
-            dir.join("model.safetensors"),
-            &LoraConfig::new(),
-            0,
-            &device,
-        )
-        .map_err(text)?;
-        // What `gs-lora forward` does next, at the stored size when it is small.
-        let config = VitConfig::from_file(&config).map_err(text)?;
-        if config.image_size <= 64 && config.num_channels <= 4 {
-            let (c, s) = (config.num_channels, config.image_size);
-            let pixels = Tensor::<4>::zeros([1, c, s, s], &device);
-            model.forward(pixels).map_err(text)?;
-        }
-        Ok(())
+        load_and_run(dir, "model.safetensors")
     });
+}
+
+#[test]
+fn vit_pth() {
+    let seeds: Vec<Input> = [
+        ("torchvision_vit", "model.pth"),
+        ("torchvision_vit", "model_legacy.pth"),
+        ("gslora_face", "model.pth"),
+    ]
+    .iter()
+    .map(|(name, weights)| {
+        let dir = fixture(name);
+        files([
+            ("config.json", read(&dir.join("config.json"))),
+            ("model.pth", read(&dir.join(weights))),
+        ])
+    })
+    .collect();
+    fuzz("vit_pth", &seeds, mutate_contents, |dir| {
+        load_and_run(dir, "model.pth")
+    });
+}
+
+/// Loads `dir/config.json` with the weights `dir/weights` and runs a forward pass at the
+/// stored size when it is small, as `gs-lora forward` does.
+fn load_and_run(dir: &Path, weights: &str) -> Result<(), String> {
+    let device = Device::default();
+    let config = dir.join("config.json");
+    let model = VisionTransformer::from_pretrained(
+        &config,
+        dir.join(weights),
+        &LoraConfig::new(),
+        0,
+        &device,
+    )
+    .map_err(text)?;
+    let config = VitConfig::from_file(&config).map_err(text)?;
+    if config.image_size <= 64 && config.num_channels <= 4 {
+        let (c, s) = (config.num_channels, config.image_size);
+        let pixels = Tensor::<4>::zeros([1, c, s, s], &device);
+        model.forward(pixels).map_err(text)?;
+    }
+    Ok(())
 }
 
 #[test]

@@ -506,7 +506,7 @@ fn gs_lora_plus_plus_adds_the_prototype_term() {
 /// each batch, `2·focal + 5·L1 + 2·GIoU` on the remaining one, `relu(BND − 2·focal) + 5·L1 +
 /// 2·GIoU` on the forget one, the group lasso, and the total with distinct β and α. Catches
 /// the retain and forget batches swapped, the forget bound applied to the retain loss, and β,
-/// α swapped or dropped.
+/// α swapped or dropped; and, with the proximal step, the penalty left in the loss as well.
 #[test]
 fn the_detection_objective_is_composed_of_its_terms() {
     let device = Device::default().autodiff();
@@ -522,7 +522,9 @@ fn the_detection_objective_is_composed_of_its_terms() {
     let config = ForgetConfig {
         beta: vec![0.3],
         bnd: 15.0,
-        group_lasso: GroupLassoConfig::new().with_weight(0.01),
+        group_lasso: GroupLassoConfig::new()
+            .with_weight(0.01)
+            .with_proximal(false),
         ..ForgetConfig::default()
     };
     let batches = Pair {
@@ -555,4 +557,20 @@ fn the_detection_objective_is_composed_of_its_terms() {
         l_f > 0.0 && (l_r - l_f).abs() > 1e-3,
         "distinct terms: {found:?}"
     );
+    // With the proximal step (the default) the step applies the penalty, so the loss leaves it
+    // out (in both it would count twice); the lasso value is still reported.
+    let proximal = ForgetConfig {
+        group_lasso: GroupLassoConfig::new().with_weight(0.01),
+        ..config
+    };
+    let batches = Pair {
+        retain: batch(&retain_images, &retain),
+        forget: batch(&forget_images, &forget),
+    };
+    let v = GsLora::new(&proximal)
+        .loss_of(&DetectorObjective::default(), &model, batches, 0)
+        .expect("terms")
+        .values();
+    close(v.total, l_r + 0.3 * l_f, 1e-4 * (l_r + 0.3 * l_f));
+    close(v.lasso, lasso, 1e-4 * lasso.max(1.0));
 }

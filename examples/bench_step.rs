@@ -5,10 +5,11 @@
 //! ViT-S/16 at 224×224 (depth 12, width 384, 6 heads, FFN 1536), a 100-way head, everything
 //! frozen except LoRA rank 8, alpha 1 on `fc1` and `fc2` of every block. One step forwards a
 //! remaining and a forget batch (`--batch` images each), takes
-//! `CE(remain) + 0.2 · relu(105 − CE(forget)) + 1e-4 · Σ_blocks ‖group‖₂`, backpropagates and
-//! steps AdamW (lr 1e-2, weight decay 0.05) on the adapters, exactly as `gs-lora forget` does
-//! (it calls the same [`GsLora::loss_of`], [`optimizer_step`] and [`GsLora::proximal_step`]). Inference forwards one batch
-//! without autodiff.
+//! `CE(remain) + 0.2 · relu(105 − CE(forget))`, backpropagates, steps AdamW (lr 1e-2, weight
+//! decay 0.05) on the adapters and applies the group proximal step of `α = 1e-4 · Σ_blocks
+//! ‖group‖₂`, exactly as `gs-lora forget` does (it calls the same [`GsLora::loss_of`],
+//! [`GsLora::observe`] and [`GsLora::proximal_step`]; the PyTorch reference puts the penalty in
+//! the loss, as the official code). Inference forwards one batch without autodiff.
 //!
 //! Prints `train_step batch=8 median_ms=… min_ms=… max_ms=…`, the same for `inference`, and the
 //! process's peak resident memory.
@@ -20,17 +21,16 @@
 use std::process::ExitCode;
 
 use burn::module::Module;
-use burn::optim::AdamWConfig;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use gs_lora::cli::{CliError, Flags, compute_device, exit_code};
-use gs_lora::core::{LoraConfig, LoraInit, adapter_param_ids};
+use gs_lora::core::{LoraConfig, LoraInit};
 use gs_lora::models::VisionTransformer;
 use gs_lora::models::vit::{GlobalPool, HeadKind, PosResample, VitConfig, VitFormat};
 use gs_lora::models::weights::SeededInit;
 use gs_lora::train::ForgetConfig;
 use gs_lora::train::classification::Batch;
 use gs_lora::train::classification::ClassifierObjective;
-use gs_lora::train::engine::{Pair, optimizer_step};
+use gs_lora::train::engine::{Pair, adamw, gradients};
 use gs_lora::train::method::GsLora;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -120,7 +120,7 @@ fn run() -> Result<(), CliError> {
     let forget = random_batch(batch, &mut rng, &device);
     // β 0.2, BND 105, α 1e-4: the first task's weights.
     let mut method = GsLora::new(&ForgetConfig::default());
-    let mut optimizer = AdamWConfig::new().with_weight_decay(0.05).init();
+    let mut optimizer = adamw(0.05);
 
     if wanted("train_step") {
         time("train_step", batch, (warmup, reps), || {
@@ -128,9 +128,12 @@ fn run() -> Result<(), CliError> {
                 retain: retain.clone(),
                 forget: forget.clone(),
             };
+            // The training loop's step (`engine::task::train_task`): loss, gradients, the
+            // proximal step's second moments, AdamW, the proximal step.
             let terms = method.loss_of(&ClassifierObjective, &model, batches, 0)?;
-            let trainable = adapter_param_ids(&model);
-            optimizer_step(&mut model, &mut optimizer, terms.total, &trainable, 1e-2);
+            let grads = gradients(&model, terms.total, &method.trainable_ids(&model));
+            method.observe(&model, &grads)?;
+            model = optimizer.step(1e-2, model.clone(), grads);
             method.proximal_step(&mut model, 1e-2, 0)?;
             Ok(())
         })?;

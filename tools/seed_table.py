@@ -3,7 +3,9 @@
 
 usage: python3 tools/seed_table.py ROOT
 ROOT holds s-S-on/ and s-S-off/ run directories (`forget_cub --seed S --out ROOT/s-S-on`, and
-`--fused off` into s-S-off with the on run's pretrained/ copied in) and their logs s-S-*.log.
+`--fused off` into s-S-off with the on run's pretrained/ copied in) and their logs s-S-*.log
+(the pretraining accuracy is read from s-S-pretrain.log, else s-S-on.log). Unfinished runs are
+left out.
 Prints the Markdown rows and the counts against the targets (acc_f <= 5, acc_r >= before - 3)."""
 import json
 import pathlib
@@ -17,6 +19,8 @@ for results in runs:
     name = results.parent.name
     seed, fused = name.split("-")[1], name.split("-")[2]
     tasks = json.loads(results.read_text())
+    if len(tasks) < json.loads((results.parent / "config.json").read_text())["tasks"]:
+        continue  # still running
     log = next((p for p in [root / f"s-{seed}-pretrain.log", root / f"s-{seed}-on.log"] if p.exists()), root / f"s-{seed}-on.log")
     found = re.findall(r"pretrain epoch \d+/\d+ .*validation accuracy ([\d.]+)%", log.read_text()) if log.exists() else []
     pretrained = f"{float(found[-1]):.2f}%" if found else "cached"

@@ -171,14 +171,22 @@ fn group_norms_svg(results: &[TaskResult]) -> String {
     let mut body = String::new();
     for (t, r) in results.iter().enumerate() {
         for (b, norm) in r.group_norms.iter().enumerate() {
-            let shade = (255.0 * (1.0 - norm / max)).round() as u8;
+            // An exactly-zero block (switched off by the proximal step) is grey and says so;
+            // the others are shaded by their norm, which is written in the cell.
+            let (fill, label) = match *norm == 0.0 {
+                true => ("#e0e0e0".to_string(), "0 (off)".to_string()),
+                false => {
+                    let shade = (255.0 * (1.0 - norm / max)).round() as u8;
+                    (format!("rgb(255,{shade},{shade})"), format!("{norm:.3}"))
+                }
+            };
+            let (x, y) = (MARGIN + cell_w * t as f64, MARGIN + cell_h * b as f64);
             let _ = writeln!(
                 body,
-                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"rgb(255,{shade},{shade})\" stroke=\"#ccc\"><title>task {t}, block {b}: {norm:.4}</title></rect>",
-                MARGIN + cell_w * t as f64,
-                MARGIN + cell_h * b as f64,
-                cell_w,
-                cell_h
+                "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{cell_w:.1}\" height=\"{cell_h:.1}\" fill=\"{fill}\" stroke=\"#ccc\"><title>task {t}, block {b}: {norm:.4}</title></rect>\n\
+                 <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{label}</text>",
+                x + cell_w / 2.0,
+                y + cell_h / 2.0 + 4.0,
             );
         }
         let _ = writeln!(
@@ -197,7 +205,38 @@ fn group_norms_svg(results: &[TaskResult]) -> String {
         );
     }
     svg_frame(
-        &format!("Adapter group norm per block and task (max {max:.3})"),
+        &format!("Adapter group norm per block and task (max {max:.3}; grey: exactly zero)"),
         &body,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The group-norm picture names the blocks the proximal step switched off and writes every
+    /// other block's norm. Catches a zero block drawn like a small one (white either way).
+    #[test]
+    fn the_group_norm_picture_marks_zero_blocks() {
+        let result = TaskResult {
+            task: 0,
+            forget_classes: vec![1],
+            forget_before: 90.0,
+            retain_before: 80.0,
+            forget_after: 0.0,
+            retain_after: 79.0,
+            old_after: None,
+            missing_after: None,
+            retain_and_missing_before: None,
+            retain_and_missing_after: None,
+            h_mean: 84.3,
+            group_norms: vec![0.0, 1e-4, 2.5],
+            zero_groups: vec![0],
+            seconds: 1.0,
+        };
+        let svg = group_norms_svg(&[result]);
+        assert_eq!(svg.matches("0 (off)").count(), 1, "{svg}");
+        assert!(svg.contains(">0.000<") && svg.contains(">2.500<"), "{svg}");
+        assert!(svg.contains("fill=\"#e0e0e0\" stroke=\"#ccc\"><title>task 0, block 0: 0.0000"));
+    }
 }

@@ -67,6 +67,7 @@ fn vit_small() -> VitConfig {
         pos_resample: PosResample::BicubicAntialias,
         attention_scale: None,
         head: HeadKind::Linear,
+        dropout: 0.0,
     }
 }
 

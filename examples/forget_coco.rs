@@ -50,9 +50,12 @@ usage: forget_coco [--out DIR] [--detector-epochs E] [any `gs-lora forget` flag]
 
 /// The reference's continual COCO setting (`scripts/run_cl.sh` of the official code): 70 base
 /// classes kept, three tasks of 10 (80-10, 70-10, 60-10), β 0.015 / 0.02 / 0.025, the
-/// forgetting bound 15 on `2·focal`, group-lasso weight 3e-4, AdamW 3e-4, 30 epochs, batch 2.
+/// forgetting bound 15 on `2·focal`, group-lasso weight 3e-4, AdamW 3e-4, 30 epochs, batch 2,
+/// dropout 0.1 on every dropout of the transformer (the released config has 0 on the FFN's
+/// activation and the attention weights; the official training uses one rate).
 fn coco_defaults() -> ForgetConfig {
     ForgetConfig {
+        dropout: Some(0.1),
         tasks: 3,
         forget_per_task: 10,
         bnd: 15.0,

@@ -255,9 +255,9 @@ pub fn open_dataset(path: &Path, options: &LoadOptions) -> Result<Dataset, CliEr
 /// Every forgetting hyper-parameter as a flag, on top of `defaults` (or of the official
 /// experiment `--protocol NAME` names, which replaces them): `--seed --tasks --forget-per-task --missing-classes --class-order --eval-split --eval-margin --method --few-shot
 /// --replay-fraction --epochs
-/// --batch-size --rank --lora-alpha --lr --min-lr --weight-decay --bnd --beta --alpha
+/// --batch-size --rank --lora-alpha --lr --min-lr --weight-decay --bnd --bnd-per-sample --beta --alpha
 /// --alpha-warmup-epochs --big-alpha --proximal --bnd-pro --pro-forget-weight
-/// --pro-forget-weights --pro-retain-weight`.
+/// --pro-forget-weights --pro-retain-weight --dropout`.
 ///
 /// # Errors
 /// A value that does not parse, both `--few-shot` and `--replay-fraction`, or an unknown method.
@@ -310,6 +310,7 @@ pub fn forget_config(flags: &mut Flags, defaults: ForgetConfig) -> Result<Forget
         min_lr: flags.number("min-lr", defaults.min_lr)?,
         weight_decay: flags.number("weight-decay", defaults.weight_decay)?,
         bnd: flags.number("bnd", defaults.bnd)?,
+        bnd_per_sample: flags.on_off("bnd-per-sample", defaults.bnd_per_sample)?,
         beta: flags.list("beta")?.unwrap_or(defaults.beta),
         lora: LoraConfig {
             rank: flags.number("rank", defaults.lora.rank)?,
@@ -333,6 +334,7 @@ pub fn forget_config(flags: &mut Flags, defaults: ForgetConfig) -> Result<Forget
         prototype_forget_weights: flags
             .list("pro-forget-weights")?
             .unwrap_or(defaults.prototype_forget_weights),
+        dropout: flags.optional("dropout")?.or(defaults.dropout),
     })
 }
 

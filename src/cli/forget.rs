@@ -28,11 +28,11 @@ usage: gs-lora forget --data D --model DIR --out RUN [--protocol NAME] [--tasks 
                       [--eval-split test|validation] [--eval-margin on|off]
                       [--method gs-lora|gs-lora++] [--few-shot K | --replay-fraction {fraction}]
                       [--epochs {}] [--batch-size {}] [--rank {}] [--lora-alpha {}] [--lr {:e}]
-                      [--min-lr {:e}] [--weight-decay {}] [--bnd {}] [--beta {}]
+                      [--min-lr {:e}] [--weight-decay {}] [--bnd {}] [--bnd-per-sample on|off] [--beta {}]
                       [--alpha {:e}] [--alpha-warmup-epochs {}] [--big-alpha A]
                       [--proximal on|off] [--bnd-pro {}]
                       [--pro-forget-weight {} | --pro-forget-weights W0,W1,...]
-                      [--pro-retain-weight {}]
+                      [--pro-retain-weight {}] [--dropout P]
                       [--val-fraction F] [--max-classes N] [--train-per-class N]
                       [--eval-per-class N] [--backend flex|ndarray|wgpu|cuda] [--fused on|off] [--seed {}]
 
@@ -51,7 +51,10 @@ and missing classes together (acc_rm) after every task. Writes RUN/config.json, 
 accuracy.svg, group_norms.svg and RUN/checkpoints/task-N (model directories). Running again with the same
 RUN resumes after the last finished task; RUN is locked while a run uses it, and may not be,
 contain or lie inside --data or --model. --proximal off drops the group soft-threshold after
-each step (the official code's behaviour: no block's adapters become exactly zero).",
+each step (the official code's behaviour: no block's adapters become exactly zero). --dropout P
+sets every dropout rate of the model while training (default: the model's config, 0.1 for the
+official face ViT and Deformable DETR's residual branches; the official DETR training uses 0.1
+everywhere).",
         d.tasks,
         d.forget_per_task,
         d.epochs,

@@ -16,6 +16,7 @@
 //! ```
 
 mod adapter_group;
+mod dropout;
 mod error;
 pub mod fused;
 mod group_lasso;
@@ -29,6 +30,7 @@ pub use adapter_group::{
     LoraGroup, LoraModel, adapter_param_ids, checked_groups, checked_groups_mut, merge_adapters,
     reset_adapters,
 };
+pub use dropout::{check_dropout, dropout, seed_dropout};
 pub use error::{CoreError, Result};
 pub use group_lasso::{
     GroupLassoConfig, group_gradient_squares, group_lasso, group_norms, group_soft_threshold,

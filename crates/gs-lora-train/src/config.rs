@@ -138,6 +138,11 @@ pub struct ForgetConfig {
     pub weight_decay: f64,
     /// Bound `BND` of the forgetting loss.
     pub bnd: f64,
+    /// Whether `BND` bounds each forget sample's cross-entropy (then averaged) instead of the
+    /// batch mean (the official code's, and the default; `--bnd-per-sample`). Classification
+    /// only.
+    #[serde(default)]
+    pub bnd_per_sample: bool,
     /// Weight `β` of the forgetting loss per task (the last value repeats).
     pub beta: Vec<f64>,
     /// The adapters: rank and `lora_alpha`.
@@ -151,6 +156,11 @@ pub struct ForgetConfig {
     /// .015 .06 .025 .012 this way (PROTOCOL §1, E2). Absent from earlier versions' files.
     #[serde(default)]
     pub prototype_forget_weights: Vec<f64>,
+    /// Every dropout rate of the model while training, in place of its config's (`--dropout`);
+    /// `None` (the default) keeps the model's: 0.1 for the official face ViT and for Deformable
+    /// DETR's residual branches, 0 for the other released checkpoints.
+    #[serde(default)]
+    pub dropout: Option<f64>,
 }
 
 impl Default for ForgetConfig {
@@ -172,11 +182,13 @@ impl Default for ForgetConfig {
             min_lr: 1e-5,
             weight_decay: 0.05,
             bnd: 105.0,
+            bnd_per_sample: false,
             beta: vec![0.2, 0.25, 0.25, 0.2],
             lora: LoraConfig::new(),
             group_lasso: GroupLassoConfig::new(),
             prototype: PrototypeLossConfig::new(),
             prototype_forget_weights: Vec::new(),
+            dropout: None,
         }
     }
 }
@@ -292,6 +304,9 @@ impl ForgetConfig {
             .find(|(_, v)| !v.is_finite() || *v < 0.0)
         {
             return bad(name, format!("must be a finite number ≥ 0, found {value}"));
+        }
+        if let Some(prob) = self.dropout {
+            gs_lora_core::check_dropout("dropout", prob)?;
         }
         if self.min_lr > self.lr {
             return bad(

@@ -43,6 +43,27 @@ pub fn forget_loss(logits: Tensor<2>, labels: Tensor<1, Int>, bound: f64) -> Res
     Ok(relu(ce.neg().add_scalar(bound)))
 }
 
+/// Per-sample bounded forgetting loss `L_f = (1/B) Σ_b ReLU(bound − CE(z_b, y_b))`; shape `[1]`.
+///
+/// Each forget sample is pushed until its own cross-entropy reaches `bound`, then left alone:
+/// the batch-mean bound of [`forget_loss`] stops once the mean reaches it, which a few samples
+/// pushed far past the bound can do while others are still recognised (and the far ones keep
+/// moving the features the remaining classes share until it does).
+///
+/// # Errors
+/// As [`forget_loss`].
+pub fn forget_loss_per_sample(
+    logits: Tensor<2>,
+    labels: Tensor<1, Int>,
+    bound: f64,
+) -> Result<Tensor<1>> {
+    ensure_finite("forgetting bound", bound)?;
+    let [batch, num_classes] = logits.dims();
+    check_labels(batch, num_classes, &labels)?;
+    let picked = log_softmax(logits, 1).gather(1, labels.unsqueeze_dim(1));
+    Ok(relu(picked.add_scalar(bound)).mean())
+}
+
 fn check_labels(batch: usize, num_classes: usize, labels: &Tensor<1, Int>) -> Result<()> {
     if batch == 0 {
         return Err(CoreError::EmptyBatch { what: "logits" });

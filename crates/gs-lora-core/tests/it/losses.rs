@@ -4,8 +4,8 @@ use crate::common::*;
 use burn::tensor::{Int, Tensor, TensorData};
 use gs_lora_core::CoreError;
 use gs_lora_core::loss::{
-    PrototypeAccumulator, PrototypeLossConfig, cross_entropy, forget_loss, prototype_kl,
-    prototypes, retain_loss,
+    PrototypeAccumulator, PrototypeLossConfig, cross_entropy, forget_loss, forget_loss_per_sample,
+    prototype_kl, prototypes, retain_loss,
 };
 
 fn labels(values: &[i64], device: &burn::tensor::Device) -> Tensor<1, Int> {
@@ -82,6 +82,47 @@ fn forgetting_loss_is_the_bounded_negative_cross_entropy() {
     assert_eq!(scalar(loss.clone()), 0.0);
     let grad = values(logits.grad(&loss.backward()).expect("gradient"));
     assert!(grad.iter().all(|g| *g == 0.0));
+}
+
+/// The per-sample bound: `(1/B) Σ_b max(0, BND − CE_b)` by hand, with a bound between the
+/// samples' cross-entropies so that some are past it and some not; a sample past the bound
+/// gets no gradient, one below it `−∂CE_b/B`. Catches the bound applied to the mean (the
+/// value then differs), the sum instead of the mean, and the ReLU left out.
+#[test]
+fn the_per_sample_forgetting_loss_bounds_each_sample() {
+    let device = device().autodiff();
+    let logits = random_tensor(4, 5, 2, &device)
+        .mul_scalar(3.0)
+        .require_grad();
+    let y = [1, 2, 4, 0];
+    let host = values(logits.clone());
+    let ce: Vec<f64> = (0..4)
+        .map(|b| host_cross_entropy(&host[b * 5..(b + 1) * 5], &y[b..=b], 5))
+        .collect();
+    let mut sorted = ce.clone();
+    sorted.sort_by(f64::total_cmp);
+    let bound = (sorted[1] + sorted[2]) / 2.0;
+    let expected: f64 = ce.iter().map(|c| (bound - c).max(0.0)).sum::<f64>() / 4.0;
+    let mean_ce = ce.iter().sum::<f64>() / 4.0;
+    assert!(
+        (expected - (bound - mean_ce).max(0.0)).abs() > 1e-3,
+        "the two bounds differ here"
+    );
+
+    let loss = forget_loss_per_sample(logits.clone(), labels(&y, &device), bound).expect("loss");
+    assert!((scalar(loss.clone()) - expected).abs() < 1e-4);
+    let grad = values(logits.grad(&loss.backward()).expect("gradient"));
+    for (b, row) in grad.chunks(5).enumerate() {
+        let single = logits.clone().slice_dim(0, b..b + 1);
+        let ce_b = cross_entropy(single.clone(), labels(&y[b..=b], &device)).expect("ce");
+        let grad_ce = values(logits.grad(&ce_b.backward()).expect("gradient"));
+        let expected: Vec<f64> = grad_ce[b * 5..(b + 1) * 5]
+            .iter()
+            .map(|g| if ce[b] < bound { -g / 4.0 } else { 0.0 })
+            .collect();
+        assert_close(row, &expected, 1e-6);
+    }
+    assert!(forget_loss_per_sample(logits, labels(&y, &device), f64::NAN).is_err());
 }
 
 #[test]

@@ -4,6 +4,7 @@
 mod common;
 
 mod detection_losses;
+mod dropout;
 mod fused;
 mod group_lasso;
 mod lora_linear;

@@ -9,7 +9,7 @@ use gs_lora_core::LoraConfig;
 use serde_json::Value;
 
 use super::model::{DeformableDetr, DeformableDetrConfig};
-use crate::config_file::{config_error, get_usize, plausible_size, read_config_file};
+use crate::config_file::{config_error, get_f64, get_usize, plausible_size, read_config_file};
 use crate::error::{ModelError, Result};
 use crate::resnet::ResNetConfig;
 use crate::weights::{CheckpointSource, IdentityKeys, Init, KeyMap, ParamSource};
@@ -45,6 +45,8 @@ impl DeformableDetrConfig {
         let size = |key: &str, default: usize| {
             Ok::<_, ModelError>(get_usize(&json, key)?.unwrap_or(default))
         };
+        let rate =
+            |key: &str, default: f64| Ok::<_, ModelError>(get_f64(&json, key)?.unwrap_or(default));
         let num_labels = match json.get("id2label").and_then(Value::as_object) {
             Some(labels) => labels.len(),
             None => size("num_labels", 91)?,
@@ -65,6 +67,9 @@ impl DeformableDetrConfig {
             with_box_refine: flag("with_box_refine"),
             two_stage: flag("two_stage"),
             two_stage_num_proposals: size("two_stage_num_proposals", 300)?,
+            dropout: rate("dropout", 0.1)?,
+            activation_dropout: rate("activation_dropout", 0.0)?,
+            attention_dropout: rate("attention_dropout", 0.0)?,
             backbone: backbone_from_json(&json)?,
         })
     }

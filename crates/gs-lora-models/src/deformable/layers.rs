@@ -9,7 +9,7 @@ use burn::module::Module;
 use burn::nn::{LayerNorm, Linear, Relu};
 use burn::tensor::{Bool, Tensor};
 use gs_lora_core::lora::derive_seed;
-use gs_lora_core::{LoraConfig, LoraLinear, fused};
+use gs_lora_core::{LoraConfig, LoraLinear, dropout, fused};
 
 use super::attention::{DeformableAttentionConfig, MultiScaleDeformableAttention};
 use super::sampling::SpatialShapes;
@@ -20,7 +20,7 @@ use crate::weights::Weights;
 pub(crate) const LAYER_NORM_EPS: f64 = 1e-5;
 
 /// The sizes of one encoder or decoder layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LayerConfig {
     /// Model width `d`.
     pub d_model: usize,
@@ -32,6 +32,12 @@ pub struct LayerConfig {
     pub num_levels: usize,
     /// Sampling points per level and head.
     pub num_points: usize,
+    /// Dropout probability on the residual branches while training.
+    pub dropout: f64,
+    /// Dropout probability after the FFN's activation while training.
+    pub activation_dropout: f64,
+    /// Dropout probability on the self-attention weights while training (decoder).
+    pub attention_dropout: f64,
 }
 
 impl LayerConfig {
@@ -52,7 +58,7 @@ impl LayerConfig {
     }
 }
 
-/// `fc2(ReLU(fc1(x)))` with LoRA on both Linears.
+/// `drop(fc2(drop_act(ReLU(fc1(x)))))` with LoRA on both Linears and dropout while training.
 #[derive(Module, Debug)]
 pub struct Ffn {
     /// `d → ffn_dim`.
@@ -61,6 +67,10 @@ pub struct Ffn {
     pub act: Relu,
     /// `ffn_dim → d`.
     pub fc2: LoraLinear,
+    /// Dropout probability after the activation.
+    pub activation_dropout: f64,
+    /// Dropout probability after `fc2`.
+    pub dropout: f64,
 }
 
 impl Ffn {
@@ -79,17 +89,24 @@ impl Ffn {
             fc1: LoraLinear::from_linear(fc1, lora, derive_seed(seed, 1))?,
             act: Relu::new(),
             fc2: LoraLinear::from_linear(fc2, lora, derive_seed(seed, 2))?,
+            activation_dropout: config.activation_dropout,
+            dropout: config.dropout,
         })
     }
 
     /// # Shapes
     /// `[N, L, d] → [N, L, d]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.fc2.forward(self.act.forward(self.fc1.forward(x)))
+        let hidden = dropout(
+            self.act.forward(self.fc1.forward(x)),
+            self.activation_dropout,
+        );
+        dropout(self.fc2.forward(hidden), self.dropout)
     }
 }
 
-/// Multi-head self-attention whose queries and keys (not values) get the position embedding.
+/// Multi-head self-attention whose queries and keys (not values) get the position embedding,
+/// with dropout on the attention weights while training (as `nn.MultiheadAttention`).
 #[derive(Module, Debug)]
 pub struct SelfAttention {
     /// Query projection.
@@ -102,6 +119,8 @@ pub struct SelfAttention {
     pub out_proj: Linear,
     /// Heads.
     pub num_heads: usize,
+    /// Dropout probability on the attention weights.
+    pub attention_dropout: f64,
 }
 
 impl SelfAttention {
@@ -113,6 +132,7 @@ impl SelfAttention {
             v_proj: weights.pp("v_proj").linear(d, d)?,
             out_proj: weights.pp("out_proj").linear(d, d)?,
             num_heads: config.num_heads,
+            attention_dropout: config.attention_dropout,
         })
     }
 
@@ -129,19 +149,23 @@ impl SelfAttention {
             t.reshape([batch, len, self.num_heads, head_dim])
                 .swap_dims(1, 2)
         };
-        let out = fused::attention(
-            heads(self.q_proj.forward(query_key.clone())),
-            heads(self.k_proj.forward(query_key)),
-            heads(self.v_proj.forward(x)),
-            (head_dim as f64).powf(-0.5),
-        );
+        let q = heads(self.q_proj.forward(query_key.clone()));
+        let k = heads(self.k_proj.forward(query_key));
+        let v = heads(self.v_proj.forward(x));
+        let scale = (head_dim as f64).powf(-0.5);
+        let out = if self.attention_dropout > 0.0 && v.device().is_autodiff() {
+            let weights = fused::softmax((q * scale).matmul(k.swap_dims(2, 3)));
+            dropout(weights, self.attention_dropout).matmul(v)
+        } else {
+            fused::attention(q, k, v, scale)
+        };
         self.out_proj
             .forward(out.swap_dims(1, 2).reshape([batch, len, d]))
     }
 }
 
 /// Encoder layer: deformable self-attention over all levels' tokens, then the FFN, each
-/// followed by residual and LayerNorm.
+/// followed by dropout while training, residual and LayerNorm.
 #[derive(Module, Debug)]
 pub struct EncoderLayer {
     /// Deformable self-attention.
@@ -152,6 +176,8 @@ pub struct EncoderLayer {
     pub ffn: Ffn,
     /// Norm after the FFN residual.
     pub final_layer_norm: LayerNorm,
+    /// Dropout probability on the attention branch.
+    pub dropout: f64,
 }
 
 impl EncoderLayer {
@@ -170,6 +196,7 @@ impl EncoderLayer {
             self_attn_layer_norm: config.norm(weights.pp("self_attn_layer_norm"))?,
             ffn: Ffn::load(&mut weights, config, lora, seed)?,
             final_layer_norm: config.norm(weights.pp("final_layer_norm"))?,
+            dropout: config.dropout,
         })
     }
 
@@ -196,7 +223,9 @@ impl EncoderLayer {
             reference_points,
             shapes,
         )?;
-        let x = self.self_attn_layer_norm.forward(x + attended);
+        let x = self
+            .self_attn_layer_norm
+            .forward(x + dropout(attended, self.dropout));
         Ok(self
             .final_layer_norm
             .forward(x.clone() + self.ffn.forward(x)))
@@ -204,7 +233,8 @@ impl EncoderLayer {
 }
 
 /// Decoder layer: self-attention among the queries, deformable cross-attention into the
-/// encoder's tokens, then the FFN, each followed by residual and LayerNorm.
+/// encoder's tokens, then the FFN, each followed by dropout while training, residual and
+/// LayerNorm.
 #[derive(Module, Debug)]
 pub struct DecoderLayer {
     /// Self-attention among the object queries.
@@ -219,6 +249,8 @@ pub struct DecoderLayer {
     pub ffn: Ffn,
     /// Norm after the FFN residual.
     pub final_layer_norm: LayerNorm,
+    /// Dropout probability on the two attention branches.
+    pub dropout: f64,
 }
 
 impl DecoderLayer {
@@ -239,6 +271,7 @@ impl DecoderLayer {
             encoder_attn_layer_norm: config.norm(weights.pp("encoder_attn_layer_norm"))?,
             ffn: Ffn::load(&mut weights, config, lora, seed)?,
             final_layer_norm: config.norm(weights.pp("final_layer_norm"))?,
+            dropout: config.dropout,
         })
     }
 
@@ -262,7 +295,9 @@ impl DecoderLayer {
         let attended = self
             .self_attn
             .forward(queries.clone(), Some(query_position.clone()));
-        let x = self.self_attn_layer_norm.forward(queries + attended);
+        let x = self
+            .self_attn_layer_norm
+            .forward(queries + dropout(attended, self.dropout));
         let attended = self.encoder_attn.forward(
             x.clone(),
             Some(query_position),
@@ -271,7 +306,9 @@ impl DecoderLayer {
             reference_points,
             shapes,
         )?;
-        let x = self.encoder_attn_layer_norm.forward(x + attended);
+        let x = self
+            .encoder_attn_layer_norm
+            .forward(x + dropout(attended, self.dropout));
         Ok(self
             .final_layer_norm
             .forward(x.clone() + self.ffn.forward(x)))

@@ -13,7 +13,7 @@ use burn::nn::{GroupNorm, Linear};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 use gs_lora_core::lora::derive_seed;
-use gs_lora_core::{LoraConfig, LoraGroup, LoraLinear, LoraModel};
+use gs_lora_core::{LoraConfig, LoraGroup, LoraLinear, LoraModel, check_dropout};
 
 use super::box_head::BoxHead;
 use super::layers::{DecoderLayer, EncoderLayer, LayerConfig};
@@ -28,7 +28,7 @@ use crate::weights::{ConvShape, Init, ParamSource, Weights};
 const GROUPS: usize = 32;
 
 /// The architecture of a [`DeformableDetr`].
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DeformableDetrConfig {
     /// Model width `d` (a multiple of 32 and of the heads).
     pub d_model: usize,
@@ -66,6 +66,19 @@ pub struct DeformableDetrConfig {
     /// Proposals kept as queries by a two-stage model.
     #[serde(default)]
     pub two_stage_num_proposals: usize,
+    /// Dropout probability while training on the residual branches of the encoder and decoder
+    /// layers (after each attention and after the FFN), as Hugging Face's `dropout` (0.1 in the
+    /// released checkpoints and in the official training).
+    #[serde(default)]
+    pub dropout: f64,
+    /// Dropout probability after the FFN's activation (Hugging Face's `activation_dropout`: 0.0
+    /// in the released configs, 0.1 in the official training, whose layers use one rate).
+    #[serde(default)]
+    pub activation_dropout: f64,
+    /// Dropout probability on the decoder self-attention's weights (Hugging Face's
+    /// `attention_dropout`: 0.0 in the released configs, 0.1 in the official training).
+    #[serde(default)]
+    pub attention_dropout: f64,
     /// The backbone.
     pub backbone: ResNetConfig,
 }
@@ -103,6 +116,9 @@ impl DeformableDetrConfig {
             },
             parameters.saturating_mul(8),
         )?;
+        check_dropout("dropout", self.dropout)?;
+        check_dropout("activation_dropout", self.activation_dropout)?;
+        check_dropout("attention_dropout", self.attention_dropout)?;
         let bad = d == 0
             || !d.is_multiple_of(GROUPS)
             || self.num_feature_levels == 0
@@ -196,6 +212,9 @@ impl DeformableDetrConfig {
             ffn_dim,
             num_levels: self.num_feature_levels,
             num_points,
+            dropout: self.dropout,
+            activation_dropout: self.activation_dropout,
+            attention_dropout: self.attention_dropout,
         }
     }
 }
@@ -440,6 +459,30 @@ impl DeformableDetr {
                 }
             })
             .collect()
+    }
+
+    /// The model with every dropout rate (residual, activation and attention weights) set to
+    /// `prob`, as the official training uses one rate for all.
+    ///
+    /// # Errors
+    /// [`gs_lora_core::CoreError::OutOfRange`] when `prob` is not in `[0, 1)`.
+    pub fn with_dropout(mut self, prob: f64) -> Result<Self> {
+        check_dropout("dropout", prob)?;
+        for layer in &mut self.encoder {
+            layer.dropout = prob;
+            layer.ffn.dropout = prob;
+            layer.ffn.activation_dropout = prob;
+        }
+        for layer in &mut self.decoder {
+            layer.dropout = prob;
+            layer.self_attn.attention_dropout = prob;
+            layer.ffn.dropout = prob;
+            layer.ffn.activation_dropout = prob;
+        }
+        self.config.dropout = prob;
+        self.config.activation_dropout = prob;
+        self.config.attention_dropout = prob;
+        Ok(self)
     }
 
     /// Detects objects in unpadded images (every pixel real).

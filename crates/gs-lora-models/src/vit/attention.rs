@@ -3,13 +3,13 @@
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::Tensor;
-use gs_lora_core::fused;
+use gs_lora_core::{dropout, fused};
 
 use super::VitConfig;
 use crate::error::Result;
 use crate::weights::Weights;
 
-/// `softmax(q kᵀ · scale) v` over `num_heads` heads, then `proj`.
+/// `softmax(q kᵀ · scale) v` over `num_heads` heads, then `proj` and dropout while training.
 #[derive(Module, Debug)]
 pub struct Attention {
     /// Fused projection to `[q | k | v]`, each head-major.
@@ -20,6 +20,8 @@ pub struct Attention {
     pub num_heads: usize,
     /// Scale of the logits, `head_dim^-1/2`.
     pub scale: f64,
+    /// Dropout probability after `proj`.
+    pub dropout: f64,
 }
 
 impl Attention {
@@ -35,6 +37,7 @@ impl Attention {
             proj: weights.pp("proj").linear(d, d)?,
             num_heads: config.num_heads,
             scale: config.attention_scale(),
+            dropout: config.dropout,
         })
     }
 
@@ -43,6 +46,6 @@ impl Attention {
     /// - output: `[B, N, D]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let heads = fused::qkv_attention(self.qkv.forward(x), self.num_heads, self.scale);
-        self.proj.forward(heads)
+        dropout(self.proj.forward(heads), self.dropout)
     }
 }

@@ -4,21 +4,23 @@ use burn::module::{Module, Param};
 use burn::nn::LayerNorm;
 use burn::tensor::Tensor;
 use gs_lora_core::lora::derive_seed;
-use gs_lora_core::{LoraConfig, LoraLinear, fused};
+use gs_lora_core::{LoraConfig, LoraLinear, dropout, fused};
 
 use super::VitConfig;
 use super::attention::Attention;
 use crate::error::Result;
 use crate::weights::{Init, Weights};
 
-/// `fc2(GELU(fc1(x)))` with the exact (erf) GELU ([`fused::gelu`]), both Linears adapted with
-/// LoRA: one GS-LoRA adapter group.
+/// `drop(fc2(drop(GELU(fc1(x)))))` with the exact (erf) GELU ([`fused::gelu`]) and dropout
+/// while training, both Linears adapted with LoRA: one GS-LoRA adapter group.
 #[derive(Module, Debug)]
 pub struct Mlp {
     /// `D → mlp_hidden`.
     pub fc1: LoraLinear,
     /// `mlp_hidden → D`.
     pub fc2: LoraLinear,
+    /// Dropout probability after the activation and after `fc2`.
+    pub dropout: f64,
 }
 
 impl Mlp {
@@ -26,22 +28,25 @@ impl Mlp {
     /// from `seed`.
     fn load(
         mut weights: Weights,
-        [d, hidden]: [usize; 2],
+        config: &VitConfig,
         lora: &LoraConfig,
         seed: u64,
     ) -> Result<Self> {
+        let (d, hidden) = (config.hidden_size, config.mlp_hidden);
         let fc1 = weights.pp("fc1").linear(d, hidden)?;
         let fc2 = weights.pp("fc2").linear(hidden, d)?;
         Ok(Self {
             fc1: lora.init(fc1, derive_seed(seed, 0))?,
             fc2: lora.init(fc2, derive_seed(seed, 1))?,
+            dropout: config.dropout,
         })
     }
 
     /// # Shapes
     /// `[B, N, D] → [B, N, D]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.fc2.forward(fused::gelu(self.fc1.forward(x)))
+        let hidden = dropout(fused::gelu(self.fc1.forward(x)), self.dropout);
+        dropout(self.fc2.forward(hidden), self.dropout)
     }
 }
 
@@ -79,7 +84,7 @@ impl Block {
     ) -> Result<Self> {
         let (d, eps) = (config.hidden_size, config.layer_norm_eps);
         // The FFN first: a checkpoint that does not fit is reported at the same tensor as always.
-        let mlp = Mlp::load(weights.pp("mlp"), [d, config.mlp_hidden], lora, seed)?;
+        let mlp = Mlp::load(weights.pp("mlp"), config, lora, seed)?;
         let layer_scale = |mut weights: Weights| {
             config
                 .layer_scale

@@ -75,6 +75,13 @@ pub struct VitConfig {
     /// The kind of classifier head.
     #[serde(default)]
     pub head: HeadKind,
+    /// Dropout probability while training, after the position embedding, the attention
+    /// projection, the FFN's activation and the FFN's output, where the face ViT (0.1),
+    /// torchvision and timm put it ([`gs_lora_core::dropout`]). Hugging Face configs'
+    /// `hidden_dropout_prob` (0.0 in the released ViT and DINOv2 configs; Hugging Face places it
+    /// elsewhere) is not read: such models train without dropout unless this is set.
+    #[serde(default)]
+    pub dropout: f64,
 }
 
 impl VitConfig {
@@ -131,6 +138,7 @@ impl VitConfig {
                 self.layer_norm_eps
             )));
         }
+        gs_lora_core::check_dropout("dropout", self.dropout)?;
         if self.num_classes == Some(0) {
             return Err(ModelError::InvalidConfig(
                 "num_classes must be positive (or absent for a backbone), found 0".into(),

@@ -5,7 +5,8 @@
 //!
 //! ```json
 //! {"model_type": "vit_face", "image_size": 112, "patch_size": 8, "dim": 512, "depth": 6,
-//!  "heads": 8, "mlp_dim": 2048, "num_class": 100, "loss_type": "CosFace", "s": 64.0, "m": 0.35}
+//!  "heads": 8, "mlp_dim": 2048, "num_class": 100, "loss_type": "CosFace", "s": 64.0, "m": 0.35,
+//!  "dropout": 0.1, "emb_dropout": 0.1}
 //! ```
 //!
 //! Its differences from a timm ViT: patches are flattened in `(p1, p2, c)` order into a Linear,
@@ -47,6 +48,14 @@ pub(crate) fn config_from_json(json: &Value) -> Result<VitConfig> {
     if json.get("pool").and_then(Value::as_str).unwrap_or("cls") != "cls" {
         return Err(config_error("only pool `cls` is supported".into()));
     }
+    // `ViT_face(dropout=0.1, emb_dropout=0.1)`, as the official scripts build it.
+    let dropout = get_f64(json, "dropout")?.unwrap_or(0.1);
+    let embedding_dropout = get_f64(json, "emb_dropout")?.unwrap_or(dropout);
+    if embedding_dropout != dropout {
+        return Err(config_error(format!(
+            "emb_dropout {embedding_dropout} differs from dropout {dropout}; one rate is supported"
+        )));
+    }
     Ok(VitConfig {
         format: VitFormat::GsLoraFace,
         image_size: get_usize(json, "image_size")?.unwrap_or(112),
@@ -65,6 +74,7 @@ pub(crate) fn config_from_json(json: &Value) -> Result<VitConfig> {
         pos_resample: PosResample::Bicubic,
         attention_scale: Some((dim as f64).powf(-0.5)),
         head,
+        dropout,
     })
 }
 

@@ -42,6 +42,7 @@ fn common(
         pos_resample: PosResample::Bicubic,
         attention_scale: None,
         head: HeadKind::Linear,
+        dropout: 0.0,
     })
 }
 

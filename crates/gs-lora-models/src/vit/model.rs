@@ -6,7 +6,7 @@ use burn::nn::{LayerNorm, Linear};
 use burn::tensor::activation::tanh;
 use burn::tensor::{Device, Tensor, TensorData};
 use gs_lora_core::lora::derive_seed;
-use gs_lora_core::{LoraConfig, LoraGroup, LoraLinear, LoraModel};
+use gs_lora_core::{LoraConfig, LoraGroup, LoraLinear, LoraModel, check_dropout, dropout};
 
 use super::block::Block;
 use super::head::Head;
@@ -173,6 +173,20 @@ impl VisionTransformer {
         Ok(Tensor::cat(vec![pos.slice_dim(1, 0..prefix), resampled], 1))
     }
 
+    /// The model with every dropout rate set to `prob` (see [`VitConfig::dropout`]).
+    ///
+    /// # Errors
+    /// [`gs_lora_core::CoreError::OutOfRange`] when `prob` is not in `[0, 1)`.
+    pub fn with_dropout(mut self, prob: f64) -> Result<Self> {
+        check_dropout("dropout", prob)?;
+        for block in &mut self.blocks {
+            block.attn.dropout = prob;
+            block.mlp.dropout = prob;
+        }
+        self.config.dropout = prob;
+        Ok(self)
+    }
+
     /// The model with its head scoring only the classes `rows`, in that order (see
     /// [`Head::select_classes`]): a 1000-way ImageNet head cut to a dataset's classes.
     ///
@@ -269,7 +283,10 @@ impl VisionTransformer {
             Some(cls) => Tensor::cat(vec![cls.val().expand([batch, 1, d]), patches], 1),
             None => patches,
         };
-        let x = tokens + self.position_embedding(grid_h, grid_w)?;
+        let x = dropout(
+            tokens + self.position_embedding(grid_h, grid_w)?,
+            self.config.dropout,
+        );
         let x = self.blocks.iter().fold(x, |x, block| block.forward(x));
 
         let prefix = self.config.num_prefix_tokens();

@@ -100,5 +100,6 @@ pub(crate) fn config_from_json(json: &Value) -> Result<VitConfig> {
         pos_resample: PosResample::BicubicAntialias,
         attention_scale: None,
         head: HeadKind::Linear,
+        dropout: 0.0,
     })
 }

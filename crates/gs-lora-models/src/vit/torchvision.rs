@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use super::{GlobalPool, HeadKind, PosResample, VitConfig, VitFormat};
-use crate::config_file::{config_error, get_usize};
+use crate::config_file::{config_error, get_f64, get_usize};
 use crate::error::Result;
 use crate::weights::KeyMap;
 
@@ -51,6 +51,12 @@ pub(crate) fn config_from_json(json: &Value) -> Result<VitConfig> {
                 names.join(", ")
             ))
         })?;
+    if let Some(rate) = get_f64(json, "attention_dropout")?.filter(|rate| *rate != 0.0) {
+        return Err(config_error(format!(
+            "attention_dropout {rate} is not supported (0 in torchvision's builders)"
+        )));
+    }
+    let dropout = get_f64(json, "dropout")?.unwrap_or(0.0);
     Ok(VitConfig {
         format: VitFormat::Torchvision,
         image_size: get_usize(json, "image_size")?.unwrap_or(224),
@@ -69,6 +75,7 @@ pub(crate) fn config_from_json(json: &Value) -> Result<VitConfig> {
         pos_resample: PosResample::Bicubic,
         attention_scale: None,
         head: HeadKind::Linear,
+        dropout,
     })
 }
 

@@ -179,6 +179,9 @@ fn encoder_and_decoder_layers_match_transformers() {
         ffn_dim: 24,
         num_levels: 3,
         num_points: 2,
+        dropout: 0.0,
+        activation_dropout: 0.0,
+        attention_dropout: 0.0,
     };
     let lora = LoraConfig::new().with_rank(4);
     let mut weights = Weights::new(&mut source, &device);

@@ -5,6 +5,7 @@ mod common;
 
 mod deformable_attention;
 mod detr_parity;
+mod dropout;
 mod resnet;
 mod vit_parity;
 mod vit_save;

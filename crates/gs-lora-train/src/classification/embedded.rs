@@ -34,6 +34,7 @@ pub fn embedded_config(image_size: usize, num_classes: usize) -> VitConfig {
         pos_resample: PosResample::BicubicAntialias,
         attention_scale: None,
         head: HeadKind::Linear,
+        dropout: 0.0,
     }
 }
 

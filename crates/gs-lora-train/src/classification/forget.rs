@@ -8,7 +8,9 @@ use std::path::Path;
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
 use gs_lora_core::LoraConfig;
-use gs_lora_core::loss::{PrototypeAccumulator, Prototypes, forget_loss, retain_loss};
+use gs_lora_core::loss::{
+    PrototypeAccumulator, Prototypes, forget_loss, forget_loss_per_sample, retain_loss,
+};
 use gs_lora_models::VisionTransformer;
 
 use super::batch::{Batch, make_batch};
@@ -44,12 +46,12 @@ impl Criterion for ClassifierCriterion {
         Ok(retain_loss(self.logits.clone(), self.targets.clone())?)
     }
 
-    fn bounded_loss(&self, bound: f64) -> Result<Tensor<1>> {
-        Ok(forget_loss(
-            self.logits.clone(),
-            self.targets.clone(),
-            bound,
-        )?)
+    fn bounded_loss(&self, bound: f64, per_sample: bool) -> Result<Tensor<1>> {
+        let (logits, targets) = (self.logits.clone(), self.targets.clone());
+        Ok(match per_sample {
+            true => forget_loss_per_sample(logits, targets, bound)?,
+            false => forget_loss(logits, targets, bound)?,
+        })
     }
 }
 
@@ -270,5 +272,8 @@ pub fn run_forgetting(
         });
     }
     dataset.require_each_class(split, set)?;
+    if let Some(prob) = config.dropout {
+        model = model.with_dropout(prob)?;
+    }
     engine::run(&family, &mut GsLora::new(config), &mut model, config, run)
 }

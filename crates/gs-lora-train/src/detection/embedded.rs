@@ -33,6 +33,9 @@ pub fn embedded_config(num_labels: usize) -> DeformableDetrConfig {
         with_box_refine: false,
         two_stage: false,
         two_stage_num_proposals: 0,
+        dropout: 0.0,
+        activation_dropout: 0.0,
+        attention_dropout: 0.0,
         backbone: ResNetConfig {
             in_channels: 3,
             stem_width: 16,

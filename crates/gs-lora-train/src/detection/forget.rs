@@ -69,7 +69,10 @@ impl Criterion for DetectorCriterion {
         Ok(detection_loss(terms.focal, terms.l1, terms.giou))
     }
 
-    fn bounded_loss(&self, bound: f64) -> Result<Tensor<1>> {
+    fn bounded_loss(&self, bound: f64, per_sample: bool) -> Result<Tensor<1>> {
+        if per_sample {
+            return Err(per_sample_refused());
+        }
         let terms = self.terms.clone();
         Ok(detection_forget_loss(
             terms.focal,
@@ -261,6 +264,15 @@ impl Family for DetectionFamily<'_> {
     }
 }
 
+/// The per-sample bound is a classification setting: a detection batch's forgetting loss is
+/// one matched-query sum (PROTOCOL §2.2), with no sample to bound on its own.
+fn per_sample_refused() -> TrainError {
+    TrainError::Setting {
+        name: "bnd_per_sample",
+        problem: "is on, but detection bounds its forgetting loss per batch only".into(),
+    }
+}
+
 /// Runs (or resumes) the forgetting tasks of `config` on the detector `model` (on an autodiff
 /// device) with the method `config.method`, writing results (scores are COCO AP, %) and
 /// checkpoints under `run`.
@@ -277,6 +289,12 @@ pub fn run_forgetting(
     device: &Device,
 ) -> Result<RunState> {
     dataset.validate()?;
+    if config.bnd_per_sample {
+        return Err(per_sample_refused());
+    }
     let family = DetectionFamily::new(dataset, *preprocess, config, device);
+    if let Some(prob) = config.dropout {
+        model = model.with_dropout(prob)?;
+    }
     engine::run(&family, &mut GsLora::new(config), &mut model, config, run)
 }

@@ -109,9 +109,10 @@ pub trait Criterion {
     /// Malformed targets.
     fn loss(&self) -> Result<Tensor<1>>;
 
-    /// The bounded forgetting loss, `relu(BND − ·)` on the classification part, `[1]`.
+    /// The bounded forgetting loss, `relu(BND − ·)` on the classification part, `[1]`: on the
+    /// batch mean, or on each sample and then averaged when `per_sample`.
     ///
     /// # Errors
-    /// A non-finite bound.
-    fn bounded_loss(&self, bound: f64) -> Result<Tensor<1>>;
+    /// A non-finite bound, or `per_sample` where the family has no per-sample bound.
+    fn bounded_loss(&self, bound: f64, per_sample: bool) -> Result<Tensor<1>>;
 }

@@ -5,7 +5,7 @@ use burn::module::ParamId;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
 use gs_lora_core::lora::derive_seed;
-use gs_lora_core::{LoraModel, merge_adapters};
+use gs_lora_core::{LoraModel, merge_adapters, seed_dropout};
 
 use super::loss::scalar;
 use super::sampling::shuffled_batches;
@@ -56,11 +56,9 @@ pub(crate) fn fit<M: LoraModel>(
     let steps_per_epoch = samples.div_ceil(schedule.batch_size);
     let total = schedule.epochs * steps_per_epoch;
     for epoch in 0..schedule.epochs {
-        let batches = shuffled_batches(
-            &indices,
-            schedule.batch_size,
-            derive_seed(schedule.seed, epoch as u64),
-        );
+        let epoch_seed = derive_seed(schedule.seed, epoch as u64);
+        let batches = shuffled_batches(&indices, schedule.batch_size, epoch_seed);
+        seed_dropout(&model.devices(), derive_seed(epoch_seed, 1));
         let progress = Progress::new(
             format!("{} epoch {}/{}", schedule.name, epoch + 1, schedule.epochs),
             batches.len(),

@@ -4,10 +4,11 @@
 
 use std::time::Instant;
 
+use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
-use gs_lora_core::TaskMetrics;
 use gs_lora_core::lora::derive_seed;
+use gs_lora_core::{TaskMetrics, seed_dropout};
 
 use super::family::Family;
 use super::loss::LossValues;
@@ -65,7 +66,8 @@ pub(crate) fn run_task<F: Family, M: Method<F>>(
 
 /// The epochs of one task. An epoch is one pass over the remaining-class batches, each paired
 /// with the next forget batch (cycled, as the official code), then the method's loss, AdamW on
-/// the method's parameters at the epoch's learning rate, and the method's post-step. Returns
+/// the method's parameters at the epoch's learning rate, and the method's post-step. Each
+/// epoch seeds the dropout masks from the run's seed, so a resumed run draws the same. Returns
 /// the epochs' mean losses.
 ///
 /// # Errors
@@ -85,6 +87,7 @@ pub(crate) fn train_task<F: Family, M: Method<F>>(
     for epoch in 0..config.epochs {
         let lr = config.lr_at(epoch);
         let epoch_seed = derive_seed(seed, 100 + epoch as u64);
+        seed_dropout(&model.devices(), derive_seed(epoch_seed, 3));
         let batches = Pair {
             retain: shuffled_batches(
                 &samples.retain,
@@ -251,7 +254,7 @@ mod tests {
             unreachable!("not read by the recorder")
         }
 
-        fn bounded_loss(&self, _: f64) -> Result<Tensor<1>> {
+        fn bounded_loss(&self, _: f64, _: bool) -> Result<Tensor<1>> {
             unreachable!("not read by the recorder")
         }
     }

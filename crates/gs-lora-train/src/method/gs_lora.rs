@@ -175,7 +175,9 @@ impl GsLora {
             forget: objective.criterion(model, batches.forget)?,
         };
         let retain = criteria.retain.loss()?;
-        let forget = criteria.forget.bounded_loss(self.config.bnd)?;
+        let forget = criteria
+            .forget
+            .bounded_loss(self.config.bnd, self.config.bnd_per_sample)?;
         let prototype = match self.prototype_loss() {
             Some(loss) => {
                 let criteria = Pair {

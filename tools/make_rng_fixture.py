@@ -24,6 +24,29 @@ for seed in [0, 1, 42, 1337, -7, 2**40 + 3, 2**64 + 17]:
     case["choices"] = rng.choices(range(7), k=20)
     python.append(case)
 
+# The official few-shot draw (PROTOCOL §0.3; `util/utils.py` few-shot subset): after
+# `random.seed(1337); random.shuffle(list(range(C)))`, per task the forget classes then the
+# remaining ones, each class in ascending label order `random.sample(its samples, k)`, then one
+# `random.shuffle` of the group's picks. Task t forgets order[C-K-tK : C-tK] and keeps
+# order[0 : C-K-tK]. Class c owns samples 100c .. 100c + 4 + c % 3.
+C, K, T, k = 12, 3, 3, 2
+rng = random.Random(1337)
+order = list(range(C))
+rng.shuffle(order)
+samples = {c: [100 * c + j for j in range(4 + c % 3)] for c in range(C)}
+tasks = []
+for t in range(T):
+    groups = {}
+    for name, classes in [("forget", order[C - K - t * K:C - t * K]), ("retain", order[:C - K - t * K])]:
+        picks = []
+        for c in sorted(classes):
+            picks.extend(rng.sample(samples[c], k))
+        rng.shuffle(picks)
+        groups[name] = sorted(picks)
+    tasks.append(groups)
+few_shot = {"seed": 1337, "classes": C, "forget_per_task": K, "tasks": T, "k": k,
+            "order": order, "samples": tasks}
+
 numpy = []
 coco_ids = [i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)]
 assert len(coco_ids) == 80
@@ -45,5 +68,6 @@ json.dump({
     "coco_ids": coco_ids,
     "python": python,
     "numpy": numpy,
+    "few_shot": few_shot,
 }, open("crates/gs-lora-train/tests/fixtures/official_rng.json", "w"))
 print("wrote crates/gs-lora-train/tests/fixtures/official_rng.json", file=sys.stderr)

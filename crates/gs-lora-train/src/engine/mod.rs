@@ -18,7 +18,9 @@ pub use family::{Criterion, Family, Objective};
 pub use loss::{LossTerms, LossValues, LossWeights};
 pub use method::{AdapterGroups, Method};
 pub use run_dir::{RunDir, RunState};
-pub use sampling::{Pair, TaskSamples, shuffled_batches, task_samples, task_seed};
+pub use sampling::{
+    Pair, TaskSamples, schedule_samples, shuffled_batches, task_samples, task_seed,
+};
 pub use schedule::{Task, TaskSchedule};
 
 pub use task::{ADAM_BETA_1, ADAM_BETA_2, ADAM_EPSILON, adamw, gradients, optimizer_step};
@@ -87,8 +89,19 @@ pub fn run<F: Family, M: Method<F>>(
         *model = family.load(&checkpoint)?;
     }
 
-    for next in schedule.tasks.iter().skip(state.results.len()) {
-        let (result, curves) = task::run_task(family, method, model, next, config)?;
+    let samples = schedule_samples(
+        |class| family.samples_of(class),
+        &schedule.tasks,
+        classes.len(),
+        config,
+    )?;
+    for (next, samples) in schedule
+        .tasks
+        .iter()
+        .zip(&samples)
+        .skip(state.results.len())
+    {
+        let (result, curves) = task::run_task(family, method, model, next, samples, config)?;
         // The merged model first, then the state that points at it: a kill in between leaves
         // the previous state, and the task is redone.
         family.save(model, next, &run.checkpoint(next.index))?;

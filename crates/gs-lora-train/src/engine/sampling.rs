@@ -8,6 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use super::schedule::Task;
 use crate::config::{ForgetConfig, Replay};
 use crate::error::{Result, TrainError};
+use crate::protocol::{ClassOrder, PythonRandom};
 
 /// A remaining-class and a forget-class value: samples, batches, criteria.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +56,63 @@ pub fn task_samples(
         retain: draw(&task.retain, "remaining", 1)?,
         forget: draw(&task.forget, "forget", 2)?,
     })
+}
+
+/// The training samples of each of `tasks` (the schedule's, from the first), as
+/// [`task_samples`] draws them, except in the official few-shot setting with the official class
+/// order (`Replay::FewShot(k)` with `ClassOrder::Python(n)`). There the official code draws
+/// from the CPython stream that shuffled the `num_classes` classes (PROTOCOL §0.3), and so do
+/// we: per task the forget classes, then the remaining ones, each class in ascending label
+/// order `random.sample(its samples, k)`, then one `random.shuffle` of the group's picks (whose
+/// order the loader reshuffles; it is drawn to keep the stream in step).
+///
+/// # Errors
+/// As [`task_samples`]; for the official stream, a class with fewer than `k` samples.
+pub fn schedule_samples(
+    samples_of: impl Fn(usize) -> Vec<usize>,
+    tasks: &[Task],
+    num_classes: usize,
+    config: &ForgetConfig,
+) -> Result<Vec<TaskSamples>> {
+    let (Replay::FewShot(k), ClassOrder::Python(seed)) = (config.replay, config.class_order) else {
+        return tasks
+            .iter()
+            .map(|task| task_samples(&samples_of, task, config))
+            .collect();
+    };
+    let mut stream = PythonRandom::new(i128::from(seed));
+    stream.shuffle(&mut (0..num_classes).collect::<Vec<_>>())?;
+    let mut draw = |classes: &[usize], task: usize, group: &str| -> Result<Vec<usize>> {
+        let mut ascending = classes.to_vec();
+        ascending.sort_unstable();
+        let mut picks = Vec::with_capacity(k * ascending.len());
+        for class in ascending {
+            let samples = samples_of(class);
+            if samples.len() < k {
+                return Err(TrainError::Setting {
+                    name: config.replay.setting(),
+                    problem: format!(
+                        "{k} is more than the {} training samples of class {class} (task {task}, \
+                         {group} classes)",
+                        samples.len()
+                    ),
+                });
+            }
+            picks.extend(stream.sample(&samples, k)?);
+        }
+        stream.shuffle(&mut picks)?;
+        picks.sort_unstable();
+        picks.dedup();
+        Ok(picks)
+    };
+    tasks
+        .iter()
+        .map(|task| {
+            let forget = draw(&task.forget, task.index, "forget")?;
+            let retain = draw(&task.retain, task.index, "remaining")?;
+            Ok(Pair { retain, forget })
+        })
+        .collect()
 }
 
 /// The samples of `classes` kept for training this task, sorted (a sample of several classes

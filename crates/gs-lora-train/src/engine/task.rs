@@ -13,7 +13,7 @@ use gs_lora_core::{TaskMetrics, seed_dropout};
 use super::family::Family;
 use super::loss::LossValues;
 use super::method::{AdapterGroups, Method};
-use super::sampling::{Pair, TaskSamples, shuffled_batches, task_samples, task_seed};
+use super::sampling::{Pair, TaskSamples, shuffled_batches, task_seed};
 use super::schedule::Task;
 use crate::config::ForgetConfig;
 use crate::error::{Result, TrainError};
@@ -29,6 +29,7 @@ pub(crate) fn run_task<F: Family, M: Method<F>>(
     method: &mut M,
     model: &mut F::Model,
     task: &Task,
+    samples: &TaskSamples,
     config: &ForgetConfig,
 ) -> Result<(TaskResult, Vec<EpochRecord>)> {
     let started = Instant::now();
@@ -41,10 +42,9 @@ pub(crate) fn run_task<F: Family, M: Method<F>>(
         before.forget,
         before.retain
     );
-    let samples = task_samples(|class| family.samples_of(class), task, config)?;
     let seed = task_seed(config.seed, task.index);
-    method.begin_task(family, model, task, &samples, seed)?;
-    let curves = train_task(family, method, model, task, &samples, config)?;
+    method.begin_task(family, model, task, samples, seed)?;
+    let curves = train_task(family, method, model, task, samples, config)?;
     let groups = method.end_task(model)?;
     let after = family.evaluate(model, task)?;
     let result = task_result(task, before, after, groups, started);

@@ -3,7 +3,9 @@
 //! (`tools/make_rng_fixture.py`: shuffles, samples by pool and by set, choices, `random()` for
 //! seeds up to 2⁶⁴ + 17 and negative ones).
 
-use gs_lora_train::protocol::{NumpyRandomState, PythonRandom};
+use gs_lora_train::engine::{TaskSchedule, schedule_samples, task_samples};
+use gs_lora_train::protocol::{ClassOrder, NumpyRandomState, PythonRandom};
+use gs_lora_train::{ForgetConfig, Replay};
 use serde_json::Value;
 
 fn fixture() -> Value {
@@ -122,4 +124,62 @@ fn numpy_random_state_matches_numpy() {
             .expect("shuffle");
         assert_eq!(ids, numbers(&case["coco_ids"]), "seed {seed}, COCO ids");
     }
+}
+
+/// The official few-shot subsets (`tools/make_rng_fixture.py`, `few_shot`): with the Python
+/// class order, every task's forget and remaining picks continue CPython's stream as the
+/// official code draws them. Catches the stream restarted per task, the remaining classes drawn
+/// before the forget ones, classes taken in the order's order instead of ascending labels, and
+/// the group shuffle left out (each shifts every later pick). Other orders keep the per-task
+/// draw.
+#[test]
+fn the_official_few_shot_draw_is_reproduced() {
+    let fixture = fixture();
+    let case = &fixture["few_shot"];
+    let count = |key: &str| case[key].as_u64().expect(key) as usize;
+    let (classes, per_task, tasks, k) = (
+        count("classes"),
+        count("forget_per_task"),
+        count("tasks"),
+        count("k"),
+    );
+    let config = ForgetConfig {
+        class_order: ClassOrder::Python(1337),
+        replay: Replay::FewShot(k),
+        tasks,
+        forget_per_task: per_task,
+        ..ForgetConfig::default()
+    };
+    let order = config.class_order.order(classes, 0).expect("order");
+    assert_eq!(order, numbers(&case["order"]));
+    let schedule = TaskSchedule::from_order(order, tasks, per_task).expect("schedule");
+    let samples_of = |c: usize| (0..4 + c % 3).map(|j| 100 * c + j).collect::<Vec<_>>();
+    let found = schedule_samples(samples_of, &schedule.tasks, classes, &config).expect("draw");
+    let expected = case["samples"].as_array().expect("tasks");
+    assert_eq!(found.len(), expected.len());
+    for (t, (found, expected)) in found.iter().zip(expected).enumerate() {
+        assert_eq!(
+            found.forget,
+            numbers(&expected["forget"]),
+            "task {t} forget"
+        );
+        assert_eq!(
+            found.retain,
+            numbers(&expected["retain"]),
+            "task {t} remaining"
+        );
+    }
+    let seeded = ForgetConfig {
+        class_order: ClassOrder::Seeded,
+        ..config
+    };
+    let per_task_draw: Vec<_> = schedule
+        .tasks
+        .iter()
+        .map(|task| task_samples(samples_of, task, &seeded).expect("draw"))
+        .collect();
+    assert_eq!(
+        schedule_samples(samples_of, &schedule.tasks, classes, &seeded).expect("draw"),
+        per_task_draw
+    );
 }

@@ -60,6 +60,22 @@ muts = [
   "if factor.val().is_autodiff() && !factor.val().is_require_grad() {",
   "if false && factor.val().is_autodiff() {",
   ["-p","gs-lora-core","--test","it","lora_linear::"]),
+ ("dropout at evaluation", "crates/gs-lora-core/src/dropout.rs",
+  "if prob == 0.0 || !x.device().is_autodiff() {", "if prob == 0.0 {",
+  ["-p","gs-lora-core","--test","it","dropout::"]),
+ ("no dropout after fc2", "crates/gs-lora-models/src/vit/block.rs",
+  "dropout(self.fc2.forward(hidden), self.dropout)", "self.fc2.forward(hidden)",
+  ["--workspace","--test","it","the_vit_drops"]),
+ ("dropout unseeded", "crates/gs-lora-train/src/engine/task.rs",
+  "seed_dropout(&model.devices(), derive_seed(epoch_seed, 3));", "let _ = epoch_seed;",
+  ["--workspace","--test","dropout_training"]),
+ ("per-sample bound ignored", "crates/gs-lora-train/src/method/gs_lora.rs",
+  ".bounded_loss(self.config.bnd, self.config.bnd_per_sample)", ".bounded_loss(self.config.bnd, false)",
+  ["--workspace","--test","it","the_per_sample_bound_reaches"]),
+ ("few-shot remaining drawn first", "crates/gs-lora-train/src/engine/sampling.rs",
+  'let forget = draw(&task.forget, task.index, "forget")?;\n            let retain = draw(&task.retain, task.index, "remaining")?;',
+  'let retain = draw(&task.retain, task.index, "remaining")?;\n            let forget = draw(&task.forget, task.index, "forget")?;',
+  ["--workspace","--test","it","the_official_few_shot"]),
 ]
 only = sys.argv[1:] 
 for name, path, old, new, test in muts:

@@ -393,4 +393,19 @@ mod tests {
         let err = config(&["--protocol", "official-coco"]).expect_err("unknown");
         assert!(err.to_string().contains("unknown protocol"), "{err}");
     }
+
+    /// The switches of this version reach the config: the per-sample bound and the dropout
+    /// rate, absent by default. Catches a flag read under another name or dropped.
+    #[test]
+    fn the_bound_and_dropout_flags_reach_the_config() {
+        let plain = config(&[]).expect("plain");
+        assert!(!plain.bnd_per_sample);
+        assert_eq!(plain.dropout, None);
+        let set =
+            config(&["--bnd-per-sample", "on", "--bnd", "5", "--dropout", "0.1"]).expect("flags");
+        assert!(set.bnd_per_sample);
+        assert_eq!((set.bnd, set.dropout), (5.0, Some(0.1)));
+        let err = config(&["--bnd-per-sample", "yes"]).expect_err("not on/off");
+        assert!(err.to_string().contains("bnd-per-sample"), "{err}");
+    }
 }

@@ -3,16 +3,18 @@
 use std::path::{Path, PathBuf};
 
 use crate::common::scratch;
-use burn::tensor::Device;
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use gs_lora_core::{GroupLassoConfig, LoraConfig};
 use gs_lora_models::VisionTransformer;
 use gs_lora_models::vit::VitConfig;
 use gs_lora_models::weights::SeededInit;
 use gs_lora_train::classification::data::{Dataset, SyntheticShapes, SyntheticShapesConfig};
 use gs_lora_train::classification::embedded_config;
-use gs_lora_train::classification::{ClassifierDir, run_forgetting};
+use gs_lora_train::classification::{Batch, ClassifierDir, ClassifierObjective, run_forgetting};
 use gs_lora_train::classification::{PretrainConfig, pretrain};
+use gs_lora_train::engine::Pair;
 use gs_lora_train::image::{Normalization, Preprocess};
+use gs_lora_train::method::GsLora;
 use gs_lora_train::{ForgetConfig, MethodKind, Replay, RunDir, TaskResult, TrainError};
 
 const PREPROCESS: Preprocess = Preprocess {
@@ -686,4 +688,81 @@ fn the_missing_class_setting_measures_classes_it_never_trains_on() {
     .expect_err("no remaining class");
     assert!(err.to_string().contains("50 missing classes"), "{err}");
     std::fs::remove_dir_all(&base).ok();
+}
+
+/// `bnd_per_sample` reaches the step's forgetting term: `(1/B) Σ_b relu(BND − CE_b)` of the
+/// forget batch's logits with it on, `relu(BND − mean_b CE_b)` off, by hand from the logits.
+/// The bound sits between the samples' cross-entropies, where the two differ. Catches the
+/// switch ignored by the method either way.
+#[test]
+fn the_per_sample_bound_reaches_the_forgetting_term() {
+    let device = Device::default();
+    let config = VitConfig {
+        image_size: 16,
+        hidden_size: 16,
+        depth: 1,
+        num_heads: 2,
+        mlp_hidden: 32,
+        ..embedded_config(16, 4)
+    };
+    let lora = LoraConfig::new().with_rank(2);
+    let model = VisionTransformer::load(&config, &mut SeededInit::new(3), &lora, 0, &device)
+        .expect("model")
+        .with_new_head(4, 5)
+        .expect("head");
+    let images = Tensor::<4>::random([4, 3, 16, 16], Distribution::Uniform(-1.0, 1.0), &device)
+        .mul_scalar(20.0);
+    let labels = vec![0usize, 1, 2, 3];
+    let batch = || Batch {
+        images: images.clone(),
+        targets: Tensor::from_data(TensorData::new(vec![0i64, 1, 2, 3], [4]), &device),
+        labels: labels.clone(),
+    };
+    let logits: Vec<f64> = model
+        .forward(images.clone())
+        .expect("forward")
+        .logits
+        .expect("head")
+        .try_into_vec_as::<f64>()
+        .expect("values");
+    let ce: Vec<f64> = logits
+        .chunks(4)
+        .zip(&labels)
+        .map(|(row, &y)| {
+            let max = row.iter().cloned().fold(f64::MIN, f64::max);
+            let sum: f64 = row.iter().map(|z| (z - max).exp()).sum();
+            max + sum.ln() - row[y]
+        })
+        .collect();
+    let mean = ce.iter().sum::<f64>() / 4.0;
+    let bound = mean + 0.1 * (ce.iter().cloned().fold(f64::MIN, f64::max) - mean);
+    let per_sample = ce.iter().map(|c| (bound - c).max(0.0)).sum::<f64>() / 4.0;
+    let batch_mean = bound - mean;
+    assert!(
+        (per_sample - batch_mean).abs() > 1e-3,
+        "{per_sample} vs {batch_mean}: {ce:?}"
+    );
+    for (on, expected) in [(false, batch_mean), (true, per_sample)] {
+        let settings = ForgetConfig {
+            bnd: bound,
+            bnd_per_sample: on,
+            ..ForgetConfig::default()
+        };
+        let terms = GsLora::new(&settings)
+            .loss_of(
+                &ClassifierObjective,
+                &model,
+                Pair {
+                    retain: batch(),
+                    forget: batch(),
+                },
+                0,
+            )
+            .expect("terms");
+        let found = terms.values().forget;
+        assert!(
+            (found - expected).abs() < 1e-4 * (1.0 + expected),
+            "per sample {on}: {found} vs {expected}"
+        );
+    }
 }

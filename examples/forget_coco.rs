@@ -8,8 +8,10 @@
 //! With `--coco PATH --weights MODEL.safetensors [--config CONFIG.json]` it runs the paper's
 //! setting on COCO 2017 (`PATH/annotations/instances_{train,val}2017.json`,
 //! `PATH/{train,val}2017/`) with a Hugging Face `DeformableDetrForObjectDetection` checkpoint
-//! and the reference's continual settings (70 base classes, three tasks of 10 of the 80
-//! categories), images resized with their aspect kept (shorter side
+//! and the official continual settings (`--protocol official-coco`, PROTOCOL §1 E10: seven
+//! tasks of 10 of the 80 categories in the official order, 32 shots per class, constant lr
+//! 3e-4, gradients clipped at norm 0.1, dropout 0.1, batch 32: pass `--batch-size` for less
+//! memory), images resized with their aspect kept (shorter side
 //! `--image-size`, longer at most 1333/800 of it) and padded per batch with a pixel mask, at
 //! most `--max-images` training and `--max-val-images` validation images.
 //!
@@ -35,6 +37,7 @@ use gs_lora::train::detection::{
 };
 use gs_lora::train::image::{Normalization, Preprocess};
 use gs_lora::train::io::ensure_disjoint;
+use gs_lora::train::protocol::Preset;
 use gs_lora::train::report::results_table;
 use gs_lora::train::{ForgetConfig, Replay, RunDir};
 
@@ -47,26 +50,6 @@ usage: forget_coco [--out DIR] [--detector-epochs E] [any `gs-lora forget` flag]
        forget_coco --coco COCO --weights MODEL.safetensors [--config CONFIG.json]
                    [--image-size 512] [--max-images 2000] [--max-val-images 500]
                    [--out DIR] [any `gs-lora forget` flag]";
-
-/// The reference's continual COCO setting (`scripts/run_cl.sh` of the official code): 70 base
-/// classes kept, three tasks of 10 (80-10, 70-10, 60-10), β 0.015 / 0.02 / 0.025, the
-/// forgetting bound 15 on `2·focal`, group-lasso weight 3e-4, AdamW 3e-4, 30 epochs, batch 2,
-/// dropout 0.1 on every dropout of the transformer (the released config has 0 on the FFN's
-/// activation and the attention weights; the official training uses one rate).
-fn coco_defaults() -> ForgetConfig {
-    ForgetConfig {
-        dropout: Some(0.1),
-        tasks: 3,
-        forget_per_task: 10,
-        bnd: 15.0,
-        group_lasso: GroupLassoConfig::new().with_weight(3e-4),
-        beta: vec![0.015, 0.02, 0.025],
-        batch_size: 2,
-        epochs: 30,
-        lr: 3e-4,
-        ..ForgetConfig::default()
-    }
-}
 
 /// The embedded default's settings: two tasks of two classes, a quarter of the remaining
 /// images replayed, β 0.2, AdamW 2e-3, 6 epochs of batch 16 + 16, the bound and α of the
@@ -176,7 +159,7 @@ fn run() -> Result<(), CliError> {
                 flags.number("max-images", 2000)?,
                 flags.number("max-val-images", 500)?,
             );
-            let config = forget_config(&mut flags, coco_defaults())?;
+            let config = forget_config(&mut flags, Preset::OfficialCoco.config())?;
             flags.finish()?;
             config.validate()?;
             ensure_disjoint(

@@ -76,6 +76,13 @@ muts = [
   'let forget = draw(&task.forget, task.index, "forget")?;\n            let retain = draw(&task.retain, task.index, "remaining")?;',
   'let retain = draw(&task.retain, task.index, "remaining")?;\n            let forget = draw(&task.forget, task.index, "forget")?;',
   ["--workspace","--test","it","the_official_few_shot"]),
+ ("clip ignored", "crates/gs-lora-train/src/engine/task.rs",
+  "if let Some(max_norm) = config.clip_grad_norm {", "if let Some(max_norm) = None::<f64> {",
+  ["--workspace","--test","it","the_gradient_clip"]),
+ ("clip per tensor", "crates/gs-lora-train/src/engine/clip.rs",
+  "self.grads.register(param.id, grad.mul_scalar(self.factor));",
+  "let norm = grad.clone().square().sum().sqrt().into_scalar::<f64>(); self.grads.register(param.id, grad.mul_scalar(self.factor * 0.0 + 0.1 / (norm + 1e-6)));",
+  ["-p","gs-lora-train","--lib","engine::clip"]),
 ]
 only = sys.argv[1:] 
 for name, path, old, new, test in muts:

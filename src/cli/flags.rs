@@ -255,7 +255,7 @@ pub fn open_dataset(path: &Path, options: &LoadOptions) -> Result<Dataset, CliEr
 /// Every forgetting hyper-parameter as a flag, on top of `defaults` (or of the official
 /// experiment `--protocol NAME` names, which replaces them): `--seed --tasks --forget-per-task --missing-classes --class-order --eval-split --eval-margin --method --few-shot
 /// --replay-fraction --epochs
-/// --batch-size --rank --lora-alpha --lr --min-lr --weight-decay --bnd --bnd-per-sample --beta --alpha
+/// --batch-size --rank --lora-alpha --lr --min-lr --weight-decay --clip-grad-norm --bnd --bnd-per-sample --beta --alpha
 /// --alpha-warmup-epochs --big-alpha --proximal --bnd-pro --pro-forget-weight
 /// --pro-forget-weights --pro-retain-weight --dropout`.
 ///
@@ -309,6 +309,9 @@ pub fn forget_config(flags: &mut Flags, defaults: ForgetConfig) -> Result<Forget
         lr: flags.number("lr", defaults.lr)?,
         min_lr: flags.number("min-lr", defaults.min_lr)?,
         weight_decay: flags.number("weight-decay", defaults.weight_decay)?,
+        clip_grad_norm: flags
+            .optional("clip-grad-norm")?
+            .or(defaults.clip_grad_norm),
         bnd: flags.number("bnd", defaults.bnd)?,
         bnd_per_sample: flags.on_off("bnd-per-sample", defaults.bnd_per_sample)?,
         beta: flags.list("beta")?.unwrap_or(defaults.beta),
@@ -390,7 +393,7 @@ mod tests {
             preset
         );
         assert_eq!(config(&[]).expect("plain").protocol, None);
-        let err = config(&["--protocol", "official-coco"]).expect_err("unknown");
+        let err = config(&["--protocol", "official-voc"]).expect_err("unknown");
         assert!(err.to_string().contains("unknown protocol"), "{err}");
     }
 

@@ -136,6 +136,11 @@ pub struct ForgetConfig {
     pub min_lr: f64,
     /// AdamW weight decay.
     pub weight_decay: f64,
+    /// The largest global L2 norm of a step's gradients (`--clip-grad-norm`; PyTorch's
+    /// `clip_grad_norm_`, 0.1 in the official detection training); `None` (the default, and
+    /// the official classification training) clips nothing.
+    #[serde(default)]
+    pub clip_grad_norm: Option<f64>,
     /// Bound `BND` of the forgetting loss.
     pub bnd: f64,
     /// Whether `BND` bounds each forget sample's cross-entropy (then averaged) instead of the
@@ -181,6 +186,7 @@ impl Default for ForgetConfig {
             lr: 1e-2,
             min_lr: 1e-5,
             weight_decay: 0.05,
+            clip_grad_norm: None,
             bnd: 105.0,
             bnd_per_sample: false,
             beta: vec![0.2, 0.25, 0.25, 0.2],
@@ -304,6 +310,14 @@ impl ForgetConfig {
             .find(|(_, v)| !v.is_finite() || *v < 0.0)
         {
             return bad(name, format!("must be a finite number ≥ 0, found {value}"));
+        }
+        if let Some(max_norm) = self.clip_grad_norm
+            && !(max_norm.is_finite() && max_norm > 0.0)
+        {
+            return bad(
+                "clip_grad_norm",
+                format!("must be a finite number > 0, found {max_norm}"),
+            );
         }
         if let Some(prob) = self.dropout {
             gs_lora_core::check_dropout("dropout", prob)?;

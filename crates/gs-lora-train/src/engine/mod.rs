@@ -5,6 +5,7 @@
 //! The engine knows neither ViTs nor detectors (`classification` and `detection` implement
 //! [`Family`]) nor a particular method (`method` implements [`Method`]).
 
+mod clip;
 mod family;
 mod fit;
 mod loss;
@@ -14,6 +15,7 @@ mod sampling;
 mod schedule;
 mod task;
 
+pub use clip::clip_grad_norm;
 pub use family::{Criterion, Family, Objective};
 pub use loss::{LossTerms, LossValues, LossWeights};
 pub use method::{AdapterGroups, Method};

@@ -10,6 +10,7 @@ use burn::tensor::Tensor;
 use gs_lora_core::lora::derive_seed;
 use gs_lora_core::{TaskMetrics, seed_dropout};
 
+use super::clip::clip_grad_norm;
 use super::family::Family;
 use super::loss::LossValues;
 use super::method::{AdapterGroups, Method};
@@ -65,8 +66,9 @@ pub(crate) fn run_task<F: Family, M: Method<F>>(
 }
 
 /// The epochs of one task. An epoch is one pass over the remaining-class batches, each paired
-/// with the next forget batch (cycled, as the official code), then the method's loss, AdamW on
-/// the method's parameters at the epoch's learning rate, and the method's post-step. Each
+/// with the next forget batch (cycled, as the official code), then the method's loss, its
+/// gradients (clipped by their global norm when `clip_grad_norm` says), AdamW on the method's
+/// parameters at the epoch's learning rate, and the method's post-step. Each
 /// epoch seeds the dropout masks from the run's seed, so a resumed run draws the same. Returns
 /// the epochs' mean losses.
 ///
@@ -128,7 +130,10 @@ pub(crate) fn train_task<F: Family, M: Method<F>>(
                 });
             }
             sum = sum + values;
-            let grads = gradients(model, terms.total, &method.trainable(model));
+            let mut grads = gradients(model, terms.total, &method.trainable(model));
+            if let Some(max_norm) = config.clip_grad_norm {
+                clip_grad_norm(model, &mut grads, max_norm)?;
+            }
             method.observe_gradients(model, &grads)?;
             *model = optimizer.step(lr, model.clone(), grads);
             method.after_step(model, lr, epoch)?;

@@ -92,9 +92,8 @@ pub fn schedule_samples(
                 return Err(TrainError::Setting {
                     name: config.replay.setting(),
                     problem: format!(
-                        "{k} is more than the {} training samples of class {class} (task {task}, \
-                         {group} classes)",
-                        samples.len()
+                        "{} (task {task}, {group} classes)",
+                        too_few(k, samples.len(), class)
                     ),
                 });
             }
@@ -144,10 +143,7 @@ fn subset(
             for &class in classes {
                 let mut samples = samples_of(class);
                 if samples.len() < k {
-                    return Err(format!(
-                        "{k} is more than the {} training samples of class {class}",
-                        samples.len()
-                    ));
+                    return Err(too_few(k, samples.len(), class));
                 }
                 samples.shuffle(rng);
                 chosen.extend_from_slice(&samples[..k]);
@@ -158,6 +154,11 @@ fn subset(
     chosen.sort_unstable();
     chosen.dedup();
     Ok(chosen)
+}
+
+/// Why `k` samples of `class` cannot be drawn from its `found` (the official code raises too).
+fn too_few(k: usize, found: usize, class: usize) -> String {
+    format!("{k} is more than the {found} training samples of class {class}")
 }
 
 /// `indices` shuffled with `seed` and cut into batches of at most `batch_size`.

@@ -1418,8 +1418,16 @@ fn read(path: &Path) -> Vec<u8> {
 }
 
 /// A fresh directory to build seeds in.
+/// A fresh scratch directory for making seeds; unique per call, since concurrent fuzz tests
+/// build the same seeds (`vit_config` and `vit_pretrained` both save a ViT: one shared
+/// directory let one test delete the other's files mid-write).
 fn seed_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gs-lora-fuzz-seed-{}-{name}", std::process::id()));
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "gs-lora-fuzz-seed-{}-{call}-{name}",
+        std::process::id()
+    ));
     std::fs::remove_dir_all(&dir).ok();
     std::fs::create_dir_all(&dir).expect("seed dir");
     dir

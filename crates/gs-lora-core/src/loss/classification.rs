@@ -15,11 +15,14 @@ use crate::error::{CoreError, Result, ensure_finite, read_values};
 /// [`CoreError::EmptyBatch`], [`CoreError::ShapeMismatch`] when the batch sizes differ,
 /// [`CoreError::LabelOutOfRange`] for a label outside `0..C` (checked on the host, one small read).
 pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>) -> Result<Tensor<1>> {
+    Ok(true_class_log_probs(logits, labels)?.mean().neg())
+}
+
+/// `log softmax(z_b)[y_b]` per sample, `[B, 1]`, after checking the labels.
+fn true_class_log_probs(logits: Tensor<2>, labels: Tensor<1, Int>) -> Result<Tensor<2>> {
     let [batch, num_classes] = logits.dims();
     check_labels(batch, num_classes, &labels)?;
-    let log_probs = log_softmax(logits, 1);
-    let picked = log_probs.gather(1, labels.unsqueeze_dim(1));
-    Ok(picked.mean().neg())
+    Ok(log_softmax(logits, 1).gather(1, labels.unsqueeze_dim(1)))
 }
 
 /// Retention loss `L_r = CE(logits(x_r), y_r)` on remaining-class samples; shape `[1]`.
@@ -58,9 +61,7 @@ pub fn forget_loss_per_sample(
     bound: f64,
 ) -> Result<Tensor<1>> {
     ensure_finite("forgetting bound", bound)?;
-    let [batch, num_classes] = logits.dims();
-    check_labels(batch, num_classes, &labels)?;
-    let picked = log_softmax(logits, 1).gather(1, labels.unsqueeze_dim(1));
+    let picked = true_class_log_probs(logits, labels)?;
     Ok(relu(picked.add_scalar(bound)).mean())
 }
 

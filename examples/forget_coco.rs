@@ -60,7 +60,8 @@ fn embedded_defaults() -> ForgetConfig {
     ForgetConfig {
         tasks: 2,
         forget_per_task: 2,
-        bnd: 15.0,
+        bnd: Some(15.0),
+        bnd_per_sample: false,
         group_lasso: GroupLassoConfig::new().with_weight(3e-4),
         beta: vec![0.2],
         batch_size: 16,

@@ -72,7 +72,7 @@ fn embedded_defaults() -> ForgetConfig {
         forget_per_task: 10,
         epochs: 10,
         replay: Replay::Fraction(0.5),
-        bnd: 5.0,
+        bnd: Some(5.0),
         bnd_per_sample: true,
         group_lasso: GroupLassoConfig::new()
             .with_warmup_epochs(5)
@@ -103,10 +103,11 @@ fn cub_model(
             class_names: dataset.class_names.clone(),
             preprocess: *preprocess,
             forgotten: Vec::new(),
+            split_seed: dataset.split_seed,
         };
         cache.save(&model, &info)?;
     }
-    cache.info()?.check_classes(dataset)?;
+    cache.info()?.check_data(dataset)?;
     Ok(cache.load(lora, seed, device)?)
 }
 
@@ -154,7 +155,7 @@ fn run() -> Result<(), CliError> {
             let preprocess = checkpoint_preprocess(&model_config, Some(image_size), None)?;
             let mut options = load_options(
                 &mut flags,
-                forget_load_options(&config, preprocess.resize_side()),
+                forget_load_options(&config, preprocess.resize_side(), 0),
             )?;
             options.max_classes = options.max_classes.or(Some(100));
             flags.finish()?;

@@ -83,6 +83,16 @@ muts = [
   "self.grads.register(param.id, grad.mul_scalar(self.factor));",
   "let norm = grad.clone().square().sum().sqrt().into_scalar::<f64>(); self.grads.register(param.id, grad.mul_scalar(self.factor * 0.0 + 0.1 / (norm + 1e-6)));",
   ["-p","gs-lora-train","--lib","engine::clip"]),
+ ("stratified floor", "crates/gs-lora-train/src/engine/sampling.rs",
+  "let keep = (samples.len() as f64 * fraction).ceil() as usize;",
+  "let keep = (samples.len() as f64 * fraction).floor() as usize;",
+  ["-p","gs-lora-train","--lib","engine::sampling::tests"]),
+ ("default bound without +1", "crates/gs-lora-train/src/classification/forget.rs",
+  "(classes as f64).ln() + 1.0", "(classes as f64).ln()",
+  ["-p","gs-lora-train","--lib","classification::forget::tests"]),
+ ("split seed from the run seed", "src/cli/flags.rs",
+  "        seed: split_seed,", "        seed: config.seed + split_seed,",
+  ["--workspace","--test","it","pretrain_forget_and_eval"]),
 ]
 only = sys.argv[1:] 
 for name, path, old, new, test in muts:

@@ -9,12 +9,13 @@ use super::{CliError, Flags, compute_device, load_options, open_dataset};
 
 const USAGE: &str = "\
 usage: gs-lora eval --data D --model DIR [--split val|test] [--per-class] [--batch-size 64]
-                    [--val-fraction F] [--max-classes N] [--eval-per-class N]
+                    [--val-fraction F] [--max-classes N] [--eval-per-class N] [--split-seed S]
                     [--backend flex|ndarray|wgpu|cuda] [--fused on|off] [--seed 0]
 
 Prints the top-1 accuracy of the model in DIR (a `gs-lora pretrain` output or a forgetting
 checkpoint RUN/checkpoints/task-N) on D's split: all classes, the classes forgotten so far and
-the remaining ones; with --per-class, every class. Pass the data flags used for pretraining.";
+the remaining ones; with --per-class, every class. Pass the data flags used for pretraining;
+the split seed defaults to the one the model records.";
 
 pub(super) fn run(args: &[String]) -> Result<(), CliError> {
     let Some(mut flags) = Flags::parse(args, &["per-class"], USAGE)? else {
@@ -32,14 +33,14 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
         &mut flags,
         LoadOptions {
             max_side: Some(info.preprocess.resize_side()),
-            seed,
+            seed: info.split_seed,
             ..LoadOptions::default()
         },
     )?;
     flags.finish()?;
 
     let dataset = open_dataset(&data, &options)?;
-    info.check_classes(&dataset)?;
+    info.check_data(&dataset)?;
     let set = match split.as_str() {
         "val" => &dataset.val,
         "test" => &dataset.test,

@@ -167,7 +167,9 @@ impl Flags {
 }
 
 /// Flags of [`LoadOptions`] on top of `defaults`: `--val-fraction`, `--max-classes`,
-/// `--train-per-class`, `--eval-per-class` (`max_side` and `seed` come from the command).
+/// `--train-per-class`, `--eval-per-class`, `--split-seed` (`max_side` comes from the command;
+/// the split seed defaults to the model's, or 0 before there is one, never to the run's
+/// `--seed`: a run with another seed must not measure on images the model trained on).
 ///
 /// # Errors
 /// A value that does not parse.
@@ -181,6 +183,7 @@ pub fn load_options(flags: &mut Flags, defaults: LoadOptions) -> Result<LoadOpti
         eval_per_class: flags
             .optional("eval-per-class")?
             .or(defaults.eval_per_class),
+        seed: flags.number("split-seed", defaults.seed)?,
         ..defaults
     })
 }
@@ -198,14 +201,14 @@ pub fn compute_device(flags: &mut Flags) -> Result<Device, CliError> {
     Ok(device)
 }
 
-/// The data defaults of a forgetting run: images resized for a model whose preprocessing
-/// resizes to `max_side`, and no validation split carved out of the training images when the
+/// The data defaults of a forgetting run on a model that resizes to `max_side` and was trained
+/// on the split of `split_seed`: no validation split carved out of the training images when the
 /// run measures on the test split (it would only shrink the pool the subsets are drawn from).
-pub fn forget_load_options(config: &ForgetConfig, max_side: usize) -> LoadOptions {
+pub fn forget_load_options(config: &ForgetConfig, max_side: usize, split_seed: u64) -> LoadOptions {
     let defaults = LoadOptions::default();
     LoadOptions {
         max_side: Some(max_side),
-        seed: config.seed,
+        seed: split_seed,
         val_fraction: match config.eval_split {
             EvalSplit::Test => 0.0,
             EvalSplit::Validation => defaults.val_fraction,
@@ -254,13 +257,14 @@ pub fn open_dataset(path: &Path, options: &LoadOptions) -> Result<Dataset, CliEr
 
 /// Every forgetting hyper-parameter as a flag, on top of `defaults` (or of the official
 /// experiment `--protocol NAME` names, which replaces them): `--seed --tasks --forget-per-task --missing-classes --class-order --eval-split --eval-margin --method --few-shot
-/// --replay-fraction --epochs
+/// --replay-fraction --replay-stratified --epochs
 /// --batch-size --rank --lora-alpha --lr --min-lr --weight-decay --clip-grad-norm --bnd --bnd-per-sample --beta --alpha
 /// --alpha-warmup-epochs --big-alpha --proximal --bnd-pro --pro-forget-weight
 /// --pro-forget-weights --pro-retain-weight --dropout`.
 ///
 /// # Errors
-/// A value that does not parse, both `--few-shot` and `--replay-fraction`, or an unknown method.
+/// A value that does not parse, more than one of `--few-shot`, `--replay-fraction` and
+/// `--replay-stratified`, or an unknown method.
 pub fn forget_config(flags: &mut Flags, defaults: ForgetConfig) -> Result<ForgetConfig, CliError> {
     let defaults = match flags.take("protocol") {
         Some(name) => name.parse::<Preset>()?.config(),
@@ -269,15 +273,17 @@ pub fn forget_config(flags: &mut Flags, defaults: ForgetConfig) -> Result<Forget
     let replay = match (
         flags.optional("few-shot")?,
         flags.optional("replay-fraction")?,
+        flags.optional("replay-stratified")?,
     ) {
-        (Some(_), Some(_)) => {
-            return Err(
-                flags.usage_error("give either --few-shot or --replay-fraction, not both".into())
-            );
+        (None, None, None) => defaults.replay,
+        (Some(k), None, None) => Replay::FewShot(k),
+        (None, Some(f), None) => Replay::Fraction(f),
+        (None, None, Some(f)) => Replay::Stratified(f),
+        _ => {
+            return Err(flags.usage_error(
+                "give one of --few-shot, --replay-fraction and --replay-stratified".into(),
+            ));
         }
-        (Some(k), None) => Replay::FewShot(k),
-        (None, Some(f)) => Replay::Fraction(f),
-        (None, None) => defaults.replay,
     };
     let method = match flags.take("method") {
         Some(name) => name.parse()?,
@@ -290,6 +296,13 @@ pub fn forget_config(flags: &mut Flags, defaults: ForgetConfig) -> Result<Forget
     let eval_split = match flags.take("eval-split") {
         Some(split) => split.parse()?,
         None => defaults.eval_split,
+    };
+    let bnd = match flags.take("bnd") {
+        None => defaults.bnd,
+        Some(value) if value == "auto" => None,
+        Some(value) => Some(value.parse().map_err(|_| {
+            flags.usage_error(format!("`--bnd {value}`: expected auto or a number"))
+        })?),
     };
     let eval_margin = flags.on_off("eval-margin", defaults.eval_margin)?;
     let proximal = flags.on_off("proximal", defaults.group_lasso.proximal)?;
@@ -312,7 +325,7 @@ pub fn forget_config(flags: &mut Flags, defaults: ForgetConfig) -> Result<Forget
         clip_grad_norm: flags
             .optional("clip-grad-norm")?
             .or(defaults.clip_grad_norm),
-        bnd: flags.number("bnd", defaults.bnd)?,
+        bnd,
         bnd_per_sample: flags.on_off("bnd-per-sample", defaults.bnd_per_sample)?,
         beta: flags.list("beta")?.unwrap_or(defaults.beta),
         lora: LoraConfig {
@@ -397,18 +410,49 @@ mod tests {
         assert!(err.to_string().contains("unknown protocol"), "{err}");
     }
 
-    /// The switches of this version reach the config: the per-sample bound and the dropout
-    /// rate, absent by default. Catches a flag read under another name or dropped.
+    /// The bound, replay and dropout flags reach the config, over the defaults (per-sample
+    /// `ln C + 1`, stratified replay, the model's dropout) and over an official protocol's.
+    /// Catches a flag read under another name or dropped, `auto` not read, and two replay
+    /// flags accepted together.
     #[test]
-    fn the_bound_and_dropout_flags_reach_the_config() {
+    fn the_bound_replay_and_dropout_flags_reach_the_config() {
         let plain = config(&[]).expect("plain");
-        assert!(!plain.bnd_per_sample);
-        assert_eq!(plain.dropout, None);
-        let set =
-            config(&["--bnd-per-sample", "on", "--bnd", "5", "--dropout", "0.1"]).expect("flags");
-        assert!(set.bnd_per_sample);
-        assert_eq!((set.bnd, set.dropout), (5.0, Some(0.1)));
-        let err = config(&["--bnd-per-sample", "yes"]).expect_err("not on/off");
-        assert!(err.to_string().contains("bnd-per-sample"), "{err}");
+        assert_eq!(
+            (plain.bnd, plain.bnd_per_sample, plain.replay, plain.dropout),
+            (None, true, Replay::Stratified(0.1), None)
+        );
+        let set = config(&[
+            "--bnd-per-sample",
+            "off",
+            "--bnd",
+            "5",
+            "--dropout",
+            "0.1",
+            "--replay-fraction",
+            "0.2",
+        ])
+        .expect("flags");
+        assert!(!set.bnd_per_sample);
+        assert_eq!(
+            (set.bnd, set.dropout, set.replay),
+            (Some(5.0), Some(0.1), Replay::Fraction(0.2))
+        );
+        let official = config(&["--protocol", "official-face"]).expect("preset");
+        assert_eq!(
+            (official.bnd, official.bnd_per_sample),
+            (Some(105.0), false)
+        );
+        let auto = config(&["--protocol", "official-face", "--bnd", "auto"]).expect("auto");
+        assert_eq!(auto.bnd, None);
+        let stratified = config(&["--replay-stratified", "0.3"]).expect("stratified");
+        assert_eq!(stratified.replay, Replay::Stratified(0.3));
+        for bad in [
+            &["--bnd-per-sample", "yes"][..],
+            &["--bnd", "big"],
+            &["--replay-stratified", "0.1", "--few-shot", "2"],
+        ] {
+            let err = config(bad).expect_err("refused");
+            assert!(err.to_string().contains(&bad[0][2..]), "{bad:?}: {err}");
+        }
     }
 }

@@ -25,7 +25,8 @@ usage: gs-lora pretrain --data D --out DIR [--weights W.safetensors|W.pth [--con
                         [--keep-head on | --head-classes NAMES.txt]]
                         [--image-size S] [--crop-pct P] [--epochs E] [--batch-size B] [--lr LR]
                         [--val-fraction F] [--max-classes N] [--train-per-class N]
-                        [--eval-per-class N] [--backend flex|ndarray|wgpu|cuda] [--fused on|off] [--seed N]
+                        [--eval-per-class N] [--split-seed 0] [--backend flex|ndarray|wgpu|cuda]
+                        [--fused on|off] [--seed N]
 
 Without --weights, trains the embedded default's small ViT (patch 8; --image-size a multiple of
 8, default 32) from scratch on D: {} epochs, batch {}, lr {:e}, flips and shifts.
@@ -38,7 +39,10 @@ order), --head-classes NAMES.txt cuts it to D's classes by name (one head class 
 head order: the official ImageNet-1k -> 100 cut with imagenet_folder_names.txt). --crop-pct to the format's (face ViT 1 with
 raw [0, 1] pixels; Hugging Face from preprocessor_config.json; timm from pretrained_cfg; else
 0.875 with ImageNet statistics) and, without --weights, to 1.
-Writes DIR/config.json, DIR/model.safetensors and DIR/gs_lora.json (class names, preprocessing),
+--split-seed chooses which training images become validation images when D has no validation
+split (and which the per-class caps keep); --seed seeds training only. Writes DIR/config.json,
+DIR/model.safetensors and DIR/gs_lora.json (class names, preprocessing, split seed: `eval` and
+`forget` load D with it, so other training seeds never measure on images DIR trained on),
 atomically; an existing DIR is replaced only if it is empty or a model directory, and DIR may not
 be, contain or lie inside --data, --weights or --config.",
         scratch.epochs, scratch.batch_size, scratch.lr, probe.epochs, probe.batch_size, probe.lr,
@@ -172,7 +176,6 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
         &mut flags,
         LoadOptions {
             max_side: Some(preprocess.resize_side()),
-            seed,
             ..LoadOptions::default()
         },
     )?;
@@ -207,6 +210,7 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
         class_names: dataset.class_names.clone(),
         preprocess,
         forgotten: Vec::new(),
+        split_seed: dataset.split_seed,
     };
     out.save(&model, &info)?;
     println!(

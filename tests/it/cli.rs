@@ -66,6 +66,9 @@ fn pretrain_forget_and_eval_on_an_image_folder() {
         "5",
         "--class-order",
         "python:1337",
+        // Another training seed than pretraining's: the split stays the model's.
+        "--seed",
+        "1",
         // A plain image folder has no test split.
         "--eval-split",
         "validation",
@@ -111,6 +114,16 @@ fn pretrain_forget_and_eval_on_an_image_folder() {
     for needle in ["all", "forgotten", "remaining", "yellow", "(2 classes)"] {
         assert!(log.contains(needle), "`{needle}` in\n{log}");
     }
+
+    // The model records its split seed; data split with another would measure on images it
+    // trained on, and is refused before anything runs.
+    let mut resplit = forget.to_vec();
+    resplit.extend(["--split-seed", "3"]);
+    fails(
+        &resplit,
+        1,
+        "the data was split with seed 3 but the model was trained on the split of seed 0",
+    );
 
     // Bad input: clear messages, no panic.
     fails(&["pretrain", "--out", model], 2, "missing `--data`");
@@ -197,7 +210,7 @@ fn pretrain_forget_and_eval_on_an_image_folder() {
             "0.5",
         ],
         2,
-        "not both",
+        "give one of",
     );
     fails(&["bogus"], 2, "unknown command");
     std::fs::remove_dir_all(&base).ok();

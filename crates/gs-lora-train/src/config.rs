@@ -71,8 +71,14 @@ impl std::str::FromStr for EvalSplit {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind", content = "value")]
 pub enum Replay {
-    /// A seeded fraction of each group's training images (the official `--data_ratio`).
+    /// A seeded fraction of each group's training images (the official `--data_ratio`:
+    /// uniform over the group, so with few images per class some classes get none).
     Fraction(f64),
+    /// A seeded fraction of each class's training images, rounded up: `⌈f·n_c⌉`, so every
+    /// class keeps at least one (the default). The same as `Fraction` in expectation when
+    /// classes have many images; with few, the classes `Fraction` leaves out lose their
+    /// accuracy while the adapters train (docs/results.md, Omniglot).
+    Stratified(f64),
     /// `k` training images per class (few-shot).
     FewShot(usize),
 }
@@ -82,6 +88,7 @@ impl Replay {
     pub fn setting(self) -> &'static str {
         match self {
             Replay::Fraction(_) => "replay.fraction",
+            Replay::Stratified(_) => "replay.stratified",
             Replay::FewShot(_) => "replay.few_shot",
         }
     }
@@ -141,11 +148,16 @@ pub struct ForgetConfig {
     /// the official classification training) clips nothing.
     #[serde(default)]
     pub clip_grad_norm: Option<f64>,
-    /// Bound `BND` of the forgetting loss.
-    pub bnd: f64,
-    /// Whether `BND` bounds each forget sample's cross-entropy (then averaged) instead of the
-    /// batch mean (the official code's, and the default; `--bnd-per-sample`). Classification
-    /// only.
+    /// Bound `BND` of the forgetting loss `relu(BND − CE)`; `None` (the default, `--bnd auto`)
+    /// is `ln C + 1` for a classifier of `C` classes: a sample whose cross-entropy passes
+    /// `ln C` has its true class below `1/C`, so another class wins, and the bound stops
+    /// pushing just past that. Official runs use 105 on the face CosFace head (whose logits
+    /// are scaled by 64) and 15 for COCO; detection needs a number.
+    pub bnd: Option<f64>,
+    /// Whether `BND` bounds each forget sample's cross-entropy (then averaged; the default)
+    /// instead of the batch mean (the official code's, and earlier versions' files;
+    /// `--bnd-per-sample`). A bounded batch mean is reached by a few samples pushed far past
+    /// recognition while others are still recognised (docs/results.md). Classification only.
     #[serde(default)]
     pub bnd_per_sample: bool,
     /// Weight `β` of the forgetting loss per task (the last value repeats).
@@ -180,15 +192,15 @@ impl Default for ForgetConfig {
             eval_split: EvalSplit::Test,
             eval_margin: false,
             method: MethodKind::GsLora,
-            replay: Replay::Fraction(0.1),
+            replay: Replay::Stratified(0.1),
             epochs: 10,
             batch_size: 32,
             lr: 1e-2,
             min_lr: 1e-5,
             weight_decay: 0.05,
             clip_grad_norm: None,
-            bnd: 105.0,
-            bnd_per_sample: false,
+            bnd: None,
+            bnd_per_sample: true,
             beta: vec![0.2, 0.25, 0.25, 0.2],
             lora: LoraConfig::new(),
             group_lasso: GroupLassoConfig::new(),
@@ -285,8 +297,11 @@ impl ForgetConfig {
             return bad(name, "must be at least 1, found 0".into());
         }
         match self.replay {
-            Replay::Fraction(f) if !(f > 0.0 && f <= 1.0) => {
-                return bad("replay.fraction", format!("must be in (0, 1], found {f}"));
+            Replay::Fraction(f) | Replay::Stratified(f) if !(f > 0.0 && f <= 1.0) => {
+                return bad(
+                    self.replay.setting(),
+                    format!("must be in (0, 1], found {f}"),
+                );
             }
             Replay::FewShot(0) => {
                 return bad("replay.few_shot", "must be at least 1, found 0".into());
@@ -295,7 +310,7 @@ impl ForgetConfig {
         }
         let non_negative = [
             ("min_lr", self.min_lr),
-            ("bnd", self.bnd),
+            ("bnd", self.bnd.unwrap_or(0.0)),
             ("group_lasso.weight", self.group_lasso.weight),
             (
                 "group_lasso.warmup_weight",
@@ -420,7 +435,8 @@ mod tests {
         let expected = ForgetConfig {
             forget_per_task: 10,
             replay: Replay::Fraction(0.5),
-            bnd: 15.0,
+            bnd: Some(15.0),
+            bnd_per_sample: false,
             beta: vec![0.1],
             lora: LoraConfig::new().with_rank(4).with_lora_alpha(2.0),
             group_lasso: GroupLassoConfig::new()

@@ -1794,6 +1794,7 @@ fn gs_lora_json() {
             class_names: vec!["ant".into(), "bee".into(), "cat".into()],
             preprocess: Preprocess::new(32, 3, Normalization::IMAGENET),
             forgotten: vec![1],
+            split_seed: 7,
         },
         ClassifierInfo {
             class_names: (0..10).map(|c| format!("class {c}")).collect(),
@@ -1802,6 +1803,7 @@ fn gs_lora_json() {
                 ..Preprocess::new(28, 1, Normalization::IMAGENET)
             },
             forgotten: vec![],
+            split_seed: 0,
         },
     ];
     let seeds: Vec<Input> = infos

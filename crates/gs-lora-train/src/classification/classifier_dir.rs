@@ -33,6 +33,10 @@ pub struct ClassifierInfo {
     /// Labels erased by forgetting tasks so far (empty for a pretrained model).
     #[serde(default)]
     pub forgotten: Vec<usize>,
+    /// The [`Dataset::split_seed`] of the data the model was trained on (0, `pretrain`'s
+    /// default, in earlier versions' files): runs on the model load their data with it.
+    #[serde(default)]
+    pub split_seed: u64,
 }
 
 impl ClassifierInfo {
@@ -44,11 +48,20 @@ impl ClassifierInfo {
         validate_record(&self.class_names, &self.forgotten, &self.preprocess)
     }
 
-    /// Checks that `dataset` has the model's classes, in the same order.
+    /// Checks that `dataset` has the model's classes, in the same order, and was split with
+    /// the model's seed (another would put images the model trained on among the validation
+    /// images, or draw another generated dataset).
     ///
     /// # Errors
-    /// [`TrainError::Data`] naming the first class that differs.
-    pub fn check_classes(&self, dataset: &Dataset) -> Result<()> {
+    /// [`TrainError::Data`] naming the first class that differs, or both split seeds.
+    pub fn check_data(&self, dataset: &Dataset) -> Result<()> {
+        if self.split_seed != dataset.split_seed {
+            return Err(TrainError::Data(format!(
+                "the data was split with seed {} but the model was trained on the split of seed \
+                 {}; load it with --split-seed {1}",
+                dataset.split_seed, self.split_seed
+            )));
+        }
         let (model, data) = (&self.class_names, &dataset.class_names);
         if model == data {
             return Ok(());

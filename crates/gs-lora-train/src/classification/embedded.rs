@@ -78,10 +78,11 @@ pub fn load_or_pretrain(
             class_names: dataset.class_names.clone(),
             preprocess: EMBEDDED_PREPROCESS,
             forgotten: Vec::new(),
+            split_seed: dataset.split_seed,
         };
         cache.save(&model, &info)?;
     }
-    cache.info()?.check_classes(dataset)?;
+    cache.info()?.check_data(dataset)?;
     cache.load(lora, pretrain_config.seed, device)
 }
 

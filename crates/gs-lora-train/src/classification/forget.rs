@@ -41,13 +41,20 @@ pub struct ClassifierCriterion {
     embedding: Tensor<2>,
 }
 
+/// The default forgetting bound of a classifier of `classes` classes, `ln C + 1`
+/// ([`ForgetConfig::bnd`](crate::ForgetConfig::bnd)).
+pub fn default_bound(classes: usize) -> f64 {
+    (classes as f64).ln() + 1.0
+}
+
 impl Criterion for ClassifierCriterion {
     fn loss(&self) -> Result<Tensor<1>> {
         Ok(retain_loss(self.logits.clone(), self.targets.clone())?)
     }
 
-    fn bounded_loss(&self, bound: f64, per_sample: bool) -> Result<Tensor<1>> {
+    fn bounded_loss(&self, bound: Option<f64>, per_sample: bool) -> Result<Tensor<1>> {
         let (logits, targets) = (self.logits.clone(), self.targets.clone());
+        let bound = bound.unwrap_or_else(|| default_bound(logits.dims()[1]));
         Ok(match per_sample {
             true => forget_loss_per_sample(logits, targets, bound)?,
             false => forget_loss(logits, targets, bound)?,
@@ -238,6 +245,7 @@ impl Family for ClassificationFamily<'_> {
             class_names: self.dataset.class_names.clone(),
             preprocess: self.preprocess,
             forgotten: task.old.iter().chain(&task.forget).copied().collect(),
+            split_seed: self.dataset.split_seed,
         };
         ClassifierDir::new(path).save(model, &info)
     }
@@ -276,4 +284,56 @@ pub fn run_forgetting(
         model = model.with_dropout(prob)?;
     }
     engine::run(&family, &mut GsLora::new(config), &mut model, config, run)
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::TensorData;
+
+    use super::*;
+
+    /// `bnd` `None` bounds at `ln C + 1` of the logits' `C`, by hand: rows `[0, 0, 0]` (CE
+    /// ln 3, below the bound) and `[0, 2, 2]` (CE ln(1 + 2e²), above it), per sample and on
+    /// the batch mean; a given bound replaces it. Catches the class count off by one, the
+    /// `+ 1` dropped, and the default ignored.
+    #[test]
+    fn the_default_bound_is_ln_classes_plus_one() {
+        let device = Device::default();
+        let criterion = ClassifierCriterion {
+            logits: Tensor::from_data(
+                TensorData::new(vec![0.0f32, 0.0, 0.0, 0.0, 2.0, 2.0], [2, 3]),
+                &device,
+            ),
+            targets: Tensor::from_data(TensorData::new(vec![0i64, 0], [2]), &device),
+            labels: vec![0, 0],
+            embedding: Tensor::zeros([2, 1], &device),
+        };
+        let value = |bound, per_sample| -> f64 {
+            criterion
+                .bounded_loss(bound, per_sample)
+                .expect("loss")
+                .try_into_vec_as::<f64>()
+                .expect("value")[0]
+        };
+        let ce = [3f64.ln(), (1.0 + 2.0 * 2f64.exp()).ln()];
+        let relu = |x: f64| x.max(0.0);
+        let auto = 3f64.ln() + 1.0;
+        assert_eq!(default_bound(3), auto);
+        let cases = [
+            (None, true, (relu(auto - ce[0]) + relu(auto - ce[1])) / 2.0),
+            (None, false, relu(auto - (ce[0] + ce[1]) / 2.0)),
+            (
+                Some(3.0),
+                true,
+                (relu(3.0 - ce[0]) + relu(3.0 - ce[1])) / 2.0,
+            ),
+        ];
+        for (bound, per_sample, expected) in cases {
+            let found = value(bound, per_sample);
+            assert!(
+                (found - expected).abs() < 1e-5,
+                "{bound:?} per sample {per_sample}: {found} vs {expected}"
+            );
+        }
+    }
 }

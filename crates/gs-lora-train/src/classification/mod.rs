@@ -20,7 +20,9 @@ pub use embedded::{
     EMBEDDED_PREPROCESS, embedded_config, embedded_dataset, load_or_pretrain, pretrain_from_scratch,
 };
 pub use evaluate::{class_accuracy, val_accuracy};
-pub use forget::{ClassificationFamily, ClassifierCriterion, ClassifierObjective, run_forgetting};
+pub use forget::{
+    ClassificationFamily, ClassifierCriterion, ClassifierObjective, default_bound, run_forgetting,
+};
 pub use pretrain::{PretrainConfig, pretrain};
 pub use pretrained_head::{head_rows, keep_pretrained_head};
 pub use probe::{ProbeConfig, linear_probe, load_backbone};

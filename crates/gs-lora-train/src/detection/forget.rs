@@ -69,10 +69,11 @@ impl Criterion for DetectorCriterion {
         Ok(detection_loss(terms.focal, terms.l1, terms.giou))
     }
 
-    fn bounded_loss(&self, bound: f64, per_sample: bool) -> Result<Tensor<1>> {
+    fn bounded_loss(&self, bound: Option<f64>, per_sample: bool) -> Result<Tensor<1>> {
         if per_sample {
             return Err(per_sample_refused());
         }
+        let bound = bound.ok_or_else(no_default_bound)?;
         let terms = self.terms.clone();
         Ok(detection_forget_loss(
             terms.focal,
@@ -273,6 +274,14 @@ fn per_sample_refused() -> TrainError {
     }
 }
 
+/// `ln C + 1` bounds one sample's cross-entropy; a detection loss has no such scale.
+fn no_default_bound() -> TrainError {
+    TrainError::Setting {
+        name: "bnd",
+        problem: "is auto, but detection has no default bound; give one (official COCO: 15)".into(),
+    }
+}
+
 /// Runs (or resumes) the forgetting tasks of `config` on the detector `model` (on an autodiff
 /// device) with the method `config.method`, writing results (scores are COCO AP, %) and
 /// checkpoints under `run`.
@@ -291,6 +300,9 @@ pub fn run_forgetting(
     dataset.validate()?;
     if config.bnd_per_sample {
         return Err(per_sample_refused());
+    }
+    if config.bnd.is_none() {
+        return Err(no_default_bound());
     }
     let family = DetectionFamily::new(dataset, *preprocess, config, device);
     if let Some(prob) = config.dropout {

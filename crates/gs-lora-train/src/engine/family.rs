@@ -110,9 +110,11 @@ pub trait Criterion {
     fn loss(&self) -> Result<Tensor<1>>;
 
     /// The bounded forgetting loss, `relu(BND − ·)` on the classification part, `[1]`: on the
-    /// batch mean, or on each sample and then averaged when `per_sample`.
+    /// batch mean, or on each sample and then averaged when `per_sample`; `bound` `None` is
+    /// the family's default ([`ForgetConfig::bnd`](crate::ForgetConfig::bnd)).
     ///
     /// # Errors
-    /// A non-finite bound, or `per_sample` where the family has no per-sample bound.
-    fn bounded_loss(&self, bound: f64, per_sample: bool) -> Result<Tensor<1>>;
+    /// A non-finite bound, no bound where the family has no default, or `per_sample` where
+    /// the family has no per-sample bound.
+    fn bounded_loss(&self, bound: Option<f64>, per_sample: bool) -> Result<Tensor<1>>;
 }

@@ -11,8 +11,6 @@ use burn::tensor::Tensor;
 pub struct LossWeights {
     /// Weight `β` of the forgetting loss.
     pub beta: f64,
-    /// Bound `BND` of the forgetting loss.
-    pub bnd: f64,
     /// Weight `α` of the group lasso (already warmed up for the epoch).
     pub group_lasso: f64,
 }
@@ -156,7 +154,6 @@ mod tests {
         let device = Device::default();
         let weights = LossWeights {
             beta: 0.3,
-            bnd: 105.0,
             group_lasso: 0.01,
         };
         let terms = LossTerms::new(

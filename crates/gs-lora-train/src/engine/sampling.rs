@@ -31,8 +31,9 @@ pub fn task_seed(seed: u64, task: usize) -> u64 {
 /// The remaining-class and forget-class training samples of `task` (`samples_of(class)` lists
 /// a class's samples), drawn as the official code draws them (PROTOCOL §0.3): a replay
 /// fraction `r` keeps `floor(n·r)` of a group's `n` samples, uniformly without replacement over
-/// the whole group (not per class), for the remaining and the forget classes alike; few-shot
-/// keeps `k` samples of every class.
+/// the whole group (not per class), for the remaining and the forget classes alike; a
+/// stratified fraction keeps `⌈n_c·r⌉` of each class's `n_c`; few-shot keeps `k` samples of
+/// every class.
 ///
 /// # Errors
 /// [`TrainError::Setting`] when a fraction keeps no sample of a group, or a class has fewer
@@ -137,6 +138,21 @@ fn subset(
             group.shuffle(rng);
             group.truncate(keep);
             group
+        }
+        Replay::Stratified(fraction) => {
+            let mut chosen = Vec::new();
+            for &class in classes {
+                let mut samples = samples_of(class);
+                let keep = (samples.len() as f64 * fraction).ceil() as usize;
+                samples.shuffle(rng);
+                chosen.extend_from_slice(&samples[..keep.min(samples.len())]);
+            }
+            if chosen.is_empty() {
+                return Err(format!(
+                    "{fraction} keeps none: the classes have no training samples"
+                ));
+            }
+            chosen
         }
         Replay::FewShot(k) => {
             let mut chosen = Vec::with_capacity(k * classes.len());
@@ -265,6 +281,50 @@ mod tests {
             .expect("subsets")
             .retain;
         assert_ne!(other_retain, retain);
+    }
+
+    /// A stratified fraction keeps `⌈n_c·r⌉` of every class, at least one even where the
+    /// official floor over the group leaves classes out. Catches a floor, a draw over the group,
+    /// and a class without samples counted as an error while its group has others.
+    #[test]
+    fn stratified_subsets_keep_every_class() {
+        let per_class =
+            |indices: &[usize], class: usize| indices.iter().filter(|&&i| i / 10 == class).count();
+        let draw = |fraction, seed| {
+            task_samples(
+                images_of,
+                &task(),
+                &ForgetConfig {
+                    seed,
+                    ..config(Replay::Stratified(fraction))
+                },
+            )
+            .expect("subsets")
+        };
+        for seed in 0..5 {
+            // Classes 0..4 have 5, 6, 7, 8 and 0 images.
+            let small = draw(0.1, seed);
+            assert_eq!([0, 1, 2].map(|c| per_class(&small.retain, c)), [1, 1, 1]);
+            assert_eq!([3, 4].map(|c| per_class(&small.forget, c)), [1, 0]);
+            let large = draw(0.55, seed);
+            assert_eq!(
+                [0, 1, 2].map(|c| per_class(&large.retain, c)),
+                [3, 4, 4],
+                "⌈2.75⌉, ⌈3.3⌉, ⌈3.85⌉"
+            );
+            for index in large.retain.iter().chain(&large.forget) {
+                assert!(images_of(index / 10).contains(index), "{index}");
+            }
+            assert_eq!(draw(0.55, seed), large, "same seed, same subsets");
+        }
+        assert_ne!(draw(0.55, 0), draw(0.55, 1), "another seed, other images");
+        let empty = Task {
+            forget: vec![4],
+            ..task()
+        };
+        let error = task_samples(images_of, &empty, &config(Replay::Stratified(0.5)))
+            .expect_err("class 4 has no images");
+        assert!(error.to_string().contains("replay.stratified"), "{error}");
     }
 
     /// A subset that would be empty, or a class short of `k` samples, is an error naming the

@@ -259,7 +259,7 @@ mod tests {
             unreachable!("not read by the recorder")
         }
 
-        fn bounded_loss(&self, _: f64, _: bool) -> Result<Tensor<1>> {
+        fn bounded_loss(&self, _: Option<f64>, _: bool) -> Result<Tensor<1>> {
             unreachable!("not read by the recorder")
         }
     }
@@ -362,7 +362,6 @@ mod tests {
             let lasso = group_lasso(model)?;
             let weights = LossWeights {
                 beta: 0.2,
-                bnd: 105.0,
                 group_lasso: 1e-4,
             };
             Ok(LossTerms::new(

@@ -76,7 +76,6 @@ impl GsLora {
         let lasso = &self.config.group_lasso;
         LossWeights {
             beta: self.config.beta_for(self.task),
-            bnd: self.config.bnd,
             group_lasso: match lasso.proximal {
                 true => 0.0,
                 false => lasso.weight_at(epoch),

@@ -82,7 +82,8 @@ impl Preset {
             lr: 1e-2,
             min_lr: 1e-5,
             weight_decay: 0.05,
-            bnd: 105.0,
+            bnd: Some(105.0),
+            bnd_per_sample: false,
             replay: Replay::Fraction(0.1),
             protocol: Some(self),
             ..ForgetConfig::default()
@@ -92,7 +93,7 @@ impl Preset {
             forget_per_task: 10,
             replay,
             batch_size,
-            bnd: 110.0,
+            bnd: Some(110.0),
             beta: vec![0.15],
             group_lasso: GroupLassoConfig::new()
                 .with_warmup_epochs(20)
@@ -148,7 +149,8 @@ impl Preset {
                 min_lr: 3e-4,
                 weight_decay: 1e-4,
                 clip_grad_norm: Some(0.1),
-                bnd: 15.0,
+                bnd: Some(15.0),
+                bnd_per_sample: false,
                 beta: vec![0.15, 0.15, 0.35, 0.6, 0.15, 0.2, 0.2],
                 group_lasso: GroupLassoConfig::new().with_weight(3e-4),
                 prototype: PrototypeLossConfig::new().with_forget_weight(0.005),
@@ -182,7 +184,10 @@ mod tests {
             (face.epochs, face.batch_size, face.lr, face.min_lr),
             (100, 48, 1e-2, 1e-5)
         );
-        assert_eq!((face.bnd, face.weight_decay), (105.0, 0.05));
+        assert_eq!(
+            (face.bnd, face.bnd_per_sample, face.weight_decay),
+            (Some(105.0), false, 0.05)
+        );
         assert_eq!(face.replay, Replay::Fraction(0.1));
         assert_eq!(face.beta, vec![0.2, 0.25, 0.25, 0.2]);
         assert_eq!(face.group_lasso.weight_at(0), 1e-4);
@@ -205,7 +210,7 @@ mod tests {
         let single = Preset::OfficialFaceSingleStep.config();
         assert_eq!(
             (single.tasks, single.forget_per_task, single.bnd),
-            (1, 10, 110.0)
+            (1, 10, Some(110.0))
         );
         assert_eq!(
             (single.beta.clone(), single.replay),
@@ -258,8 +263,13 @@ mod tests {
             (3e-4, 3e-4, 1e-4)
         );
         assert_eq!(
-            (coco.clip_grad_norm, coco.dropout, coco.bnd),
-            (Some(0.1), Some(0.1), 15.0)
+            (
+                coco.clip_grad_norm,
+                coco.dropout,
+                coco.bnd,
+                coco.bnd_per_sample
+            ),
+            (Some(0.1), Some(0.1), Some(15.0), false)
         );
         assert_eq!(coco.beta, vec![0.15, 0.15, 0.35, 0.6, 0.15, 0.2, 0.2]);
         assert_eq!(coco.group_lasso.weight_at(0), 3e-4);

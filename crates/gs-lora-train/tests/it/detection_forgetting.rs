@@ -362,7 +362,8 @@ fn forget_config(method: MethodKind) -> ForgetConfig {
         batch_size: 8,
         method,
         replay: Replay::Fraction(0.5),
-        bnd: 15.0,
+        bnd: Some(15.0),
+        bnd_per_sample: false,
         group_lasso: GroupLassoConfig::new().with_weight(3e-4),
         lr: 1e-3,
         seed: 5,
@@ -521,7 +522,8 @@ fn the_detection_objective_is_composed_of_its_terms() {
     let matcher = HungarianMatcher::default();
     let config = ForgetConfig {
         beta: vec![0.3],
-        bnd: 15.0,
+        bnd: Some(15.0),
+        bnd_per_sample: false,
         group_lasso: GroupLassoConfig::new()
             .with_weight(0.01)
             .with_proximal(false),

@@ -141,13 +141,26 @@ fn a_run_writes_its_results_and_resumes_to_the_same_numbers() {
         .expect("info");
     let mut renamed = dataset.clone();
     renamed.class_names[3] = "purple-hexagon".into();
-    let err = info.check_classes(&renamed).expect_err("other classes");
+    let err = info.check_data(&renamed).expect_err("other classes");
     assert!(err.to_string().contains("purple-hexagon"), "{err}");
     let mut fewer = dataset.clone();
     fewer.class_names.truncate(10);
-    let err = info.check_classes(&fewer).expect_err("fewer classes");
+    let err = info.check_data(&fewer).expect_err("fewer classes");
     assert!(
         err.to_string().contains("60 classes but the data has 10"),
+        "{err}"
+    );
+    // The checkpoint carries the data's split seed; data split with another is refused (its
+    // validation images would include training images of the model).
+    assert_eq!(info.split_seed, dataset.split_seed);
+    let resplit = Dataset {
+        split_seed: dataset.split_seed + 1,
+        ..dataset.clone()
+    };
+    let err = info.check_data(&resplit).expect_err("another split");
+    assert!(
+        err.to_string()
+            .contains(&format!("--split-seed {}", dataset.split_seed)),
         "{err}"
     );
     assert_eq!(results, state.results);
@@ -500,6 +513,7 @@ fn first_classes(dataset: Dataset, classes: usize) -> Dataset {
         val: keep(dataset.val),
         test: keep(dataset.test),
         skipped: Vec::new(),
+        split_seed: dataset.split_seed,
     }
 }
 
@@ -567,7 +581,8 @@ fn a_task_erases_its_classes_and_keeps_the_others() {
         batch_size: 16,
         lora: LoraConfig::new().with_rank(2),
         replay: Replay::Fraction(0.5),
-        bnd: 15.0,
+        bnd: Some(15.0),
+        bnd_per_sample: false,
         group_lasso: GroupLassoConfig::new()
             .with_warmup_epochs(10)
             .with_warmup_weight(Some(0.3)),
@@ -744,7 +759,7 @@ fn the_per_sample_bound_reaches_the_forgetting_term() {
     );
     for (on, expected) in [(false, batch_mean), (true, per_sample)] {
         let settings = ForgetConfig {
-            bnd: bound,
+            bnd: Some(bound),
             bnd_per_sample: on,
             ..ForgetConfig::default()
         };

@@ -107,7 +107,7 @@ fn settings_follow_the_reference_and_refuse_bad_values() {
             ..ForgetConfig::default()
         },
         ForgetConfig {
-            bnd: f64::NAN,
+            bnd: Some(f64::NAN),
             ..ForgetConfig::default()
         },
         ForgetConfig {

@@ -65,6 +65,7 @@ impl<L> Listing<L> {
 pub(crate) struct Chosen<L> {
     pub class_names: Vec<String>,
     pub splits: [Vec<Item<L>>; 3],
+    pub split_seed: u64,
 }
 
 /// Applies `options` to `listing`: keeps the first `max_classes` classes, carves a validation
@@ -129,6 +130,7 @@ pub(crate) fn choose<L: Clone>(
     Ok(Chosen {
         class_names,
         splits,
+        split_seed: options.seed,
     })
 }
 
@@ -178,6 +180,7 @@ pub(crate) fn assemble<L>(
         val,
         test,
         skipped,
+        split_seed: chosen.split_seed,
     }
 }
 

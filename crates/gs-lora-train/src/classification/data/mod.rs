@@ -67,6 +67,10 @@ pub struct Dataset {
     pub test: ImageSet,
     /// Images that could not be read, as `path: reason`; loading warns with their count.
     pub skipped: Vec<String>,
+    /// The seed that chose which training images became validation images and which the
+    /// per-class caps kept ([`LoadOptions::seed`]; generated data's generation seed). A model
+    /// records the one it was trained with: its validation images are unseen only under it.
+    pub split_seed: u64,
 }
 
 impl Dataset {
@@ -161,7 +165,8 @@ pub struct LoadOptions {
     pub eval_per_class: Option<usize>,
     /// Larger images are shrunk at load so their shorter side is this (memory stays small).
     pub max_side: Option<usize>,
-    /// Seed of the split and of the capped choices.
+    /// Seed of the split and of the capped choices (`--split-seed`): a property of the data,
+    /// not of a run, so every run on one model sees the same validation images.
     pub seed: u64,
 }
 

@@ -92,6 +92,7 @@ impl SyntheticShapes {
             val: split(1, config.val_per_class),
             test: split(2, config.test_per_class),
             skipped: Vec::new(),
+            split_seed: config.seed,
         }
     }
 }

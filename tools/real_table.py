@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""The real-data tables of docs/results.md from `gs-lora forget` run directories.
+
+usage: python3 tools/real_table.py ROOT
+ROOT holds run directories named DATASET-… (DATASET is `om` for Omniglot, `fm` for
+Fashion-MNIST); the method, replay and seed are read from each run's config.json. Unfinished
+runs are left out. Prints, per dataset, method and replay, the mean ± std over seeds of each
+task's acc_f and acc_r − acc_r before, and how many tasks meet the targets (acc_f <= 5,
+acc_r >= acc_r before - 3), then one row per run."""
+import json
+import pathlib
+import statistics
+import sys
+
+DATASETS = {"om": "Omniglot", "fm": "Fashion-MNIST"}
+
+
+def replay_name(replay):
+    kind, value = replay["kind"], replay["value"]
+    return {"few-shot": f"{value}-shot", "stratified": f"{value:g} per class"}.get(
+        kind, f"{value:g} of the group (official)"
+    )
+
+
+def bound_name(config):
+    bnd = config["bnd"]
+    value = "ln C + 1" if bnd is None else f"{bnd:g}"
+    return f"{value} {'per sample' if config.get('bnd_per_sample') else 'batch mean'}"
+
+
+def spread(values):
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.1f} ± {std:.1f}"
+
+
+root = pathlib.Path(sys.argv[1])
+groups, rows = {}, []
+for results in sorted(root.glob("*/results.json")):
+    run = results.parent
+    config = json.loads((run / "config.json").read_text())
+    tasks = json.loads(results.read_text())
+    if len(tasks) < config["tasks"]:
+        continue  # still running
+    dataset = DATASETS[run.name.split("-")[0]]
+    key = (dataset, config["method"], replay_name(config["replay"]), bound_name(config))
+    acc_f = [t["acc_f"] for t in tasks]
+    d_r = [t["acc_r"] - t["acc_r_before"] for t in tasks]
+    met = sum(f <= 5.0 and r >= -3.0 for f, r in zip(acc_f, d_r))
+    groups.setdefault(key, []).append((acc_f, d_r, met))
+    rows.append(
+        f"| {' | '.join(key)} | {config['seed']} | "
+        + " / ".join(f"{t['acc_f_before']:.1f}→{t['acc_f']:.1f}" for t in tasks)
+        + " | "
+        + " / ".join(f"{t['acc_r_before']:.1f}→{t['acc_r']:.1f}" for t in tasks)
+        + f" | {met}/{len(tasks)} |"
+    )
+
+print("| dataset | method | replay | bound | seeds | acc_f per task (mean ± std, %) "
+      "| acc_r − before per task (mean ± std, points) | tasks meeting both |")
+print("|---|---|---|---|---|---|---|---|")
+for key, runs in groups.items():
+    tasks = range(len(runs[0][0]))
+    acc_f = " / ".join(spread([run[0][t] for run in runs]) for t in tasks)
+    d_r = " / ".join(spread([run[1][t] for run in runs]) for t in tasks)
+    met = sum(run[2] for run in runs)
+    print(f"| {' | '.join(key)} | {len(runs)} | {acc_f} | {d_r} | "
+          f"{met}/{len(runs) * len(tasks)} |")
+print()
+print("| dataset | method | replay | bound | seed | acc_f before → after (%) "
+      "| acc_r before → after (%) | tasks meeting both |")
+print("|---|---|---|---|---|---|---|---|")
+print("\n".join(rows))

@@ -257,14 +257,14 @@ pub fn open_dataset(path: &Path, options: &LoadOptions) -> Result<Dataset, CliEr
 
 /// Every forgetting hyper-parameter as a flag, on top of `defaults` (or of the official
 /// experiment `--protocol NAME` names, which replaces them): `--seed --tasks --forget-per-task --missing-classes --class-order --eval-split --eval-margin --method --few-shot
-/// --replay-fraction --replay-stratified --epochs
+/// --group-few-shot --replay-fraction --replay-stratified --epochs
 /// --batch-size --rank --lora-alpha --lr --min-lr --weight-decay --clip-grad-norm --bnd --bnd-per-sample --beta --alpha
 /// --alpha-warmup-epochs --big-alpha --proximal --bnd-pro --pro-forget-weight
 /// --pro-forget-weights --pro-retain-weight --dropout`.
 ///
 /// # Errors
-/// A value that does not parse, more than one of `--few-shot`, `--replay-fraction` and
-/// `--replay-stratified`, or an unknown method.
+/// A value that does not parse, more than one of `--few-shot`, `--group-few-shot`,
+/// `--replay-fraction` and `--replay-stratified`, or an unknown method.
 pub fn forget_config(flags: &mut Flags, defaults: ForgetConfig) -> Result<ForgetConfig, CliError> {
     let defaults = match flags.take("protocol") {
         Some(name) => name.parse::<Preset>()?.config(),
@@ -274,14 +274,18 @@ pub fn forget_config(flags: &mut Flags, defaults: ForgetConfig) -> Result<Forget
         flags.optional("few-shot")?,
         flags.optional("replay-fraction")?,
         flags.optional("replay-stratified")?,
+        flags.optional("group-few-shot")?,
     ) {
-        (None, None, None) => defaults.replay,
-        (Some(k), None, None) => Replay::FewShot(k),
-        (None, Some(f), None) => Replay::Fraction(f),
-        (None, None, Some(f)) => Replay::Stratified(f),
+        (None, None, None, None) => defaults.replay,
+        (Some(k), None, None, None) => Replay::FewShot(k),
+        (None, Some(f), None, None) => Replay::Fraction(f),
+        (None, None, Some(f), None) => Replay::Stratified(f),
+        (None, None, None, Some(k)) => Replay::GroupFewShot(k),
         _ => {
             return Err(flags.usage_error(
-                "give one of --few-shot, --replay-fraction and --replay-stratified".into(),
+                "give one of --few-shot, --group-few-shot, --replay-fraction and \
+                 --replay-stratified"
+                    .into(),
             ));
         }
     };
@@ -446,6 +450,8 @@ mod tests {
         assert_eq!(auto.bnd, None);
         let stratified = config(&["--replay-stratified", "0.3"]).expect("stratified");
         assert_eq!(stratified.replay, Replay::Stratified(0.3));
+        let group = config(&["--group-few-shot", "32"]).expect("group few-shot");
+        assert_eq!(group.replay, Replay::GroupFewShot(32));
         for bad in [
             &["--bnd-per-sample", "yes"][..],
             &["--bnd", "big"],

@@ -16,7 +16,7 @@ fn usage() -> String {
     let d = ForgetConfig::default();
     let fraction = match d.replay {
         Replay::Fraction(f) | Replay::Stratified(f) => f.to_string(),
-        Replay::FewShot(_) => "F".into(),
+        Replay::FewShot(_) | Replay::GroupFewShot(_) => "F".into(),
     };
     let beta: Vec<String> = d.beta.iter().map(f64::to_string).collect();
     let presets: Vec<&str> = PRESETS.iter().map(|(name, _)| *name).collect();
@@ -26,7 +26,8 @@ fn usage() -> String {
 usage: gs-lora forget --data D --model DIR --out RUN [--protocol NAME] [--tasks {}] [--forget-per-task {}]
                       [--missing-classes O] [--class-order seeded|python:SEED|numpy:SEED]
                       [--eval-split test|validation] [--eval-margin on|off]
-                      [--method gs-lora|gs-lora++] [--few-shot K | --replay-fraction F | --replay-stratified {fraction}]
+                      [--method gs-lora|gs-lora++]
+                      [--few-shot K | --group-few-shot K | --replay-fraction F | --replay-stratified {fraction}]
                       [--epochs {}] [--batch-size {}] [--rank {}] [--lora-alpha {}] [--lr {:e}]
                       [--min-lr {:e}] [--weight-decay {}] [--clip-grad-norm N] [--bnd auto|B]
                       [--bnd-per-sample on|off] [--beta {}]
@@ -62,7 +63,8 @@ both): the forgetting bound is ln C + 1 on each forget image's cross-entropy (--
 --bnd-per-sample on; the official code bounds the batch mean at 105, set for a CosFace head
 whose logits are scaled by 64), and replay keeps ⌈F·n⌉ training images of every class
 (--replay-stratified; --replay-fraction is the official floor(F·n) over the whole group,
-which leaves classes with few images out of the retention loss).",
+which leaves classes with few images out of the retention loss). --few-shot K keeps K images
+of every class; --group-few-shot K draws K × #classes over each group (the official COCO draw).",
         d.tasks,
         d.forget_per_task,
         d.epochs,

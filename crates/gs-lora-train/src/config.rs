@@ -81,6 +81,11 @@ pub enum Replay {
     Stratified(f64),
     /// `k` training images per class (few-shot).
     FewShot(usize),
+    /// `k · #classes` training images drawn uniformly over the group's (the official COCO
+    /// few-shot draw: image-level, so a class may get more or fewer than `k`). A group with
+    /// fewer images is taken whole (the official code then draws with replacement, repeating
+    /// images).
+    GroupFewShot(usize),
 }
 
 impl Replay {
@@ -90,6 +95,7 @@ impl Replay {
             Replay::Fraction(_) => "replay.fraction",
             Replay::Stratified(_) => "replay.stratified",
             Replay::FewShot(_) => "replay.few_shot",
+            Replay::GroupFewShot(_) => "replay.group_few_shot",
         }
     }
 }
@@ -303,8 +309,8 @@ impl ForgetConfig {
                     format!("must be in (0, 1], found {f}"),
                 );
             }
-            Replay::FewShot(0) => {
-                return bad("replay.few_shot", "must be at least 1, found 0".into());
+            Replay::FewShot(0) | Replay::GroupFewShot(0) => {
+                return bad(self.replay.setting(), "must be at least 1, found 0".into());
             }
             _ => {}
         }

@@ -33,7 +33,8 @@ pub fn task_seed(seed: u64, task: usize) -> u64 {
 /// fraction `r` keeps `floor(n·r)` of a group's `n` samples, uniformly without replacement over
 /// the whole group (not per class), for the remaining and the forget classes alike; a
 /// stratified fraction keeps `⌈n_c·r⌉` of each class's `n_c`; few-shot keeps `k` samples of
-/// every class.
+/// every class, and group few-shot `k · #classes` samples over the group (the official COCO
+/// draw).
 ///
 /// # Errors
 /// [`TrainError::Setting`] when a fraction keeps no sample of a group, or a class has fewer
@@ -123,11 +124,15 @@ fn subset(
     replay: Replay,
     rng: &mut ChaCha8Rng,
 ) -> std::result::Result<Vec<usize>, String> {
+    let group = || {
+        let mut group: Vec<usize> = classes.iter().flat_map(|&c| samples_of(c)).collect();
+        group.sort_unstable();
+        group.dedup();
+        group
+    };
     let mut chosen = match replay {
         Replay::Fraction(fraction) => {
-            let mut group: Vec<usize> = classes.iter().flat_map(|&c| samples_of(c)).collect();
-            group.sort_unstable();
-            group.dedup();
+            let mut group = group();
             let keep = (group.len() as f64 * fraction).floor() as usize;
             if keep == 0 {
                 return Err(format!(
@@ -153,6 +158,15 @@ fn subset(
                 ));
             }
             chosen
+        }
+        Replay::GroupFewShot(k) => {
+            let mut group = group();
+            if group.is_empty() {
+                return Err("the classes have no training samples".into());
+            }
+            group.shuffle(rng);
+            group.truncate(k * classes.len());
+            group
         }
         Replay::FewShot(k) => {
             let mut chosen = Vec::with_capacity(k * classes.len());
@@ -325,6 +339,40 @@ mod tests {
         let error = task_samples(images_of, &empty, &config(Replay::Stratified(0.5)))
             .expect_err("class 4 has no images");
         assert!(error.to_string().contains("replay.stratified"), "{error}");
+    }
+
+    /// Group few-shot keeps `k · #classes` samples drawn over the whole group, so per-class
+    /// counts vary with the seed, and takes a smaller group whole. Catches `k` per class, and
+    /// a short group refused or padded.
+    #[test]
+    fn group_few_shot_draws_k_per_class_over_the_group() {
+        let per_class =
+            |indices: &[usize], class: usize| indices.iter().filter(|&&i| i / 10 == class).count();
+        let draw = |k, seed| {
+            task_samples(
+                images_of,
+                &task(),
+                &ForgetConfig {
+                    seed,
+                    ..config(Replay::GroupFewShot(k))
+                },
+            )
+            .expect("subsets")
+        };
+        let counts: std::collections::HashSet<[usize; 3]> = (0..20)
+            .map(|seed| {
+                let subsets = draw(3, seed);
+                // 3 classes × 3 of 18 remaining images; 2 classes × 3 of 8 forget images.
+                assert_eq!((subsets.retain.len(), subsets.forget.len()), (9, 6));
+                [0, 1, 2].map(|c| per_class(&subsets.retain, c))
+            })
+            .collect();
+        assert!(
+            counts.len() > 3,
+            "per-class counts over 20 seeds: {counts:?}"
+        );
+        let whole = draw(5, 0);
+        assert_eq!(whole.forget.len(), 8, "10 asked of 8: the group whole");
     }
 
     /// A subset that would be empty, or a class short of `k` samples, is an error naming the

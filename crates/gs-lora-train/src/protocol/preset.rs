@@ -135,14 +135,14 @@ impl Preset {
                 ..base
             },
             // `D:scripts/run_cl.sh:1-19`: 4 images per GPU on 8 GPUs average into one step of
-            // 32; StepLR(40) over 30 epochs keeps the lr constant; the official subsets are 32 ×
-            // #classes images drawn over the group, ours 32 per class (#19 row 14).
+            // 32; StepLR(40) over 30 epochs keeps the lr constant; the subsets are 32 × #classes
+            // images drawn over the group, as the official ones.
             Preset::OfficialCoco => ForgetConfig {
                 seed: 0,
                 class_order: ClassOrder::Numpy(123),
                 tasks: 7,
                 forget_per_task: 10,
-                replay: Replay::FewShot(32),
+                replay: Replay::GroupFewShot(32),
                 epochs: 30,
                 batch_size: 32,
                 lr: 3e-4,
@@ -256,7 +256,7 @@ mod tests {
         assert_eq!((coco.tasks, coco.forget_per_task), (7, 10));
         assert_eq!(
             (coco.replay, coco.epochs, coco.batch_size),
-            (Replay::FewShot(32), 30, 32)
+            (Replay::GroupFewShot(32), 30, 32)
         );
         assert_eq!(
             (coco.lr, coco.min_lr, coco.weight_decay),

@@ -1,10 +1,10 @@
 //! COCO-style average precision (as `pycocotools.COCOeval` for boxes, area "all", 100
-//! detections per image), computed over a chosen set of classes so that forgotten, remaining
-//! and previously forgotten classes are scored apart.
+//! detections per image, crowd regions ignored), computed over a chosen set of classes so that
+//! forgotten, remaining and previously forgotten classes are scored apart.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::boxes::{Corners, iou};
+use super::boxes::{Corners, iou, share_inside};
 
 /// One predicted box.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -28,6 +28,9 @@ pub struct GroundTruth {
     pub label: usize,
     /// Corners `[x0, y0, x1, y1]`.
     pub bbox: Corners,
+    /// A crowd region (COCO `iscrowd`): not a box to find; a detection that matches no box and
+    /// lies in it (overlap = its share inside, [`share_inside`]) counts neither way.
+    pub crowd: bool,
 }
 
 /// AP over IoU 0.5:0.05:0.95, AP at IoU 0.5 and at IoU 0.75, in percent.
@@ -51,8 +54,30 @@ fn thresholds() -> impl Iterator<Item = f64> {
     (0..10).map(|i| 0.5 + 0.05 * i as f64)
 }
 
-/// AP of `detections` against `truths` over `classes`; `None` when none of `classes` has a
-/// ground-truth box (COCO leaves such classes out of the mean).
+/// AP of `classes` on the images holding at least one of their ground-truth boxes or crowd
+/// regions (detections on other images are left out): how the official detection evaluation
+/// scores a group (`imgIds` of the group's images, PROTOCOL §5.2).
+pub fn group_average_precision(
+    detections: &[Detection],
+    truths: &[GroundTruth],
+    classes: &[usize],
+) -> Option<ApSummary> {
+    let images: BTreeSet<usize> = truths
+        .iter()
+        .filter(|t| classes.contains(&t.label))
+        .map(|t| t.image)
+        .collect();
+    let kept: Vec<Detection> = detections
+        .iter()
+        .filter(|d| images.contains(&d.image))
+        .copied()
+        .collect();
+    average_precision(&kept, truths, classes)
+}
+
+/// AP of `detections` against `truths` over `classes`, on every image; `None` when none of
+/// `classes` has a ground-truth box that is not a crowd region (COCO leaves such classes out of
+/// the mean).
 pub fn average_precision(
     detections: &[Detection],
     truths: &[GroundTruth],
@@ -88,14 +113,21 @@ fn class_precisions(
     truths: &[GroundTruth],
     class: usize,
 ) -> Option<Vec<f64>> {
-    let mut truths_by_image: BTreeMap<usize, Vec<Corners>> = BTreeMap::new();
+    // Per image, boxes before crowd regions (COCOeval sorts the ignored ones last).
+    let mut truths_by_image: BTreeMap<usize, Vec<(Corners, bool)>> = BTreeMap::new();
     for truth in truths.iter().filter(|t| t.label == class) {
         truths_by_image
             .entry(truth.image)
             .or_default()
-            .push(truth.bbox);
+            .push((truth.bbox, truth.crowd));
     }
-    let positives: usize = truths_by_image.values().map(Vec::len).sum();
+    for gts in truths_by_image.values_mut() {
+        gts.sort_by_key(|&(_, crowd)| crowd);
+    }
+    let positives = truths
+        .iter()
+        .filter(|t| t.label == class && !t.crowd)
+        .count();
     if positives == 0 {
         return None;
     }
@@ -121,18 +153,32 @@ fn class_precisions(
                     .map_or(&[][..], Vec::as_slice);
                 let mut taken = vec![false; gts.len()];
                 for detection in boxes {
-                    // The best still-unmatched ground truth with IoU ≥ threshold.
-                    let mut best = (threshold.min(1.0 - 1e-10), None);
-                    for (g, gt) in gts.iter().enumerate() {
-                        let overlap = iou(detection.bbox, *gt);
-                        if !taken[g] && overlap >= best.0 {
+                    // COCOeval's match: the best box still unmatched with IoU ≥ threshold; a
+                    // crowd region (matched any number of times) only when no box qualifies.
+                    let mut best: (f64, Option<usize>) = (threshold.min(1.0 - 1e-10), None);
+                    for (g, &(gt, crowd)) in gts.iter().enumerate() {
+                        if taken[g] && !crowd {
+                            continue;
+                        }
+                        if crowd && best.1.is_some_and(|m| !gts[m].1) {
+                            break;
+                        }
+                        let overlap = match crowd {
+                            true => share_inside(detection.bbox, gt),
+                            false => iou(detection.bbox, gt),
+                        };
+                        if overlap >= best.0 {
                             best = (overlap, Some(g));
                         }
                     }
-                    if let Some(g) = best.1 {
-                        taken[g] = true;
+                    match best.1 {
+                        Some(g) if gts[g].1 => {} // inside a crowd region: ignored
+                        Some(g) => {
+                            taken[g] = true;
+                            outcomes.push((detection.score, true));
+                        }
+                        None => outcomes.push((detection.score, false)),
                     }
-                    outcomes.push((detection.score, best.1.is_some()));
                 }
             }
             interpolated_ap(outcomes, positives)

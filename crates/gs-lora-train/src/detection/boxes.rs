@@ -32,6 +32,14 @@ pub fn iou(a: Corners, b: Corners) -> f64 {
     if union > 0.0 { inter / union } else { 0.0 }
 }
 
+/// The share of `detection` inside `region`: intersection over the detection's area, COCO's
+/// overlap with a crowd region (0 for an empty detection).
+pub fn share_inside(detection: Corners, region: Corners) -> f64 {
+    let (inter, _) = overlap(detection, region);
+    let own = area(detection);
+    if own > 0.0 { inter / own } else { 0.0 }
+}
+
 /// Generalised IoU (Rezatofighi et al. 2019): `IoU − (|C| − |A ∪ B|) / |C|`, `C` the smallest
 /// box enclosing both; in `[−1, 1]`.
 pub fn generalized_iou(a: Corners, b: Corners) -> f64 {

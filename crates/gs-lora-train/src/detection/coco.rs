@@ -52,6 +52,9 @@ pub struct CocoImage {
     pub file_name: String,
     /// Objects of the kept classes; `label` indexes [`CocoAnnotations::categories`].
     pub objects: Vec<Target>,
+    /// Crowd regions (`iscrowd`) of the kept classes, labelled alike: never trained on (DETR's
+    /// loader drops them), ignored regions when scoring (COCOeval).
+    pub crowd: Vec<Target>,
 }
 
 /// Annotations of the kept classes.
@@ -61,8 +64,7 @@ pub struct CocoAnnotations {
     pub categories: Vec<(u64, String)>,
     /// Every image (images without kept objects stay, as negatives).
     pub images: Vec<CocoImage>,
-    /// Boxes dropped: crowd regions (as DETR's loader drops them) and boxes of zero or
-    /// negative size.
+    /// Boxes dropped: boxes of zero or negative size.
     pub skipped_boxes: usize,
 }
 
@@ -114,6 +116,7 @@ impl CocoAnnotations {
                 id: image.id,
                 file_name: image.file_name.clone(),
                 objects: Vec::new(),
+                crowd: Vec::new(),
             })
             .collect();
         for image in &file.images {
@@ -150,11 +153,14 @@ impl CocoAnnotations {
                 continue;
             };
             let image = &file.images[i];
-            match normalised_box(annotation.bbox, image.width, image.height) {
-                Some(bbox) if annotation.iscrowd == 0 => {
-                    images[i].objects.push(Target { label: class, bbox })
-                }
-                _ => skipped_boxes += 1,
+            let Some(bbox) = normalised_box(annotation.bbox, image.width, image.height) else {
+                skipped_boxes += 1;
+                continue;
+            };
+            let target = Target { label: class, bbox };
+            match annotation.iscrowd {
+                0 => images[i].objects.push(target),
+                _ => images[i].crowd.push(target),
             }
         }
         Ok(Self {
@@ -229,16 +235,19 @@ impl CocoAnnotations {
                 let (w, h) = (decoded.width() as f64, decoded.height() as f64);
                 let scale = (side as f64 / w.min(h)).min(longest / w.max(h));
                 let size = |extent: f64| ((extent * scale).round() as usize).max(1);
-                Ok(DetectionSample {
-                    image: decoded.resized(size(w), size(h)),
-                    objects: image
-                        .objects
+                let relabel = |targets: &[Target]| -> Vec<Target> {
+                    targets
                         .iter()
                         .map(|o| Target {
                             label: labels[o.label],
                             bbox: o.bbox,
                         })
-                        .collect(),
+                        .collect()
+                };
+                Ok(DetectionSample {
+                    image: decoded.resized(size(w), size(h)),
+                    objects: relabel(&image.objects),
+                    crowd: relabel(&image.crowd),
                 })
             })
             .collect()

@@ -15,6 +15,9 @@ pub struct DetectionSample {
     pub image: Image,
     /// Its objects; may be empty (a negative image).
     pub objects: Vec<Target>,
+    /// Crowd regions (COCO `iscrowd`): never trained on; scoring ignores the detections that
+    /// fall in one of their class ([`average_precision`](super::average_precision)).
+    pub crowd: Vec<Target>,
 }
 
 /// A detection dataset: class names by label, the labels the data uses, a training and a

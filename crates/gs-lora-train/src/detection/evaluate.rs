@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::tensor::Device;
 use gs_lora_models::deformable::DeformableDetr;
 
-use super::average_precision::{ApSummary, Detection, GroundTruth, average_precision};
+use super::average_precision::{ApSummary, Detection, GroundTruth, group_average_precision};
 use super::boxes::corners;
 use super::dataset::{DetectionSample, detection_batch};
 use crate::error::{Result, TrainError};
@@ -42,8 +42,10 @@ pub fn top_k_detections(image: usize, logits: &[f32], boxes: &[f32], k: usize) -
         .collect()
 }
 
-/// COCO AP of `model` on `samples`, for each group of `class_groups` (`None` for a group
-/// without ground truth in `samples`). Every class is detected; objects of all classes count.
+/// COCO AP of `model` on `samples`, for each group of `class_groups` on the images holding one
+/// of the group's boxes (`None` for a group without ground truth in `samples`), as the official
+/// evaluation scores a group (PROTOCOL §5.2). Every class is detected; crowd regions are
+/// ignored regions.
 ///
 /// # Errors
 /// A zero batch size, a batch the model cannot read, or predictions that cannot be read back.
@@ -83,15 +85,20 @@ pub fn detector_ap(
                 &boxes[i * queries * 4..(i + 1) * queries * 4],
                 DETECTIONS_PER_IMAGE,
             ));
-            truths.extend(samples[image].objects.iter().map(|o| GroundTruth {
-                image,
-                label: o.label,
-                bbox: corners(o.bbox),
-            }));
+            let sample = &samples[image];
+            let regions = [(&sample.objects, false), (&sample.crowd, true)];
+            for (targets, crowd) in regions {
+                truths.extend(targets.iter().map(|o| GroundTruth {
+                    image,
+                    label: o.label,
+                    bbox: corners(o.bbox),
+                    crowd,
+                }));
+            }
         }
     }
     Ok(class_groups
         .iter()
-        .map(|classes| average_precision(&detections, &truths, classes))
+        .map(|classes| group_average_precision(&detections, &truths, classes))
         .collect())
 }

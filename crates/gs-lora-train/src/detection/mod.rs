@@ -16,7 +16,9 @@ mod matching;
 mod pretrain;
 mod synthetic;
 
-pub use average_precision::{ApSummary, Detection, GroundTruth, average_precision};
+pub use average_precision::{
+    ApSummary, Detection, GroundTruth, average_precision, group_average_precision,
+};
 pub use boxes::{Corners, CxCyWh, corners, generalized_iou, iou};
 pub use coco::{CocoAnnotations, CocoImage};
 pub use criterion::{CriterionTerms, set_criterion};

@@ -193,6 +193,7 @@ fn render_scene(config: &SyntheticScenesConfig, seed: u64) -> DetectionSample {
     DetectionSample {
         image: Image::new(size, size, 3, pixels).expect("3 × size² values"),
         objects,
+        crowd: Vec::new(),
     }
 }
 

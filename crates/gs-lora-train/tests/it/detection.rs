@@ -4,7 +4,7 @@
 
 use gs_lora_train::detection::{
     CocoAnnotations, Detection, GroundTruth, HungarianMatcher, Target, average_precision, corners,
-    generalized_iou, iou, linear_sum_assignment,
+    generalized_iou, group_average_precision, iou, linear_sum_assignment,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -152,7 +152,12 @@ fn matcher_costs_follow_the_reference_formula() {
 }
 
 fn gt(image: usize, label: usize, bbox: [f64; 4]) -> GroundTruth {
-    GroundTruth { image, label, bbox }
+    GroundTruth {
+        image,
+        label,
+        bbox,
+        crowd: false,
+    }
 }
 
 fn det(image: usize, label: usize, score: f64, bbox: [f64; 4]) -> Detection {
@@ -283,12 +288,19 @@ fn coco_annotations_keep_the_task_classes_and_normalise_boxes() {
         "the zero-width bottle is not kept"
     );
     assert!(coco.images[2].objects.is_empty());
-    // The crowd region is dropped; the bottle is not a kept class, so it is not counted.
-    assert_eq!(coco.skipped_boxes, 1);
+    // The crowd region is kept apart (never a training target; an ignored region when
+    // scoring): person [0, 0, 100, 100] in 200×100.
+    assert_eq!(a.crowd.len(), 1);
+    assert_eq!(a.crowd[0].label, 1);
+    for (found, expected) in a.crowd[0].bbox.iter().zip([0.25, 0.5, 0.5, 1.0]) {
+        close(*found, expected);
+    }
+    // The zero-width bottle is not a kept class, so it is not counted.
+    assert_eq!(coco.skipped_boxes, 0);
 
     let all = CocoAnnotations::from_json(COCO, None).expect("valid file");
     assert_eq!(all.categories.len(), 3);
-    assert_eq!(all.skipped_boxes, 2, "crowd region and zero-width box");
+    assert_eq!(all.skipped_boxes, 1, "the zero-width box");
 }
 
 #[test]
@@ -314,9 +326,12 @@ fn inconsistent_coco_files_are_refused_with_the_id() {
 
 /// COCO AP against pycocotools' `COCOeval` itself (`tools/make_coco_ap_fixture.py`): random
 /// cases with duplicates, false positives, a class without ground truth, more than 100
-/// detections of a class on one image, and tied scores. Catches a different interpolation,
-/// the 100-detection cut applied per image instead of per image and class (or not at all), a
-/// class without ground truth counted as 0, and tie-breaking other than COCOeval's stable sort.
+/// detections of a class on one image, tied scores, crowd regions with detections inside, a
+/// class whose only ground truth is a crowd region, and groups scored on their own images
+/// (`imgIds`). Catches a different interpolation, the 100-detection cut applied per image
+/// instead of per image and class (or not at all), a class without ground truth counted as 0,
+/// tie-breaking other than COCOeval's stable sort, crowd regions counted as boxes or dropped,
+/// and a group scored on every image.
 #[test]
 fn average_precision_matches_pycocotools() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/coco_ap.json");
@@ -333,7 +348,10 @@ fn average_precision_matches_pycocotools() {
             .as_array()
             .expect("truths")
             .iter()
-            .map(|t| gt(index(&t["image"]), index(&t["label"]), corners(&t["bbox"])))
+            .map(|t| GroundTruth {
+                crowd: t["crowd"].as_bool().unwrap_or(false),
+                ..gt(index(&t["image"]), index(&t["label"]), corners(&t["bbox"]))
+            })
             .collect();
         let detections: Vec<Detection> = case["detections"]
             .as_array()
@@ -354,8 +372,16 @@ fn average_precision_matches_pycocotools() {
             .iter()
             .map(index)
             .collect();
-        let found = average_precision(&detections, &truths, &classes).expect("has ground truth");
-        let label = format!("seed {} classes {classes:?}", case["seed"]);
+        let group_images = case["group_images"].as_bool().expect("group_images");
+        let found = match group_images {
+            true => group_average_precision(&detections, &truths, &classes),
+            false => average_precision(&detections, &truths, &classes),
+        }
+        .expect("has ground truth");
+        let label = format!(
+            "seed {} classes {classes:?} group images {group_images}",
+            case["seed"]
+        );
         for (name, ours, reference) in [
             ("AP", found.ap, number(&case["ap"])),
             ("AP50", found.ap50, number(&case["ap50"])),

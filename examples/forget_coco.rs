@@ -49,7 +49,10 @@ const USAGE: &str = "\
 usage: forget_coco [--out DIR] [--detector-epochs E] [any `gs-lora forget` flag]
        forget_coco --coco COCO --weights MODEL.safetensors [--config CONFIG.json]
                    [--image-size 512] [--max-images 2000] [--max-val-images 500]
-                   [--out DIR] [any `gs-lora forget` flag]";
+                   [--out DIR] [any `gs-lora forget` flag]
+--coco runs the official COCO protocol (`--protocol official-coco`): DETR's augmentation
+(--augment on|off), 32 × #classes images per group (--group-few-shot), AP per group on its own
+images with crowd regions ignored.";
 
 /// The embedded default's settings: two tasks of two classes, a quarter of the remaining
 /// images replayed, β 0.2, AdamW 2e-3, 6 epochs of batch 16 + 16, the bound and α of the

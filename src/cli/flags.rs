@@ -260,7 +260,7 @@ pub fn open_dataset(path: &Path, options: &LoadOptions) -> Result<Dataset, CliEr
 /// --group-few-shot --replay-fraction --replay-stratified --epochs
 /// --batch-size --rank --lora-alpha --lr --min-lr --weight-decay --clip-grad-norm --bnd --bnd-per-sample --beta --alpha
 /// --alpha-warmup-epochs --big-alpha --proximal --bnd-pro --pro-forget-weight
-/// --pro-forget-weights --pro-retain-weight --dropout`.
+/// --pro-forget-weights --pro-retain-weight --dropout --augment`.
 ///
 /// # Errors
 /// A value that does not parse, more than one of `--few-shot`, `--group-few-shot`,
@@ -355,6 +355,7 @@ pub fn forget_config(flags: &mut Flags, defaults: ForgetConfig) -> Result<Forget
             .list("pro-forget-weights")?
             .unwrap_or(defaults.prototype_forget_weights),
         dropout: flags.optional("dropout")?.or(defaults.dropout),
+        augment: flags.on_off("augment", defaults.augment)?,
     })
 }
 

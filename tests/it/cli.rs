@@ -127,6 +127,13 @@ fn pretrain_forget_and_eval_on_an_image_folder() {
 
     // Bad input: clear messages, no panic.
     fails(&["pretrain", "--out", model], 2, "missing `--data`");
+    let mut augmented = forget.to_vec();
+    augmented.extend(["--augment", "on"]);
+    fails(
+        &augmented,
+        1,
+        "--augment is on, but it is DETR's detection augmentation",
+    );
     fails(
         &[
             "forget", "--data", data, "--model", model, "--out", run, "--tasks", "0",

@@ -184,6 +184,11 @@ pub struct ForgetConfig {
     /// DETR's residual branches, 0 for the other released checkpoints.
     #[serde(default)]
     pub dropout: Option<f64>,
+    /// DETR's training augmentation (`--augment`; [`DetrAugment`](crate::detection::DetrAugment):
+    /// flips, multi-scale resizing, random crops), as the official COCO training uses it.
+    /// Detection only; off by default and in earlier versions' files.
+    #[serde(default)]
+    pub augment: bool,
 }
 
 impl Default for ForgetConfig {
@@ -213,6 +218,7 @@ impl Default for ForgetConfig {
             prototype: PrototypeLossConfig::new(),
             prototype_forget_weights: Vec::new(),
             dropout: None,
+            augment: false,
         }
     }
 }

@@ -524,6 +524,12 @@ impl DeformableDetr {
         Ok(self.predict(hidden, reference))
     }
 
+    /// The smallest image height and width the model reads: its coarsest feature level must
+    /// keep one pixel.
+    pub fn min_input_side(&self) -> usize {
+        1 << (self.backbone.stages.len() + 1 + self.config.num_feature_levels.saturating_sub(3))
+    }
+
     /// Checks the input of `shape` `[N, C, H, W]` and its mask, returned as `N · H · W` flags.
     fn check_input(
         &self,
@@ -531,8 +537,7 @@ impl DeformableDetr {
         pixel_mask: Option<Tensor<3, Bool>>,
     ) -> Result<Option<Vec<bool>>> {
         let [batch, channels, height, width] = shape;
-        let min_side = 1
-            << (self.backbone.stages.len() + 1 + self.config.num_feature_levels.saturating_sub(3));
+        let min_side = self.min_input_side();
         if batch == 0
             || channels != self.config.backbone.in_channels
             || height < min_side

@@ -162,7 +162,7 @@ impl Family for ClassificationFamily<'_> {
         self.dataset.train.indices_of(&[class])
     }
 
-    fn batch(&self, indices: &[usize], _: &[usize]) -> Result<Batch> {
+    fn batch(&self, indices: &[usize], _: &[usize], _: u64) -> Result<Batch> {
         Ok(make_batch(
             &self.dataset.train,
             indices,
@@ -280,6 +280,14 @@ pub fn run_forgetting(
         });
     }
     dataset.require_each_class(split, set)?;
+    if config.augment {
+        return Err(TrainError::Setting {
+            name: "augment",
+            problem: "is on, but it is DETR's detection augmentation; classification forgets \
+                      without augmentation, as the official code"
+                .into(),
+        });
+    }
     if let Some(prob) = config.dropout {
         model = model.with_dropout(prob)?;
     }

@@ -10,9 +10,11 @@ use std::path::Path;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use gs_lora_core::LoraConfig;
+use gs_lora_core::lora::derive_seed;
 use gs_lora_core::loss::{Prototypes, detection_forget_loss, detection_loss};
 use gs_lora_models::deformable::{DeformableDetr, DetrOutput};
 
+use super::augment::DetrAugment;
 use super::criterion::{CriterionTerms, set_criterion};
 use super::dataset::{DetectionBatch, DetectionDataset, detection_batch, samples_with};
 use super::detector_dir::{DetectorDir, DetectorInfo};
@@ -135,6 +137,9 @@ pub struct DetectionFamily<'a> {
     /// Adapters of checkpoints read back.
     lora: LoraConfig,
     seed: u64,
+    /// DETR's training augmentation at the images' scale, when `config.augment` (set by
+    /// [`run_forgetting`], which knows the model's smallest input).
+    augment: Option<DetrAugment>,
     device: Device,
 }
 
@@ -153,6 +158,7 @@ impl<'a> DetectionFamily<'a> {
             eval_batch_size: 2 * config.batch_size,
             lora: config.lora.clone(),
             seed: config.seed,
+            augment: None,
             device: device.clone(),
         }
     }
@@ -173,16 +179,28 @@ impl Family for DetectionFamily<'_> {
         samples_with(&self.dataset.train, &mask)
     }
 
-    /// Only the objects of `classes` are targets; the others are background.
-    fn batch(&self, indices: &[usize], classes: &[usize]) -> Result<DetectionBatch> {
+    /// Only the objects of `classes` are targets; the others are background. With
+    /// augmentation, sample `i` draws its changes from `derive_seed(seed, i)`.
+    fn batch(&self, indices: &[usize], classes: &[usize], seed: u64) -> Result<DetectionBatch> {
         let mask = class_mask(self.dataset.num_classes(), classes);
-        detection_batch(
-            &self.dataset.train,
-            indices,
-            &mask,
-            &self.preprocess,
-            &self.device,
-        )
+        let train = &self.dataset.train;
+        let Some(augment) = &self.augment else {
+            return detection_batch(train, indices, &mask, &self.preprocess, &self.device);
+        };
+        let augmented = indices
+            .iter()
+            .map(|&i| {
+                let sample = train.get(i).ok_or_else(|| {
+                    TrainError::Data(format!(
+                        "sample {i} requested from a split of {} images",
+                        train.len()
+                    ))
+                })?;
+                Ok(augment.apply(sample, derive_seed(seed, i as u64)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let all: Vec<usize> = (0..augmented.len()).collect();
+        detection_batch(&augmented, &all, &mask, &self.preprocess, &self.device)
     }
 
     fn objective(&self) -> &DetectorObjective {
@@ -304,7 +322,11 @@ pub fn run_forgetting(
     if config.bnd.is_none() {
         return Err(no_default_bound());
     }
-    let family = DetectionFamily::new(dataset, *preprocess, config, device);
+    let mut family = DetectionFamily::new(dataset, *preprocess, config, device);
+    if config.augment {
+        let side = preprocess.image_size;
+        family.augment = Some(DetrAugment::for_side(side, model.min_input_side()));
+    }
     if let Some(prob) = config.dropout {
         model = model.with_dropout(prob)?;
     }

@@ -3,6 +3,7 @@
 //! post-processing and COCO-style average precision per group of classes, training a detector,
 //! and the GS-LoRA forgetting loop for detection.
 
+mod augment;
 mod average_precision;
 mod boxes;
 mod coco;
@@ -16,6 +17,7 @@ mod matching;
 mod pretrain;
 mod synthetic;
 
+pub use augment::DetrAugment;
 pub use average_precision::{
     ApSummary, Detection, GroundTruth, average_precision, group_average_precision,
 };

@@ -61,11 +61,12 @@ pub trait Family {
     /// The training samples that show `class`.
     fn samples_of(&self, class: usize) -> Vec<usize>;
 
-    /// The training samples `indices` as a batch supervised on `classes`.
+    /// The training samples `indices` as a batch supervised on `classes`, with the training
+    /// augmentation the family applies (if any) drawn from `seed`.
     ///
     /// # Errors
     /// Samples that cannot become a batch.
-    fn batch(&self, indices: &[usize], classes: &[usize]) -> Result<Self::Batch>;
+    fn batch(&self, indices: &[usize], classes: &[usize], seed: u64) -> Result<Self::Batch>;
 
     /// How the model trains.
     fn objective(&self) -> &Self::Objective;

@@ -113,9 +113,10 @@ pub(crate) fn train_task<F: Family, M: Method<F>>(
                 retain: &batches.retain[step % batches.retain.len()],
                 forget: &batches.forget[step % batches.forget.len()],
             };
+            let step_seed = derive_seed(epoch_seed, 10 + step as u64);
             let pair = Pair {
-                retain: family.batch(indices.retain, &task.retain)?,
-                forget: family.batch(indices.forget, &task.forget)?,
+                retain: family.batch(indices.retain, &task.retain, derive_seed(step_seed, 1))?,
+                forget: family.batch(indices.forget, &task.forget, derive_seed(step_seed, 2))?,
             };
             let terms = method.loss(family, model, pair, epoch)?;
             // One read back per step for the NaN check and the curves, not one per term.
@@ -301,7 +302,7 @@ mod tests {
             unreachable!("train_task gets its samples")
         }
 
-        fn batch(&self, indices: &[usize], _: &[usize]) -> Result<Vec<usize>> {
+        fn batch(&self, indices: &[usize], _: &[usize], _: u64) -> Result<Vec<usize>> {
             Ok(indices.to_vec())
         }
 

@@ -117,6 +117,41 @@ impl Image {
         }
     }
 
+    /// This image mirrored left to right.
+    pub fn flipped_horizontally(&self) -> Image {
+        let row = self.width * self.channels;
+        let mut pixels = Vec::with_capacity(self.pixels.len());
+        for line in self.pixels.chunks(row) {
+            for pixel in line.chunks(self.channels).rev() {
+                pixels.extend_from_slice(pixel);
+            }
+        }
+        Image {
+            pixels,
+            ..self.clone()
+        }
+    }
+
+    /// The `width × height` window of this image whose top-left pixel is `(left, top)`, or
+    /// `None` when the window does not lie inside the image or is empty.
+    pub fn cropped(&self, left: usize, top: usize, width: usize, height: usize) -> Option<Image> {
+        if width == 0 || height == 0 || left + width > self.width || top + height > self.height {
+            return None;
+        }
+        let row = self.width * self.channels;
+        let mut pixels = Vec::with_capacity(width * height * self.channels);
+        for y in top..top + height {
+            let start = y * row + left * self.channels;
+            pixels.extend_from_slice(&self.pixels[start..start + width * self.channels]);
+        }
+        Some(Image {
+            width,
+            height,
+            channels: self.channels,
+            pixels,
+        })
+    }
+
     /// This image shrunk so its shorter side is at most `side` (never enlarged): how loaders
     /// keep large photographs compact.
     pub fn shrunk_to(self, side: usize) -> Image {

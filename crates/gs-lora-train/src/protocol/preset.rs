@@ -155,6 +155,7 @@ impl Preset {
                 group_lasso: GroupLassoConfig::new().with_weight(3e-4),
                 prototype: PrototypeLossConfig::new().with_forget_weight(0.005),
                 dropout: Some(0.1),
+                augment: true,
                 protocol: Some(self),
                 ..ForgetConfig::default()
             },
@@ -267,9 +268,10 @@ mod tests {
                 coco.clip_grad_norm,
                 coco.dropout,
                 coco.bnd,
-                coco.bnd_per_sample
+                coco.bnd_per_sample,
+                coco.augment
             ),
-            (Some(0.1), Some(0.1), Some(15.0), false)
+            (Some(0.1), Some(0.1), Some(15.0), false, true)
         );
         assert_eq!(coco.beta, vec![0.15, 0.15, 0.35, 0.6, 0.15, 0.2, 0.2]);
         assert_eq!(coco.group_lasso.weight_at(0), 3e-4);

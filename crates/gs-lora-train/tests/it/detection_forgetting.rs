@@ -428,6 +428,50 @@ fn forgetting_runs_are_deterministic_and_resume() {
     assert_eq!(again.curves, a.curves);
 }
 
+/// DETR's augmentation reaches the training batches: a run with it repeats exactly (its draws
+/// are seeded) and trains on other images than a run without it (other loss curves). Catches
+/// the setting dropped before the batch and unseeded draws.
+#[test]
+fn detr_augmentation_reaches_training_and_repeats() {
+    let data = tiny_scenes(6);
+    let device = Device::default().autodiff();
+    let model = || {
+        DeformableDetr::init(
+            &tiny_config(data.num_classes()),
+            &LoraConfig::new(),
+            1,
+            &device,
+        )
+        .expect("model")
+    };
+    let curves = |augment: bool, name: &str| {
+        let config = ForgetConfig {
+            tasks: 1,
+            augment,
+            ..forget_config(MethodKind::GsLora)
+        };
+        let dir = scratch(name);
+        let state = run_forgetting(
+            model(),
+            &data,
+            &config,
+            &PREPROCESS,
+            &RunDir::new(&dir),
+            &device,
+        )
+        .expect("run");
+        std::fs::remove_dir_all(&dir).ok();
+        state.curves
+    };
+    let augmented = curves(true, "augment-a");
+    assert_eq!(augmented, curves(true, "augment-b"), "seeded draws repeat");
+    assert_ne!(
+        augmented,
+        curves(false, "augment-off"),
+        "the batches change"
+    );
+}
+
 /// The prototype term is wired in with its weight: with one step per epoch (a batch holding
 /// every subset image) the epoch's mean is the first step's value, before any update, so
 /// doubling `w_f` doubles it and a bound below the KL switches it off. Catches the term

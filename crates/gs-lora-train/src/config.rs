@@ -82,9 +82,8 @@ pub enum Replay {
     /// `k` training images per class (few-shot).
     FewShot(usize),
     /// `k · #classes` training images drawn uniformly over the group's (the official COCO
-    /// few-shot draw: image-level, so a class may get more or fewer than `k`). A group with
-    /// fewer images is taken whole (the official code then draws with replacement, repeating
-    /// images).
+    /// few-shot draw: image-level, so a class may get more or fewer than `k`); from a group with
+    /// fewer images, with replacement (the official fallback), so some repeat.
     GroupFewShot(usize),
 }
 

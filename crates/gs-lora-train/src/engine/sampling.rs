@@ -1,8 +1,8 @@
 //! Seeds, training subsets and batch order: which samples a task trains on, in which order.
 
 use gs_lora_core::lora::derive_seed;
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::schedule::Task;
@@ -164,8 +164,18 @@ fn subset(
             if group.is_empty() {
                 return Err("the classes have no training samples".into());
             }
+            let want = k * classes.len();
+            if group.len() < want {
+                // The official fallback, `random.choices`: with replacement, so some samples
+                // appear twice (and are trained on twice per epoch).
+                let mut drawn: Vec<usize> = (0..want)
+                    .map(|_| group[rng.random_range(0..group.len())])
+                    .collect();
+                drawn.sort_unstable();
+                return Ok(drawn);
+            }
             group.shuffle(rng);
-            group.truncate(k * classes.len());
+            group.truncate(want);
             group
         }
         Replay::FewShot(k) => {
@@ -342,8 +352,9 @@ mod tests {
     }
 
     /// Group few-shot keeps `k · #classes` samples drawn over the whole group, so per-class
-    /// counts vary with the seed, and takes a smaller group whole. Catches `k` per class, and
-    /// a short group refused or padded.
+    /// counts vary with the seed, and draws them with replacement from a smaller group (the
+    /// official `random.choices` fallback). Catches `k` per class, and a short group refused or
+    /// cut short.
     #[test]
     fn group_few_shot_draws_k_per_class_over_the_group() {
         let per_class =
@@ -371,8 +382,12 @@ mod tests {
             counts.len() > 3,
             "per-class counts over 20 seeds: {counts:?}"
         );
-        let whole = draw(5, 0);
-        assert_eq!(whole.forget.len(), 8, "10 asked of 8: the group whole");
+        // 10 asked of 8 forget images: drawn with replacement, so some twice.
+        let short = draw(5, 0);
+        assert_eq!(short.forget.len(), 10);
+        let distinct: std::collections::BTreeSet<usize> = short.forget.iter().copied().collect();
+        assert!(distinct.len() < 10, "{:?}", short.forget);
+        assert!(short.forget.iter().all(|i| images_of(i / 10).contains(i)));
     }
 
     /// A subset that would be empty, or a class short of `k` samples, is an error naming the

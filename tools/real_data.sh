@@ -8,8 +8,9 @@
 #   - Fashion-MNIST (apt install dataset-fashion-mnist): 200 training images per class, 50 test
 #     images per class, 4 tasks of 2 (a fifth task would leave nothing to retain).
 # Environment variables change it: SIZE, EPOCHS, SEEDS (default "0 1 2"), METHODS, REPLAYS,
-# DATASETS (default "om fm"), OUT (default runs/real), GS_LORA_DATA (default ../shared/data).
-# Runs land in $OUT/<om|fm>-<method>-<full|4shot>-s<seed>/ (rerunning resumes);
+# DATASETS (default "om fm"), OUT (default runs/real), GS_LORA_DATA (default ../shared/data),
+# EXTRA (more `gs-lora forget` flags, e.g. "--batch-size 4") with TAG (a run-name suffix).
+# Runs land in $OUT/<om|fm>-<method>-<full|4shot><TAG>-s<seed>/ (rerunning resumes);
 # `python3 tools/real_table.py $OUT` prints the tables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,8 @@ SEEDS=${SEEDS:-0 1 2}
 METHODS=${METHODS:-gs-lora gs-lora++}
 REPLAYS=${REPLAYS:-full 4shot}
 DATASETS=${DATASETS:-om fm}
+EXTRA=${EXTRA:-}
+TAG=${TAG:-}
 cargo build --release --bin gs-lora
 BIN=${CARGO_TARGET_DIR:-target}/release/gs-lora
 WEIGHTS=$DATA/dinov2-small/model.safetensors
@@ -38,12 +41,12 @@ run_dataset() { # short name, data flags..., --, forgetting flags...
             local flags=()
             [ "$replay" = 4shot ] && flags=(--few-shot 4)
             for seed in $SEEDS; do
-                local run="$OUT/$name-${method/gs-lora++/pp}-$replay-s$seed"
+                local run="$OUT/$name-${method/gs-lora++/pp}-$replay$TAG-s$seed"
                 run=${run/-gs-lora-/-gs-}
                 echo "== $run"
                 /usr/bin/time -f "wall %e s, peak RSS %M KB" "$BIN" forget "${data[@]}" \
                     --model "$OUT/$name-model" --out "$run" --method "$method" "${flags[@]}" \
-                    --seed "$seed" --epochs "$EPOCHS" "$@"
+                    --seed "$seed" --epochs "$EPOCHS" "$@" $EXTRA
             done
         done
     done

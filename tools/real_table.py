@@ -43,7 +43,13 @@ for results in sorted(root.glob("*/results.json")):
     if len(tasks) < config["tasks"]:
         continue  # still running
     dataset = DATASETS[run.name.split("-")[0]]
-    key = (dataset, config["method"], replay_name(config["replay"]), bound_name(config))
+    key = (
+        dataset,
+        config["method"],
+        replay_name(config["replay"]),
+        bound_name(config),
+        f"{config['epochs']} / {config['batch_size']}",
+    )
     acc_f = [t["acc_f"] for t in tasks]
     d_r = [t["acc_r"] - t["acc_r_before"] for t in tasks]
     met = sum(f <= 5.0 and r >= -3.0 for f, r in zip(acc_f, d_r))
@@ -56,9 +62,10 @@ for results in sorted(root.glob("*/results.json")):
         + f" | {met}/{len(tasks)} |"
     )
 
-print("| dataset | method | replay | bound | seeds | acc_f per task (mean ± std, %) "
-      "| acc_r − before per task (mean ± std, points) | tasks meeting both |")
-print("|---|---|---|---|---|---|---|---|")
+print("| dataset | method | replay | bound | epochs / batch | seeds "
+      "| acc_f per task (mean ± std, %) | acc_r − before per task (mean ± std, points) "
+      "| tasks meeting both |")
+print("|---|---|---|---|---|---|---|---|---|")
 for key, runs in groups.items():
     tasks = range(len(runs[0][0]))
     acc_f = " / ".join(spread([run[0][t] for run in runs]) for t in tasks)
@@ -67,7 +74,7 @@ for key, runs in groups.items():
     print(f"| {' | '.join(key)} | {len(runs)} | {acc_f} | {d_r} | "
           f"{met}/{len(runs) * len(tasks)} |")
 print()
-print("| dataset | method | replay | bound | seed | acc_f before → after (%) "
+print("| dataset | method | replay | bound | epochs / batch | seed | acc_f before → after (%) "
       "| acc_r before → after (%) | tasks meeting both |")
-print("|---|---|---|---|---|---|---|---|")
+print("|---|---|---|---|---|---|---|---|---|")
 print("\n".join(rows))

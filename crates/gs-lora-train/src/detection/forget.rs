@@ -137,18 +137,20 @@ pub struct DetectionFamily<'a> {
     /// Adapters of checkpoints read back.
     lora: LoraConfig,
     seed: u64,
-    /// DETR's training augmentation at the images' scale, when `config.augment` (set by
-    /// [`run_forgetting`], which knows the model's smallest input).
+    /// DETR's training augmentation at the images' scale, when `config.augment`.
     augment: Option<DetrAugment>,
     device: Device,
 }
 
 impl<'a> DetectionFamily<'a> {
-    /// The detection family on `dataset` with the settings of `config`.
+    /// The detection family on `dataset` with the settings of `config`, for a model whose
+    /// smallest input side is `min_side` ([`DeformableDetr::min_input_side`]: augmentation never
+    /// makes an image smaller).
     pub fn new(
         dataset: &'a DetectionDataset,
         preprocess: Preprocess,
         config: &ForgetConfig,
+        min_side: usize,
         device: &Device,
     ) -> Self {
         Self {
@@ -158,7 +160,9 @@ impl<'a> DetectionFamily<'a> {
             eval_batch_size: 2 * config.batch_size,
             lora: config.lora.clone(),
             seed: config.seed,
-            augment: None,
+            augment: config
+                .augment
+                .then(|| DetrAugment::for_side(preprocess.image_size, min_side)),
             device: device.clone(),
         }
     }
@@ -322,11 +326,7 @@ pub fn run_forgetting(
     if config.bnd.is_none() {
         return Err(no_default_bound());
     }
-    let mut family = DetectionFamily::new(dataset, *preprocess, config, device);
-    if config.augment {
-        let side = preprocess.image_size;
-        family.augment = Some(DetrAugment::for_side(side, model.min_input_side()));
-    }
+    let family = DetectionFamily::new(dataset, *preprocess, config, model.min_input_side(), device);
     if let Some(prob) = config.dropout {
         model = model.with_dropout(prob)?;
     }

@@ -324,6 +324,32 @@ fn inconsistent_coco_files_are_refused_with_the_id() {
     );
 }
 
+/// A crowd region by hand: one box found at score 0.9, and a confident detection (0.95) inside
+/// a crowd region of the same class, which COCOeval ignores (AP 100; counted as a false
+/// positive it would halve the precision at full recall: AP 50). A class whose only ground
+/// truth is a crowd region has no AP. Catches crowd regions scored as boxes or as background.
+#[test]
+fn a_detection_inside_a_crowd_region_is_ignored() {
+    let truths = [
+        gt(0, 0, [0.0, 0.0, 10.0, 10.0]),
+        GroundTruth {
+            crowd: true,
+            ..gt(0, 0, [20.0, 20.0, 80.0, 80.0])
+        },
+        GroundTruth {
+            crowd: true,
+            ..gt(0, 1, [20.0, 20.0, 80.0, 80.0])
+        },
+    ];
+    let detections = [
+        det(0, 0, 0.9, [0.0, 0.0, 10.0, 10.0]),
+        det(0, 0, 0.95, [30.0, 30.0, 40.0, 40.0]),
+    ];
+    let found = average_precision(&detections, &truths, &[0]).expect("class 0 has a box");
+    assert!((found.ap - 100.0).abs() < 1e-9, "{found:?}");
+    assert!(average_precision(&detections, &truths, &[1]).is_none());
+}
+
 /// COCO AP against pycocotools' `COCOeval` itself (`tools/make_coco_ap_fixture.py`): random
 /// cases with duplicates, false positives, a class without ground truth, more than 100
 /// detections of a class on one image, tied scores, crowd regions with detections inside, a

@@ -49,6 +49,17 @@ fn tiny_config(num_labels: usize) -> DeformableDetrConfig {
     }
 }
 
+/// A fresh tiny detector for `data`'s classes (seed 1).
+fn tiny_detector(data: &DetectionDataset, device: &Device) -> DeformableDetr {
+    DeformableDetr::init(
+        &tiny_config(data.num_classes()),
+        &LoraConfig::new(),
+        1,
+        device,
+    )
+    .expect("model")
+}
+
 fn value(tensor: Tensor<1>) -> f64 {
     tensor.into_data().try_to_vec::<f32>().expect("f32")[0] as f64
 }
@@ -375,15 +386,7 @@ fn forget_config(method: MethodKind) -> ForgetConfig {
 fn forgetting_runs_are_deterministic_and_resume() {
     let data = tiny_scenes(6);
     let device = Device::default().autodiff();
-    let model = || {
-        DeformableDetr::init(
-            &tiny_config(data.num_classes()),
-            &LoraConfig::new(),
-            1,
-            &device,
-        )
-        .expect("model")
-    };
+    let model = || tiny_detector(&data, &device);
     let config = forget_config(MethodKind::GsLora);
     let (dir_a, dir_b) = (scratch("run-a"), scratch("run-b"));
     let run_a = RunDir::new(&dir_a);
@@ -435,15 +438,7 @@ fn forgetting_runs_are_deterministic_and_resume() {
 fn detr_augmentation_reaches_training_and_repeats() {
     let data = tiny_scenes(6);
     let device = Device::default().autodiff();
-    let model = || {
-        DeformableDetr::init(
-            &tiny_config(data.num_classes()),
-            &LoraConfig::new(),
-            1,
-            &device,
-        )
-        .expect("model")
-    };
+    let model = || tiny_detector(&data, &device);
     let curves = |augment: bool, name: &str| {
         let config = ForgetConfig {
             tasks: 1,
@@ -480,15 +475,7 @@ fn detr_augmentation_reaches_training_and_repeats() {
 fn gs_lora_plus_plus_adds_the_prototype_term() {
     let data = tiny_scenes(7);
     let device = Device::default().autodiff();
-    let model = || {
-        DeformableDetr::init(
-            &tiny_config(data.num_classes()),
-            &LoraConfig::new(),
-            1,
-            &device,
-        )
-        .expect("model")
-    };
+    let model = || tiny_detector(&data, &device);
     let config = ForgetConfig {
         tasks: 1,
         batch_size: 64,

@@ -31,6 +31,7 @@ use burn::tensor::Device;
 use gs_lora::cli::{CliError, Flags, compute_device, exit_code, forget_config};
 use gs_lora::core::GroupLassoConfig;
 use gs_lora::models::deformable::{DeformableDetr, DeformableDetrConfig};
+use gs_lora::models::weights::CheckpointFiles;
 use gs_lora::train::detection::{
     CocoAnnotations, DetectionDataset, DetectorDir, EMBEDDED_PREPROCESS, PretrainConfig,
     embedded_dataset, load_or_pretrain, run_forgetting,
@@ -47,10 +48,11 @@ static ALLOCATOR: gs_lora::allocator::Allocator = gs_lora::allocator::Allocator;
 
 const USAGE: &str = "\
 usage: forget_coco [--out DIR] [--detector-epochs E] [any `gs-lora forget` flag]
-       forget_coco --coco COCO --weights MODEL.safetensors [--config CONFIG.json]
+       forget_coco --coco COCO --weights MODEL [--config CONFIG.json]
                    [--image-size 512] [--max-images 2000] [--max-val-images 500]
                    [--out DIR] [any `gs-lora forget` flag]
---coco runs the official COCO protocol (`--protocol official-coco`): DETR's augmentation
+MODEL is a weights file, a model folder or a Hugging Face repo id (owner/name[@revision]) in
+the local cache. --coco runs the official COCO protocol (`--protocol official-coco`): DETR's augmentation
 (--augment on|off), 32 × #classes images per group (--group-few-shot), AP per group on its own
 images with crowd regions ignored.";
 
@@ -155,9 +157,10 @@ fn run() -> Result<(), CliError> {
             (config, dataset, EMBEDDED_PREPROCESS, model)
         }
         (Some(coco), Some(weights)) => {
-            let model_config = flags
-                .path("config")
-                .unwrap_or_else(|| weights.with_file_name("config.json"));
+            let CheckpointFiles {
+                config: model_config,
+                weights,
+            } = CheckpointFiles::locate(&weights, flags.path("config"))?;
             let side = flags.number("image-size", 512)?;
             let limits = (
                 flags.number("max-images", 2000)?,

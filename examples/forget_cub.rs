@@ -27,6 +27,7 @@ use gs_lora::cli::{
 };
 use gs_lora::core::{GroupLassoConfig, LoraConfig};
 use gs_lora::models::VisionTransformer;
+use gs_lora::models::weights::CheckpointFiles;
 use gs_lora::train::classification::PretrainConfig;
 use gs_lora::train::classification::data::Dataset;
 use gs_lora::train::classification::{ClassifierDir, ClassifierInfo, run_forgetting};
@@ -45,8 +46,10 @@ static ALLOCATOR: gs_lora::allocator::Allocator = gs_lora::allocator::Allocator;
 
 const USAGE: &str = "\
 usage: forget_cub [--out DIR] [--pretrain-epochs E] [any `gs-lora forget` flag]
-       forget_cub --data CUB_200_2011 --weights MODEL.safetensors [--config CONFIG.json]
-                  [--image-size 224] [--out DIR] [any `gs-lora forget` flag]";
+       forget_cub --data CUB_200_2011 --weights MODEL [--config CONFIG.json]
+                  [--image-size 224] [--out DIR] [any `gs-lora forget` flag]
+MODEL is a weights file, a model folder or a Hugging Face repo id (owner/name[@revision]) in
+the local cache.";
 
 /// The embedded default's forgetting settings: the official protocol and hyper-parameters
 /// (replay share drawn over each group, β 0.2 / 0.25 / 0.25 / 0.2, lr 1e-2 cosine to 1e-5),
@@ -139,9 +142,10 @@ fn run() -> Result<(), CliError> {
             (config, dataset, EMBEDDED_PREPROCESS, model)
         }
         (Some(data), Some(weights)) => {
-            let model_config = flags
-                .path("config")
-                .unwrap_or_else(|| weights.with_file_name("config.json"));
+            let CheckpointFiles {
+                config: model_config,
+                weights,
+            } = CheckpointFiles::locate(&weights, flags.path("config"))?;
             let image_size = flags.number("image-size", 224)?;
             let config = forget_config(&mut flags, ForgetConfig::default())?;
             ensure_disjoint(

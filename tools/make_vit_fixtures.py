@@ -18,8 +18,8 @@ are random normal; the seed of the stored file was not recorded, so they are reu
 compared with the stored ones. Regenerated with torch 2.15 / transformers 5.24 they agree to
 1.4e-6 of the largest value (f32 noise of another build; the Rust model reaches 1.6e-6).
 
-Tested with torch 2.15, torchvision 0.29, timm 1.0.31, transformers 5.23 (the torchvision case and
-the face `.pth` with transformers 5.24).
+Tested with torch 2.15, torchvision 0.29, timm 1.0.31, transformers 5.23 (the torchvision case,
+the face `.pth` and the sharded DINOv2 case with transformers 5.24).
 """
 import argparse
 import json
@@ -105,6 +105,11 @@ def hf_cases():
     with torch.no_grad():
         out = model(x)
     save_case("hf_dinov2", model.save_pretrained, {"pixel_values": x},
+              {"last_hidden_state": out.last_hidden_state, "pooler_output": out.pooler_output})
+    # The same model in shards behind model.safetensors.index.json, as save_pretrained writes
+    # checkpoints larger than max_shard_size.
+    save_case("hf_dinov2_sharded", lambda d: model.save_pretrained(d, max_shard_size="100KB"),
+              {"pixel_values": x},
               {"last_hidden_state": out.last_hidden_state, "pooler_output": out.pooler_output})
 
 

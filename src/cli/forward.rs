@@ -6,7 +6,8 @@ use burn::tensor::{Bool, Device, Tensor, TensorData};
 use gs_lora_core::LoraConfig;
 use gs_lora_models::deformable::DeformableDetr;
 use gs_lora_models::weights::{
-    CheckpointSource, IdentityKeys, read_tensor, set_allow_non_finite, write_tensors,
+    CheckpointFiles, CheckpointSource, IdentityKeys, read_tensor, set_allow_non_finite,
+    write_tensors,
 };
 use gs_lora_models::{ModelError, VisionTransformer, VitOutput};
 
@@ -15,9 +16,14 @@ use gs_lora_train::io::ensure_disjoint;
 use super::{CliError, Flags, compute_device};
 
 const USAGE: &str = "\
-usage: gs-lora forward --config CONFIG.json --weights MODEL.safetensors \\
+usage: gs-lora forward --weights W [--config CONFIG.json] \\
                        --input IN.safetensors --output OUT.safetensors [--allow-non-finite]
                        [--backend flex|ndarray|wgpu|cuda] [--fused on|off]
+
+W is a weights file (.safetensors, .pth, or a shard index *.index.json), a model folder, or a
+Hugging Face repo id such as facebook/dinov2-small[@revision], read from the local cache
+(HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub; never downloaded). --config defaults to
+the config.json found with the weights.
 
 Runs a checkpoint on the tensor `pixel_values` [B, C, H, W] of IN and writes to OUT:
 - timm ViT, Hugging Face ViT or DINOv2, GS-LoRA face ViT: `last_hidden_state`, `pooler_output`
@@ -32,10 +38,9 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
     let Some(mut flags) = Flags::parse(args, &["allow-non-finite"], USAGE)? else {
         return Ok(());
     };
-    let (config, weights) = (
-        flags.required_path("config")?,
-        flags.required_path("weights")?,
-    );
+    let config = flags.path("config");
+    let CheckpointFiles { config, weights } =
+        CheckpointFiles::locate(&flags.required_path("weights")?, config)?;
     let (input, output) = (
         flags.required_path("input")?,
         flags.required_path("output")?,

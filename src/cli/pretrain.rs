@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use gs_lora_core::LoraConfig;
+use gs_lora_models::weights::CheckpointFiles;
 use gs_lora_train::classification::data::LoadOptions;
 use gs_lora_train::classification::{ClassifierDir, ClassifierInfo};
 use gs_lora_train::classification::{PretrainConfig, pretrain_from_scratch};
@@ -21,7 +22,7 @@ fn usage() -> String {
     let (scratch, probe) = (PretrainConfig::default(), ProbeConfig::default());
     format!(
         "\
-usage: gs-lora pretrain --data D --out DIR [--weights W.safetensors|W.pth [--config C.json]
+usage: gs-lora pretrain --data D --out DIR [--weights W [--config C.json]
                         [--keep-head on | --head-classes NAMES.txt]]
                         [--image-size S] [--crop-pct P] [--epochs E] [--batch-size B] [--lr LR]
                         [--val-fraction F] [--max-classes N] [--train-per-class N]
@@ -30,8 +31,10 @@ usage: gs-lora pretrain --data D --out DIR [--weights W.safetensors|W.pth [--con
 
 Without --weights, trains the embedded default's small ViT (patch 8; --image-size a multiple of
 8, default 32) from scratch on D: {} epochs, batch {}, lr {:e}, flips and shifts.
-With --weights (timm ViT, Hugging Face ViT or DINOv2; --config defaults to config.json beside
-the weights), attaches a head of D's classes and trains it on the frozen backbone's cached
+With --weights (timm ViT, Hugging Face ViT or DINOv2: a .safetensors, .pth or shard index
+file, a model folder, or a Hugging Face repo id such as facebook/dinov2-small[@revision] read
+from the local cache, never downloaded; --config defaults to the config.json found with the
+weights), attaches a head of D's classes and trains it on the frozen backbone's cached
 embeddings (linear probe: {} epochs, batch {}, lr {:e}); --image-size defaults to the
 config's and must be a multiple of its patch size. --keep-head on keeps the checkpoint's own
 head instead (the official protocol: the face CosFace head; it must have D's classes, in D's
@@ -87,8 +90,11 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
     };
     let data = flags.required_path("data")?;
     let out = ClassifierDir::new(flags.required_path("out")?);
-    let weights = flags.path("weights");
     let config = flags.path("config");
+    let weights = match flags.path("weights") {
+        Some(weights) => Some(CheckpointFiles::locate(&weights, config.clone())?),
+        None => None,
+    };
     let image_size = flags.optional("image-size")?;
     let crop_pct: Option<f64> = flags.optional("crop-pct")?;
     let epochs = flags.optional("epochs")?;
@@ -100,12 +106,12 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
     let device = compute_device(&mut flags)?.autodiff();
     // Every setting is checked before the data is read and anything is trained.
     let training = match (weights, config) {
-        (Some(weights), config) if keep_head => Training::KeepHead {
-            config: config.unwrap_or_else(|| weights.with_file_name("config.json")),
-            weights,
+        (Some(files), _) if keep_head => Training::KeepHead {
+            config: files.config,
+            weights: files.weights,
             names,
         },
-        (Some(weights), config) => {
+        (Some(files), _) => {
             let defaults = ProbeConfig::default();
             let probe = ProbeConfig {
                 epochs: epochs.unwrap_or(defaults.epochs),
@@ -116,8 +122,8 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
             };
             probe.validate()?;
             Training::Probe {
-                config: config.unwrap_or_else(|| weights.with_file_name("config.json")),
-                weights,
+                config: files.config,
+                weights: files.weights,
                 probe,
             }
         }

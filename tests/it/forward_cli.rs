@@ -105,3 +105,65 @@ fn bad_invocations_fail_with_a_message() {
     let run = gs_lora(&["frobnicate"]);
     assert_eq!(run.status.code(), Some(2));
 }
+
+/// `--weights owner/name` reads the snapshot `refs/main` names in the Hugging Face cache that
+/// `HF_HUB_CACHE` points at (here the sharded DINOv2 fixture, so the shard index is found and
+/// read too), with no `--config`; a repo the cache lacks fails saying where it looked. Catches
+/// the cache variable ignored, the ref not followed and a download attempted.
+#[test]
+fn forward_reads_a_repo_id_from_the_hugging_face_cache() {
+    let hub = std::env::temp_dir().join(format!("gs-lora-hub-{}", std::process::id()));
+    std::fs::remove_dir_all(&hub).ok();
+    let repo = hub.join("models--tiny--dinov2");
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let snapshot = repo.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snapshot).expect("snapshot");
+    std::fs::create_dir_all(repo.join("refs")).expect("refs");
+    std::fs::write(repo.join("refs/main"), commit).expect("ref");
+    let source = fixture("hf_dinov2_sharded");
+    for entry in std::fs::read_dir(&source).expect("fixture") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .to_string();
+        if name.starts_with("model") || name == "config.json" {
+            std::fs::copy(&path, snapshot.join(&name)).expect("copy");
+        }
+    }
+    let out = hub.join("out.safetensors");
+    let input = source.join("input.safetensors");
+    let run = |repo_id: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gs-lora"))
+            .args(["forward", "--weights", repo_id, "--input"])
+            .arg(&input)
+            .arg("--output")
+            .arg(&out)
+            .env("HF_HUB_CACHE", &hub)
+            .output()
+            .expect("gs-lora runs")
+    };
+    let found = run("tiny/dinov2");
+    assert!(
+        found.status.success(),
+        "{}",
+        String::from_utf8_lossy(&found.stderr)
+    );
+    let found_bytes = std::fs::read(&out).expect("output written");
+    let expected_bytes = std::fs::read(source.join("output.safetensors")).expect("reference");
+    let found_tensors = SafeTensors::deserialize(&found_bytes).expect("valid safetensors");
+    let expected = SafeTensors::deserialize(&expected_bytes).expect("reference");
+    for key in expected.names() {
+        let (diff, scale) = max_abs_diff(&found_tensors, &expected, key);
+        assert!(diff <= 1e-5 * scale, "{key}: max |diff| {diff} vs {scale}");
+    }
+    let missing = run("tiny/other");
+    let message = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success());
+    assert!(
+        message.contains("models--tiny--other") && message.contains("hf download"),
+        "{message}"
+    );
+    std::fs::remove_dir_all(&hub).ok();
+}

@@ -15,6 +15,23 @@ pub enum ModelError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A checkpoint named by the user was found neither as a path nor in the Hugging Face cache.
+    #[error("weights `{given}`: {message}")]
+    CheckpointNotFound {
+        /// The file, folder or repo id as given.
+        given: String,
+        /// Where it was looked for, and how to provide it.
+        message: String,
+    },
+    /// A Hugging Face shard index (`*.index.json`) that cannot be read or does not match its
+    /// shards.
+    #[error("{path}: shard index: {message}")]
+    ShardIndex {
+        /// The index file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// A safetensors file could not be parsed.
     #[error("{path}: not a valid safetensors file: {message}")]
     Safetensors {

@@ -11,6 +11,7 @@
 //! | `safetensors` | one `.safetensors` file | `CheckpointSource::open`, `read_tensor` and `ParamSource::tensor` on every tensor |
 //! | `vit_config` | `config.json` (timm, HF ViT, DINOv2, face, gs-lora) + `preprocessor_config.json` | `VitConfig::from_file`, `checkpoint_preprocess` |
 //! | `vit_pretrained` | `config.json` + `model.safetensors` | `VisionTransformer::from_pretrained`, then a forward pass |
+//! | `vit_shards` | `config.json` + `model.safetensors.index.json` + its three shards | `VisionTransformer::from_pretrained` (`CheckpointSource` over the index), then a forward pass |
 //! | `vit_pth` | `config.json` + a PyTorch `model.pth` (torchvision, both MLP names; the face ViT) | `VisionTransformer::from_pretrained` (`CheckpointSource` over `pytorch-reader`), then a forward pass |
 //! | `detr_config` | DETR `config.json` | `DeformableDetrConfig::from_file` |
 //! | `detr_pretrained` | DETR `config.json` + `model.safetensors` | `DeformableDetr::from_pretrained` |
@@ -1677,6 +1678,26 @@ fn vit_config() {
 fn vit_pretrained() {
     fuzz("vit_pretrained", &vit_seeds(), mutate_contents, |dir| {
         load_and_run(dir, "model.safetensors")
+    });
+}
+
+#[test]
+fn vit_shards() {
+    let dir = fixture("hf_dinov2_sharded");
+    let mut seed = Input::new();
+    for entry in std::fs::read_dir(&dir).expect("fixture") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .to_string();
+        if name.starts_with("model") || name == "config.json" {
+            seed.insert(name, Entry::File(read(&path)));
+        }
+    }
+    fuzz("vit_shards", &[seed], mutate_contents, |dir| {
+        load_and_run(dir, "model.safetensors.index.json")
     });
 }
 

@@ -1,7 +1,8 @@
-//! Checkpoints (safetensors, or PyTorch `.pth`/`.pt` as `torch.save` writes a state dict) as a
-//! [`ParamSource`], read through a [`KeyMap`]; reading and writing single safetensors tensors.
+//! Checkpoints (safetensors, or PyTorch `.pth`/`.pt` as `torch.save` writes a state dict, whole
+//! or sharded behind a Hugging Face `*.index.json`) as a [`ParamSource`], read through a
+//! [`KeyMap`]; reading and writing single safetensors tensors.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -61,14 +62,24 @@ enum Container {
     Pytorch(PytorchReader),
 }
 
-/// A checkpoint read through a [`KeyMap`]: safetensors, or a PyTorch state dict saved by
-/// `torch.save` (torchvision's `vit_b_16-*.pth`, the official GS-LoRA face checkpoints).
-pub struct CheckpointSource<K> {
+/// One file of a checkpoint.
+struct Shard {
     path: PathBuf,
     container: Container,
+}
+
+/// A checkpoint read through a [`KeyMap`]: safetensors, or a PyTorch state dict saved by
+/// `torch.save` (torchvision's `vit_b_16-*.pth`, the official GS-LoRA face checkpoints), in one
+/// file or in the shards a Hugging Face index (`model.safetensors.index.json`,
+/// `pytorch_model.bin.index.json`) lists.
+pub struct CheckpointSource<K> {
+    path: PathBuf,
+    shards: Vec<Shard>,
+    /// The shard holding each tensor name.
+    owner: BTreeMap<String, usize>,
+    all: BTreeSet<String>,
     keys: K,
     used: BTreeSet<String>,
-    all: BTreeSet<String>,
 }
 
 /// Whether `path` holds a PyTorch checkpoint rather than safetensors: a ZIP archive (what
@@ -80,39 +91,74 @@ fn is_pytorch(path: &Path, head: &[u8]) -> bool {
 }
 
 impl<K: KeyMap> CheckpointSource<K> {
-    /// Opens `path`: safetensors is read whole, a PyTorch checkpoint tensor by tensor; either
-    /// way the tensor data is first checked against the memory limit.
+    /// Opens `path`: safetensors is read whole, a PyTorch checkpoint tensor by tensor, a
+    /// Hugging Face index (a name ending in `.index.json`) as the shards it lists, in its
+    /// folder; either way the tensor data is first checked against the memory limit.
     ///
     /// # Errors
     /// [`ModelError::Io`] when unreadable, [`ModelError::Safetensors`] or
-    /// [`ModelError::Pytorch`] when not a checkpoint of that kind (naming what is wrong), the
-    /// limit's error for one too large.
+    /// [`ModelError::Pytorch`] when not a checkpoint of that kind (naming what is wrong),
+    /// [`ModelError::ShardIndex`] for an index that does not match its shards, the limit's error
+    /// for one too large.
     pub fn open(path: impl AsRef<Path>, keys: K) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let mut head = [0u8; 4];
-        let read = std::fs::File::open(&path)
-            .and_then(|mut file| std::io::Read::read(&mut file, &mut head))
-            .map_err(io_error("reading", &path))?;
-        let (container, all) = if is_pytorch(&path, &head[..read]) {
-            open_pytorch(&path)?
+        let shard_paths = if is_index(&path) {
+            shard_paths(&path)?
         } else {
-            open_safetensors(&path)?
+            vec![path.clone()]
         };
+        if let [_, _, ..] = shard_paths.as_slice() {
+            let mut bytes = 0u128;
+            for shard in &shard_paths {
+                bytes += u128::from(
+                    std::fs::metadata(shard)
+                        .map_err(io_error("reading", shard))?
+                        .len(),
+                );
+            }
+            gs_lora_core::Limits::from_env()?
+                .check_memory(|| format!("the shards of {}", path.display()), bytes)?;
+        }
+        let mut shards = Vec::with_capacity(shard_paths.len());
+        let mut owner = BTreeMap::new();
+        for (index, shard) in shard_paths.into_iter().enumerate() {
+            let (container, names) = open_file(&shard)?;
+            for name in names {
+                if let Some(other) = owner.insert(name.clone(), index) {
+                    return Err(ModelError::ShardIndex {
+                        path,
+                        message: format!(
+                            "tensor `{name}` is in both {} and {}",
+                            shards_path(&shards, other).display(),
+                            shard.display()
+                        ),
+                    });
+                }
+            }
+            shards.push(Shard {
+                path: shard,
+                container,
+            });
+        }
+        if is_index(&path) {
+            check_weight_map(&path, &shards, &owner)?;
+        }
         Ok(Self {
             path,
-            container,
+            all: owner.keys().cloned().collect(),
+            shards,
+            owner,
             keys,
             used: BTreeSet::new(),
-            all,
         })
     }
 
-    /// The checkpoint's path.
+    /// The checkpoint's path (the index of a sharded one).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Every tensor name in the file.
+    /// Every tensor name in the checkpoint.
     pub fn names(&self) -> &BTreeSet<String> {
         &self.all
     }
@@ -122,10 +168,11 @@ impl<K: KeyMap> CheckpointSource<K> {
     pub fn with_keys<K2: KeyMap>(self, keys: K2) -> CheckpointSource<K2> {
         CheckpointSource {
             path: self.path,
-            container: self.container,
+            shards: self.shards,
+            owner: self.owner,
+            all: self.all,
             keys,
             used: self.used,
-            all: self.all,
         }
     }
 
@@ -149,6 +196,20 @@ impl<K: KeyMap> CheckpointSource<K> {
         })
     }
 
+    fn read(&self, file_key: &str) -> Result<(Vec<usize>, Vec<f32>)> {
+        let Some(&index) = self.owner.get(file_key) else {
+            return Err(ModelError::MissingTensor {
+                path: self.path.clone(),
+                key: file_key.to_string(),
+                expected: Vec::new(),
+            });
+        };
+        self.shards[index].read(file_key)
+    }
+}
+
+impl Shard {
+    /// The tensor `file_key` (which the shard holds) as f32 values of its stored shape.
     fn read(&self, file_key: &str) -> Result<(Vec<usize>, Vec<f32>)> {
         let missing = || ModelError::MissingTensor {
             path: self.path.clone(),
@@ -189,6 +250,116 @@ impl<K: KeyMap> CheckpointSource<K> {
         };
         ensure_finite(&self.path, file_key, &shape, &values)?;
         Ok((shape, values))
+    }
+}
+
+fn shards_path(shards: &[Shard], index: usize) -> &Path {
+    &shards[index].path
+}
+
+/// Whether `path` names a Hugging Face shard index (`*.index.json`).
+fn is_index(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| name.ends_with(".index.json"))
+}
+
+/// The `weight_map` of the index at `path`: tensor name to shard file name.
+fn weight_map(path: &Path) -> Result<BTreeMap<String, String>> {
+    let invalid = |message: String| ModelError::ShardIndex {
+        path: path.to_path_buf(),
+        message,
+    };
+    let size = std::fs::metadata(path)
+        .map_err(io_error("reading", path))?
+        .len();
+    gs_lora_core::Limits::from_env()?
+        .check_file(|| format!("the index {}", path.display()), size.into())?;
+    let text = std::fs::read_to_string(path).map_err(io_error("reading", path))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|err| invalid(format!("not JSON: {err}")))?;
+    let map = json
+        .get("weight_map")
+        .and_then(|map| map.as_object())
+        .ok_or_else(|| invalid("no `weight_map` object".into()))?;
+    map.iter()
+        .map(|(key, file)| match file.as_str() {
+            Some(file) => Ok((key.clone(), file.to_string())),
+            None => Err(invalid(format!(
+                "`weight_map.{key}` is {file}, expected a file name"
+            ))),
+        })
+        .collect()
+}
+
+/// The shard files the index at `path` lists, in its folder, in name order. A shard name must
+/// be a plain file name (no folder, no `..`): an index cannot point outside its folder.
+fn shard_paths(path: &Path) -> Result<Vec<PathBuf>> {
+    let folder = path.parent().unwrap_or(Path::new(""));
+    let files: BTreeSet<String> = weight_map(path)?.into_values().collect();
+    if files.is_empty() {
+        return Err(ModelError::ShardIndex {
+            path: path.to_path_buf(),
+            message: "`weight_map` lists no tensors".into(),
+        });
+    }
+    files
+        .into_iter()
+        .map(|file| {
+            let plain = Path::new(&file)
+                .file_name()
+                .is_some_and(|name| name == file.as_str());
+            let invalid = |message| ModelError::ShardIndex {
+                path: path.to_path_buf(),
+                message,
+            };
+            let shard = folder.join(&file);
+            if !plain {
+                Err(invalid(format!(
+                    "shard `{file}` is not a file name in the index's folder"
+                )))
+            } else if !shard.is_file() {
+                Err(invalid(format!(
+                    "shard `{file}` is listed but {} is not a file",
+                    shard.display()
+                )))
+            } else {
+                Ok(shard)
+            }
+        })
+        .collect()
+}
+
+/// Checks that each tensor the index at `path` lists is in the shard it names.
+fn check_weight_map(path: &Path, shards: &[Shard], owner: &BTreeMap<String, usize>) -> Result<()> {
+    for (key, file) in weight_map(path)? {
+        let found = owner.get(&key).map(|&index| shards_path(shards, index));
+        if found.and_then(|p| p.file_name()) != Some(std::ffi::OsStr::new(&file)) {
+            return Err(ModelError::ShardIndex {
+                path: path.to_path_buf(),
+                message: match found {
+                    Some(other) => format!(
+                        "tensor `{key}` is listed in {file} but found in {}",
+                        other.display()
+                    ),
+                    None => format!("tensor `{key}` is listed in {file} but no shard holds it"),
+                },
+            });
+        }
+    }
+    Ok(())
+}
+
+/// One checkpoint file and its tensor names.
+fn open_file(path: &Path) -> Result<(Container, BTreeSet<String>)> {
+    let mut head = [0u8; 4];
+    let read = std::fs::File::open(path)
+        .and_then(|mut file| std::io::Read::read(&mut file, &mut head))
+        .map_err(io_error("reading", path))?;
+    if is_pytorch(path, &head[..read]) {
+        open_pytorch(path)
+    } else {
+        open_safetensors(path)
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod builder;
 mod checkpoint;
+mod location;
 mod seeded;
 
 use burn::tensor::TensorData;
@@ -17,6 +18,7 @@ pub use checkpoint::{
     CheckpointSource, IdentityKeys, KeyMap, ensure_finite, read_tensor, set_allow_non_finite,
     write_tensors,
 };
+pub use location::{CheckpointFiles, hub_cache};
 pub use seeded::SeededInit;
 pub(crate) use seeded::{key_rng, sample_truncated_normal};
 

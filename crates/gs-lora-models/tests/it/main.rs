@@ -3,6 +3,7 @@
 
 mod common;
 
+mod checkpoint_shards;
 mod deformable_attention;
 mod detr_parity;
 mod dropout;

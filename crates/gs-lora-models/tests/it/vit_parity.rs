@@ -118,6 +118,17 @@ fn hf_dinov2_on_a_non_square_input_matches_transformers() {
     check_fixture(&fixture("hf_dinov2"));
 }
 
+/// The same DINOv2 saved by transformers 5.24 in three shards behind
+/// `model.safetensors.index.json`. Catches shards other than the first left unread (missing
+/// tensors) and the index's map ignored.
+#[test]
+fn hf_dinov2_in_shards_matches_transformers() {
+    check_weights(
+        &fixture("hf_dinov2_sharded"),
+        "model.safetensors.index.json",
+    );
+}
+
 /// The parity bound is tight enough to see a LayerNorm eps of 1e-5 instead of the checkpoint's
 /// 1e-6 (issue 20: at the former bound of 1e-4 this mutation passed every parity test). The
 /// same mutation in timm's config (`vit/timm.rs`, `layer_norm_eps: 1e-6` → `1e-5`) makes

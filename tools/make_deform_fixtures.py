@@ -31,10 +31,13 @@ levels, 2 points, 5 queries, 3 labels; every parameter and batch-norm statistic 
 built with a ResNet-50 backbone (offline: HF_HUB_OFFLINE=1) whose backbone and input
 projections are then swapped for small ones.
 
-detr_tied/ (only with `--tied`): the `detr/` architecture without box refinement (seed 7),
-written by the installed transformers' own `save_pretrained`, which since transformers 5.24
-writes a tied tensor once: the decoder levels share one class head and one box head, so the file
-holds `class_embed.0.*` and `bbox_embed.0.*` only. `config.json` as for `detr/`,
+detr_tied/, detr_refine_tied/, detr_two_stage_tied/ (only with `--tied`): the architectures of
+`detr/`, `detr_refine/` and `detr_two_stage/` (seeds 7, 8, 9), written by the installed
+transformers' own `save_pretrained`, which since transformers 5.24 writes a tied tensor once:
+without box refinement the decoder levels share one class head and one box head, so the file
+holds `class_embed.0.*` and `bbox_embed.0.*` only; with it, the per-level box heads are written
+under the decoder's names only (`model.decoder.bbox_embed.N.*`), the class head once
+(`class_embed.0.*`) or, two-stage, under the decoder's names only. `config.json` as for `detr/`,
 `input.safetensors` and `output.safetensors` likewise (no padded case). Made with transformers
 5.24.0 (the version is also in its `config.json`).
 
@@ -44,10 +47,10 @@ and the four stage outputs.
 
     .venv/bin/python -m pip install torch timm transformers safetensors
     HF_HUB_OFFLINE=1 .venv/bin/python tools/make_deform_fixtures.py
-    HF_HUB_OFFLINE=1 .venv/bin/python tools/make_deform_fixtures.py --tied   # detr_tied/ only
+    HF_HUB_OFFLINE=1 .venv/bin/python tools/make_deform_fixtures.py --tied   # the *_tied/ only
 
-Tested with torch 2.15, timm 1.0.31, transformers 5.23 (all but `detr_tied/`) and transformers
-5.24 (`detr_tied/`: `--tied` refuses an older transformers, whose `save_pretrained` writes every
+Tested with torch 2.15, timm 1.0.31, transformers 5.23 (all but the `*_tied/`) and transformers
+5.24 (the `*_tied/`: `--tied` refuses an older transformers, whose `save_pretrained` writes every
 copy).
 """
 import json
@@ -296,12 +299,15 @@ def tied_main():
     major, minor = (int(v) for v in transformers.__version__.split(".")[:2])
     if (major, minor) < (5, 24):
         sys.exit(f"--tied needs transformers >= 5.24 (found {transformers.__version__})")
-    detr_case("detr_tied", seed=7, save_pretrained=True)
     from safetensors import safe_open
 
-    with safe_open(os.path.join(OUT, "detr_tied", "model.safetensors"), "pt") as f:
-        heads = sorted({".".join(k.split(".")[:2]) for k in f.keys() if k.split(".")[0].endswith("_embed")})
-    print("transformers", transformers.__version__, "wrote the heads", heads)
+    for name, seed, refine, two_stage in [("detr_tied", 7, False, False), ("detr_refine_tied", 8, True, False),
+                                          ("detr_two_stage_tied", 9, True, True)]:
+        detr_case(name, seed=seed, with_box_refine=refine, two_stage=two_stage, save_pretrained=True)
+        with safe_open(os.path.join(OUT, name, "model.safetensors"), "pt") as f:
+            heads = sorted({".".join(k.split(".")[:-2]) for k in f.keys() if "_embed." in k and "query" not in k
+                            and "level" not in k})
+        print("transformers", transformers.__version__, "wrote", name, "heads", heads)
 
 
 def main():

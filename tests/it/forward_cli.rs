@@ -40,6 +40,10 @@ fn forward_writes_the_reference_outputs_for_every_format() {
         ("detr", "input_padded", "output_padded"),
         ("detr_refine", "input", "output"),
         ("detr_two_stage", "input", "output"),
+        ("detr_tied", "input", "output"),
+        ("detr_refine_tied", "input", "output"),
+        ("detr_two_stage_tied", "input", "output"),
+        ("hf_dinov2_sharded", "input", "output"),
     ] {
         let dir = fixture(name);
         let out = out_dir.join(format!("{name}-{input}.safetensors"));
@@ -49,7 +53,7 @@ fn forward_writes_the_reference_outputs_for_every_format() {
             "--config",
             &path(&dir.join("config.json")),
             "--weights",
-            &path(&dir.join("model.safetensors")),
+            &path(&dir),
             "--input",
             &path(&dir.join(format!("{input}.safetensors"))),
             "--output",

@@ -1532,7 +1532,14 @@ const VIT_FIXTURES: [&str; 6] = [
     "hf_dinov2",
     "gslora_face",
 ];
-const DETR_FIXTURES: [&str; 4] = ["detr", "detr_refine", "detr_two_stage", "detr_tied"];
+const DETR_FIXTURES: [&str; 6] = [
+    "detr",
+    "detr_refine",
+    "detr_two_stage",
+    "detr_tied",
+    "detr_refine_tied",
+    "detr_two_stage_tied",
+];
 
 /// Every ViT fixture's `config.json` and `model.safetensors`, and one saved by
 /// `save_pretrained` (the gs-lora config format); HF ones with a `preprocessor_config.json`.

@@ -387,6 +387,46 @@ fn load_rewritten(
     model
 }
 
+/// transformers 5.24's `save_pretrained` on box-refining models (`detr_refine_tied/`,
+/// `detr_two_stage_tied/`, written by transformers 5.24 itself): the per-level box heads only
+/// under the decoder's names (`model.decoder.bbox_embed.N.*`), the class head once
+/// (`class_embed.0.*`) in the single-stage model and only under the decoder's names in the
+/// two-stage one. Both load and match transformers. Catches a loader that asks for the
+/// top-level copies the older versions wrote (`detr_refine/`, `detr_two_stage/`).
+#[test]
+fn tied_heads_of_refining_models_load_as_transformers_5_24_writes_them() {
+    let device = Device::default();
+    for (name, expected) in [
+        (
+            "detr_refine_tied",
+            vec![
+                "class_embed.0",
+                "model.decoder.bbox_embed.0",
+                "model.decoder.bbox_embed.1",
+            ],
+        ),
+        (
+            "detr_two_stage_tied",
+            vec![
+                "model.decoder.bbox_embed.0",
+                "model.decoder.bbox_embed.1",
+                "model.decoder.bbox_embed.2",
+                "model.decoder.class_embed.0",
+                "model.decoder.class_embed.1",
+                "model.decoder.class_embed.2",
+            ],
+        ),
+    ] {
+        let dir = fixture(name);
+        let heads = head_names(&tensors_of(&dir.join("model.safetensors")));
+        let expected: BTreeSet<String> = expected.into_iter().map(String::from).collect();
+        assert_eq!(heads, expected, "{name} as transformers 5.24 writes it");
+        let model = load(name, &device);
+        assert!(model.config.with_box_refine);
+        assert_fixture_output(&model, &dir, &device);
+    }
+}
+
 /// transformers 5.24's `save_pretrained` writes each tied tensor once: without box refinement
 /// the decoder levels' one class head and one box head are `class_embed.0.*` and
 /// `bbox_embed.0.*` only (`detr_tied/`, written by transformers 5.24 itself, with the released

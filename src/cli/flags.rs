@@ -257,7 +257,7 @@ pub fn open_dataset(path: &Path, options: &LoadOptions) -> Result<Dataset, CliEr
 
 /// Every forgetting hyper-parameter as a flag, on top of `defaults` (or of the official
 /// experiment `--protocol NAME` names, which replaces them): `--seed --tasks --forget-per-task --missing-classes --class-order --eval-split --eval-margin --method --few-shot
-/// --group-few-shot --replay-fraction --replay-stratified --epochs
+/// --group-few-shot --replay-fraction --replay-stratified --epochs --min-steps
 /// --batch-size --rank --lora-alpha --lr --min-lr --weight-decay --clip-grad-norm --bnd --bnd-per-sample --beta --alpha
 /// --alpha-warmup-epochs --big-alpha --proximal --bnd-pro --pro-forget-weight
 /// --pro-forget-weights --pro-retain-weight --dropout --augment`.
@@ -322,6 +322,7 @@ pub fn forget_config(flags: &mut Flags, defaults: ForgetConfig) -> Result<Forget
         method,
         replay,
         epochs: flags.number("epochs", defaults.epochs)?,
+        min_steps: flags.number("min-steps", defaults.min_steps)?,
         batch_size: flags.number("batch-size", defaults.batch_size)?,
         lr: flags.number("lr", defaults.lr)?,
         min_lr: flags.number("min-lr", defaults.min_lr)?,
@@ -403,6 +404,10 @@ mod tests {
         let preset = Preset::OfficialFaceFewshot.config();
         assert_eq!(found.protocol, Some(Preset::OfficialFaceFewshot));
         assert_eq!(found.epochs, 3);
+        assert_eq!(preset.min_steps, 0, "official: one pass per epoch");
+        let floor =
+            config(&["--protocol", "official-face-fewshot", "--min-steps", "200"]).expect("config");
+        assert_eq!(floor.min_steps, 200);
         assert_eq!(
             ForgetConfig {
                 epochs: preset.epochs,

@@ -28,7 +28,7 @@ usage: gs-lora forget --data D --model DIR --out RUN [--protocol NAME] [--tasks 
                       [--eval-split test|validation] [--eval-margin on|off]
                       [--method gs-lora|gs-lora++]
                       [--few-shot K | --group-few-shot K | --replay-fraction F | --replay-stratified {fraction}]
-                      [--epochs {}] [--batch-size {}] [--rank {}] [--lora-alpha {}] [--lr {:e}]
+                      [--epochs {}] [--min-steps {}] [--batch-size {}] [--rank {}] [--lora-alpha {}] [--lr {:e}]
                       [--min-lr {:e}] [--weight-decay {}] [--clip-grad-norm N] [--bnd auto|B]
                       [--bnd-per-sample on|off] [--beta {}]
                       [--alpha {:e}] [--alpha-warmup-epochs {}] [--big-alpha A]
@@ -57,7 +57,9 @@ contain or lie inside --data or --model. --proximal off drops the group soft-thr
 each step (the official code's behaviour: no block's adapters become exactly zero). --dropout P
 sets every dropout rate of the model while training (default: the model's config, 0.1 for the
 official face ViT and Deformable DETR's residual branches; the official DETR training uses 0.1
-everywhere).
+everywhere). --min-steps S gives every task at least S optimizer steps: an epoch cycles the
+remaining-class batches up to ⌈S / epochs⌉ steps when one pass is shorter (0: one pass, as the
+official loop), so small or few-shot tasks are not left with a handful of steps.
 Two defaults differ from the official code (--protocol restores it; docs/results.md measures
 both): the forgetting bound is ln C + 1 on each forget image's cross-entropy (--bnd auto,
 --bnd-per-sample on; the official code bounds the batch mean at 105, set for a CosFace head
@@ -68,6 +70,7 @@ of every class; --group-few-shot K draws K × #classes over each group (the offi
         d.tasks,
         d.forget_per_task,
         d.epochs,
+        d.min_steps,
         d.batch_size,
         d.lora.rank,
         d.lora.lora_alpha,

@@ -140,6 +140,11 @@ pub struct ForgetConfig {
     pub replay: Replay,
     /// Epochs per task.
     pub epochs: usize,
+    /// Optimizer steps a task takes at least: each epoch takes `⌈min_steps / epochs⌉` steps
+    /// when one pass over the remaining-class batches is shorter, cycling them (as the forget
+    /// batches are cycled). 0: one pass per epoch, as the official loop (every preset).
+    #[serde(default)]
+    pub min_steps: usize,
     /// Images per batch (one remaining and one forget batch per step).
     pub batch_size: usize,
     /// Peak learning rate of the cosine schedule.
@@ -204,6 +209,7 @@ impl Default for ForgetConfig {
             method: MethodKind::GsLora,
             replay: Replay::Stratified(0.1),
             epochs: 10,
+            min_steps: 0,
             batch_size: 32,
             lr: 1e-2,
             min_lr: 1e-5,

@@ -65,8 +65,9 @@ pub(crate) fn run_task<F: Family, M: Method<F>>(
     Ok((result, curves))
 }
 
-/// The epochs of one task. An epoch is one pass over the remaining-class batches, each paired
-/// with the next forget batch (cycled, as the official code), then the method's loss, its
+/// The epochs of one task. An epoch is one pass over the remaining-class batches (cycled up to
+/// `⌈min_steps / epochs⌉` steps when that is more), each paired with the next forget batch
+/// (cycled, as the official code), then the method's loss, its
 /// gradients (clipped by their global norm when `clip_grad_norm` says), AdamW on the method's
 /// parameters at the epoch's learning rate, and the method's post-step. Each
 /// epoch seeds the dropout masks from the run's seed, so a resumed run draws the same. Returns
@@ -102,7 +103,10 @@ pub(crate) fn train_task<F: Family, M: Method<F>>(
                 derive_seed(epoch_seed, 2),
             ),
         };
-        let steps = batches.retain.len();
+        let steps = batches
+            .retain
+            .len()
+            .max(config.min_steps.div_ceil(config.epochs));
         let progress = Progress::new(
             format!("task {t} epoch {}/{}", epoch + 1, config.epochs),
             steps,
@@ -420,7 +424,7 @@ mod tests {
         let retain: Vec<usize> = (0..8).collect();
         let forget: Vec<usize> = (100..104).collect();
         // The batch pairs each step saw, and the epochs' curves.
-        let mut record = |retain: Vec<usize>, forget: Vec<usize>| {
+        let mut record = |retain: Vec<usize>, forget: Vec<usize>, settings: &ForgetConfig| {
             let mut recorder = Recorder::default();
             let samples = Pair { retain, forget };
             let curves = train_task(
@@ -429,12 +433,12 @@ mod tests {
                 &mut model,
                 &task(),
                 &samples,
-                &settings,
+                settings,
             )
             .expect("train");
             (recorder.seen.into_inner(), curves)
         };
-        let (seen, curves) = record(retain.clone(), forget.clone());
+        let (seen, curves) = record(retain.clone(), forget.clone(), &settings);
         assert_eq!(curves.len(), 2);
         assert_eq!(seen.len(), 2 * 4, "4 remaining batches per epoch");
         for epoch in seen.chunks(4) {
@@ -452,7 +456,7 @@ mod tests {
             );
         }
         // More forget than remaining batches: still one pass over the remaining ones.
-        let (seen, _) = record((0..4).collect(), (100..112).collect());
+        let (seen, _) = record((0..4).collect(), (100..112).collect(), &settings);
         assert_eq!(
             seen.len(),
             2 * 2,
@@ -465,5 +469,31 @@ mod tests {
             4,
             "two of six forget batches in an epoch"
         );
+
+        // A step floor: 11 steps over 2 epochs is 6 per epoch, the 4 remaining batches cycled
+        // in their shuffled order; a floor below one pass changes nothing. Catches the floor
+        // ignored, applied per task instead of per epoch (11 in the first epoch), or reached by
+        // repeating one batch.
+        let floor = ForgetConfig {
+            min_steps: 11,
+            ..settings.clone()
+        };
+        let (seen, curves) = record(retain.clone(), forget.clone(), &floor);
+        assert_eq!(curves.len(), 2);
+        assert_eq!(seen.len(), 2 * 6, "⌈11 / 2⌉ steps per epoch");
+        for epoch in seen.chunks(6) {
+            let mut remaining: Vec<usize> =
+                epoch[..4].iter().flat_map(|(r, _)| r.clone()).collect();
+            remaining.sort_unstable();
+            assert_eq!(remaining, retain, "one whole pass first");
+            assert_eq!(epoch[4].0, epoch[0].0, "then the pass again, cycled");
+            assert_eq!(epoch[5].0, epoch[1].0, "then the pass again, cycled");
+        }
+        let low = ForgetConfig {
+            min_steps: 4,
+            ..settings.clone()
+        };
+        let (seen, _) = record(retain.clone(), forget.clone(), &low);
+        assert_eq!(seen.len(), 2 * 4, "a floor below one pass changes nothing");
     }
 }

@@ -78,6 +78,7 @@ impl Preset {
             tasks: 4,
             forget_per_task: 20,
             epochs: 100,
+            min_steps: 0,
             batch_size: 48,
             lr: 1e-2,
             min_lr: 1e-5,

@@ -16,14 +16,15 @@ use gs_lora_train::io::ensure_disjoint;
 use super::{CliError, Flags, compute_device};
 
 const USAGE: &str = "\
-usage: gs-lora forward --weights W [--config CONFIG.json] \\
+usage: gs-lora forward --weights W [--config CONFIG.json] [--adapters DIR] \\
                        --input IN.safetensors --output OUT.safetensors [--allow-non-finite]
                        [--backend flex|ndarray|wgpu|cuda] [--fused on|off]
 
 W is a weights file (.safetensors, .pth, or a shard index *.index.json), a model folder, or a
 Hugging Face repo id such as facebook/dinov2-small[@revision], read from the local cache
 (HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub; never downloaded). --config defaults to
-the config.json found with the weights.
+the config.json found with the weights. --adapters DIR applies LoRA adapters saved by gs-lora
+or by PEFT (adapter_config.json + adapter_model.safetensors, on the ViT's fc1/fc2) first.
 
 Runs a checkpoint on the tensor `pixel_values` [B, C, H, W] of IN and writes to OUT:
 - timm ViT, Hugging Face ViT or DINOv2, GS-LoRA face ViT: `last_hidden_state`, `pooler_output`
@@ -41,6 +42,7 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
     let config = flags.path("config");
     let CheckpointFiles { config, weights } =
         CheckpointFiles::locate(&flags.required_path("weights")?, config)?;
+    let adapters = flags.path("adapters");
     let (input, output) = (
         flags.required_path("input")?,
         flags.required_path("output")?,
@@ -56,6 +58,9 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
             ("--input", &input),
         ],
     )?;
+    if let Some(adapters) = &adapters {
+        ensure_disjoint(&[("--output", &output)], &[("--adapters", adapters)])?;
+    }
 
     let pixels = read_tensor(&input, "pixel_values")?;
     let shape = pixels.shape().to_vec();
@@ -68,6 +73,12 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
     }
     let pixels = Tensor::<4>::from_data(pixels, &device);
     let tensors = match is_deformable_detr(&config) {
+        true if adapters.is_some() => {
+            return Err(CliError::Usage(format!(
+                "--adapters applies to ViT checkpoints; {} is a Deformable DETR\n\n{USAGE}",
+                config.display()
+            )));
+        }
         true => {
             let model =
                 DeformableDetr::from_pretrained(&config, &weights, &LoraConfig::new(), 0, &device)?;
@@ -78,13 +89,16 @@ pub(super) fn run(args: &[String]) -> Result<(), CliError> {
             ]
         }
         false => {
-            let model = VisionTransformer::from_pretrained(
+            let mut model = VisionTransformer::from_pretrained(
                 &config,
                 &weights,
                 &LoraConfig::new(),
                 0,
                 &device,
             )?;
+            if let Some(adapters) = &adapters {
+                model.load_adapters(adapters)?;
+            }
             vit_outputs(model.forward(pixels)?)
         }
     };

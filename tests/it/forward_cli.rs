@@ -171,3 +171,58 @@ fn forward_reads_a_repo_id_from_the_hugging_face_cache() {
     );
     std::fs::remove_dir_all(&hub).ok();
 }
+
+/// `--adapters DIR` applies adapters PEFT saved before the forward pass: PEFT's outputs on the
+/// DINOv2 fixture with rsLoRA and an `alpha_pattern`; a DETR refuses the flag. Catches the
+/// flag read and dropped.
+#[test]
+fn forward_applies_peft_adapters() {
+    let dir = std::env::temp_dir().join(format!("gs-lora-adapters-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let out = dir.join("out.safetensors");
+    let base = fixture("hf_dinov2");
+    let adapters = fixture("peft_dinov2");
+    let run = gs_lora(&[
+        "forward",
+        "--weights",
+        base.to_str().expect("utf-8"),
+        "--adapters",
+        adapters.to_str().expect("utf-8"),
+        "--input",
+        base.join("input.safetensors").to_str().expect("utf-8"),
+        "--output",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let found_bytes = std::fs::read(&out).expect("output written");
+    let expected_bytes = std::fs::read(adapters.join("output.safetensors")).expect("reference");
+    let found = SafeTensors::deserialize(&found_bytes).expect("valid safetensors");
+    let expected = SafeTensors::deserialize(&expected_bytes).expect("reference");
+    for key in expected.names() {
+        let (diff, scale) = max_abs_diff(&found, &expected, key);
+        assert!(diff <= 1e-5 * scale, "{key}: max |diff| {diff} vs {scale}");
+    }
+    let detr = fixture("detr");
+    let refused = gs_lora(&[
+        "forward",
+        "--weights",
+        detr.to_str().expect("utf-8"),
+        "--adapters",
+        adapters.to_str().expect("utf-8"),
+        "--input",
+        detr.join("input.safetensors").to_str().expect("utf-8"),
+        "--output",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--adapters applies to ViT"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -15,7 +15,7 @@
 //! | `vit_pth` | `config.json` + a PyTorch `model.pth` (torchvision, both MLP names; the face ViT) | `VisionTransformer::from_pretrained` (`CheckpointSource` over `pytorch-reader`), then a forward pass |
 //! | `detr_config` | DETR `config.json` | `DeformableDetrConfig::from_file` |
 //! | `detr_pretrained` | DETR `config.json` + `model.safetensors` | `DeformableDetr::from_pretrained` |
-//! | `adapters` | `adapter_config.json` + `adapter_model.safetensors` | `VisionTransformer::load_adapters`, then a forward pass |
+//! | `adapters` | `adapter_config.json` + `adapter_model.safetensors` (ours, and PEFT's `peft_timm`) | `VisionTransformer::load_adapters`, then a forward pass |
 //! | `gs_lora_json` | a model directory's `gs_lora.json` | `ClassifierDir::info`, then a batch with its preprocessing |
 //! | `detector_dir` | `detector.json` + `model.safetensors` | `DetectorDir::info` and `DetectorDir::load` |
 //! | `idx` | the four IDX files, plain or gzipped | `load_idx` |
@@ -1783,7 +1783,7 @@ fn detr_pretrained() {
 #[test]
 fn adapters() {
     let base = fixture_vit("timm_token", &LoraConfig::new());
-    let seeds: Vec<Input> = [8, 4]
+    let mut seeds: Vec<Input> = [8, 4]
         .into_iter()
         .map(|rank| {
             let dir = seed_dir(&format!("adapters-{rank}"));
@@ -1804,6 +1804,12 @@ fn adapters() {
             seed
         })
         .collect();
+    // PEFT's own file (rank_pattern, every field PEFT 0.21 writes).
+    let peft = fixture("peft_timm");
+    seeds.push(files(
+        ["adapter_config.json", "adapter_model.safetensors"]
+            .map(|name| (name, read(&peft.join(name)))),
+    ));
     let device = Device::default();
     fuzz("adapters", &seeds, mutate_contents, |dir| {
         let mut model = base.clone();

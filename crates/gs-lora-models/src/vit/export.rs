@@ -7,12 +7,12 @@ use burn::module::Param;
 use burn::nn::LayerNorm;
 use burn::tensor::{Tensor, TensorData};
 use gs_lora_core::{LoraLinear, LoraModel};
-use serde_json::json;
 
 use super::head::Head;
+use super::peft::PeftLoraConfig;
 use super::{VisionTransformer, VitFormat};
 use crate::error::{ModelError, Result, io_error};
-use crate::weights::{read_tensor, write_tensors};
+use crate::weights::{CheckpointSource, IdentityKeys, Init, ParamSource, write_tensors};
 
 /// File names of a saved model and of saved adapters.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -22,6 +22,8 @@ pub const CONFIG_FILE: &str = "config.json";
 pub const ADAPTER_WEIGHTS_FILE: &str = "adapter_model.safetensors";
 /// PEFT's adapter config file.
 pub const ADAPTER_CONFIG_FILE: &str = "adapter_config.json";
+/// What PEFT puts before a base-model module's name in its tensor names.
+const PEFT_PREFIX: &str = "base_model.model.";
 
 fn data<const D: usize>(tensor: Tensor<D>) -> TensorData {
     tensor.inner().into_data()
@@ -185,7 +187,7 @@ impl VisionTransformer {
                             .file_keys(&format!("blocks.{i}.{name}.weight"))
                             .remove(0);
                         let module = file_key.trim_end_matches(".weight").to_string();
-                        (format!("base_model.model.{module}"), layer)
+                        (format!("{PEFT_PREFIX}{module}"), layer)
                     })
             })
             .collect()
@@ -193,7 +195,9 @@ impl VisionTransformer {
 
     /// Writes the adapters alone to `dir` as PEFT does: `adapter_model.safetensors`
     /// (`base_model.model.<module>.lora_A.weight` `[r, in]`, `lora_B.weight` `[out, r]`) and
-    /// `adapter_config.json`.
+    /// `adapter_config.json` with PEFT's fields (modules by full name; a module whose rank or
+    /// scale differs from the first one's in `rank_pattern` / `alpha_pattern`), which
+    /// `PeftModel.from_pretrained` loads onto the same base model.
     ///
     /// # Errors
     /// [`ModelError::Io`] or [`ModelError::Safetensors`] when a file cannot be written.
@@ -201,85 +205,36 @@ impl VisionTransformer {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(io_error("creating", dir))?;
         let paths = self.adapter_paths();
-        let Some((_, first)) = paths.first() else {
+        if paths.is_empty() {
             return Err(ModelError::InvalidConfig("the model has no adapter".into()));
-        };
-        let (rank, alpha) = (first.rank(), first.scale * first.rank() as f64);
+        }
         let mut tensors = Vec::new();
         let mut modules = Vec::new();
         for (path, layer) in &paths {
             tensors.push((format!("{path}.lora_A.weight"), torch_weight(&layer.lora_a)));
             tensors.push((format!("{path}.lora_B.weight"), torch_weight(&layer.lora_b)));
-            let name = path.rsplit('.').nth(1).map(|parent| {
-                let last = path.rsplit('.').next().unwrap_or_default();
-                format!("{parent}.{last}")
-            });
-            modules.extend(name);
+            let module = path.strip_prefix(PEFT_PREFIX).unwrap_or(path).to_string();
+            modules.push((module, layer.rank(), layer.scale));
         }
-        modules.sort();
-        modules.dedup();
         write_tensors(dir.join(ADAPTER_WEIGHTS_FILE), tensors)?;
-        let config = json!({
-            "peft_type": "LORA",
-            "r": rank,
-            "lora_alpha": alpha,
-            "target_modules": modules,
-            "lora_dropout": 0.0,
-            "bias": "none",
-            "fan_in_fan_out": false,
-            "inference_mode": true,
-        });
-        let path = dir.join(ADAPTER_CONFIG_FILE);
-        std::fs::write(
-            &path,
-            serde_json::to_string_pretty(&config).unwrap_or_default(),
-        )
-        .map_err(io_error("writing", &path))
+        PeftLoraConfig::for_modules(&modules).write(&dir.join(ADAPTER_CONFIG_FILE), None)
     }
 
-    /// Replaces every adapter with the one saved by [`save_adapters`](Self::save_adapters) (or
-    /// PEFT) in `dir`; the adapters are left unmerged.
+    /// Replaces every adapter with the one in `dir`, saved by
+    /// [`save_adapters`](Self::save_adapters) or by PEFT (`PeftModel.save_pretrained` of LoRA
+    /// on this checkpoint's `fc1`/`fc2`, in its own module names): each module's rank and scale
+    /// from `r`, `lora_alpha`, `rank_pattern`, `alpha_pattern` and `use_rslora`; a layer that
+    /// `target_modules` does not name gets a zero update. The adapters are left unmerged.
     ///
     /// # Errors
-    /// A missing file or tensor, a tensor whose shape does not match its layer, or an
-    /// `adapter_config.json` whose `r` is not a whole number of at least 1 or whose `lora_alpha`
-    /// is not a finite number.
+    /// A missing file, a targeted layer without its tensors, a tensor whose shape is not the
+    /// layer's `[rank, in]` / `[out, rank]`, tensors for modules gs-lora does not adapt, or an
+    /// `adapter_config.json` PEFT would not write for such adapters ([`PeftLoraConfig::read`]).
     pub fn load_adapters(&mut self, dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
-        let config_path = dir.join(ADAPTER_CONFIG_FILE);
-        let text =
-            std::fs::read_to_string(&config_path).map_err(io_error("reading", &config_path))?;
-        let config: serde_json::Value =
-            serde_json::from_str(&text).map_err(|err| ModelError::Config {
-                path: config_path.clone(),
-                message: err.to_string(),
-            })?;
-        let invalid = |key: &str, expected: &str, found: Option<&serde_json::Value>| {
-            let found = found.map_or_else(|| "nothing".to_string(), |value| value.to_string());
-            ModelError::Config {
-                path: config_path.clone(),
-                message: format!("`{key}` must be {expected}, found {found}"),
-            }
-        };
-        // PEFT writes `r` as an integer; a float with no fraction is accepted too.
-        let rank = config
-            .get("r")
-            .and_then(|r| {
-                r.as_u64().or_else(|| {
-                    r.as_f64()
-                        .filter(|r| r.fract() == 0.0 && (1.0..=u32::MAX as f64).contains(r))
-                        .map(|r| r as u64)
-                })
-            })
-            .filter(|&r| r >= 1)
-            .and_then(|r| usize::try_from(r).ok())
-            .ok_or_else(|| invalid("r", "a whole number of at least 1", config.get("r")))?;
-        let alpha = config
-            .get("lora_alpha")
-            .and_then(serde_json::Value::as_f64)
-            .filter(|alpha| alpha.is_finite())
-            .ok_or_else(|| invalid("lora_alpha", "a finite number", config.get("lora_alpha")))?;
+        let config = PeftLoraConfig::read(&dir.join(ADAPTER_CONFIG_FILE))?;
         let weights = dir.join(ADAPTER_WEIGHTS_FILE);
+        let mut source = CheckpointSource::open(&weights, IdentityKeys)?;
         let paths: Vec<String> = self
             .adapter_paths()
             .into_iter()
@@ -294,29 +249,28 @@ impl VisionTransformer {
             let layer = layers
                 .next()
                 .ok_or_else(|| ModelError::InvalidConfig("adapter count changed".into()))?;
+            let module = path.strip_prefix(PEFT_PREFIX).unwrap_or(&path);
+            let a_key = format!("{path}.lora_A.weight");
+            if !config.targets(module) && !source.names().contains(&a_key) {
+                layer.lora_b =
+                    Param::from_tensor(Tensor::zeros([layer.rank(), layer.d_output()], &device));
+                layer.merged = false;
+                continue;
+            }
+            let rank = config.rank_of(module);
             let (d_input, d_output) = (layer.d_input(), layer.d_output());
-            let factor = |name: &str, expected: [usize; 2]| -> Result<Tensor<2>> {
-                let key = format!("{path}.{name}.weight");
-                let value = read_tensor(&weights, &key)?;
-                let found = value.shape().to_vec();
-                if found != expected {
-                    return Err(ModelError::ShapeMismatch {
-                        path: weights.clone(),
-                        key,
-                        expected: expected.to_vec(),
-                        found,
-                    });
-                }
+            let mut factor = |key: String, shape: [usize; 2]| -> Result<Tensor<2>> {
+                let value = source.tensor(&key, &shape, Init::Linear)?;
                 Ok(Tensor::<2>::from_data(value, &device).transpose())
             };
-            let a = factor("lora_A", [rank, d_input])?;
-            let b = factor("lora_B", [d_output, rank])?;
+            let a = factor(a_key, [rank, d_input])?;
+            let b = factor(format!("{path}.lora_B.weight"), [d_output, rank])?;
             layer.lora_a = Param::from_tensor(a);
             layer.lora_b = Param::from_tensor(b);
-            layer.scale = alpha / rank as f64;
+            layer.scale = config.scale_of(module);
             layer.merged = false;
         }
-        Ok(())
+        source.finish()
     }
 }
 

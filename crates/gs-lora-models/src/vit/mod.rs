@@ -9,6 +9,7 @@ mod face;
 mod head;
 mod hf;
 mod model;
+mod peft;
 mod pos_embed;
 mod timm;
 mod torchvision;
@@ -25,6 +26,7 @@ pub use face::FaceKeys;
 pub use head::{CosFace, Head, HeadKind};
 pub use hf::HfKeys;
 pub use model::{VisionTransformer, VitOutput};
+pub use peft::{PeftLoraConfig, TargetModules};
 pub use pos_embed::{PosResample, resample_grid};
 pub use torchvision::TorchvisionKeys;
 

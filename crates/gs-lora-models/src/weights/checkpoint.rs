@@ -413,7 +413,9 @@ impl<K: KeyMap> ParamSource for CheckpointSource<K> {
     fn tensor(&mut self, key: &str, shape: &[usize], _init: Init) -> Result<TensorData> {
         let file_keys = self.keys.file_keys(key);
         let parts = file_keys.len();
-        let mut values = Vec::with_capacity(shape.iter().product());
+        // Grown from the parts read, never sized from `shape` (which a caller may derive from
+        // user input: an adapter config's rank) before the file has confirmed it.
+        let mut values = Vec::new();
         let mut rows = 0;
         for file_key in &file_keys {
             if !self.all.contains(file_key) {

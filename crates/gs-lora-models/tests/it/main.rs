@@ -7,6 +7,7 @@ mod checkpoint_shards;
 mod deformable_attention;
 mod detr_parity;
 mod dropout;
+mod peft_adapters;
 mod resnet;
 mod vit_parity;
 mod vit_save;

@@ -109,9 +109,16 @@ impl PeftLoraConfig {
         ] {
             absent_or(key, &[])?;
         }
+        // PEFT writes ranks as integers; a float with no fraction is accepted too.
         let rank = |value: &Value| {
             value
                 .as_u64()
+                .or_else(|| {
+                    value
+                        .as_f64()
+                        .filter(|r| r.fract() == 0.0 && (1.0..=f64::from(u32::MAX)).contains(r))
+                        .map(|r| r as u64)
+                })
                 .filter(|&r| r >= 1)
                 .and_then(|r| usize::try_from(r).ok())
         };

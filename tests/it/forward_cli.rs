@@ -25,6 +25,18 @@ fn max_abs_diff(a: &SafeTensors, b: &SafeTensors, key: &str) -> (f32, f32) {
     (diff, scale)
 }
 
+/// Every output of the reference file `expected` is in `found` to 1e-5 of its largest value.
+fn assert_outputs_match(found: &Path, expected: &Path) {
+    let found_bytes = std::fs::read(found).expect("output written");
+    let expected_bytes = std::fs::read(expected).expect("reference");
+    let found = SafeTensors::deserialize(&found_bytes).expect("valid safetensors");
+    let expected = SafeTensors::deserialize(&expected_bytes).expect("reference");
+    for key in expected.names() {
+        let (diff, scale) = max_abs_diff(&found, &expected, key);
+        assert!(diff <= 1e-5 * scale, "{key}: max |diff| {diff} vs {scale}");
+    }
+}
+
 #[test]
 fn forward_writes_the_reference_outputs_for_every_format() {
     let out_dir = std::env::temp_dir().join(format!("gs-lora-cli-{}", std::process::id()));
@@ -154,14 +166,7 @@ fn forward_reads_a_repo_id_from_the_hugging_face_cache() {
         "{}",
         String::from_utf8_lossy(&found.stderr)
     );
-    let found_bytes = std::fs::read(&out).expect("output written");
-    let expected_bytes = std::fs::read(source.join("output.safetensors")).expect("reference");
-    let found_tensors = SafeTensors::deserialize(&found_bytes).expect("valid safetensors");
-    let expected = SafeTensors::deserialize(&expected_bytes).expect("reference");
-    for key in expected.names() {
-        let (diff, scale) = max_abs_diff(&found_tensors, &expected, key);
-        assert!(diff <= 1e-5 * scale, "{key}: max |diff| {diff} vs {scale}");
-    }
+    assert_outputs_match(&out, &source.join("output.safetensors"));
     let missing = run("tiny/other");
     let message = String::from_utf8_lossy(&missing.stderr);
     assert!(!missing.status.success());
@@ -198,14 +203,7 @@ fn forward_applies_peft_adapters() {
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    let found_bytes = std::fs::read(&out).expect("output written");
-    let expected_bytes = std::fs::read(adapters.join("output.safetensors")).expect("reference");
-    let found = SafeTensors::deserialize(&found_bytes).expect("valid safetensors");
-    let expected = SafeTensors::deserialize(&expected_bytes).expect("reference");
-    for key in expected.names() {
-        let (diff, scale) = max_abs_diff(&found, &expected, key);
-        assert!(diff <= 1e-5 * scale, "{key}: max |diff| {diff} vs {scale}");
-    }
+    assert_outputs_match(&out, &adapters.join("output.safetensors"));
     let detr = fixture("detr");
     let refused = gs_lora(&[
         "forward",

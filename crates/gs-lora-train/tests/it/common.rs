@@ -17,3 +17,16 @@ pub fn close(found: f64, expected: f64, tolerance: f64) {
         "found {found}, expected {expected}"
     );
 }
+
+/// The seed of a whole forgetting run in a test: `GS_LORA_TEST_SEED` (default 0, CI's). With
+/// `GS_LORA_TEST_UNFUSED=1` the run also switches the fused ops off (Burn's ops: another
+/// floating-point order, the proxy for another CPU).
+pub fn whole_run_seed() -> u64 {
+    if std::env::var("GS_LORA_TEST_UNFUSED").is_ok_and(|v| v == "1") {
+        gs_lora_core::fused::set_enabled(false);
+    }
+    std::env::var("GS_LORA_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}

@@ -2,7 +2,7 @@
 //! the set criterion and post-processing against hand-computed values, COCO images, detector
 //! training and checkpoints, and whole forgetting runs (result files, determinism, resume).
 
-use crate::common::{close, scratch};
+use crate::common::{close, scratch, whole_run_seed};
 use burn::tensor::{Device, Tensor, TensorData};
 use gs_lora_core::{GroupLassoConfig, LoraConfig};
 use gs_lora_models::deformable::{DeformableDetr, DeformableDetrConfig, DetrOutput};
@@ -623,13 +623,7 @@ fn the_detection_objective_is_composed_of_its_terms() {
 #[test]
 fn a_detection_task_erases_its_classes_and_keeps_the_others() {
     let device = Device::default().autodiff();
-    let seed: u64 = std::env::var("GS_LORA_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    if std::env::var("GS_LORA_TEST_UNFUSED").is_ok_and(|v| v == "1") {
-        gs_lora_core::fused::set_enabled(false);
-    }
+    let seed = whole_run_seed();
     let data = SyntheticScenes::generate(&SyntheticScenesConfig {
         image_size: 32,
         train_images: 320,

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::scratch;
+use crate::common::{scratch, whole_run_seed};
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use gs_lora_core::{GroupLassoConfig, LoraConfig};
 use gs_lora_models::VisionTransformer;
@@ -533,13 +533,7 @@ fn first_classes(dataset: Dataset, classes: usize) -> Dataset {
 #[test]
 fn a_task_erases_its_classes_and_keeps_the_others() {
     let device = Device::default().autodiff();
-    let seed: u64 = std::env::var("GS_LORA_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    if std::env::var("GS_LORA_TEST_UNFUSED").is_ok_and(|v| v == "1") {
-        gs_lora_core::fused::set_enabled(false);
-    }
+    let seed = whole_run_seed();
     let dataset = first_classes(
         SyntheticShapes::generate(&SyntheticShapesConfig {
             image_size: 16,

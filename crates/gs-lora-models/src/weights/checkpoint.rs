@@ -102,10 +102,14 @@ impl<K: KeyMap> CheckpointSource<K> {
     /// for one too large.
     pub fn open(path: impl AsRef<Path>, keys: K) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let shard_paths = if is_index(&path) {
-            shard_paths(&path)?
+        let map = if is_index(&path) {
+            Some(weight_map(&path)?)
         } else {
-            vec![path.clone()]
+            None
+        };
+        let shard_paths = match &map {
+            Some(map) => shard_paths(&path, map)?,
+            None => vec![path.clone()],
         };
         if let [_, _, ..] = shard_paths.as_slice() {
             let mut bytes = 0u128;
@@ -119,7 +123,7 @@ impl<K: KeyMap> CheckpointSource<K> {
             gs_lora_core::Limits::from_env()?
                 .check_memory(|| format!("the shards of {}", path.display()), bytes)?;
         }
-        let mut shards = Vec::with_capacity(shard_paths.len());
+        let mut shards: Vec<Shard> = Vec::with_capacity(shard_paths.len());
         let mut owner = BTreeMap::new();
         for (index, shard) in shard_paths.into_iter().enumerate() {
             let (container, names) = open_file(&shard)?;
@@ -129,7 +133,7 @@ impl<K: KeyMap> CheckpointSource<K> {
                         path,
                         message: format!(
                             "tensor `{name}` is in both {} and {}",
-                            shards_path(&shards, other).display(),
+                            shards[other].path.display(),
                             shard.display()
                         ),
                     });
@@ -140,8 +144,8 @@ impl<K: KeyMap> CheckpointSource<K> {
                 container,
             });
         }
-        if is_index(&path) {
-            check_weight_map(&path, &shards, &owner)?;
+        if let Some(map) = map {
+            check_weight_map(&path, map, &shards, &owner)?;
         }
         Ok(Self {
             path,
@@ -253,10 +257,6 @@ impl Shard {
     }
 }
 
-fn shards_path(shards: &[Shard], index: usize) -> &Path {
-    &shards[index].path
-}
-
 /// Whether `path` names a Hugging Face shard index (`*.index.json`).
 fn is_index(path: &Path) -> bool {
     path.file_name()
@@ -292,11 +292,11 @@ fn weight_map(path: &Path) -> Result<BTreeMap<String, String>> {
         .collect()
 }
 
-/// The shard files the index at `path` lists, in its folder, in name order. A shard name must
+/// The shard files the index at `path` lists in `map`, in its folder, in name order. A shard name must
 /// be a plain file name (no folder, no `..`): an index cannot point outside its folder.
-fn shard_paths(path: &Path) -> Result<Vec<PathBuf>> {
+fn shard_paths(path: &Path, map: &BTreeMap<String, String>) -> Result<Vec<PathBuf>> {
     let folder = path.parent().unwrap_or(Path::new(""));
-    let files: BTreeSet<String> = weight_map(path)?.into_values().collect();
+    let files: BTreeSet<&String> = map.values().collect();
     if files.is_empty() {
         return Err(ModelError::ShardIndex {
             path: path.to_path_buf(),
@@ -306,14 +306,14 @@ fn shard_paths(path: &Path) -> Result<Vec<PathBuf>> {
     files
         .into_iter()
         .map(|file| {
-            let plain = Path::new(&file)
+            let plain = Path::new(file)
                 .file_name()
                 .is_some_and(|name| name == file.as_str());
             let invalid = |message| ModelError::ShardIndex {
                 path: path.to_path_buf(),
                 message,
             };
-            let shard = folder.join(&file);
+            let shard = folder.join(file);
             if !plain {
                 Err(invalid(format!(
                     "shard `{file}` is not a file name in the index's folder"
@@ -331,9 +331,14 @@ fn shard_paths(path: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Checks that each tensor the index at `path` lists is in the shard it names.
-fn check_weight_map(path: &Path, shards: &[Shard], owner: &BTreeMap<String, usize>) -> Result<()> {
-    for (key, file) in weight_map(path)? {
-        let found = owner.get(&key).map(|&index| shards_path(shards, index));
+fn check_weight_map(
+    path: &Path,
+    map: BTreeMap<String, String>,
+    shards: &[Shard],
+    owner: &BTreeMap<String, usize>,
+) -> Result<()> {
+    for (key, file) in map {
+        let found = owner.get(&key).map(|&index| shards[index].path.as_path());
         if found.and_then(|p| p.file_name()) != Some(std::ffi::OsStr::new(&file)) {
             return Err(ModelError::ShardIndex {
                 path: path.to_path_buf(),

@@ -18,7 +18,8 @@ use std::process::ExitCode;
 
 use burn::tensor::ops::{GridSampleOptions, GridSamplePaddingMode, InterpolateMode};
 use burn::tensor::{Device, Tensor, TensorData};
-use gs_lora::cli::{CliError, Flags, compute_device, exit_code};
+use clap::Parser;
+use gs_lora::cli::{CliError, DeviceArgs, clap_exit, exit_code};
 use gs_lora::models::deformable::{SpatialShapes, multi_scale_deformable_sampling};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -30,8 +31,30 @@ static ALLOCATOR: gs_lora::allocator::Allocator = gs_lora::allocator::Allocator;
 mod common;
 use common::{print_peak_rss, standard_normal, time};
 
-const USAGE: &str = "usage: bench_deform [--backend B] [--fused on|off] [--batch 2] [--queries 300] [--reps 5] \
-                     [--warmup 1] [--impl gather|grid-sample] [--seed 0]";
+/// Times multi-scale deformable attention sampling, forward and backward.
+#[derive(Debug, Parser)]
+struct Cli {
+    /// Images per batch.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    batch: u32,
+    /// Queries per image.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
+    queries: u32,
+    /// Timed repetitions.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    reps: u32,
+    /// Untimed repetitions first.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Seed of the inputs.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The library's gather kernel, or the grid-sample reference.
+    #[arg(long = "impl", value_parser = ["gather", "grid-sample"], default_value = "gather")]
+    implementation: String,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
 
 const SHAPES: [(usize, usize); 4] = [(100, 136), (50, 68), (25, 34), (13, 17)];
 const HEADS: usize = 8;
@@ -86,32 +109,11 @@ fn tensor<const D: usize>(values: Vec<f32>, shape: [usize; D], device: &Device) 
     Tensor::from_data(TensorData::new(values, shape), device).require_grad()
 }
 
-fn run() -> Result<(), CliError> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(mut flags) = Flags::parse(&args, &[], USAGE)? else {
-        return Ok(());
-    };
-    let device = compute_device(&mut flags)?.autodiff();
-    let batch: usize = flags.number("batch", 2)?;
-    let queries: usize = flags.number("queries", 300)?;
-    let reps: usize = flags.number("reps", 5)?;
-    let warmup: usize = flags.number("warmup", 1)?;
-    let seed: u64 = flags.number("seed", 0)?;
-    let reference = match flags.take("impl").as_deref() {
-        None | Some("gather") => false,
-        Some("grid-sample") => true,
-        Some(other) => {
-            return Err(CliError::Usage(format!(
-                "unknown --impl `{other}`; expected gather or grid-sample\n\n{USAGE}"
-            )));
-        }
-    };
-    flags.finish()?;
-    if batch == 0 || queries == 0 || reps == 0 {
-        return Err(CliError::Usage(format!(
-            "--batch, --queries and --reps must be at least 1\n\n{USAGE}"
-        )));
-    }
+fn run(cli: Cli) -> Result<(), CliError> {
+    let device = cli.device.device()?.autodiff();
+    let (batch, queries, reps) = (cli.batch as usize, cli.queries as usize, cli.reps as usize);
+    let (warmup, seed) = (cli.warmup, cli.seed);
+    let reference = cli.implementation == "grid-sample";
 
     let levels = SHAPES.len();
     let tokens: usize = SHAPES.iter().map(|(h, w)| h * w).sum();
@@ -171,5 +173,8 @@ fn run() -> Result<(), CliError> {
 fn main() -> ExitCode {
     #[cfg(feature = "mimalloc")]
     gs_lora::allocator::keep_freed_memory();
-    exit_code(run())
+    match Cli::try_parse() {
+        Ok(cli) => exit_code(run(cli)),
+        Err(err) => clap_exit(&err),
+    }
 }

@@ -22,7 +22,8 @@ use std::process::ExitCode;
 
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use gs_lora::cli::{CliError, Flags, compute_device, exit_code};
+use clap::Parser;
+use gs_lora::cli::{CliError, DeviceArgs, clap_exit, exit_code};
 use gs_lora::core::{LoraConfig, LoraInit};
 use gs_lora::models::VisionTransformer;
 use gs_lora::models::vit::{GlobalPool, HeadKind, PosResample, VitConfig, VitFormat};
@@ -42,7 +43,27 @@ static ALLOCATOR: gs_lora::allocator::Allocator = gs_lora::allocator::Allocator;
 mod common;
 use common::{print_peak_rss, standard_normal, time};
 
-const USAGE: &str = "usage: bench_step [--backend B] [--fused on|off] [--batch 8] [--reps 5] [--warmup 1] [--seed 0] [--only train_step|inference]";
+/// Times one GS-LoRA training step and one inference forward of ViT-S/16 at 224 px.
+#[derive(Debug, Parser)]
+struct Cli {
+    /// Images per batch (the remaining and the forget batch each).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    batch: u32,
+    /// Timed repetitions.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    reps: u32,
+    /// Untimed repetitions first.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Seed of the weights and the batches.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// One figure alone, for profiling it.
+    #[arg(long, value_parser = ["train_step", "inference"])]
+    only: Option<String>,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
 
 const CLASSES: usize = 100;
 const IMAGE_SIZE: usize = 224;
@@ -85,25 +106,10 @@ fn random_batch(batch: usize, rng: &mut ChaCha8Rng, device: &Device) -> Batch {
     }
 }
 
-fn run() -> Result<(), CliError> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(mut flags) = Flags::parse(&args, &[], USAGE)? else {
-        return Ok(());
-    };
-    let device = compute_device(&mut flags)?.autodiff();
-    let batch: usize = flags.number("batch", 8)?;
-    let reps: usize = flags.number("reps", 5)?;
-    let warmup: usize = flags.number("warmup", 1)?;
-    let seed: u64 = flags.number("seed", 0)?;
-    // One figure alone, for profiling it.
-    let only = flags.take("only");
-    let wanted = |name: &str| only.as_deref().is_none_or(|only| only == name);
-    flags.finish()?;
-    if batch == 0 || reps == 0 {
-        return Err(CliError::Usage(format!(
-            "--batch and --reps must be at least 1, found {batch} and {reps}\n\n{USAGE}"
-        )));
-    }
+fn run(cli: Cli) -> Result<(), CliError> {
+    let device = cli.device.device()?.autodiff();
+    let (batch, reps, warmup, seed) = (cli.batch as usize, cli.reps as usize, cli.warmup, cli.seed);
+    let wanted = |name: &str| cli.only.as_deref().is_none_or(|only| only == name);
 
     let lora = LoraConfig::new()
         .with_rank(8)
@@ -157,5 +163,8 @@ fn run() -> Result<(), CliError> {
 fn main() -> ExitCode {
     #[cfg(feature = "mimalloc")]
     gs_lora::allocator::keep_freed_memory();
-    exit_code(run())
+    match Cli::try_parse() {
+        Ok(cli) => exit_code(run(cli)),
+        Err(err) => clap_exit(&err),
+    }
 }

@@ -5,7 +5,7 @@
 //! cached), then two tasks that each erase 2 classes, and prints AP on the forgotten,
 //! remaining and earlier-forgotten classes before and after each task.
 //!
-//! With `--coco PATH --weights MODEL.safetensors [--config CONFIG.json]` it runs the paper's
+//! With `--coco PATH --weights MODEL.safetensors [--model-config CONFIG.json]` it runs the paper's
 //! setting on COCO 2017 (`PATH/annotations/instances_{train,val}2017.json`,
 //! `PATH/{train,val}2017/`) with a Hugging Face `DeformableDetrForObjectDetection` checkpoint
 //! and the official continual settings (`--protocol official-coco`, PROTOCOL §1 E10: seven
@@ -28,7 +28,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use burn::tensor::Device;
-use gs_lora::cli::{CliError, Flags, compute_device, exit_code, forget_config};
+use clap::Parser;
+use gs_lora::cli::{CliError, DeviceArgs, ForgetArgs, clap_exit, exit_code, forget_defaults_help};
 use gs_lora::core::GroupLassoConfig;
 use gs_lora::models::deformable::{DeformableDetr, DeformableDetrConfig};
 use gs_lora::models::weights::CheckpointFiles;
@@ -46,15 +47,45 @@ use gs_lora::train::{ForgetConfig, Replay, RunDir};
 #[global_allocator]
 static ALLOCATOR: gs_lora::allocator::Allocator = gs_lora::allocator::Allocator;
 
-const USAGE: &str = "\
-usage: forget_coco [--out DIR] [--detector-epochs E] [any `gs-lora forget` flag]
-       forget_coco --coco COCO --weights MODEL [--config CONFIG.json]
-                   [--image-size 512] [--max-images 2000] [--max-val-images 500]
-                   [--out DIR] [any `gs-lora forget` flag]
-MODEL is a weights file, a model folder or a Hugging Face repo id (owner/name[@revision]) in
-the local cache. --coco runs the official COCO protocol (`--protocol official-coco`): DETR's augmentation
-(--augment on|off), 32 × #classes images per group (--group-few-shot), AP per group on its own
-images with crowd regions ignored.";
+/// Forgetting object classes in a Deformable DETR with GS-LoRA: the embedded default, or COCO
+/// 2017 with --coco and --weights.
+///
+/// --coco runs the official COCO protocol (`--protocol official-coco`): DETR's augmentation
+/// (--augment on|off), 32 × #classes images per group (--group-few-shot), AP per group on its
+/// own images with crowd regions ignored.
+#[derive(Debug, Parser)]
+#[command(after_long_help = forget_defaults_help(&embedded_defaults()))]
+struct Cli {
+    /// The run directory (results, curves, plots, checkpoints; the cached embedded detector).
+    #[arg(long, value_name = "DIR", default_value = "runs/forget_coco")]
+    out: PathBuf,
+    /// COCO 2017: PATH/annotations/instances_{train,val}2017.json and PATH/{train,val}2017/.
+    #[arg(long, value_name = "COCO", requires = "weights")]
+    coco: Option<PathBuf>,
+    /// A Hugging Face DeformableDetrForObjectDetection checkpoint: a weights file, a model
+    /// folder or a repo id (owner/name[@revision]) in the local cache.
+    #[arg(long, value_name = "MODEL", requires = "coco")]
+    weights: Option<PathBuf>,
+    /// The checkpoint's config.json (default: the one found with the weights).
+    #[arg(long, value_name = "CONFIG.json", requires = "weights")]
+    model_config: Option<PathBuf>,
+    /// Shorter image side for COCO (the longer at most 1333/800 of it).
+    #[arg(long, default_value_t = 512, requires = "coco")]
+    image_size: usize,
+    /// At most this many COCO training images.
+    #[arg(long, default_value_t = 2000, requires = "coco")]
+    max_images: usize,
+    /// At most this many COCO validation images.
+    #[arg(long, default_value_t = 500, requires = "coco")]
+    max_val_images: usize,
+    /// Epochs of the embedded detector's training.
+    #[arg(long, conflicts_with = "coco")]
+    detector_epochs: Option<usize>,
+    #[command(flatten)]
+    forget: ForgetArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
 
 /// The embedded default's settings: two tasks of two classes, a quarter of the remaining
 /// images replayed, β 0.2, AdamW 2e-3, 6 epochs of batch 16 + 16, the bound and α of the
@@ -129,57 +160,30 @@ fn coco_dataset(
     })
 }
 
-fn run() -> Result<(), CliError> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(mut flags) = Flags::parse(&args, &[], USAGE)? else {
-        return Ok(());
-    };
-    let out = flags
-        .path("out")
-        .unwrap_or_else(|| PathBuf::from("runs/forget_coco"));
-    let device: Device = compute_device(&mut flags)?.autodiff();
-    let (coco, weights) = (flags.path("coco"), flags.path("weights"));
+fn run(cli: Cli) -> Result<(), CliError> {
+    let out = cli.out;
+    let device: Device = cli.device.device()?.autodiff();
 
-    let (config, dataset, preprocess, model) = match (coco, weights) {
-        (None, None) => {
-            let config = forget_config(&mut flags, embedded_defaults())?;
-            let train = PretrainConfig {
-                epochs: flags.number("detector-epochs", PretrainConfig::default().epochs)?,
-                seed: config.seed,
-                ..PretrainConfig::default()
-            };
-            flags.finish()?;
-            config.validate()?;
-            let dataset = embedded_dataset(config.seed);
-            let lora = config.lora.clone();
-            let cache = DetectorDir::new(out.join("detector"));
-            let model = load_or_pretrain(&cache, &dataset, &train, &lora, &device)?;
-            (config, dataset, EMBEDDED_PREPROCESS, model)
-        }
+    let (config, dataset, preprocess, model) = match (cli.coco, cli.weights) {
         (Some(coco), Some(weights)) => {
             let CheckpointFiles {
                 config: model_config,
                 weights,
-            } = CheckpointFiles::locate(&weights, flags.path("config"))?;
-            let side = flags.number("image-size", 512)?;
-            let limits = (
-                flags.number("max-images", 2000)?,
-                flags.number("max-val-images", 500)?,
-            );
-            let config = forget_config(&mut flags, Preset::OfficialCoco.config())?;
-            flags.finish()?;
+            } = CheckpointFiles::locate(&weights, cli.model_config)?;
+            let config = cli.forget.config(Preset::OfficialCoco.config())?;
             config.validate()?;
             ensure_disjoint(
                 &[("--out", &out)],
                 &[
                     ("--coco", &coco),
                     ("--weights", &weights),
-                    ("--config", &model_config),
+                    ("--model-config", &model_config),
                 ],
             )?;
             let architecture = DeformableDetrConfig::from_file(&model_config)?;
             let class_names = label_names(&model_config, architecture.num_labels)?;
-            let dataset = coco_dataset(&coco, class_names, side, limits)?;
+            let limits = (cli.max_images, cli.max_val_images);
+            let dataset = coco_dataset(&coco, class_names, cli.image_size, limits)?;
             let lora = config.lora.clone();
             let model = DeformableDetr::from_pretrained(
                 &model_config,
@@ -188,13 +192,24 @@ fn run() -> Result<(), CliError> {
                 config.seed,
                 &device,
             )?;
-            let preprocess = Preprocess::new(side, 3, Normalization::IMAGENET);
+            let preprocess = Preprocess::new(cli.image_size, 3, Normalization::IMAGENET);
             (config, dataset, preprocess, model)
         }
         _ => {
-            return Err(CliError::Usage(format!(
-                "--coco and --weights go together\n\n{USAGE}"
-            )));
+            let config = cli.forget.config(embedded_defaults())?;
+            config.validate()?;
+            let train = PretrainConfig {
+                epochs: cli
+                    .detector_epochs
+                    .unwrap_or(PretrainConfig::default().epochs),
+                seed: config.seed,
+                ..PretrainConfig::default()
+            };
+            let dataset = embedded_dataset(config.seed);
+            let lora = config.lora.clone();
+            let cache = DetectorDir::new(out.join("detector"));
+            let model = load_or_pretrain(&cache, &dataset, &train, &lora, &device)?;
+            (config, dataset, EMBEDDED_PREPROCESS, model)
         }
     };
     let run = RunDir::new(&out);
@@ -208,5 +223,8 @@ fn run() -> Result<(), CliError> {
 fn main() -> ExitCode {
     #[cfg(feature = "mimalloc")]
     gs_lora::allocator::keep_freed_memory();
-    exit_code(run())
+    match Cli::try_parse() {
+        Ok(cli) => exit_code(run(cli)),
+        Err(err) => clap_exit(&err),
+    }
 }

@@ -4,7 +4,7 @@
 //! classes and a small ViT pretrained on it (on first use, then cached), then four tasks that
 //! each erase 10 classes, and prints the results table.
 //!
-//! With `--data PATH/CUB_200_2011 --weights MODEL.safetensors [--config CONFIG.json]` it runs
+//! With `--data PATH/CUB_200_2011 --weights MODEL.safetensors [--model-config CONFIG.json]` it runs
 //! the paper's CUB-200 setting: the first 100 classes, a linear-probed head on the pretrained
 //! backbone (cached), then 100-20 / 80-20 / 60-20 / 40-20 with the reference hyper-parameters.
 //!
@@ -21,9 +21,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use burn::tensor::Device;
+use clap::Parser;
 use gs_lora::cli::{
-    CliError, Flags, compute_device, exit_code, forget_config, forget_load_options, load_options,
-    open_dataset,
+    CliError, DataArgs, DeviceArgs, ForgetArgs, clap_exit, exit_code, forget_defaults_help,
+    forget_load_options, open_dataset,
 };
 use gs_lora::core::{GroupLassoConfig, LoraConfig};
 use gs_lora::models::VisionTransformer;
@@ -44,12 +45,37 @@ use gs_lora::train::{ForgetConfig, Replay, RunDir};
 #[global_allocator]
 static ALLOCATOR: gs_lora::allocator::Allocator = gs_lora::allocator::Allocator;
 
-const USAGE: &str = "\
-usage: forget_cub [--out DIR] [--pretrain-epochs E] [any `gs-lora forget` flag]
-       forget_cub --data CUB_200_2011 --weights MODEL [--config CONFIG.json]
-                  [--image-size 224] [--out DIR] [any `gs-lora forget` flag]
-MODEL is a weights file, a model folder or a Hugging Face repo id (owner/name[@revision]) in
-the local cache.";
+/// The main job: continual forgetting with GS-LoRA on the embedded default, or on CUB-200 with
+/// --data and --weights.
+#[derive(Debug, Parser)]
+#[command(after_long_help = forget_defaults_help(&embedded_defaults()))]
+struct Cli {
+    /// The run directory (results, curves, plots, checkpoints; the cached pretrained model).
+    #[arg(long, value_name = "DIR", default_value = "runs/forget_cub")]
+    out: PathBuf,
+    /// CUB_200_2011: the paper's setting on its first 100 classes.
+    #[arg(long, value_name = "CUB_200_2011", requires = "weights")]
+    data: Option<PathBuf>,
+    /// The pretrained backbone for CUB: a weights file, a model folder or a Hugging Face repo
+    /// id (owner/name[@revision]) in the local cache.
+    #[arg(long, value_name = "MODEL", requires = "data")]
+    weights: Option<PathBuf>,
+    /// The checkpoint's config.json (default: the one found with the weights).
+    #[arg(long, value_name = "CONFIG.json", requires = "weights")]
+    model_config: Option<PathBuf>,
+    /// Input side for CUB.
+    #[arg(long, default_value_t = 224, requires = "weights")]
+    image_size: usize,
+    /// Epochs of the embedded model's pretraining.
+    #[arg(long, conflicts_with = "data")]
+    pretrain_epochs: Option<usize>,
+    #[command(flatten)]
+    forget: ForgetArgs,
+    #[command(flatten)]
+    data_args: DataArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
 
 /// The embedded default's forgetting settings: the official protocol and hyper-parameters
 /// (replay share drawn over each group, β 0.2 / 0.25 / 0.25 / 0.2, lr 1e-2 cosine to 1e-5),
@@ -114,56 +140,32 @@ fn cub_model(
     Ok(cache.load(lora, seed, device)?)
 }
 
-fn run() -> Result<(), CliError> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(mut flags) = Flags::parse(&args, &[], USAGE)? else {
-        return Ok(());
-    };
-    let out = flags
-        .path("out")
-        .unwrap_or_else(|| PathBuf::from("runs/forget_cub"));
-    let device = compute_device(&mut flags)?.autodiff();
+fn run(cli: Cli) -> Result<(), CliError> {
+    let out = cli.out;
+    let device = cli.device.device()?.autodiff();
     let cache = ClassifierDir::new(out.join("pretrained"));
-    let (data, weights) = (flags.path("data"), flags.path("weights"));
 
-    let (config, dataset, preprocess, model) = match (data, weights) {
-        (None, None) => {
-            let config = forget_config(&mut flags, embedded_defaults())?;
-            let pretrain = PretrainConfig {
-                epochs: flags.number("pretrain-epochs", PretrainConfig::default().epochs)?,
-                seed: config.seed,
-                ..PretrainConfig::default()
-            };
-            flags.finish()?;
-            config.validate()?;
-            let dataset = embedded_dataset(config.seed);
-            let lora = config.lora.clone();
-            let model = load_or_pretrain(&cache, &dataset, &pretrain, &lora, &device)?;
-            (config, dataset, EMBEDDED_PREPROCESS, model)
-        }
+    let (config, dataset, preprocess, model) = match (cli.data, cli.weights) {
         (Some(data), Some(weights)) => {
             let CheckpointFiles {
                 config: model_config,
                 weights,
-            } = CheckpointFiles::locate(&weights, flags.path("config"))?;
-            let image_size = flags.number("image-size", 224)?;
-            let config = forget_config(&mut flags, ForgetConfig::default())?;
+            } = CheckpointFiles::locate(&weights, cli.model_config)?;
+            let config = cli.forget.config(ForgetConfig::default())?;
+            config.validate()?;
             ensure_disjoint(
                 &[("--out", &out)],
                 &[
                     ("--data", &data),
                     ("--weights", &weights),
-                    ("--config", &model_config),
+                    ("--model-config", &model_config),
                 ],
             )?;
-            let preprocess = checkpoint_preprocess(&model_config, Some(image_size), None)?;
-            let mut options = load_options(
-                &mut flags,
-                forget_load_options(&config, preprocess.resize_side(), 0),
-            )?;
+            let preprocess = checkpoint_preprocess(&model_config, Some(cli.image_size), None)?;
+            let mut options =
+                cli.data_args
+                    .options(forget_load_options(&config, preprocess.resize_side(), 0));
             options.max_classes = options.max_classes.or(Some(100));
-            flags.finish()?;
-            config.validate()?;
             let dataset = open_dataset(&data, &options)?;
             let lora = config.lora.clone();
             let model = cub_model(
@@ -178,9 +180,26 @@ fn run() -> Result<(), CliError> {
             (config, dataset, preprocess, model)
         }
         _ => {
-            return Err(CliError::Usage(format!(
-                "--data and --weights go together\n\n{USAGE}"
-            )));
+            if cli.data_args != DataArgs::default() {
+                return Err(CliError::Usage(
+                    "the embedded data has fixed splits and classes: the data flags apply to \
+                     --data"
+                        .into(),
+                ));
+            }
+            let config = cli.forget.config(embedded_defaults())?;
+            config.validate()?;
+            let pretrain = PretrainConfig {
+                epochs: cli
+                    .pretrain_epochs
+                    .unwrap_or(PretrainConfig::default().epochs),
+                seed: config.seed,
+                ..PretrainConfig::default()
+            };
+            let dataset = embedded_dataset(config.seed);
+            let lora = config.lora.clone();
+            let model = load_or_pretrain(&cache, &dataset, &pretrain, &lora, &device)?;
+            (config, dataset, EMBEDDED_PREPROCESS, model)
         }
     };
     let run = RunDir::new(&out);
@@ -193,5 +212,8 @@ fn run() -> Result<(), CliError> {
 fn main() -> ExitCode {
     #[cfg(feature = "mimalloc")]
     gs_lora::allocator::keep_freed_memory();
-    exit_code(run())
+    match Cli::try_parse() {
+        Ok(cli) => exit_code(run(cli)),
+        Err(err) => clap_exit(&err),
+    }
 }

@@ -9,6 +9,5 @@ static ALLOCATOR: gs_lora::allocator::Allocator = gs_lora::allocator::Allocator;
 fn main() -> ExitCode {
     #[cfg(feature = "mimalloc")]
     gs_lora::allocator::keep_freed_memory();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    gs_lora::cli::main(&args)
+    gs_lora::cli::main(std::env::args_os().skip(1))
 }

@@ -1,8 +1,9 @@
 //! `gs-lora forward`: a checkpoint's outputs for a tensor file.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::tensor::{Bool, Device, Tensor, TensorData};
+use clap::Args;
 use gs_lora_core::LoraConfig;
 use gs_lora_models::deformable::DeformableDetr;
 use gs_lora_models::weights::{
@@ -13,99 +14,105 @@ use gs_lora_models::{ModelError, VisionTransformer, VitOutput};
 
 use gs_lora_train::io::ensure_disjoint;
 
-use super::{CliError, Flags, compute_device};
+use super::{CliError, DeviceArgs};
 
-const USAGE: &str = "\
-usage: gs-lora forward --weights W [--config CONFIG.json] [--adapters DIR] \\
-                       --input IN.safetensors --output OUT.safetensors [--allow-non-finite]
-                       [--backend flex|ndarray|wgpu|cuda] [--fused on|off]
+/// The flags of `gs-lora forward` (its help is on [`Command`](super::Command)).
+#[derive(Debug, Args)]
+pub struct ForwardCommand {
+    /// A weights file (.safetensors, .pth, or a shard index *.index.json), a model folder, or a
+    /// Hugging Face repo id such as facebook/dinov2-small[@revision], read from the local cache
+    /// (HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub; never downloaded).
+    #[arg(long, value_name = "W")]
+    weights: PathBuf,
+    /// The checkpoint's config.json (default: the one found with the weights).
+    #[arg(long, value_name = "CONFIG.json")]
+    model_config: Option<PathBuf>,
+    /// LoRA adapters saved by gs-lora or by PEFT (adapter_config.json +
+    /// adapter_model.safetensors, on the ViT's fc1/fc2), applied first.
+    #[arg(long, value_name = "DIR")]
+    adapters: Option<PathBuf>,
+    /// The input tensors.
+    #[arg(long, value_name = "IN.safetensors")]
+    input: PathBuf,
+    /// Where the outputs are written.
+    #[arg(long, value_name = "OUT.safetensors")]
+    output: PathBuf,
+    /// Accepts weights or inputs holding NaN or infinite values (refused otherwise).
+    #[arg(long)]
+    allow_non_finite: bool,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
 
-W is a weights file (.safetensors, .pth, or a shard index *.index.json), a model folder, or a
-Hugging Face repo id such as facebook/dinov2-small[@revision], read from the local cache
-(HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub; never downloaded). --config defaults to
-the config.json found with the weights. --adapters DIR applies LoRA adapters saved by gs-lora
-or by PEFT (adapter_config.json + adapter_model.safetensors, on the ViT's fc1/fc2) first.
-
-Runs a checkpoint on the tensor `pixel_values` [B, C, H, W] of IN and writes to OUT:
-- timm ViT, Hugging Face ViT or DINOv2, GS-LoRA face ViT: `last_hidden_state`, `pooler_output`
-  (where the format has one) and `logits` (where the model has a head);
-- Hugging Face Deformable DETR (`model_type` `deformable_detr`): `logits` [B, Q, C] and
-  `pred_boxes` [B, Q, 4] (cx, cy, w, h normalised); a padded batch passes `pixel_mask` [B, H, W]
-  in IN (non-zero on real pixels, floating point), as the Hugging Face image processor makes it.
-Weights or inputs holding NaN or infinite values are refused unless --allow-non-finite is given.
-OUT may not be any of the input files.";
-
-pub(super) fn run(args: &[String]) -> Result<(), CliError> {
-    let Some(mut flags) = Flags::parse(args, &["allow-non-finite"], USAGE)? else {
-        return Ok(());
-    };
-    let config = flags.path("config");
-    let CheckpointFiles { config, weights } =
-        CheckpointFiles::locate(&flags.required_path("weights")?, config)?;
-    let adapters = flags.path("adapters");
-    let (input, output) = (
-        flags.required_path("input")?,
-        flags.required_path("output")?,
-    );
-    let device = compute_device(&mut flags)?;
-    set_allow_non_finite(flags.switch("allow-non-finite"));
-    flags.finish()?;
-    ensure_disjoint(
-        &[("--output", &output)],
-        &[
-            ("--config", &config),
-            ("--weights", &weights),
-            ("--input", &input),
-        ],
-    )?;
-    if let Some(adapters) = &adapters {
-        ensure_disjoint(&[("--output", &output)], &[("--adapters", adapters)])?;
-    }
-
-    let pixels = read_tensor(&input, "pixel_values")?;
-    let shape = pixels.shape().to_vec();
-    if shape.len() != 4 || shape[0] == 0 {
-        return Err(ModelError::Input {
-            expected: "pixel_values of rank 4 [B, C, H, W] with at least one image".into(),
-            found: format!("shape {shape:?} in {}", input.display()),
+impl ForwardCommand {
+    pub(super) fn run(self) -> Result<(), CliError> {
+        let CheckpointFiles { config, weights } =
+            CheckpointFiles::locate(&self.weights, self.model_config)?;
+        let (adapters, input, output) = (self.adapters, self.input, self.output);
+        let device = self.device.device()?;
+        set_allow_non_finite(self.allow_non_finite);
+        ensure_disjoint(
+            &[("--output", &output)],
+            &[
+                ("--model-config", &config),
+                ("--weights", &weights),
+                ("--input", &input),
+            ],
+        )?;
+        if let Some(adapters) = &adapters {
+            ensure_disjoint(&[("--output", &output)], &[("--adapters", adapters)])?;
         }
-        .into());
-    }
-    let pixels = Tensor::<4>::from_data(pixels, &device);
-    let tensors = match is_deformable_detr(&config) {
-        true if adapters.is_some() => {
-            return Err(CliError::Usage(format!(
-                "--adapters applies to ViT checkpoints; {} is a Deformable DETR\n\n{USAGE}",
-                config.display()
-            )));
-        }
-        true => {
-            let model =
-                DeformableDetr::from_pretrained(&config, &weights, &LoraConfig::new(), 0, &device)?;
-            let result = model.forward_masked(pixels, pixel_mask(&input, &device)?)?;
-            vec![
-                ("logits".to_string(), result.logits.into_data()),
-                ("pred_boxes".to_string(), result.pred_boxes.into_data()),
-            ]
-        }
-        false => {
-            let mut model = VisionTransformer::from_pretrained(
-                &config,
-                &weights,
-                &LoraConfig::new(),
-                0,
-                &device,
-            )?;
-            if let Some(adapters) = &adapters {
-                model.load_adapters(adapters)?;
+
+        let pixels = read_tensor(&input, "pixel_values")?;
+        let shape = pixels.shape().to_vec();
+        if shape.len() != 4 || shape[0] == 0 {
+            return Err(ModelError::Input {
+                expected: "pixel_values of rank 4 [B, C, H, W] with at least one image".into(),
+                found: format!("shape {shape:?} in {}", input.display()),
             }
-            vit_outputs(model.forward(pixels)?)
+            .into());
         }
-    };
-    let names: Vec<String> = tensors.iter().map(|(name, _)| name.clone()).collect();
-    write_tensors(&output, tensors)?;
-    println!("wrote {} to {}", names.join(", "), output.display());
-    Ok(())
+        let pixels = Tensor::<4>::from_data(pixels, &device);
+        let tensors = match is_deformable_detr(&config) {
+            true if adapters.is_some() => {
+                return Err(CliError::Usage(format!(
+                    "--adapters applies to ViT checkpoints; {} is a Deformable DETR",
+                    config.display()
+                )));
+            }
+            true => {
+                let model = DeformableDetr::from_pretrained(
+                    &config,
+                    &weights,
+                    &LoraConfig::new(),
+                    0,
+                    &device,
+                )?;
+                let result = model.forward_masked(pixels, pixel_mask(&input, &device)?)?;
+                vec![
+                    ("logits".to_string(), result.logits.into_data()),
+                    ("pred_boxes".to_string(), result.pred_boxes.into_data()),
+                ]
+            }
+            false => {
+                let mut model = VisionTransformer::from_pretrained(
+                    &config,
+                    &weights,
+                    &LoraConfig::new(),
+                    0,
+                    &device,
+                )?;
+                if let Some(adapters) = &adapters {
+                    model.load_adapters(adapters)?;
+                }
+                vit_outputs(model.forward(pixels)?)
+            }
+        };
+        let names: Vec<String> = tensors.iter().map(|(name, _)| name.clone()).collect();
+        write_tensors(&output, tensors)?;
+        println!("wrote {} to {}", names.join(", "), output.display());
+        Ok(())
+    }
 }
 
 /// The `pixel_mask` of the input file, when it has one (values other than 0 are real pixels).

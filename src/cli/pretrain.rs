@@ -2,6 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
 use gs_lora_core::LoraConfig;
 use gs_lora_models::weights::CheckpointFiles;
 use gs_lora_train::classification::data::LoadOptions;
@@ -14,40 +17,84 @@ use gs_lora_train::classification::{
 use gs_lora_train::image::{Normalization, Preprocess};
 use gs_lora_train::io::ensure_disjoint;
 
-use super::{CliError, Flags, compute_device, is_embedded, load_options, open_dataset};
+use super::args::on_off;
+use super::run_file::read_settings;
+use super::{CliError, DataArgs, DeviceArgs, is_embedded, open_dataset, overlay};
 
-/// The usage text, with the defaults of [`PretrainConfig`] and [`ProbeConfig`] (written there
-/// only).
-fn usage() -> String {
+/// The flags of `gs-lora pretrain` (its help is on [`Command`](super::Command)).
+#[derive(Debug, Args)]
+#[command(after_long_help = after_help())]
+pub struct PretrainCommand {
+    /// The dataset.
+    #[arg(long, value_name = "D")]
+    data: PathBuf,
+    /// The model directory written.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// A pretrained checkpoint (timm ViT, Hugging Face ViT or DINOv2): a .safetensors, .pth or
+    /// shard index file, a model folder, or a Hugging Face repo id such as
+    /// facebook/dinov2-small[@revision] read from the local cache, never downloaded.
+    #[arg(long, value_name = "W")]
+    weights: Option<PathBuf>,
+    /// The checkpoint's config.json (default: the one found with the weights).
+    #[arg(long, value_name = "CONFIG.json", requires = "weights")]
+    model_config: Option<PathBuf>,
+    /// Cuts the checkpoint's own head to D's classes by name (one head class per line, in
+    /// head order: the official ImageNet-1k -> 100 cut with imagenet_folder_names.txt);
+    /// implies --keep-head on.
+    #[arg(long, value_name = "NAMES.txt", requires = "weights")]
+    head_classes: Option<PathBuf>,
+    /// The settings of an earlier pretraining (the pretrain.json it wrote) replace the
+    /// defaults; the other flags override them.
+    #[arg(long, value_name = "PRETRAIN.json")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    settings: PretrainSettings,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+/// The settings of a pretraining, as flags and as `pretrain.json` (the values used, written
+/// with the model).
+#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainSettings {
+    /// Keeps the checkpoint's own head instead of training one (the official protocol: the
+    /// face CosFace head; it must have D's classes, in D's order).
+    #[arg(long, value_name = "on|off", value_parser = on_off())]
+    keep_head: Option<bool>,
+    /// Side of the square model input.
+    #[arg(long, value_name = "S")]
+    image_size: Option<usize>,
+    /// Share of the resized image the centre crop keeps (default: the format's: face ViT 1
+    /// with raw [0, 1] pixels; Hugging Face from preprocessor_config.json; timm from
+    /// pretrained_cfg; else 0.875 with ImageNet statistics; 1 without --weights).
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
+    crop_pct: Option<f64>,
+    /// Training epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Images per batch.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Learning rate.
+    #[arg(long, allow_negative_numbers = true)]
+    lr: Option<f64>,
+    /// Seed of training only (--split-seed chooses the validation images).
+    #[arg(long)]
+    seed: Option<u64>,
+    #[command(flatten)]
+    #[serde(default)]
+    data: DataArgs,
+}
+
+/// The defaults under `gs-lora pretrain --help`, from [`PretrainConfig`] and [`ProbeConfig`]
+/// (written there only).
+fn after_help() -> String {
     let (scratch, probe) = (PretrainConfig::default(), ProbeConfig::default());
     format!(
-        "\
-usage: gs-lora pretrain --data D --out DIR [--weights W [--config C.json]
-                        [--keep-head on | --head-classes NAMES.txt]]
-                        [--image-size S] [--crop-pct P] [--epochs E] [--batch-size B] [--lr LR]
-                        [--val-fraction F] [--max-classes N] [--train-per-class N]
-                        [--eval-per-class N] [--split-seed 0] [--backend flex|ndarray|wgpu|cuda]
-                        [--fused on|off] [--seed N]
-
-Without --weights, trains the embedded default's small ViT (patch 8; --image-size a multiple of
-8, default 32) from scratch on D: {} epochs, batch {}, lr {:e}, flips and shifts.
-With --weights (timm ViT, Hugging Face ViT or DINOv2: a .safetensors, .pth or shard index
-file, a model folder, or a Hugging Face repo id such as facebook/dinov2-small[@revision] read
-from the local cache, never downloaded; --config defaults to the config.json found with the
-weights), attaches a head of D's classes and trains it on the frozen backbone's cached
-embeddings (linear probe: {} epochs, batch {}, lr {:e}); --image-size defaults to the
-config's and must be a multiple of its patch size. --keep-head on keeps the checkpoint's own
-head instead (the official protocol: the face CosFace head; it must have D's classes, in D's
-order), --head-classes NAMES.txt cuts it to D's classes by name (one head class per line, in
-head order: the official ImageNet-1k -> 100 cut with imagenet_folder_names.txt). --crop-pct to the format's (face ViT 1 with
-raw [0, 1] pixels; Hugging Face from preprocessor_config.json; timm from pretrained_cfg; else
-0.875 with ImageNet statistics) and, without --weights, to 1.
---split-seed chooses which training images become validation images when D has no validation
-split (and which the per-class caps keep); --seed seeds training only. Writes DIR/config.json,
-DIR/model.safetensors and DIR/gs_lora.json (class names, preprocessing, split seed: `eval` and
-`forget` load D with it, so other training seeds never measure on images DIR trained on),
-atomically; an existing DIR is replaced only if it is empty or a model directory, and DIR may not
-be, contain or lie inside --data, --weights or --config.",
+        "Defaults: from scratch {} epochs, batch {}, lr {:e}; linear probe {} epochs, batch {}, \
+         lr {:e}; --seed 0 --split-seed 0",
         scratch.epochs, scratch.batch_size, scratch.lr, probe.epochs, probe.batch_size, probe.lr,
     )
 }
@@ -82,146 +129,158 @@ impl Training {
             Training::FromScratch(_) => None,
         }
     }
+
+    /// The training hyper-parameters, as settings (none when the checkpoint's head is kept).
+    fn settings(&self) -> PretrainSettings {
+        let (epochs, batch_size, lr) = match self {
+            Training::Probe { probe, .. } => (probe.epochs, probe.batch_size, probe.lr),
+            Training::FromScratch(pretrain) => (pretrain.epochs, pretrain.batch_size, pretrain.lr),
+            Training::KeepHead { .. } => return PretrainSettings::default(),
+        };
+        PretrainSettings {
+            epochs: Some(epochs),
+            batch_size: Some(batch_size),
+            lr: Some(lr),
+            ..PretrainSettings::default()
+        }
+    }
 }
 
-pub(super) fn run(args: &[String]) -> Result<(), CliError> {
-    let Some(mut flags) = Flags::parse(args, &[], usage())? else {
-        return Ok(());
-    };
-    let data = flags.required_path("data")?;
-    let out = ClassifierDir::new(flags.required_path("out")?);
-    let config = flags.path("config");
-    let weights = match flags.path("weights") {
-        Some(weights) => Some(CheckpointFiles::locate(&weights, config.clone())?),
-        None => None,
-    };
-    let image_size = flags.optional("image-size")?;
-    let crop_pct: Option<f64> = flags.optional("crop-pct")?;
-    let epochs = flags.optional("epochs")?;
-    let batch_size = flags.optional("batch-size")?;
-    let lr = flags.optional("lr")?;
-    let seed = flags.number("seed", 0u64)?;
-    let names = flags.path("head-classes");
-    let keep_head = flags.on_off("keep-head", false)? || names.is_some();
-    let device = compute_device(&mut flags)?.autodiff();
-    // Every setting is checked before the data is read and anything is trained.
-    let training = match (weights, config) {
-        (Some(files), _) if keep_head => Training::KeepHead {
-            config: files.config,
-            weights: files.weights,
-            names,
-        },
-        (Some(files), _) => {
-            let defaults = ProbeConfig::default();
-            let probe = ProbeConfig {
-                epochs: epochs.unwrap_or(defaults.epochs),
-                batch_size: batch_size.unwrap_or(defaults.batch_size),
-                lr: lr.unwrap_or(defaults.lr),
-                seed,
-                ..defaults
-            };
-            probe.validate()?;
-            Training::Probe {
+impl PretrainCommand {
+    pub(super) fn run(self) -> Result<(), CliError> {
+        let settings = match &self.config {
+            Some(path) => overlay(&read_settings(path)?, &self.settings)?,
+            None => self.settings.clone(),
+        };
+        let out = ClassifierDir::new(&self.out);
+        let weights = match &self.weights {
+            Some(weights) => Some(CheckpointFiles::locate(weights, self.model_config.clone())?),
+            None => None,
+        };
+        let seed = settings.seed.unwrap_or(0);
+        let keep_head = settings.keep_head.unwrap_or(false) || self.head_classes.is_some();
+        let device = self.device.device()?.autodiff();
+        // Every setting is checked before the data is read and anything is trained.
+        let training = match weights {
+            Some(files) if keep_head => Training::KeepHead {
                 config: files.config,
                 weights: files.weights,
-                probe,
+                names: self.head_classes.clone(),
+            },
+            Some(files) => {
+                let defaults = ProbeConfig::default();
+                let probe = ProbeConfig {
+                    epochs: settings.epochs.unwrap_or(defaults.epochs),
+                    batch_size: settings.batch_size.unwrap_or(defaults.batch_size),
+                    lr: settings.lr.unwrap_or(defaults.lr),
+                    seed,
+                    ..defaults
+                };
+                probe.validate()?;
+                Training::Probe {
+                    config: files.config,
+                    weights: files.weights,
+                    probe,
+                }
             }
+            None if keep_head => {
+                return Err(CliError::Usage(
+                    "--keep-head on needs --weights (the checkpoint whose head is kept)".into(),
+                ));
+            }
+            None => {
+                let defaults = PretrainConfig::default();
+                let pretrain = PretrainConfig {
+                    epochs: settings.epochs.unwrap_or(defaults.epochs),
+                    batch_size: settings.batch_size.unwrap_or(defaults.batch_size),
+                    lr: settings.lr.unwrap_or(defaults.lr),
+                    seed,
+                    ..defaults
+                };
+                pretrain.validate()?;
+                Training::FromScratch(pretrain)
+            }
+        };
+        let mut inputs: Vec<(&str, &Path)> = Vec::new();
+        if !is_embedded(&self.data) {
+            inputs.push(("--data", self.data.as_path()));
         }
-        (None, Some(_)) => {
-            return Err(CliError::Usage(format!(
-                "--config needs --weights\n\n{}",
-                usage()
-            )));
+        if let Some((config, weights)) = training.checkpoint() {
+            inputs.extend([
+                ("--model-config", config.as_path()),
+                ("--weights", weights.as_path()),
+            ]);
         }
-        (None, None) if keep_head => {
-            return Err(CliError::Usage(format!(
-                "--keep-head and --head-classes need --weights\n\n{}",
-                usage()
-            )));
+        if let Some(names) = &self.head_classes {
+            inputs.push(("--head-classes", names.as_path()));
         }
-        (None, None) => {
-            let defaults = PretrainConfig::default();
-            let pretrain = PretrainConfig {
-                epochs: epochs.unwrap_or(defaults.epochs),
-                batch_size: batch_size.unwrap_or(defaults.batch_size),
-                lr: lr.unwrap_or(defaults.lr),
-                seed,
-                ..defaults
-            };
-            pretrain.validate()?;
-            Training::FromScratch(pretrain)
-        }
-    };
-    let mut inputs: Vec<(&str, &Path)> = Vec::new();
-    if !is_embedded(&data) {
-        inputs.push(("--data", data.as_path()));
-    }
-    if let Some((config, weights)) = training.checkpoint() {
-        inputs.extend([
-            ("--config", config.as_path()),
-            ("--weights", weights.as_path()),
-        ]);
-    }
-    if let Training::KeepHead {
-        names: Some(names), ..
-    } = &training
-    {
-        inputs.push(("--head-classes", names.as_path()));
-    }
-    ensure_disjoint(&[("--out", out.path())], &inputs)?;
-    out.ensure_writable()?;
-    let preprocess = match training.checkpoint() {
-        Some((config, _)) => checkpoint_preprocess(config, image_size, crop_pct)?,
-        None => Preprocess {
-            crop_pct: crop_pct.unwrap_or(1.0),
-            ..Preprocess::new(image_size.unwrap_or(32), 3, Normalization::HALF)
-        },
-    };
-    preprocess.validate()?;
-    let options = load_options(
-        &mut flags,
-        LoadOptions {
+        ensure_disjoint(&[("--out", out.path())], &inputs)?;
+        out.ensure_writable()?;
+        let preprocess = match training.checkpoint() {
+            Some((config, _)) => {
+                checkpoint_preprocess(config, settings.image_size, settings.crop_pct)?
+            }
+            None => Preprocess {
+                crop_pct: settings.crop_pct.unwrap_or(1.0),
+                ..Preprocess::new(settings.image_size.unwrap_or(32), 3, Normalization::HALF)
+            },
+        };
+        preprocess.validate()?;
+        let options = settings.data.options(LoadOptions {
             max_side: Some(preprocess.resize_side()),
             ..LoadOptions::default()
-        },
-    )?;
-    flags.finish()?;
+        });
 
-    let dataset = open_dataset(&data, &options)?;
-    let lora = LoraConfig::new();
-    let (model, accuracy) = match training {
-        Training::Probe {
-            config,
-            weights,
-            probe,
-        } => {
-            let backbone = load_backbone(&config, &weights, &preprocess, &lora, seed, &device)?;
-            linear_probe(backbone, &dataset, &preprocess, &probe, &device)?
-        }
-        Training::KeepHead {
-            config,
-            weights,
-            names,
-        } => {
-            let model = load_backbone(&config, &weights, &preprocess, &lora, seed, &device)?;
-            let model = keep_pretrained_head(model, names.as_deref(), &dataset.class_names)?;
-            let accuracy = val_accuracy(&model, &dataset, &preprocess, 64, &device)?;
-            (model, accuracy)
-        }
-        Training::FromScratch(pretrain) => {
-            pretrain_from_scratch(&dataset, &preprocess, &pretrain, &lora, &device)?
-        }
-    };
-    let info = ClassifierInfo {
-        class_names: dataset.class_names.clone(),
-        preprocess,
-        forgotten: Vec::new(),
-        split_seed: dataset.split_seed,
-    };
-    out.save(&model, &info)?;
-    println!(
-        "validation accuracy {accuracy:.2}%; model saved in {}",
-        out.path().display()
-    );
-    Ok(())
+        let dataset = open_dataset(&self.data, &options)?;
+        let used = PretrainSettings {
+            keep_head: Some(keep_head),
+            image_size: Some(preprocess.image_size),
+            crop_pct: Some(preprocess.crop_pct),
+            seed: Some(seed),
+            data: DataArgs {
+                val_fraction: Some(options.val_fraction),
+                max_classes: options.max_classes,
+                train_per_class: options.train_per_class,
+                eval_per_class: options.eval_per_class,
+                split_seed: Some(options.seed),
+            },
+            ..training.settings()
+        };
+        let lora = LoraConfig::new();
+        let (model, accuracy) = match training {
+            Training::Probe {
+                config,
+                weights,
+                probe,
+            } => {
+                let backbone = load_backbone(&config, &weights, &preprocess, &lora, seed, &device)?;
+                linear_probe(backbone, &dataset, &preprocess, &probe, &device)?
+            }
+            Training::KeepHead {
+                config,
+                weights,
+                names,
+            } => {
+                let model = load_backbone(&config, &weights, &preprocess, &lora, seed, &device)?;
+                let model = keep_pretrained_head(model, names.as_deref(), &dataset.class_names)?;
+                let accuracy = val_accuracy(&model, &dataset, &preprocess, 64, &device)?;
+                (model, accuracy)
+            }
+            Training::FromScratch(pretrain) => {
+                pretrain_from_scratch(&dataset, &preprocess, &pretrain, &lora, &device)?
+            }
+        };
+        let info = ClassifierInfo {
+            class_names: dataset.class_names.clone(),
+            preprocess,
+            forgotten: Vec::new(),
+            split_seed: dataset.split_seed,
+        };
+        out.save_with_settings(&model, &info, &used)?;
+        println!(
+            "validation accuracy {accuracy:.2}%; model saved in {}",
+            out.path().display()
+        );
+        Ok(())
+    }
 }

@@ -62,7 +62,7 @@ fn forward_writes_the_reference_outputs_for_every_format() {
         let path = |p: &Path| p.to_str().expect("utf-8 path").to_string();
         let run = gs_lora(&[
             "forward",
-            "--config",
+            "--model-config",
             &path(&dir.join("config.json")),
             "--weights",
             &path(&dir),
@@ -96,15 +96,15 @@ fn forward_writes_the_reference_outputs_for_every_format() {
 
 #[test]
 fn bad_invocations_fail_with_a_message() {
-    let run = gs_lora(&["forward", "--config", "x.json"]);
+    let run = gs_lora(&["forward", "--model-config", "x.json"]);
     assert_eq!(run.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&run.stderr).contains("missing `--weights`"));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("required arguments were not provided"));
 
     let dir = fixture("timm_token");
     let path = |p: PathBuf| p.to_str().expect("utf-8").to_string();
     let run = gs_lora(&[
         "forward",
-        "--config",
+        "--model-config",
         &path(dir.join("config.json")),
         "--weights",
         &path(dir.join("model.safetensors")),

@@ -5,5 +5,6 @@
 mod common;
 
 mod cli;
+mod command_line;
 mod forward_cli;
 mod reliability;

@@ -202,7 +202,7 @@ fn outputs_never_replace_inputs() {
     fails(
         &[
             "forward",
-            "--config",
+            "--model-config",
             arg(&dir.join("config.json")),
             "--weights",
             arg(&weights),
@@ -356,7 +356,7 @@ fn forward_refuses_empty_non_finite_and_unwritable() {
     let forward = |weights: &Path, input: &Path, output: &Path, extra: &[&str]| {
         let mut args = vec![
             "forward",
-            "--config",
+            "--model-config",
             arg(&config),
             "--weights",
             arg(weights),
@@ -465,7 +465,7 @@ fn a_bad_data_offset_names_its_own_tensor() {
     fails(
         &[
             "forward",
-            "--config",
+            "--model-config",
             arg(&fixture("timm_token").join("config.json")),
             "--weights",
             arg(&path),

@@ -4,9 +4,11 @@
 
 use gs_lora_core::loss::PrototypeLossConfig;
 use gs_lora_core::{GroupLassoConfig, LoraConfig};
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Result, TrainError};
+use crate::error::{Result, TrainError, io};
 use crate::protocol::{ClassOrder, Preset};
 
 /// The forgetting method a run uses (its [`Method`](crate::engine::Method) is built from it).
@@ -18,6 +20,15 @@ pub enum MethodKind {
     /// GS-LoRA++: GS-LoRA plus the prototype KL losses.
     #[serde(rename = "gs-lora++", alias = "gs-lora-plus-plus")]
     GsLoraPlusPlus,
+}
+
+impl std::fmt::Display for MethodKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MethodKind::GsLora => "gs-lora",
+            MethodKind::GsLoraPlusPlus => "gs-lora++",
+        })
+    }
 }
 
 impl std::str::FromStr for MethodKind {
@@ -242,6 +253,20 @@ const FLAT_KEYS: [(&str, &str, &str); 8] = [
 ];
 
 impl ForgetConfig {
+    /// The settings a run saved (its `config.json`), in either form [`from_json`](Self::from_json)
+    /// reads.
+    ///
+    /// # Errors
+    /// [`TrainError::Io`] when the file cannot be read, [`TrainError::Format`] naming it when
+    /// it is not a config.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(io(path))?;
+        Self::from_json(&text).map_err(|err| TrainError::Format {
+            path: path.to_path_buf(),
+            message: err.to_string(),
+        })
+    }
+
     /// Settings from `config.json` text, in the nested form or the flat one of earlier
     /// versions (whose keys move into their sections).
     ///

@@ -5,6 +5,7 @@
 //! DIR/config.json        the architecture (the checkpoint's own format)
 //! DIR/model.safetensors  merged weights, no adapters
 //! DIR/gs_lora.json       class names by label, input preprocessing, classes forgotten so far
+//! DIR/pretrain.json      the settings `gs-lora pretrain` used (only in its output)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -21,7 +22,16 @@ use crate::io::{ensure_replaceable, replace_dir, write_json};
 use crate::record::validate_record;
 
 /// The files of a model directory; a directory holding anything else is never replaced.
-const FILES: [&str; 3] = ["config.json", "model.safetensors", "gs_lora.json"];
+const FILES: [&str; 4] = [
+    "config.json",
+    "model.safetensors",
+    "gs_lora.json",
+    SETTINGS_FILE,
+];
+
+/// The file of a model directory that records how it was trained (written by
+/// [`ClassifierDir::save_with_settings`]).
+pub const SETTINGS_FILE: &str = "pretrain.json";
 
 /// What a model directory records beside the weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,9 +131,36 @@ impl ClassifierDir {
     /// A directory holding other files (refused, untouched), file errors, or a model whose
     /// adapters cannot be merged.
     pub fn save(&self, model: &VisionTransformer, info: &ClassifierInfo) -> Result<()> {
+        self.write(model, info, None::<&()>)
+    }
+
+    /// [`save`](Self::save), with the settings that trained the model as [`SETTINGS_FILE`]
+    /// in the same atomic replacement.
+    ///
+    /// # Errors
+    /// As [`save`](Self::save).
+    pub fn save_with_settings(
+        &self,
+        model: &VisionTransformer,
+        info: &ClassifierInfo,
+        settings: &impl Serialize,
+    ) -> Result<()> {
+        self.write(model, info, Some(settings))
+    }
+
+    fn write<S: Serialize>(
+        &self,
+        model: &VisionTransformer,
+        info: &ClassifierInfo,
+        settings: Option<&S>,
+    ) -> Result<()> {
         replace_dir(&self.0, &FILES, |tmp| {
             model.save_pretrained(tmp)?;
-            write_json(&tmp.join("gs_lora.json"), info)
+            write_json(&tmp.join("gs_lora.json"), info)?;
+            match settings {
+                Some(settings) => write_json(&tmp.join(SETTINGS_FILE), settings),
+                None => Ok(()),
+            }
         })
     }
 

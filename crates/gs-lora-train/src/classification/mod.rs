@@ -15,7 +15,7 @@ mod probe;
 
 pub use batch::{Batch, make_batch};
 pub use checkpoint_preprocess::checkpoint_preprocess;
-pub use classifier_dir::{ClassifierDir, ClassifierInfo};
+pub use classifier_dir::{ClassifierDir, ClassifierInfo, SETTINGS_FILE};
 pub use embedded::{
     EMBEDDED_PREPROCESS, embedded_config, embedded_dataset, load_or_pretrain, pretrain_from_scratch,
 };

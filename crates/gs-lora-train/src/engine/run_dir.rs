@@ -56,12 +56,7 @@ impl RunDir {
     /// Refuses to resume a run whose saved settings differ from `config` in anything but the
     /// number of tasks (which may grow).
     pub(crate) fn check_same_settings(&self, config: &ForgetConfig) -> Result<()> {
-        let path = self.config_path();
-        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-        let saved = ForgetConfig::from_json(&text).map_err(|err| TrainError::Format {
-            path: path.clone(),
-            message: err.to_string(),
-        })?;
+        let saved = ForgetConfig::from_file(&self.config_path())?;
         let comparable = ForgetConfig {
             tasks: saved.tasks,
             ..config.clone()

@@ -1,0 +1,624 @@
+//! The groups of flags several commands and the examples share: the device, data loading and
+//! the forgetting hyper-parameters (DESIGN.md §2). Every setting is an `Option`: absent, it
+//! keeps the value of the layer below (a run file, an official protocol, the defaults).
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use clap::Args;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use gs_lora_core::fused;
+use gs_lora_core::loss::PrototypeLossConfig;
+use gs_lora_core::{GroupLassoConfig, LoraConfig};
+use gs_lora_train::classification::data::{Dataset, LoadOptions};
+use gs_lora_train::classification::embedded_dataset;
+use gs_lora_train::protocol::{ClassOrder, PRESETS, Preset};
+use gs_lora_train::{EvalSplit, ForgetConfig, MethodKind, Replay};
+use serde::{Deserialize, Serialize};
+
+use super::CliError;
+use crate::backend;
+
+/// The parser of an `on|off` flag.
+pub(crate) fn on_off() -> impl TypedValueParser<Value = bool> {
+    PossibleValuesParser::new(["on", "off"]).map(|value| value == "on")
+}
+
+/// The compute device: `--backend` and `--fused`.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Device")]
+pub struct DeviceArgs {
+    /// Backend: flex (the pure-Rust CPU default), ndarray, wgpu or cuda (when compiled in).
+    #[arg(long, env = "BURN_DEVICE", value_name = "NAME")]
+    pub backend: Option<String>,
+    /// The fused CPU ops (on by default); off runs Burn's own ops: the same results to
+    /// rounding in another floating-point order, which is how a training result is checked
+    /// against the order of another CPU.
+    #[arg(long, env = "GS_LORA_FUSED", value_name = "on|off", value_parser = on_off())]
+    pub fused: Option<bool>,
+}
+
+impl DeviceArgs {
+    /// The device of `--backend` (Flex by default), with the fused CPU ops switched for the
+    /// whole process as `--fused` says.
+    ///
+    /// # Errors
+    /// An unknown or not compiled backend.
+    pub fn device(&self) -> Result<Device, CliError> {
+        let device = backend::device(self.backend.as_deref())?;
+        fused::set_enabled(self.fused.unwrap_or(true));
+        Ok(device)
+    }
+}
+
+/// Which images of a dataset are loaded ([`LoadOptions`]; the image size comes from the model).
+#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[command(next_help_heading = "Data")]
+pub struct DataArgs {
+    /// Share of each class's training images set aside for validation when the dataset has
+    /// no validation split.
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    pub val_fraction: Option<f64>,
+    /// Only the first N classes (in sorted folder order).
+    #[arg(long, value_name = "N")]
+    pub max_classes: Option<usize>,
+    /// At most N training images of each class.
+    #[arg(long, value_name = "N")]
+    pub train_per_class: Option<usize>,
+    /// At most N validation and N test images of each class.
+    #[arg(long, value_name = "N")]
+    pub eval_per_class: Option<usize>,
+    /// Which training images become validation images (and which the per-class caps keep);
+    /// defaults to the model's split, or 0 before there is a model. Never the run's --seed: a
+    /// run with another seed must not measure on images the model trained on.
+    #[arg(long, value_name = "S")]
+    pub split_seed: Option<u64>,
+}
+
+impl DataArgs {
+    /// These flags on top of `defaults`.
+    pub fn options(&self, defaults: LoadOptions) -> LoadOptions {
+        LoadOptions {
+            val_fraction: self.val_fraction.unwrap_or(defaults.val_fraction),
+            max_classes: self.max_classes.or(defaults.max_classes),
+            train_per_class: self.train_per_class.or(defaults.train_per_class),
+            eval_per_class: self.eval_per_class.or(defaults.eval_per_class),
+            seed: self.split_seed.unwrap_or(defaults.seed),
+            ..defaults
+        }
+    }
+}
+
+/// The data defaults of a forgetting run on a model that resizes to `max_side` and was trained
+/// on the split of `split_seed`: no validation split carved out of the training images when the
+/// run measures on the test split (it would only shrink the pool the subsets are drawn from).
+pub fn forget_load_options(config: &ForgetConfig, max_side: usize, split_seed: u64) -> LoadOptions {
+    let defaults = LoadOptions::default();
+    LoadOptions {
+        max_side: Some(max_side),
+        seed: split_seed,
+        val_fraction: match config.eval_split {
+            EvalSplit::Test => 0.0,
+            EvalSplit::Validation => defaults.val_fraction,
+        },
+        ..defaults
+    }
+}
+
+/// Whether `--data` names the generated default rather than a path.
+pub fn is_embedded(data: &Path) -> bool {
+    data == Path::new("embedded")
+}
+
+/// The dataset at `path` (`embedded` for the generated default), with its size printed.
+///
+/// # Errors
+/// The loader's error, or subset flags given with the embedded data (whose splits are fixed).
+pub fn open_dataset(path: &Path, options: &LoadOptions) -> Result<Dataset, CliError> {
+    let dataset = if is_embedded(path) {
+        let fixed = LoadOptions {
+            max_side: options.max_side,
+            seed: options.seed,
+            ..LoadOptions::default()
+        };
+        if *options != fixed {
+            return Err(CliError::Usage(
+                "--data embedded has fixed splits and classes: --val-fraction, --max-classes, \
+                 --train-per-class and --eval-per-class do not apply to it"
+                    .into(),
+            ));
+        }
+        embedded_dataset(options.seed)
+    } else {
+        Dataset::open(path, options)?
+    };
+    eprintln!(
+        "{}: {} classes, {} train / {} val / {} test images",
+        path.display(),
+        dataset.num_classes(),
+        dataset.train.len(),
+        dataset.val.len(),
+        dataset.test.len()
+    );
+    Ok(dataset)
+}
+
+/// The forgetting bound: `auto` (ln C + 1 per sample, or the reference's 105 on the batch mean)
+/// or a number.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BoundArg {
+    /// Chosen from the head's number of classes.
+    Auto,
+    /// This bound.
+    Value(f64),
+}
+
+impl std::str::FromStr for BoundArg {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "auto" => Ok(Self::Auto),
+            number => number
+                .parse()
+                .map(Self::Value)
+                .map_err(|_| format!("expected auto or a number, found `{number}`")),
+        }
+    }
+}
+
+/// Every forgetting hyper-parameter as a flag (the fields of [`ForgetConfig`]), over the
+/// settings of a run file (`--config`), an official experiment (`--protocol`) or the
+/// command's defaults.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Forgetting")]
+pub struct ForgetArgs {
+    /// The settings of an earlier run (the config.json it wrote) replace the defaults; the
+    /// other flags override them.
+    #[arg(long, value_name = "RUN.json", conflicts_with = "protocol")]
+    pub config: Option<PathBuf>,
+    /// Every value of an official experiment (PROTOCOL.md §1), which the other flags then
+    /// override.
+    #[arg(long, value_name = "NAME", value_parser = PossibleValuesParser::new(PRESETS.iter().map(|(name, _)| *name)))]
+    pub protocol: Option<String>,
+    /// Seed of the class order, the subsets, the adapters' initialisation and the batches.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Number of forgetting tasks.
+    #[arg(long)]
+    pub tasks: Option<usize>,
+    /// Classes erased by each task.
+    #[arg(long)]
+    pub forget_per_task: Option<usize>,
+    /// Never trains on the first O classes of the order and reports their accuracy (acc_m)
+    /// and that of the remaining and missing classes together (acc_rm); official open
+    /// setting: 5.
+    #[arg(long, value_name = "O")]
+    pub missing_classes: Option<usize>,
+    /// The class order: a shuffle seeded by --seed (`seeded`), or the official code's
+    /// (`python:1337` for its face and ImageNet runs, `numpy:123` for COCO).
+    #[arg(long, value_name = "seeded|python:SEED|numpy:SEED")]
+    pub class_order: Option<ClassOrder>,
+    /// Where accuracy is measured: the test split, as the official code, or the validation
+    /// split for a dataset without one.
+    #[arg(long, value_name = "test|validation")]
+    pub eval_split: Option<EvalSplit>,
+    /// Scores a CosFace head with its training margin on the true class, as the official
+    /// code does (it reads the test labels: only to reproduce the official face numbers).
+    #[arg(long, value_name = "on|off", value_parser = on_off())]
+    pub eval_margin: Option<bool>,
+    /// gs-lora or gs-lora++ (prototype losses for the few-shot case).
+    #[arg(long, value_name = "gs-lora|gs-lora++")]
+    pub method: Option<MethodKind>,
+    /// Keeps K training images of every class.
+    #[arg(long, value_name = "K", group = "replay")]
+    pub few_shot: Option<usize>,
+    /// Draws K × #classes images over each group (the official COCO draw).
+    #[arg(long, value_name = "K", group = "replay")]
+    pub group_few_shot: Option<usize>,
+    /// Replays floor(F·n) images drawn over each whole group (the official draw, which can
+    /// leave classes with few images out of the retention loss).
+    #[arg(long, value_name = "F", group = "replay")]
+    pub replay_fraction: Option<f64>,
+    /// Replays ⌈F·n⌉ training images of every class.
+    #[arg(long, value_name = "F", group = "replay")]
+    pub replay_stratified: Option<f64>,
+    /// Epochs per task.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Every task takes at least S optimizer steps: an epoch cycles the remaining-class batches
+    /// up to ⌈S / epochs⌉ steps when one pass is shorter (0: one pass, as the official loop).
+    #[arg(long, value_name = "S")]
+    pub min_steps: Option<usize>,
+    /// Images per batch, of the forget and of the remaining classes each.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// LoRA rank of the adapters.
+    #[arg(long)]
+    pub rank: Option<usize>,
+    /// LoRA scale numerator (scale = lora_alpha / rank).
+    #[arg(long, allow_negative_numbers = true)]
+    pub lora_alpha: Option<f64>,
+    /// Peak learning rate (AdamW, cosine per epoch).
+    #[arg(long, allow_negative_numbers = true)]
+    pub lr: Option<f64>,
+    /// Learning rate at the end of the cosine.
+    #[arg(long, allow_negative_numbers = true)]
+    pub min_lr: Option<f64>,
+    /// AdamW weight decay.
+    #[arg(long, allow_negative_numbers = true)]
+    pub weight_decay: Option<f64>,
+    /// Clips the gradients' global norm at N.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub clip_grad_norm: Option<f64>,
+    /// The forgetting bound BND of relu(BND − CE): auto (ln C + 1 per sample; 105 on the batch
+    /// mean) or a number.
+    #[arg(long, value_name = "auto|B", allow_negative_numbers = true)]
+    pub bnd: Option<BoundArg>,
+    /// Bounds each forget image's cross-entropy (on) or the batch mean (off, the official).
+    #[arg(long, value_name = "on|off", value_parser = on_off())]
+    pub bnd_per_sample: Option<bool>,
+    /// Weight β of the forgetting loss, one per task (the last repeats).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "B0,B1,...",
+        allow_negative_numbers = true
+    )]
+    pub beta: Option<Vec<f64>>,
+    /// Group-lasso weight α.
+    #[arg(long, allow_negative_numbers = true)]
+    pub alpha: Option<f64>,
+    /// Epochs with α = 0 at the start of each task (the paper's sparsity warm-up).
+    #[arg(long)]
+    pub alpha_warmup_epochs: Option<usize>,
+    /// α after the warm-up (default: --alpha).
+    #[arg(long, value_name = "A", allow_negative_numbers = true)]
+    pub big_alpha: Option<f64>,
+    /// The group soft-threshold after each step; off is the official code's behaviour (no
+    /// block's adapters become exactly zero).
+    #[arg(long, value_name = "on|off", value_parser = on_off())]
+    pub proximal: Option<bool>,
+    /// Bound of the prototype forgetting loss (GS-LoRA++).
+    #[arg(long, allow_negative_numbers = true)]
+    pub bnd_pro: Option<f64>,
+    /// Weight of the prototype forgetting loss.
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        conflicts_with = "pro_forget_weights"
+    )]
+    pub pro_forget_weight: Option<f64>,
+    /// Weight of the prototype forgetting loss, one per task.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "W0,W1,...",
+        allow_negative_numbers = true
+    )]
+    pub pro_forget_weights: Option<Vec<f64>>,
+    /// Weight of the prototype retention loss.
+    #[arg(long, allow_negative_numbers = true)]
+    pub pro_retain_weight: Option<f64>,
+    /// Every dropout rate of the model while training (default: the model's config: 0.1 for
+    /// the official face ViT and Deformable DETR's residual branches).
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
+    pub dropout: Option<f64>,
+    /// DETR's detection augmentation (flips, resizes, crops).
+    #[arg(long, value_name = "on|off", value_parser = on_off())]
+    pub augment: Option<bool>,
+}
+
+impl ForgetArgs {
+    /// The run's settings: these flags over the run file `--config`, else over the official
+    /// experiment `--protocol`, else over `defaults`.
+    ///
+    /// # Errors
+    /// A run file that cannot be read or parsed.
+    pub fn config(&self, defaults: ForgetConfig) -> Result<ForgetConfig, CliError> {
+        let base = match (&self.config, &self.protocol) {
+            (Some(path), _) => ForgetConfig::from_file(path)?,
+            (None, Some(name)) => name.parse::<Preset>()?.config(),
+            (None, None) => defaults,
+        };
+        let replay = match (
+            self.few_shot,
+            self.group_few_shot,
+            self.replay_fraction,
+            self.replay_stratified,
+        ) {
+            (Some(k), ..) => Replay::FewShot(k),
+            (_, Some(k), ..) => Replay::GroupFewShot(k),
+            (_, _, Some(f), _) => Replay::Fraction(f),
+            (.., Some(f)) => Replay::Stratified(f),
+            _ => base.replay,
+        };
+        let bnd = match self.bnd {
+            None => base.bnd,
+            Some(BoundArg::Auto) => None,
+            Some(BoundArg::Value(bound)) => Some(bound),
+        };
+        Ok(ForgetConfig {
+            protocol: base.protocol,
+            seed: self.seed.unwrap_or(base.seed),
+            tasks: self.tasks.unwrap_or(base.tasks),
+            forget_per_task: self.forget_per_task.unwrap_or(base.forget_per_task),
+            missing_classes: self.missing_classes.unwrap_or(base.missing_classes),
+            class_order: self.class_order.unwrap_or(base.class_order),
+            eval_split: self.eval_split.unwrap_or(base.eval_split),
+            eval_margin: self.eval_margin.unwrap_or(base.eval_margin),
+            method: self.method.unwrap_or(base.method),
+            replay,
+            epochs: self.epochs.unwrap_or(base.epochs),
+            min_steps: self.min_steps.unwrap_or(base.min_steps),
+            batch_size: self.batch_size.unwrap_or(base.batch_size),
+            lr: self.lr.unwrap_or(base.lr),
+            min_lr: self.min_lr.unwrap_or(base.min_lr),
+            weight_decay: self.weight_decay.unwrap_or(base.weight_decay),
+            clip_grad_norm: self.clip_grad_norm.or(base.clip_grad_norm),
+            bnd,
+            bnd_per_sample: self.bnd_per_sample.unwrap_or(base.bnd_per_sample),
+            beta: self.beta.clone().unwrap_or(base.beta),
+            lora: LoraConfig {
+                rank: self.rank.unwrap_or(base.lora.rank),
+                lora_alpha: self.lora_alpha.unwrap_or(base.lora.lora_alpha),
+                ..base.lora
+            },
+            group_lasso: GroupLassoConfig {
+                weight: self.alpha.unwrap_or(base.group_lasso.weight),
+                warmup_epochs: self
+                    .alpha_warmup_epochs
+                    .unwrap_or(base.group_lasso.warmup_epochs),
+                warmup_weight: self.big_alpha.or(base.group_lasso.warmup_weight),
+                proximal: self.proximal.unwrap_or(base.group_lasso.proximal),
+            },
+            prototype: PrototypeLossConfig {
+                bound: self.bnd_pro.unwrap_or(base.prototype.bound),
+                forget_weight: self
+                    .pro_forget_weight
+                    .unwrap_or(base.prototype.forget_weight),
+                retain_weight: self
+                    .pro_retain_weight
+                    .unwrap_or(base.prototype.retain_weight),
+            },
+            prototype_forget_weights: self
+                .pro_forget_weights
+                .clone()
+                .unwrap_or(base.prototype_forget_weights),
+            dropout: self.dropout.or(base.dropout),
+            augment: self.augment.unwrap_or(base.augment),
+        })
+    }
+}
+
+/// The values a run takes when no flag sets them, as a help paragraph (the defaults are
+/// written in [`ForgetConfig`] or the example's settings only).
+pub fn forget_defaults_help(defaults: &ForgetConfig) -> String {
+    let replay = match defaults.replay {
+        Replay::FewShot(k) => format!("--few-shot {k}"),
+        Replay::GroupFewShot(k) => format!("--group-few-shot {k}"),
+        Replay::Fraction(f) => format!("--replay-fraction {f}"),
+        Replay::Stratified(f) => format!("--replay-stratified {f}"),
+    };
+    let list = |values: &[f64]| {
+        let values: Vec<String> = values.iter().map(f64::to_string).collect();
+        values.join(",")
+    };
+    let on_off = |on: bool| if on { "on" } else { "off" };
+    let big_alpha = defaults
+        .group_lasso
+        .warmup_weight
+        .map_or(String::new(), |weight| format!(" --big-alpha {weight}"));
+    let d = defaults;
+    format!(
+        "Defaults: --seed {} --tasks {} --forget-per-task {} --missing-classes {} --method {} \
+         {replay} --epochs {} --min-steps {} --batch-size {} --rank {} --lora-alpha {} --lr {:e} \
+         --min-lr {:e} --weight-decay {} --bnd {} --bnd-per-sample {} --beta {} --alpha {:e} \
+         --alpha-warmup-epochs {}{big_alpha} --proximal {} --bnd-pro {} --pro-forget-weight {} \
+         --pro-retain-weight {}",
+        d.seed,
+        d.tasks,
+        d.forget_per_task,
+        d.missing_classes,
+        d.method,
+        d.epochs,
+        d.min_steps,
+        d.batch_size,
+        d.lora.rank,
+        d.lora.lora_alpha,
+        d.lr,
+        d.min_lr,
+        d.weight_decay,
+        d.bnd.map_or("auto".to_string(), |b| b.to_string()),
+        on_off(d.bnd_per_sample),
+        list(&d.beta),
+        d.group_lasso.weight,
+        d.group_lasso.warmup_epochs,
+        on_off(d.group_lasso.proximal),
+        d.prototype.bound,
+        d.prototype.forget_weight,
+        d.prototype.retain_weight,
+    )
+}
+
+/// The flag that sets the config field `name` (as [`TrainError::Setting`] names it): the field
+/// with `-` for `_`, except where the flag keeps the reference code's name.
+///
+/// [`TrainError::Setting`]: gs_lora_train::TrainError::Setting
+pub(crate) fn flag_for(name: &str) -> String {
+    const RENAMED: [(&str, &str); 10] = [
+        ("lora.rank", "rank"),
+        ("lora.lora_alpha", "lora-alpha"),
+        ("replay.fraction", "replay-fraction"),
+        ("replay.few_shot", "few-shot"),
+        ("group_lasso.weight", "alpha"),
+        ("group_lasso.warmup_weight", "big-alpha"),
+        ("prototype.bound", "bnd-pro"),
+        ("prototype.forget_weight", "pro-forget-weight"),
+        ("prototype.retain_weight", "pro-retain-weight"),
+        ("prototype_forget_weights", "pro-forget-weights"),
+    ];
+    let flag = RENAMED
+        .iter()
+        .find(|(field, _)| *field == name)
+        .map_or_else(|| name.replace('_', "-"), |(_, flag)| (*flag).to_string());
+    format!("--{flag}")
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        forget: ForgetArgs,
+    }
+
+    fn config(args: &[&str]) -> Result<ForgetConfig, String> {
+        let command = Command::try_parse_from(std::iter::once("test").chain(args.iter().copied()))
+            .map_err(|err| err.to_string())?;
+        command
+            .forget
+            .config(ForgetConfig::default())
+            .map_err(|err| err.to_string())
+    }
+
+    /// `--protocol` replaces the defaults with the official experiment's and is recorded; other
+    /// flags still override it. Catches the preset ignored, a flag losing to it, and the record
+    /// dropped from `config.json`.
+    #[test]
+    fn a_protocol_sets_the_defaults_and_flags_override_it() {
+        let found =
+            config(&["--protocol", "official-face-fewshot", "--epochs", "3"]).expect("config");
+        let preset = Preset::OfficialFaceFewshot.config();
+        assert_eq!(found.protocol, Some(Preset::OfficialFaceFewshot));
+        assert_eq!(found.epochs, 3);
+        assert_eq!(preset.min_steps, 0, "official: one pass per epoch");
+        let floor =
+            config(&["--protocol", "official-face-fewshot", "--min-steps=200"]).expect("config");
+        assert_eq!(floor.min_steps, 200);
+        assert_eq!(
+            ForgetConfig {
+                epochs: preset.epochs,
+                ..found
+            },
+            preset
+        );
+        assert_eq!(config(&[]).expect("plain").protocol, None);
+        let err = config(&["--protocol", "official-voc"]).expect_err("unknown");
+        assert!(err.contains("invalid value 'official-voc'"), "{err}");
+        assert!(
+            err.contains("official-face-fewshot"),
+            "lists the presets: {err}"
+        );
+    }
+
+    /// The bound, replay and dropout flags reach the config, over the defaults (per-sample
+    /// `ln C + 1`, stratified replay, the model's dropout) and over an official protocol's.
+    /// Catches a flag read under another name or dropped, `auto` not read, and two replay
+    /// flags accepted together.
+    #[test]
+    fn the_bound_replay_and_dropout_flags_reach_the_config() {
+        let plain = config(&[]).expect("plain");
+        assert_eq!(
+            (plain.bnd, plain.bnd_per_sample, plain.replay, plain.dropout),
+            (None, true, Replay::Stratified(0.1), None)
+        );
+        let set = config(&[
+            "--bnd-per-sample",
+            "off",
+            "--bnd=5",
+            "--dropout",
+            "0.1",
+            "--replay-fraction",
+            "0.2",
+            "--beta",
+            "0.1,0.3",
+        ])
+        .expect("flags");
+        assert!(!set.bnd_per_sample);
+        assert_eq!(
+            (set.bnd, set.dropout, set.replay, set.beta),
+            (Some(5.0), Some(0.1), Replay::Fraction(0.2), vec![0.1, 0.3])
+        );
+        let official = config(&["--protocol", "official-face"]).expect("preset");
+        assert_eq!(
+            (official.bnd, official.bnd_per_sample),
+            (Some(105.0), false)
+        );
+        let auto = config(&["--protocol", "official-face", "--bnd", "auto"]).expect("auto");
+        assert_eq!(auto.bnd, None);
+        let stratified = config(&["--replay-stratified", "0.3"]).expect("stratified");
+        assert_eq!(stratified.replay, Replay::Stratified(0.3));
+        let group = config(&["--group-few-shot", "32"]).expect("group few-shot");
+        assert_eq!(group.replay, Replay::GroupFewShot(32));
+        let negative = config(&["--alpha", "-1"]).expect("parsed, refused by validate");
+        assert_eq!(negative.group_lasso.weight, -1.0);
+        for (bad, needle) in [
+            (&["--bnd-per-sample", "yes"][..], "--bnd-per-sample"),
+            (&["--bnd", "big"], "expected auto or a number, found `big`"),
+            (
+                &["--replay-stratified", "0.1", "--few-shot", "2"],
+                "cannot be used with",
+            ),
+            (
+                &["--epoch", "3"],
+                "tip: a similar argument exists: '--epochs'",
+            ),
+        ] {
+            let err = config(bad).expect_err("refused");
+            assert!(err.contains(needle), "{bad:?}: {err}");
+        }
+    }
+
+    /// A run file replaces the defaults and the flags override it; `--protocol` with it is
+    /// refused. Catches the file ignored, a flag losing to the file, and a file read without
+    /// its nested sections.
+    #[test]
+    fn a_run_file_sets_the_defaults_and_flags_override_it() {
+        let dir = std::env::temp_dir().join(format!("gs-lora-run-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("config.json");
+        let saved = ForgetConfig {
+            epochs: 7,
+            lr: 3e-3,
+            group_lasso: GroupLassoConfig::new().with_warmup_epochs(2),
+            ..Preset::OfficialFace.config()
+        };
+        std::fs::write(&path, serde_json::to_string(&saved).expect("json")).expect("write");
+        let file = path.to_str().expect("utf-8");
+        assert_eq!(config(&["--config", file]).expect("file"), saved);
+        let overridden = config(&["--config", file, "--epochs", "2"]).expect("override");
+        assert_eq!(overridden, ForgetConfig { epochs: 2, ..saved });
+        let err = config(&["--config", file, "--protocol", "official-face"]).expect_err("both");
+        assert!(err.contains("cannot be used with"), "{err}");
+        std::fs::write(&path, "{\"epochs\": \"many\"}").expect("write");
+        let err = config(&["--config", file]).expect_err("malformed");
+        assert!(err.contains(file), "names the file: {err}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// The defaults paragraph shows the values the run takes. Catches it reading another
+    /// config than the one passed.
+    #[test]
+    fn the_defaults_help_shows_the_given_defaults() {
+        let help = forget_defaults_help(&ForgetConfig {
+            epochs: 10,
+            replay: Replay::Fraction(0.5),
+            bnd: Some(5.0),
+            ..ForgetConfig::default()
+        });
+        for needle in [
+            "--epochs 10 ",
+            "--replay-fraction 0.5 ",
+            "--bnd 5 ",
+            "--rank 8 ",
+        ] {
+            assert!(help.contains(needle), "`{needle}` in {help}");
+        }
+    }
+}

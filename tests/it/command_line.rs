@@ -152,6 +152,14 @@ fn pretrain_and_forget_run_again_from_their_settings_files() {
             "--seed=1",
         ],
     );
+    for plot in [
+        "accuracy.svg",
+        "accuracy.png",
+        "group_norms.svg",
+        "group_norms.png",
+    ] {
+        assert!(run.join(plot).is_file(), "{plot} written");
+    }
     let run_config = run.join("config.json");
     forget(&rerun, &["--config", arg(&run_config)]);
     assert_eq!(read(&run, "config.json"), read(&rerun, "config.json"));

@@ -30,6 +30,14 @@ pub enum TrainError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A plot could not be drawn.
+    #[error("drawing {path}: {message}")]
+    Plot {
+        /// The plot file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
     /// A saved file could not be parsed.
     #[error("{path}: {message}")]
     Format {

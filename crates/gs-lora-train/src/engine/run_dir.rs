@@ -5,7 +5,7 @@
 //! RUN/schedule.json           the class order and the tasks
 //! RUN/state.json              results and curves of the finished tasks
 //! RUN/checkpoints/task-N/     the merged model after task N
-//! RUN/results.json, curves.csv, *.svg   reports, rebuilt from the state
+//! RUN/results.json, curves.csv, *.svg, *.png   reports, rebuilt from the state
 //! ```
 
 use std::path::{Path, PathBuf};

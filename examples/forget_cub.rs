@@ -9,10 +9,13 @@
 //! backbone (cached), then 100-20 / 80-20 / 60-20 / 40-20 with the reference hyper-parameters.
 //!
 //! Result files go to `--out` (default `runs/forget_cub`); running again with the same `--out`
-//! resumes. Every flag of `gs-lora forget` is accepted.
+//! resumes. Every flag of `gs-lora forget` is accepted. With `--methods` (and `--seeds`) it
+//! compares methods instead, as `gs-lora compare` (OUT/METHOD/seed-S, OUT/comparison.md; on
+//! the embedded default each seed draws its own data and pretrained model).
 //!
 //! ```sh
 //! cargo run --release --example forget_cub
+//! cargo run --release --example forget_cub -- --methods gs-lora,lora,fine-tune,neg-grad+ --out runs/compare
 //! cargo run --release --example forget_cub -- --method gs-lora++ --few-shot 4 --out runs/fs
 //! cargo run --release --example forget_cub -- --data CUB_200_2011 --weights vit-b16/model.safetensors
 //! ```
@@ -36,10 +39,11 @@ use gs_lora::train::classification::{EMBEDDED_PREPROCESS, embedded_dataset, load
 use gs_lora::train::classification::{
     ProbeConfig, checkpoint_preprocess, linear_probe, load_backbone,
 };
+use gs_lora::train::compare::{CompareSettings, compare};
 use gs_lora::train::image::Preprocess;
 use gs_lora::train::io::ensure_disjoint;
-use gs_lora::train::report::results_table;
-use gs_lora::train::{ForgetConfig, Replay, RunDir};
+use gs_lora::train::report::{ComparisonRow, comparison_table, results_table};
+use gs_lora::train::{ForgetConfig, MethodKind, Replay, RunDir};
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -69,6 +73,22 @@ struct Cli {
     /// Epochs of the embedded model's pretraining.
     #[arg(long, conflicts_with = "data")]
     pretrain_epochs: Option<usize>,
+    /// Compares these methods (comma separated) instead of running one.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "M1,M2,…",
+        conflicts_with = "method"
+    )]
+    methods: Option<Vec<MethodKind>>,
+    /// The seeds of the comparison (comma separated; default 0).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "S1,S2,…",
+        requires = "methods"
+    )]
+    seeds: Option<Vec<u64>>,
     #[command(flatten)]
     forget: ForgetArgs,
     #[command(flatten)]
@@ -144,8 +164,15 @@ fn run(cli: Cli) -> Result<(), CliError> {
     let out = cli.out;
     let device = cli.device.device()?.autodiff();
     let cache = ClassifierDir::new(out.join("pretrained"));
+    let comparison = |config: &ForgetConfig| {
+        cli.methods.clone().map(|methods| CompareSettings {
+            methods,
+            seeds: cli.seeds.clone().unwrap_or_else(|| vec![config.seed]),
+            forget: config.clone(),
+        })
+    };
 
-    let (config, dataset, preprocess, model) = match (cli.data, cli.weights) {
+    match (cli.data, cli.weights) {
         (Some(data), Some(weights)) => {
             let CheckpointFiles {
                 config: model_config,
@@ -177,7 +204,23 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 config.seed,
                 &device,
             )?;
-            (config, dataset, preprocess, model)
+            match comparison(&config) {
+                Some(settings) => report(compare(&out, &settings, "acc", |config, run| {
+                    let model = cache.load(&config.lora, config.seed, &device)?;
+                    run_forgetting(model, &dataset, config, &preprocess, run, &device)
+                })?),
+                None => {
+                    let state = run_forgetting(
+                        model,
+                        &dataset,
+                        &config,
+                        &preprocess,
+                        &RunDir::new(&out),
+                        &device,
+                    )?;
+                    println!("\n{}", results_table(&state.results, "acc"));
+                }
+            }
         }
         _ => {
             if cli.data_args != DataArgs::default() {
@@ -189,24 +232,48 @@ fn run(cli: Cli) -> Result<(), CliError> {
             }
             let config = cli.forget.config(embedded_defaults())?;
             config.validate()?;
-            let pretrain = PretrainConfig {
-                epochs: cli
-                    .pretrain_epochs
-                    .unwrap_or(PretrainConfig::default().epochs),
-                seed: config.seed,
-                ..PretrainConfig::default()
+            // Each seed draws its own embedded data and pretrains its own model on it.
+            let embedded = |config: &ForgetConfig, cache: &ClassifierDir| {
+                let pretrain = PretrainConfig {
+                    epochs: cli
+                        .pretrain_epochs
+                        .unwrap_or(PretrainConfig::default().epochs),
+                    seed: config.seed,
+                    ..PretrainConfig::default()
+                };
+                let dataset = embedded_dataset(config.seed);
+                let model = load_or_pretrain(cache, &dataset, &pretrain, &config.lora, &device)?;
+                Ok::<_, gs_lora::train::TrainError>((dataset, model))
             };
-            let dataset = embedded_dataset(config.seed);
-            let lora = config.lora.clone();
-            let model = load_or_pretrain(&cache, &dataset, &pretrain, &lora, &device)?;
-            (config, dataset, EMBEDDED_PREPROCESS, model)
+            match comparison(&config) {
+                Some(settings) => report(compare(&out, &settings, "acc", |config, run| {
+                    let cache =
+                        ClassifierDir::new(out.join(format!("pretrained-seed-{}", config.seed)));
+                    let (dataset, model) = embedded(config, &cache)?;
+                    run_forgetting(model, &dataset, config, &EMBEDDED_PREPROCESS, run, &device)
+                })?),
+                None => {
+                    let (dataset, model) = embedded(&config, &cache)?;
+                    let state = run_forgetting(
+                        model,
+                        &dataset,
+                        &config,
+                        &EMBEDDED_PREPROCESS,
+                        &RunDir::new(&out),
+                        &device,
+                    )?;
+                    println!("\n{}", results_table(&state.results, "acc"));
+                }
+            }
         }
-    };
-    let run = RunDir::new(&out);
-    let state = run_forgetting(model, &dataset, &config, &preprocess, &run, &device)?;
-    println!("\n{}", results_table(&state.results, "acc"));
+    }
     println!("results, curves and plots in {}", out.display());
     Ok(())
+}
+
+/// Prints a comparison's table.
+fn report(rows: Vec<ComparisonRow>) {
+    println!("\n{}", comparison_table(&rows, "acc"));
 }
 
 fn main() -> ExitCode {

@@ -208,8 +208,9 @@ pub struct ForgetArgs {
     /// code does (it reads the test labels: only to reproduce the official face numbers).
     #[arg(long, value_name = "on|off", value_parser = on_off())]
     pub eval_margin: Option<bool>,
-    /// gs-lora or gs-lora++ (prototype losses for the few-shot case).
-    #[arg(long, value_name = "gs-lora|gs-lora++")]
+    /// gs-lora, gs-lora++ (prototype losses for the few-shot case), or a baseline: lora
+    /// (no group lasso), fine-tune (every parameter but the head, GS-LoRA's losses), neg-grad+.
+    #[arg(long, value_name = "METHOD")]
     pub method: Option<MethodKind>,
     /// Keeps K training images of every class.
     #[arg(long, value_name = "K", group = "replay")]

@@ -1,7 +1,8 @@
-//! The `gs-lora` command-line program: `pretrain`, `forget`, `eval`, `forward` and
+//! The `gs-lora` command-line program: `pretrain`, `forget`, `compare`, `eval`, `forward` and
 //! `completions`, and the groups of flags the examples share with it.
 
 mod args;
+mod compare;
 mod completions;
 mod eval;
 mod forget;
@@ -63,6 +64,14 @@ pub enum Command {
     /// the model's).
     #[command(after_long_help = forget::after_help())]
     Forget(Box<forget::ForgetCommand>),
+    /// Compare forgetting methods on one model: every method and seed on the same schedule,
+    /// one table (mean ± std over seeds) and plots.
+    ///
+    /// For example `gs-lora compare --data D --model DIR --out OUT --methods
+    /// gs-lora,lora,fine-tune,neg-grad+ --seeds 0,1,2` (any `forget` flag applies to every
+    /// run).
+    #[command(after_long_help = compare::AFTER_HELP)]
+    Compare(Box<compare::CompareCommand>),
     /// Accuracy of a model directory on a dataset, per class group.
     ///
     /// Prints the top-1 accuracy of the model in DIR (a `gs-lora pretrain` output or a
@@ -113,6 +122,7 @@ pub fn main(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> Exit
     exit_code(match cli.command {
         Command::Pretrain(command) => command.run(),
         Command::Forget(command) => command.run(),
+        Command::Compare(command) => command.run(),
         Command::Eval(command) => command.run(),
         Command::Forward(command) => command.run(),
         Command::Completions(command) => command.run(),

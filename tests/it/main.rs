@@ -6,5 +6,6 @@ mod common;
 
 mod cli;
 mod command_line;
+mod compare;
 mod forward_cli;
 mod reliability;

@@ -88,7 +88,9 @@ fn fingerprint(run: &Path) -> Vec<(String, Vec<u8>)> {
     )
     .expect("json");
     for task in results.as_array_mut().expect("tasks") {
-        task.as_object_mut().expect("task").remove("seconds");
+        let task = task.as_object_mut().expect("task");
+        task.remove("seconds");
+        task.remove("peak_rss_mib");
     }
     let mut parts = vec![("results.json".to_string(), results.to_string().into_bytes())];
     for name in ["curves.csv", "schedule.json", "config.json"] {

@@ -12,7 +12,7 @@ use crate::error::{Result, TrainError, io};
 use crate::protocol::{ClassOrder, Preset};
 
 /// The forgetting method a run uses (its [`Method`](crate::engine::Method) is built from it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MethodKind {
     /// GS-LoRA: retention + bounded forgetting + group lasso.
@@ -20,14 +20,50 @@ pub enum MethodKind {
     /// GS-LoRA++: GS-LoRA plus the prototype KL losses.
     #[serde(rename = "gs-lora++", alias = "gs-lora-plus-plus")]
     GsLoraPlusPlus,
+    /// GS-LoRA's adapters and losses without the group lasso: what the group sparsity buys.
+    Lora,
+    /// Every parameter but the head, with GS-LoRA's retention and bounded forgetting losses.
+    FineTune,
+    /// NegGrad+: every parameter but the head, descent on the remaining classes' cross-entropy
+    /// and ascent (weight `β`) on the forget classes'.
+    #[serde(rename = "neg-grad+", alias = "neg-grad-plus")]
+    NegGradPlus,
+}
+
+impl MethodKind {
+    /// Every method, in the order tables list them.
+    pub const ALL: [MethodKind; 5] = [
+        MethodKind::GsLora,
+        MethodKind::GsLoraPlusPlus,
+        MethodKind::Lora,
+        MethodKind::FineTune,
+        MethodKind::NegGradPlus,
+    ];
+
+    /// The method's name on the command line and in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            MethodKind::GsLora => "gs-lora",
+            MethodKind::GsLoraPlusPlus => "gs-lora++",
+            MethodKind::Lora => "lora",
+            MethodKind::FineTune => "fine-tune",
+            MethodKind::NegGradPlus => "neg-grad+",
+        }
+    }
+
+    /// Whether the method trains per-task LoRA adapters (otherwise every parameter but the
+    /// head).
+    pub fn trains_adapters(self) -> bool {
+        matches!(
+            self,
+            MethodKind::GsLora | MethodKind::GsLoraPlusPlus | MethodKind::Lora
+        )
+    }
 }
 
 impl std::fmt::Display for MethodKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            MethodKind::GsLora => "gs-lora",
-            MethodKind::GsLoraPlusPlus => "gs-lora++",
-        })
+        f.write_str(self.name())
     }
 }
 
@@ -35,13 +71,16 @@ impl std::str::FromStr for MethodKind {
     type Err = TrainError;
 
     fn from_str(name: &str) -> Result<Self> {
-        match name {
-            "gs-lora" => Ok(MethodKind::GsLora),
-            "gs-lora++" => Ok(MethodKind::GsLoraPlusPlus),
-            other => Err(TrainError::InvalidSetting(format!(
-                "unknown method `{other}`; expected gs-lora or gs-lora++"
-            ))),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|method| method.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|m| m.name()).collect();
+                TrainError::InvalidSetting(format!(
+                    "unknown method `{name}`; expected one of {}",
+                    names.join(", ")
+                ))
+            })
     }
 }
 
@@ -145,7 +184,7 @@ pub struct ForgetConfig {
     /// reported face numbers). Off by default; Linear heads have no margin.
     #[serde(default)]
     pub eval_margin: bool,
-    /// GS-LoRA or GS-LoRA++.
+    /// The forgetting method.
     pub method: MethodKind,
     /// Replay subset of the retention loss.
     pub replay: Replay,

@@ -24,7 +24,7 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
 }
 
 /// Serialises `value` as pretty JSON to `path`, atomically.
-pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(|err| TrainError::Format {
         path: path.to_path_buf(),
         message: err.to_string(),

@@ -14,12 +14,14 @@
 //!   progress line.
 
 pub mod classification;
+pub mod compare;
 pub mod config;
 pub mod detection;
 pub mod engine;
 mod error;
 pub mod image;
 pub mod io;
+pub mod membership;
 pub mod method;
 pub mod progress;
 pub mod protocol;

@@ -46,7 +46,11 @@ fn numbers(run: &RunDir, config: &ForgetConfig, model: VisionTransformer) -> Vec
     state
         .results
         .into_iter()
-        .map(|t| TaskResult { seconds: 0.0, ..t })
+        .map(|t| TaskResult {
+            seconds: 0.0,
+            peak_rss_mib: None,
+            ..t
+        })
         .collect()
 }
 

@@ -2055,6 +2055,13 @@ fn state_json() {
         group_norms: vec![0.5, 0.0, 1.25],
         zero_groups: vec![1],
         seconds: 12.5,
+        mia: (task > 0).then_some(gs_lora_train::membership::MiaEfficacy {
+            confidence: 97.5,
+            entropy: 90.0,
+            modified_entropy: 95.0,
+        }),
+        trainable_params: 1234,
+        peak_rss_mib: Some(512.5),
     };
     let record = |task: usize, epoch: usize| EpochRecord {
         task,

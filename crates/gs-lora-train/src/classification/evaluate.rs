@@ -1,6 +1,7 @@
 //! Accuracy of a model on an image set.
 
 use burn::module::Module;
+use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor};
 use gs_lora_core::ClassAccuracy;
 use gs_lora_models::vit::Head;
@@ -10,6 +11,7 @@ use super::batch::make_batch;
 use super::data::{Dataset, ImageSet};
 use crate::error::{Result, TrainError};
 use crate::image::Preprocess;
+use crate::membership::AttackFeatures;
 
 /// Per-class top-1 counts of `model` on every image of `set`, computed without autodiff.
 ///
@@ -43,6 +45,36 @@ pub fn class_accuracy(
         accuracy.update_logits(logits, &batch.labels)?;
     }
     Ok(accuracy)
+}
+
+/// The membership-attack features of `model`'s class distribution (softmax of its plain
+/// logits: what a deployed model outputs) on the images `indices` of `set`, without autodiff.
+///
+/// # Errors
+/// When the model has no head or the forward fails.
+pub(crate) fn attack_features(
+    model: &VisionTransformer,
+    set: &ImageSet,
+    indices: &[usize],
+    preprocess: &Preprocess,
+    batch_size: usize,
+    device: &Device,
+) -> Result<Vec<AttackFeatures>> {
+    let model = model.valid();
+    let device = device.clone().without_autodiff();
+    let mut features = Vec::with_capacity(indices.len());
+    for chunk in indices.chunks(batch_size.max(1)) {
+        let batch = make_batch(set, chunk, preprocess, None, &device);
+        let logits = model.forward(batch.images)?.logits.ok_or_else(no_head)?;
+        let classes = logits.dims()[1];
+        let probabilities = softmax(logits, 1)
+            .try_into_vec_as::<f64>()
+            .map_err(|e| TrainError::Data(format!("class probabilities: {e:?}")))?;
+        for (row, &label) in probabilities.chunks(classes).zip(&batch.labels) {
+            features.push(AttackFeatures::new(row, label)?);
+        }
+    }
+    Ok(features)
 }
 
 /// The logits GS-LoRA trains on: a CosFace head subtracts its margin from the true class's

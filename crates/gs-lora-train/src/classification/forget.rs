@@ -5,9 +5,10 @@
 
 use std::path::Path;
 
-use burn::module::Module;
+use burn::module::{Module, ParamId};
 use burn::tensor::{Device, Int, Tensor};
 use gs_lora_core::LoraConfig;
+use gs_lora_core::lora::derive_seed;
 use gs_lora_core::loss::{
     PrototypeAccumulator, Prototypes, forget_loss, forget_loss_per_sample, retain_loss,
 };
@@ -16,12 +17,15 @@ use gs_lora_models::VisionTransformer;
 use super::batch::{Batch, make_batch};
 use super::classifier_dir::{ClassifierDir, ClassifierInfo};
 use super::data::{Dataset, ImageSet};
-use super::evaluate::{class_accuracy, logits_with_margin};
+use super::evaluate::{attack_features, class_accuracy, logits_with_margin};
 use crate::config::{EvalSplit, ForgetConfig};
-use crate::engine::{self, Criterion, Family, Objective, Pair, RunDir, RunState, Task};
+use crate::engine::{
+    self, Criterion, Family, Objective, Pair, RunDir, RunState, Task, param_ids_where,
+};
 use crate::error::{Result, TrainError};
 use crate::image::Preprocess;
-use crate::method::GsLora;
+use crate::membership::{MAX_PER_SET, MiaEfficacy, mia_efficacy, subsample};
+use crate::method::method_for;
 use crate::report::Scores;
 
 /// How a classifier trains: cross-entropy on its training logits.
@@ -236,6 +240,49 @@ impl Family for ClassificationFamily<'_> {
         Ok(Some(accumulator.finish(classes, &self.device)?))
     }
 
+    /// Every parameter but the classifier head and the LoRA factors.
+    fn full_model_params(&self, model: &VisionTransformer) -> Vec<ParamId> {
+        param_ids_where(model, |path| {
+            !path.starts_with(&["head"]) && !matches!(path.field(), "lora_a" | "lora_b")
+        })
+    }
+
+    /// Members: remaining-class training images; non-members: remaining-class images of the
+    /// evaluation split (as many as members at most); targets: forget-class training images;
+    /// each at most [`MAX_PER_SET`], drawn from `seed`.
+    fn membership_attack(
+        &self,
+        model: &VisionTransformer,
+        task: &Task,
+        seed: u64,
+    ) -> Result<Option<MiaEfficacy>> {
+        let (set, _) = self.eval_set();
+        let train = &self.dataset.train;
+        let non_members = subsample(&set.indices_of(&task.retain), MAX_PER_SET, seed);
+        let members = train.indices_of(&task.retain);
+        let members = subsample(&members, non_members.len(), derive_seed(seed, 1));
+        let targets = subsample(
+            &train.indices_of(&task.forget),
+            MAX_PER_SET,
+            derive_seed(seed, 2),
+        );
+        let features = |set: &ImageSet, indices: &[usize]| {
+            attack_features(
+                model,
+                set,
+                indices,
+                &self.preprocess,
+                self.eval_batch_size,
+                &self.device,
+            )
+        };
+        Ok(Some(mia_efficacy(
+            &features(train, &members)?,
+            &features(set, &non_members)?,
+            &features(train, &targets)?,
+        )?))
+    }
+
     fn load(&self, path: &Path) -> Result<VisionTransformer> {
         ClassifierDir::new(path).load(&self.lora, self.seed, &self.device)
     }
@@ -291,7 +338,7 @@ pub fn run_forgetting(
     if let Some(prob) = config.dropout {
         model = model.with_dropout(prob)?;
     }
-    engine::run(&family, &mut GsLora::new(config), &mut model, config, run)
+    engine::run(&family, &mut method_for(config), &mut model, config, run)
 }
 
 #[cfg(test)]

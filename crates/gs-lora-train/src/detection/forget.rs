@@ -8,6 +8,7 @@
 
 use std::path::Path;
 
+use burn::module::ParamId;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use gs_lora_core::LoraConfig;
 use gs_lora_core::lora::derive_seed;
@@ -21,10 +22,13 @@ use super::detector_dir::{DetectorDir, DetectorInfo};
 use super::evaluate::detector_ap;
 use super::matching::HungarianMatcher;
 use crate::config::ForgetConfig;
-use crate::engine::{self, Criterion, Family, Objective, Pair, RunDir, RunState, Task};
+use crate::engine::{
+    self, Criterion, Family, Objective, Pair, RunDir, RunState, Task, param_ids_where,
+};
 use crate::error::{Result, TrainError};
 use crate::image::Preprocess;
-use crate::method::GsLora;
+use crate::membership::MiaEfficacy;
+use crate::method::method_for;
 use crate::report::Scores;
 
 /// The matched queries' decoder embeddings `[M, d]` and their classes' rows of the class head
@@ -272,6 +276,33 @@ impl Family for DetectionFamily<'_> {
         Ok(None)
     }
 
+    /// Every parameter but the class and box heads, the backbone's stem and first stage and
+    /// its frozen batch norms (PROTOCOL §4), and the LoRA factors.
+    fn full_model_params(&self, model: &DeformableDetr) -> Vec<ParamId> {
+        let frozen = [
+            &["class_embed"][..],
+            &["bbox_embed"],
+            &["backbone", "conv1"],
+            &["backbone", "bn1"],
+            &["backbone", "stages", "0"],
+        ];
+        param_ids_where(model, |path| {
+            !frozen.iter().any(|prefix| path.starts_with(prefix))
+                && path.holder != "Struct:FrozenBatchNorm2d"
+                && !matches!(path.field(), "lora_a" | "lora_b")
+        })
+    }
+
+    /// `None`: a detector has no per-image class distribution to attack.
+    fn membership_attack(
+        &self,
+        _: &DeformableDetr,
+        _: &Task,
+        _: u64,
+    ) -> Result<Option<MiaEfficacy>> {
+        Ok(None)
+    }
+
     fn load(&self, path: &Path) -> Result<DeformableDetr> {
         DetectorDir::new(path).load(&self.lora, self.seed, &self.device)
     }
@@ -330,5 +361,5 @@ pub fn run_forgetting(
     if let Some(prob) = config.dropout {
         model = model.with_dropout(prob)?;
     }
-    engine::run(&family, &mut GsLora::new(config), &mut model, config, run)
+    engine::run(&family, &mut method_for(config), &mut model, config, run)
 }

@@ -3,9 +3,9 @@
 //! clipping (the embedded default's detector, trained from scratch).
 
 use burn::grad_clipping::GradientClippingConfig;
-use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::module::Module;
 use burn::optim::AdamWConfig;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 use gs_lora_core::loss::detection_loss;
 use gs_lora_models::deformable::DeformableDetr;
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,7 @@ use super::criterion::set_criterion;
 use super::dataset::{DetectionDataset, detection_batch};
 use super::evaluate::detector_ap;
 use super::matching::HungarianMatcher;
-use crate::engine::{FitSchedule, fit};
+use crate::engine::{FitSchedule, fit, param_ids_where};
 use crate::error::Result;
 use crate::image::Preprocess;
 
@@ -49,30 +49,6 @@ impl Default for PretrainConfig {
     }
 }
 
-/// Ids of every float parameter except the batch-norm running statistics, which stay as
-/// loaded.
-#[derive(Default)]
-struct TrainableIds {
-    path: Vec<String>,
-    ids: Vec<ParamId>,
-}
-
-impl ModuleVisitor for TrainableIds {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if !self.path.last().is_some_and(|n| n.starts_with("running_")) {
-            self.ids.push(param.id);
-        }
-    }
-
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-}
-
 /// Trains `model` (on an autodiff `device`) on the training split; returns it with its adapters
 /// merged and everything frozen again, and its validation AP over all classes.
 ///
@@ -87,8 +63,8 @@ pub fn pretrain(
 ) -> Result<(DeformableDetr, Option<ApSummary>)> {
     dataset.validate()?;
     let model = model.unfreeze();
-    let mut trainable = TrainableIds::default();
-    model.visit(&mut trainable);
+    // Every float parameter except the batch-norm running statistics, which stay as loaded.
+    let trainable = param_ids_where(&model, |path| !path.field().starts_with("running_"));
     let optimizer = AdamWConfig::new()
         .with_weight_decay(config.weight_decay as f32)
         .with_grad_clipping(Some(GradientClippingConfig::Norm(
@@ -109,7 +85,7 @@ pub fn pretrain(
     let model = fit(
         model,
         optimizer,
-        Some(&trainable.ids),
+        Some(&trainable),
         dataset.train.len(),
         &schedule,
         |model, chunk, _| {

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use burn::module::ParamId;
 use burn::tensor::Tensor;
 use gs_lora_core::LoraModel;
 use gs_lora_core::loss::Prototypes;
@@ -10,6 +11,7 @@ use gs_lora_core::loss::Prototypes;
 use super::sampling::Pair;
 use super::schedule::Task;
 use crate::error::Result;
+use crate::membership::MiaEfficacy;
 use crate::report::Scores;
 
 /// How a model family is trained, independent of any data: the criterion of a batch and the
@@ -88,6 +90,23 @@ pub trait Family {
         indices: &[usize],
         classes: &[usize],
     ) -> Result<Option<Prototypes>>;
+
+    /// The parameters the full-model methods train: every one but the output head, which
+    /// the official baselines keep frozen (PROTOCOL §3, §4), and never a LoRA factor.
+    fn full_model_params(&self, model: &Self::Model) -> Vec<ParamId>;
+
+    /// The membership-inference attack on `model` after `task` (see
+    /// [`membership`](crate::membership)), drawing its subsets from `seed`; `None` where the
+    /// family has no per-sample class distribution to attack (detection).
+    ///
+    /// # Errors
+    /// A failing forward pass, or too few samples to train the attack.
+    fn membership_attack(
+        &self,
+        model: &Self::Model,
+        task: &Task,
+        seed: u64,
+    ) -> Result<Option<MiaEfficacy>>;
 
     /// The merged model saved at `path` (a checkpoint of this run), with fresh adapters.
     ///

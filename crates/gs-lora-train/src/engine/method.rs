@@ -72,3 +72,42 @@ pub trait Method<F: Family> {
     /// A model that cannot be updated.
     fn end_task(&mut self, model: &mut F::Model) -> Result<AdapterGroups>;
 }
+
+impl<F: Family, M: Method<F> + ?Sized> Method<F> for Box<M> {
+    fn begin_task(
+        &mut self,
+        family: &F,
+        model: &mut F::Model,
+        task: &Task,
+        samples: &TaskSamples,
+        seed: u64,
+    ) -> Result<()> {
+        (**self).begin_task(family, model, task, samples, seed)
+    }
+
+    fn trainable(&self, model: &F::Model) -> Vec<ParamId> {
+        (**self).trainable(model)
+    }
+
+    fn loss(
+        &self,
+        family: &F,
+        model: &F::Model,
+        batches: Pair<F::Batch>,
+        epoch: usize,
+    ) -> Result<LossTerms> {
+        (**self).loss(family, model, batches, epoch)
+    }
+
+    fn observe_gradients(&mut self, model: &F::Model, grads: &GradientsParams) -> Result<()> {
+        (**self).observe_gradients(model, grads)
+    }
+
+    fn after_step(&mut self, model: &mut F::Model, lr: f64, epoch: usize) -> Result<()> {
+        (**self).after_step(model, lr, epoch)
+    }
+
+    fn end_task(&mut self, model: &mut F::Model) -> Result<AdapterGroups> {
+        (**self).end_task(model)
+    }
+}

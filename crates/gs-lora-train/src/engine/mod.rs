@@ -10,6 +10,8 @@ mod family;
 mod fit;
 mod loss;
 mod method;
+mod params;
+mod peak_memory;
 mod run_dir;
 mod sampling;
 mod schedule;
@@ -19,6 +21,7 @@ pub use clip::clip_grad_norm;
 pub use family::{Criterion, Family, Objective};
 pub use loss::{LossTerms, LossValues, LossWeights};
 pub use method::{AdapterGroups, Method};
+pub use params::{ParamPath, param_count, param_ids_where};
 pub use run_dir::{RunDir, RunState};
 pub use sampling::{
     Pair, TaskSamples, schedule_samples, shuffled_batches, task_samples, task_seed,

@@ -14,6 +14,8 @@ use super::clip::clip_grad_norm;
 use super::family::Family;
 use super::loss::LossValues;
 use super::method::{AdapterGroups, Method};
+use super::params::param_count;
+use super::peak_memory::PeakMemory;
 use super::sampling::{Pair, TaskSamples, shuffled_batches, task_seed};
 use super::schedule::Task;
 use crate::config::ForgetConfig;
@@ -34,6 +36,7 @@ pub(crate) fn run_task<F: Family, M: Method<F>>(
     config: &ForgetConfig,
 ) -> Result<(TaskResult, Vec<EpochRecord>)> {
     let started = Instant::now();
+    let memory = PeakMemory::start();
     let metric = F::METRIC;
     let before = family.evaluate(model, task)?;
     eprintln!(
@@ -45,16 +48,27 @@ pub(crate) fn run_task<F: Family, M: Method<F>>(
     );
     let seed = task_seed(config.seed, task.index);
     method.begin_task(family, model, task, samples, seed)?;
+    let trainable_params = param_count(model, &method.trainable(model));
     let curves = train_task(family, method, model, task, samples, config)?;
     let groups = method.end_task(model)?;
     let after = family.evaluate(model, task)?;
-    let result = task_result(task, before, after, groups, started);
+    let mia = family.membership_attack(model, task, derive_seed(seed, 7))?;
+    let result = TaskResult {
+        mia,
+        trainable_params,
+        peak_rss_mib: memory.mib(),
+        ..task_result(task, before, after, groups, started)
+    };
     let missing = match (after.missing, after.retain_and_missing) {
         (Some(m), Some(rm)) => format!(", {metric}_m {m:.2}%, {metric}_rm {rm:.2}%"),
         _ => String::new(),
     };
+    let mia = match result.mia {
+        Some(mia) => format!(", MIA {:.1}%", mia.confidence),
+        None => String::new(),
+    };
     eprintln!(
-        "task {}: after: {metric}_f {:.2}%, {metric}_r {:.2}%, {metric}_o {}{missing}, H {:.2} ({:.1}s)",
+        "task {}: after: {metric}_f {:.2}%, {metric}_r {:.2}%, {metric}_o {}{missing}, H {:.2}{mia} ({:.1}s)",
         task.index,
         after.forget,
         after.retain,
@@ -233,6 +247,9 @@ fn task_result(
         group_norms: groups.norms,
         zero_groups: groups.zero,
         seconds: started.elapsed().as_secs_f64(),
+        mia: None,
+        trainable_params: 0,
+        peak_rss_mib: None,
     }
 }
 
@@ -252,6 +269,7 @@ mod tests {
     use super::*;
     use crate::classification::embedded_config;
     use crate::engine::{Criterion, LossTerms, LossWeights, Objective};
+    use crate::membership::MiaEfficacy;
 
     /// A family whose batches are their sample indices; only batching is used.
     struct Indices;
@@ -321,6 +339,19 @@ mod tests {
             _: &[usize],
         ) -> Result<Option<Prototypes>> {
             Ok(None)
+        }
+
+        fn full_model_params(&self, _: &VisionTransformer) -> Vec<ParamId> {
+            unreachable!("the recorder trains adapters")
+        }
+
+        fn membership_attack(
+            &self,
+            _: &VisionTransformer,
+            _: &Task,
+            _: u64,
+        ) -> Result<Option<MiaEfficacy>> {
+            unreachable!("train_task does not evaluate")
         }
 
         fn load(&self, _: &Path) -> Result<VisionTransformer> {

@@ -21,8 +21,8 @@ use burn::module::ParamId;
 use burn::optim::GradientsParams;
 use gs_lora_core::loss::{PrototypeLossConfig, Prototypes};
 use gs_lora_core::{
-    LoraInit, LoraModel, group_gradient_squares, group_lasso, group_norms, group_soft_threshold,
-    merge_adapters, reset_adapters,
+    GroupLassoConfig, LoraInit, LoraModel, group_gradient_squares, group_lasso, group_norms,
+    group_soft_threshold, merge_adapters, reset_adapters,
 };
 
 use crate::config::{ForgetConfig, MethodKind};
@@ -52,10 +52,20 @@ pub struct GsLora {
 }
 
 impl GsLora {
-    /// The method `config.method` with the weights of `config`.
+    /// The method `config.method` with the weights of `config`; [`MethodKind::Lora`] has no
+    /// group lasso (neither in the loss nor as a proximal step).
     pub fn new(config: &ForgetConfig) -> Self {
+        let mut config = config.clone();
+        if config.method == MethodKind::Lora {
+            config.group_lasso = GroupLassoConfig {
+                weight: 0.0,
+                warmup_weight: None,
+                proximal: false,
+                ..config.group_lasso
+            };
+        }
         Self {
-            config: config.clone(),
+            config,
             task: 0,
             prototypes: None,
             switched_off: Vec::new(),
@@ -399,6 +409,39 @@ mod tests {
         let norms = gs_lora_core::group_norms(&model).expect("norms");
         assert_eq!(norms[0], 0.0, "the small group is exactly zero: {norms:?}");
         assert!(norms[1] > 1.0);
+    }
+
+    /// `lora` is GS-LoRA without the group lasso: a weight large enough to zero every group
+    /// (with its warm-up weight) neither enters the loss nor thresholds a group. Catches the
+    /// baseline keeping the proximal step or the warmed-up weight.
+    #[test]
+    fn lora_has_no_group_lasso() {
+        let device = Device::default().autodiff();
+        let base = LinearConfig::new(2, 2).init(&device);
+        let mut layer = LoraConfig::new().with_rank(1).init(base, 1).expect("layer");
+        layer.lora_b = param([0.5, 0.5], [1, 2], &device);
+        let mut model = TwoGroups {
+            layers: vec![layer],
+        };
+        let lasso = GroupLassoConfig::new()
+            .with_weight(1e3)
+            .with_warmup_epochs(1)
+            .with_warmup_weight(Some(1e3));
+        let mut method = GsLora::new(&ForgetConfig {
+            method: MethodKind::Lora,
+            group_lasso: GroupLassoConfig {
+                proximal: true,
+                ..lasso
+            },
+            ..ForgetConfig::default()
+        });
+        for epoch in 0..3 {
+            assert_eq!(method.weights(epoch).group_lasso, 0.0);
+        }
+        let before = gs_lora_core::group_norms(&model).expect("norms");
+        method.proximal_step(&mut model, 0.1, 2).expect("step");
+        assert_eq!(gs_lora_core::group_norms(&model).expect("norms"), before);
+        assert!(before[0] > 0.0);
     }
 
     /// A group the proximal step switched off leaves the trainable set, so later optimiser

@@ -1,12 +1,17 @@
 //! Result files of a run: `results.json`, `curves.csv`, plots (SVG and PNG) and a results
 //! table, from the records of its finished tasks.
 
+mod comparison;
 mod plots;
 mod records;
 
 use std::fmt::Write as _;
 use std::path::Path;
 
+pub use comparison::{
+    ComparisonRow, MethodRuns, Spread, comparison_csv, comparison_rows, comparison_table,
+    write_comparison,
+};
 pub use records::{EpochRecord, Scores, TaskResult};
 
 use crate::error::Result;

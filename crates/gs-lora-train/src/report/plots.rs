@@ -1,6 +1,6 @@
-//! The run's two pictures, drawn with plotters as SVG and PNG: accuracies per task, and the
+//! The pictures, drawn with plotters as SVG and PNG: a run's accuracies per task and its
 //! adapters' group norm per block and task (the blocks GS-LoRA edited, and those the proximal
-//! step switched off).
+//! step switched off); a comparison's H per task and method, and acc_r against acc_f.
 
 use std::path::Path;
 use std::sync::Once;
@@ -10,6 +10,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::TaskResult;
+use super::comparison::ComparisonRow;
 use crate::error::{Result, TrainError};
 use crate::io::write_atomic;
 
@@ -41,34 +42,40 @@ const OFF: RGBColor = RGBColor(0xe0, 0xe0, 0xe0);
 /// # Errors
 /// A plot that cannot be drawn, or a file that cannot be written.
 pub(super) fn write_plots(dir: &Path, results: &[TaskResult]) -> Result<()> {
-    write_plot(dir, Picture::Accuracy, results)?;
-    write_plot(dir, Picture::GroupNorms, results)
+    write_plot(dir, Picture::Accuracy(results))?;
+    write_plot(dir, Picture::GroupNorms(results))
 }
 
-/// The pictures of a run.
+/// A picture and what it shows.
 #[derive(Debug, Clone, Copy)]
-enum Picture {
-    Accuracy,
-    GroupNorms,
+pub(super) enum Picture<'a> {
+    /// A run's accuracies per task.
+    Accuracy(&'a [TaskResult]),
+    /// A run's group norms per block and task.
+    GroupNorms(&'a [TaskResult]),
+    /// A comparison's H per task, a line per method.
+    HMean(&'a [ComparisonRow]),
+    /// A comparison's acc_r against acc_f, a point per method and task.
+    RetainForget(&'a [ComparisonRow]),
 }
 
-impl Picture {
+impl Picture<'_> {
     fn name(self) -> &'static str {
         match self {
-            Picture::Accuracy => "accuracy",
-            Picture::GroupNorms => "group_norms",
+            Picture::Accuracy(_) => "accuracy",
+            Picture::GroupNorms(_) => "group_norms",
+            Picture::HMean(_) => "h_per_task",
+            Picture::RetainForget(_) => "retain_vs_forget",
         }
     }
 
-    fn draw<DB: DrawingBackend>(
-        self,
-        area: &DrawingArea<DB, Shift>,
-        results: &[TaskResult],
-    ) -> Drawn {
+    fn draw<DB: DrawingBackend>(self, area: &DrawingArea<DB, Shift>) -> Drawn {
         area.fill(&WHITE).map_err(text)?;
         match self {
-            Picture::Accuracy => draw_accuracy(area, results),
-            Picture::GroupNorms => draw_group_norms(area, results),
+            Picture::Accuracy(results) => draw_accuracy(area, results),
+            Picture::GroupNorms(results) => draw_group_norms(area, results),
+            Picture::HMean(rows) => draw_h_mean(area, rows),
+            Picture::RetainForget(rows) => draw_retain_forget(area, rows),
         }?;
         area.present().map_err(text)
     }
@@ -82,7 +89,7 @@ fn text<E: std::error::Error + Send + Sync>(err: DrawingAreaErrorKind<E>) -> Str
 }
 
 /// Draws `picture` twice, as `NAME.svg` and `NAME.png`, each written atomically.
-fn write_plot(dir: &Path, picture: Picture, results: &[TaskResult]) -> Result<()> {
+pub(super) fn write_plot(dir: &Path, picture: Picture) -> Result<()> {
     let name = picture.name();
     register_font();
     let failed = |path: &Path| {
@@ -93,7 +100,7 @@ fn write_plot(dir: &Path, picture: Picture, results: &[TaskResult]) -> Result<()
     let mut svg = String::new();
     {
         let area = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        picture.draw(&area, results).map_err(failed(&svg_path))?;
+        picture.draw(&area).map_err(failed(&svg_path))?;
     }
     write_atomic(&svg_path, svg.as_bytes())?;
 
@@ -102,7 +109,7 @@ fn write_plot(dir: &Path, picture: Picture, results: &[TaskResult]) -> Result<()
     let mut pixels = vec![0u8; width as usize * height as usize * 3];
     {
         let area = BitMapBackend::with_buffer(&mut pixels, SIZE).into_drawing_area();
-        picture.draw(&area, results).map_err(failed(&png_path))?;
+        picture.draw(&area).map_err(failed(&png_path))?;
     }
     let image = image::RgbImage::from_raw(width, height, pixels)
         .ok_or_else(|| failed(&png_path)("the pixel buffer does not fit the size".into()))?;
@@ -168,6 +175,38 @@ fn draw_accuracy<DB: DrawingBackend>(
             .label(name)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2)));
     }
+    legend(&mut chart)
+}
+
+/// Colours of the methods of a comparison, in order (cycled).
+const METHOD_COLOURS: [RGBColor; 6] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0x8c, 0x56, 0x4b),
+];
+
+/// The methods of `rows` in order of appearance, each with its colour and rows.
+fn by_method(rows: &[ComparisonRow]) -> Vec<(&str, RGBColor, Vec<&ComparisonRow>)> {
+    let mut methods: Vec<(&str, RGBColor, Vec<&ComparisonRow>)> = Vec::new();
+    for row in rows {
+        match methods.iter_mut().find(|(m, _, _)| *m == row.method) {
+            Some((_, _, rows)) => rows.push(row),
+            None => {
+                let colour = METHOD_COLOURS[methods.len() % METHOD_COLOURS.len()];
+                methods.push((&row.method, colour, vec![row]));
+            }
+        }
+    }
+    methods
+}
+
+/// Draws the legend of `chart`'s labelled series.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> Drawn {
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
@@ -175,6 +214,91 @@ fn draw_accuracy<DB: DrawingBackend>(
         .label_font((FONT, 12))
         .draw()
         .map_err(text)
+}
+
+/// Mean H per task, a line per method.
+fn draw_h_mean<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, rows: &[ComparisonRow]) -> Drawn {
+    let tasks = rows.iter().map(|r| r.task + 1).max().unwrap_or(1);
+    let mut chart = ChartBuilder::on(area)
+        .caption("H per task (mean over seeds)", (FONT, 16))
+        .margin(12)
+        .x_label_area_size(28)
+        .y_label_area_size(44)
+        .build_cartesian_2d((0..tasks - 1).into_segmented(), 0.0..100.0)
+        .map_err(text)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(tasks)
+        .x_label_formatter(&|segment| match segment {
+            SegmentValue::CenterOf(task) if *task < tasks => format!("task {task}"),
+            _ => String::new(),
+        })
+        .y_labels(6)
+        .light_line_style(WHITE)
+        .label_style((FONT, 12))
+        .draw()
+        .map_err(text)?;
+    for (method, colour, rows) in by_method(rows) {
+        let points: Vec<(SegmentValue<usize>, f64)> = rows
+            .iter()
+            .map(|r| (SegmentValue::CenterOf(r.task), r.h_mean.mean))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points, colour.stroke_width(2)).point_size(3))
+            .map_err(text)?
+            .label(method)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2)));
+    }
+    legend(&mut chart)
+}
+
+/// Mean acc_r against mean acc_f, a point per method and task labelled with the task: the
+/// upper left is forgetting that keeps the rest.
+fn draw_retain_forget<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    rows: &[ComparisonRow],
+) -> Drawn {
+    let mut chart = ChartBuilder::on(area)
+        .caption("acc_r against acc_f per task (mean over seeds)", (FONT, 16))
+        .margin(12)
+        .x_label_area_size(32)
+        .y_label_area_size(44)
+        .build_cartesian_2d(0.0..100.0, 0.0..100.0)
+        .map_err(text)?;
+    chart
+        .configure_mesh()
+        .x_desc("acc_f (%)")
+        .y_desc("acc_r (%)")
+        .light_line_style(WHITE)
+        .label_style((FONT, 12))
+        .draw()
+        .map_err(text)?;
+    for (method, colour, rows) in by_method(rows) {
+        let points: Vec<(f64, f64, usize)> = rows
+            .iter()
+            .map(|r| (r.acc_f.mean, r.acc_r.mean, r.task))
+            .collect();
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|&(x, y, _)| Circle::new((x, y), 4, colour.filled())),
+            )
+            .map_err(text)?
+            .label(method)
+            .legend(move |(x, y)| Circle::new((x + 8, y), 4, colour.filled()));
+        chart
+            .draw_series(points.iter().map(|&(x, y, task)| {
+                Text::new(
+                    format!("{task}"),
+                    (x, y),
+                    (FONT, 11).into_font().color(&colour),
+                )
+            }))
+            .map_err(text)?;
+    }
+    legend(&mut chart)
 }
 
 /// Group norm per block (rows, block 0 on top) and task (columns) as a heat map: each cell
@@ -288,6 +412,9 @@ mod tests {
             zero_groups: vec![],
             group_norms,
             seconds: 1.0,
+            mia: None,
+            trainable_params: 0,
+            peak_rss_mib: None,
         }
     }
 

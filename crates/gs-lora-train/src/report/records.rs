@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::membership::MiaEfficacy;
+
 /// A model's score (%) on the class groups of a task: top-1 accuracy for a classifier, COCO AP
 /// for a detector.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -64,6 +66,17 @@ pub struct TaskResult {
     pub zero_groups: Vec<usize>,
     /// Wall time of the task in seconds (training and evaluation).
     pub seconds: f64,
+    /// Membership-inference attack efficacy on the forget classes' training samples after the
+    /// task (%; classification only, see [`membership`](crate::membership)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mia: Option<MiaEfficacy>,
+    /// Scalars the method trained in the task.
+    #[serde(default)]
+    pub trainable_params: usize,
+    /// Peak resident memory of the process by the end of the task, in MiB (where the system
+    /// reports it: Linux).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mib: Option<f64>,
 }
 
 /// One epoch's mean losses, a row of `curves.csv`.

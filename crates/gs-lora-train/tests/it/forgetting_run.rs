@@ -197,7 +197,11 @@ fn a_run_writes_its_results_and_resumes_to_the_same_numbers() {
     .expect("run again");
     let strip = |r: Vec<TaskResult>| {
         r.into_iter()
-            .map(|t| TaskResult { seconds: 0.0, ..t })
+            .map(|t| TaskResult {
+                seconds: 0.0,
+                peak_rss_mib: None,
+                ..t
+            })
             .collect::<Vec<_>>()
     };
     assert_eq!(strip(read_results(&again)), strip(results.clone()));

@@ -1,0 +1,198 @@
+//! Several forgetting methods on the same schedule, over several seeds: one run directory per
+//! (method, seed) under the comparison directory, each resumable, then one table
+//! ([`report::write_comparison`](crate::report::write_comparison)).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ForgetConfig, MethodKind};
+use crate::engine::{RunDir, RunState};
+use crate::error::{Result, TrainError};
+use crate::io::write_json;
+use crate::report::{ComparisonRow, MethodRuns, comparison_rows, write_comparison};
+
+/// The methods compared when none are named: GS-LoRA and the baselines that isolate its parts.
+pub const DEFAULT_METHODS: [MethodKind; 4] = [
+    MethodKind::GsLora,
+    MethodKind::Lora,
+    MethodKind::FineTune,
+    MethodKind::NegGradPlus,
+];
+
+/// What a comparison records in `compare.json`: its methods, its seeds, and the settings
+/// every run shares (the fields of a run's `config.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompareSettings {
+    /// The methods, in table order.
+    pub methods: Vec<MethodKind>,
+    /// The seeds each method runs with.
+    pub seeds: Vec<u64>,
+    /// The settings every run shares (their `method` and `seed` are replaced per run).
+    #[serde(flatten)]
+    pub forget: ForgetConfig,
+}
+
+impl CompareSettings {
+    /// The settings file of the comparison in `dir`.
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join("compare.json")
+    }
+
+    /// The settings of `method` and `seed`'s run.
+    pub fn run_config(&self, method: MethodKind, seed: u64) -> ForgetConfig {
+        ForgetConfig {
+            method,
+            seed,
+            ..self.forget.clone()
+        }
+    }
+
+    /// The comparison's settings saved in `path`, or `None` when the file holds no methods
+    /// (a run's `config.json`, whose settings then apply without a method list).
+    ///
+    /// # Errors
+    /// A file that cannot be read, or whose methods or seeds cannot be parsed.
+    pub fn from_file(path: &Path) -> Result<Option<Self>> {
+        let text = std::fs::read_to_string(path).map_err(crate::error::io(path))?;
+        let format = |err: serde_json::Error| TrainError::Format {
+            path: path.to_path_buf(),
+            message: err.to_string(),
+        };
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(format)?;
+        if value.get("methods").is_none() {
+            return Ok(None);
+        }
+        let methods = serde_json::from_value(value["methods"].clone()).map_err(format)?;
+        let seeds = serde_json::from_value(value["seeds"].clone()).map_err(format)?;
+        Ok(Some(Self {
+            methods,
+            seeds,
+            forget: ForgetConfig::from_file(path)?,
+        }))
+    }
+
+    /// Checks that there is something to compare and that the shared settings are valid.
+    ///
+    /// # Errors
+    /// No method or no seed, a method named twice, or an invalid setting.
+    pub fn validate(&self) -> Result<()> {
+        let problem = match (self.methods.is_empty(), self.seeds.is_empty()) {
+            (true, _) => Some(("methods", "names no method".to_string())),
+            (_, true) => Some(("seeds", "names no seed".to_string())),
+            _ => None,
+        }
+        .or_else(|| {
+            let twice = |items: Vec<String>| {
+                items
+                    .iter()
+                    .enumerate()
+                    .find(|(i, a)| items[..*i].contains(a))
+                    .map(|(_, a)| a.clone())
+            };
+            twice(self.methods.iter().map(ToString::to_string).collect())
+                .map(|m| ("methods", format!("names {m} twice")))
+                .or_else(|| {
+                    twice(self.seeds.iter().map(ToString::to_string).collect())
+                        .map(|s| ("seeds", format!("names {s} twice")))
+                })
+        });
+        if let Some((name, problem)) = problem {
+            return Err(TrainError::Setting { name, problem });
+        }
+        self.forget.validate()
+    }
+}
+
+/// Runs (or resumes) every method of `settings` with every seed, `run(config, dir)` doing
+/// one forgetting run in `dir/METHOD/seed-S`; then writes `compare.json`, the table and the
+/// plots into `dir` and returns the rows. `metric` names the score (`acc`, `AP`).
+///
+/// # Errors
+/// Invalid settings, or the first failing run's error (the finished runs stay, and a new
+/// call resumes after them).
+pub fn compare(
+    dir: &Path,
+    settings: &CompareSettings,
+    metric: &str,
+    mut run: impl FnMut(&ForgetConfig, &RunDir) -> Result<RunState>,
+) -> Result<Vec<ComparisonRow>> {
+    settings.validate()?;
+    std::fs::create_dir_all(dir).map_err(crate::error::io(dir))?;
+    write_json(&CompareSettings::path(dir), settings)?;
+    let mut compared = Vec::with_capacity(settings.methods.len());
+    for &method in &settings.methods {
+        let mut runs = Vec::with_capacity(settings.seeds.len());
+        for &seed in &settings.seeds {
+            let run_dir = RunDir::new(dir.join(method.name()).join(format!("seed-{seed}")));
+            eprintln!("\n== {method}, seed {seed}: {}", run_dir.path().display());
+            let state = run(&settings.run_config(method, seed), &run_dir)?;
+            runs.push((seed, state.results));
+        }
+        compared.push(MethodRuns {
+            method: method.name().to_string(),
+            runs,
+        });
+    }
+    let rows = comparison_rows(&compared)?;
+    write_comparison(dir, &rows, metric)?;
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The settings file round-trips with its methods and seeds; a run's `config.json` (no
+    /// methods) reads as `None`; empty or repeated lists are refused by name.
+    #[test]
+    fn settings_round_trip_and_refuse_empty_or_repeated_lists() {
+        let dir = std::env::temp_dir().join(format!("gs-lora-compare-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("test value");
+        let settings = CompareSettings {
+            methods: vec![MethodKind::GsLora, MethodKind::NegGradPlus],
+            seeds: vec![0, 2],
+            forget: ForgetConfig {
+                epochs: 3,
+                ..ForgetConfig::default()
+            },
+        };
+        let path = CompareSettings::path(&dir);
+        write_json(&path, &settings).expect("test value");
+        assert_eq!(
+            CompareSettings::from_file(&path).expect("test value"),
+            Some(settings.clone())
+        );
+        let run = dir.join("config.json");
+        write_json(&run, &settings.forget).expect("test value");
+        assert_eq!(CompareSettings::from_file(&run).expect("test value"), None);
+        assert_eq!(settings.run_config(MethodKind::NegGradPlus, 2).seed, 2);
+        for (broken, needle) in [
+            (
+                CompareSettings {
+                    methods: vec![],
+                    ..settings.clone()
+                },
+                "no method",
+            ),
+            (
+                CompareSettings {
+                    seeds: vec![1, 1],
+                    ..settings.clone()
+                },
+                "1 twice",
+            ),
+            (
+                CompareSettings {
+                    methods: vec![MethodKind::Lora, MethodKind::Lora],
+                    ..settings.clone()
+                },
+                "lora twice",
+            ),
+        ] {
+            let err = broken.validate().expect_err("refused").to_string();
+            assert!(err.contains(needle), "{err}");
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

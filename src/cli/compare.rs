@@ -1,0 +1,104 @@
+//! `gs-lora compare`: several forgetting methods on one model and dataset, over several seeds,
+//! with one table.
+
+use std::path::PathBuf;
+
+use super::{
+    CliError, DataArgs, DeviceArgs, ForgetArgs, forget_load_options, is_embedded, open_dataset,
+};
+use clap::Args;
+use gs_lora_train::classification::{ClassifierDir, run_forgetting};
+use gs_lora_train::compare::{CompareSettings, DEFAULT_METHODS, compare};
+use gs_lora_train::io::ensure_disjoint;
+use gs_lora_train::report::comparison_table;
+use gs_lora_train::{ForgetConfig, MethodKind};
+
+/// The flags of `gs-lora compare` (its help is on [`Command`](super::Command)).
+#[derive(Debug, Args)]
+pub struct CompareCommand {
+    /// The dataset the model was trained on.
+    #[arg(long, value_name = "D")]
+    data: PathBuf,
+    /// The model directory every method starts from.
+    #[arg(long, value_name = "DIR")]
+    model: PathBuf,
+    /// The comparison directory: OUT/METHOD/seed-S is each run's directory; running again
+    /// with it resumes every unfinished run.
+    #[arg(long, value_name = "OUT")]
+    out: PathBuf,
+    /// The methods, comma separated (default gs-lora,lora,fine-tune,neg-grad+).
+    #[arg(long, value_delimiter = ',', value_name = "M1,M2,…")]
+    methods: Option<Vec<MethodKind>>,
+    /// The seeds each method runs with, comma separated (default 0).
+    #[arg(long, value_delimiter = ',', value_name = "S1,S2,…")]
+    seeds: Option<Vec<u64>>,
+    #[command(flatten)]
+    forget: ForgetArgs,
+    #[command(flatten)]
+    data_args: DataArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+/// The explanation under `gs-lora compare --help`.
+pub(super) const AFTER_HELP: &str = "\
+Runs `forget` once per method and seed, every run on the same schedule (a seed draws the same
+class order and subsets for every method), into OUT/METHOD/seed-S (a run directory each: an
+interrupted comparison resumes where it stopped). Then writes OUT/comparison.md, .csv and .json
+(per method and task, mean ± standard deviation over the seeds of acc_f, acc_r, acc_o, H, the
+membership-attack efficacy on the forget set (MIA), seconds, trained parameters and peak memory)
+and the plots OUT/h_per_task.svg/.png and OUT/retain_vs_forget.svg/.png. Every forget flag
+applies to all runs; --method and --seed are replaced by --methods and --seeds.";
+
+impl CompareCommand {
+    pub(super) fn run(self) -> Result<(), CliError> {
+        if self.forget.method.is_some() || self.forget.seed.is_some() {
+            return Err(CliError::Usage(
+                "compare runs --methods and --seeds; --method and --seed belong to `forget`".into(),
+            ));
+        }
+        let model_dir = ClassifierDir::new(&self.model);
+        let mut inputs = vec![("--model", model_dir.path())];
+        if !is_embedded(&self.data) {
+            inputs.push(("--data", self.data.as_path()));
+        }
+        ensure_disjoint(&[("--out", self.out.as_path())], &inputs)?;
+        let recorded = match &self.forget.config {
+            Some(path) => CompareSettings::from_file(path)?,
+            None => None,
+        };
+        let settings = CompareSettings {
+            methods: self
+                .methods
+                .or_else(|| recorded.as_ref().map(|r| r.methods.clone()))
+                .unwrap_or_else(|| DEFAULT_METHODS.to_vec()),
+            seeds: self
+                .seeds
+                .or_else(|| recorded.as_ref().map(|r| r.seeds.clone()))
+                .unwrap_or_else(|| vec![0]),
+            forget: self.forget.config(ForgetConfig::default())?,
+        };
+        settings.validate()?;
+
+        let device = self.device.device()?.autodiff();
+        let info = model_dir.info()?;
+        let options = self.data_args.options(forget_load_options(
+            &settings.forget,
+            info.preprocess.resize_side(),
+            info.split_seed,
+        ));
+        let dataset = open_dataset(&self.data, &options)?;
+        info.check_data(&dataset)?;
+        let rows = compare(&self.out, &settings, "acc", |config, run| {
+            let model = model_dir.load(&config.lora, config.seed, &device)?;
+            run_forgetting(model, &dataset, config, &info.preprocess, run, &device)
+        })?;
+        println!("\n{}", comparison_table(&rows, "acc"));
+        println!(
+            "comparison tables and plots in {}, each run in {}/METHOD/seed-S",
+            self.out.display(),
+            self.out.display()
+        );
+        Ok(())
+    }
+}

@@ -15,7 +15,7 @@
 //!
 //! ```sh
 //! cargo run --release --example forget_cub
-//! cargo run --release --example forget_cub -- --methods gs-lora,lora,fine-tune,neg-grad+ --out runs/compare
+//! cargo run --release --example forget_cub -- --methods gs-lora,lora,salun --out runs/compare
 //! cargo run --release --example forget_cub -- --method gs-lora++ --few-shot 4 --out runs/fs
 //! cargo run --release --example forget_cub -- --data CUB_200_2011 --weights vit-b16/model.safetensors
 //! ```

@@ -26,7 +26,8 @@ pub struct CompareCommand {
     /// with it resumes every unfinished run.
     #[arg(long, value_name = "OUT")]
     out: PathBuf,
-    /// The methods, comma separated (default gs-lora,lora,fine-tune,neg-grad+).
+    /// The methods, comma separated (default gs-lora,lora,fine-tune,neg-grad+,random-labels,
+    /// salun).
     #[arg(long, value_delimiter = ',', value_name = "M1,M2,…")]
     methods: Option<Vec<MethodKind>>,
     /// The seeds each method runs with, comma separated (default 0).

@@ -68,8 +68,8 @@ pub enum Command {
     /// one table (mean ± std over seeds) and plots.
     ///
     /// For example `gs-lora compare --data D --model DIR --out OUT --methods
-    /// gs-lora,lora,fine-tune,neg-grad+ --seeds 0,1,2` (any `forget` flag applies to every
-    /// run).
+    /// gs-lora,lora,fine-tune,neg-grad+,random-labels,salun --seeds 0,1,2` (any `forget` flag
+    /// applies to every run; docs/baselines.md describes the methods).
     #[command(after_long_help = compare::AFTER_HELP)]
     Compare(Box<compare::CompareCommand>),
     /// Accuracy of a model directory on a dataset, per class group.

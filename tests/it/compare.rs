@@ -195,3 +195,77 @@ fn compare_runs_every_method_and_seed_resumes_and_repeats() {
     );
     std::fs::remove_dir_all(&base).ok();
 }
+
+/// Every baseline runs through `forget` end to end: the full-model ones change the body and
+/// never the head, and record the attack and the parameters they trained. Catches a baseline
+/// whose head trains, one that trains nothing (SalUn's mask all zero), and one missing from
+/// the command line.
+#[test]
+fn every_baseline_trains_the_body_and_keeps_the_head() {
+    let base = scratch("baselines");
+    let data = base.join("colours");
+    image_folder(&data);
+    let model = base.join("model");
+    ok(&[
+        "pretrain",
+        "--data",
+        arg(&data),
+        "--out",
+        arg(&model),
+        "--image-size=16",
+        "--epochs=1",
+        "--batch-size=8",
+        "--val-fraction=0.25",
+    ]);
+    let pretrained = tensors(&model);
+    for method in ["fine-tune", "neg-grad+", "random-labels", "salun", "lora"] {
+        let out = base.join(method);
+        ok(&[
+            "forget",
+            "--data",
+            arg(&data),
+            "--model",
+            arg(&model),
+            "--out",
+            arg(&out),
+            "--method",
+            method,
+            "--tasks=1",
+            "--forget-per-task=1",
+            "--epochs=2",
+            "--batch-size=4",
+            "--eval-split=validation",
+            "--bnd=5",
+        ]);
+        let tuned = tensors(&out.join("checkpoints/task-0"));
+        let changed: Vec<(&str, bool)> = pretrained
+            .iter()
+            .zip(&tuned)
+            .map(|((name, a), (other, b))| {
+                assert_eq!(name, other);
+                (name.as_str(), a != b)
+            })
+            .collect();
+        assert!(
+            changed
+                .iter()
+                .all(|(name, c)| !name.starts_with("head") || !c),
+            "{method}: the head stays frozen"
+        );
+        assert!(
+            changed
+                .iter()
+                .any(|(name, c)| name.starts_with("blocks") && *c),
+            "{method}: the body changes"
+        );
+        let results: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("results.json")).expect("results"))
+                .expect("json");
+        assert!(
+            results[0]["mia"]["confidence"].is_number(),
+            "{method}: {results}"
+        );
+        assert!(results[0]["trainable_params"].as_u64().expect("count") > 0);
+    }
+    std::fs::remove_dir_all(&base).ok();
+}

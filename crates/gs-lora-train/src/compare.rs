@@ -12,12 +12,15 @@ use crate::error::{Result, TrainError};
 use crate::io::write_json;
 use crate::report::{ComparisonRow, MethodRuns, comparison_rows, write_comparison};
 
-/// The methods compared when none are named: GS-LoRA and the baselines that isolate its parts.
-pub const DEFAULT_METHODS: [MethodKind; 4] = [
+/// The methods compared when none are named: GS-LoRA, the baselines that isolate its parts, and
+/// the unlearning methods practitioners compare against.
+pub const DEFAULT_METHODS: [MethodKind; 6] = [
     MethodKind::GsLora,
     MethodKind::Lora,
     MethodKind::FineTune,
     MethodKind::NegGradPlus,
+    MethodKind::RandomLabels,
+    MethodKind::SalUn,
 ];
 
 /// What a comparison records in `compare.json`: its methods, its seeds, and the settings

@@ -28,16 +28,24 @@ pub enum MethodKind {
     /// and ascent (weight `β`) on the forget classes'.
     #[serde(rename = "neg-grad+", alias = "neg-grad-plus")]
     NegGradPlus,
+    /// Random labelling: every parameter but the head, the forget samples trained towards
+    /// random remaining classes.
+    RandomLabels,
+    /// SalUn: random labelling on the salient half of the weights only.
+    #[serde(rename = "salun")]
+    SalUn,
 }
 
 impl MethodKind {
     /// Every method, in the order tables list them.
-    pub const ALL: [MethodKind; 5] = [
+    pub const ALL: [MethodKind; 7] = [
         MethodKind::GsLora,
         MethodKind::GsLoraPlusPlus,
         MethodKind::Lora,
         MethodKind::FineTune,
         MethodKind::NegGradPlus,
+        MethodKind::RandomLabels,
+        MethodKind::SalUn,
     ];
 
     /// The method's name on the command line and in files.
@@ -48,6 +56,8 @@ impl MethodKind {
             MethodKind::Lora => "lora",
             MethodKind::FineTune => "fine-tune",
             MethodKind::NegGradPlus => "neg-grad+",
+            MethodKind::RandomLabels => "random-labels",
+            MethodKind::SalUn => "salun",
         }
     }
 

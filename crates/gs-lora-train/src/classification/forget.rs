@@ -6,13 +6,14 @@
 use std::path::Path;
 
 use burn::module::{Module, ParamId};
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use gs_lora_core::LoraConfig;
 use gs_lora_core::lora::derive_seed;
 use gs_lora_core::loss::{
     PrototypeAccumulator, Prototypes, forget_loss, forget_loss_per_sample, retain_loss,
 };
 use gs_lora_models::VisionTransformer;
+use gs_lora_models::vit::Head;
 
 use super::batch::{Batch, make_batch};
 use super::classifier_dir::{ClassifierDir, ClassifierInfo};
@@ -37,6 +38,11 @@ pub struct ClassifierObjective;
 pub struct ClassifierCriterion {
     /// Training logits `[B, C]` (with the CosFace margin on the true class).
     logits: Tensor<2>,
+    /// Logits without any margin `[B, C]`.
+    plain: Tensor<2>,
+    /// What a CosFace head subtracts from the logit of the class it trains towards (`s · m`;
+    /// 0 for a Linear head).
+    margin: f64,
     /// Labels `[B]` as a tensor.
     targets: Tensor<1, Int>,
     /// Labels on the host.
@@ -64,6 +70,26 @@ impl Criterion for ClassifierCriterion {
             false => forget_loss(logits, targets, bound)?,
         })
     }
+
+    /// Cross-entropy towards the new labels, a CosFace head's margin on each new label.
+    fn relabelled_loss(&self, relabel: &mut dyn FnMut(usize) -> usize) -> Result<Tensor<1>> {
+        let [rows, classes] = self.plain.dims();
+        let labels: Vec<usize> = self.labels.iter().map(|&y| relabel(y)).collect();
+        if let Some(bad) = labels.iter().find(|&&l| l >= classes) {
+            return Err(TrainError::Data(format!(
+                "relabelled to class {bad} of a {classes}-class head"
+            )));
+        }
+        let device = self.plain.device();
+        let values: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
+        let targets = Tensor::<1, Int>::from_data(TensorData::new(values, [rows]), &device);
+        let margin = targets
+            .clone()
+            .one_hot::<2>(classes)
+            .float()
+            .mul_scalar(self.margin);
+        Ok(retain_loss(self.plain.clone() - margin, targets)?)
+    }
 }
 
 impl Objective for ClassifierObjective {
@@ -74,8 +100,18 @@ impl Objective for ClassifierObjective {
     fn criterion(&self, model: &VisionTransformer, batch: Batch) -> Result<ClassifierCriterion> {
         let output = model.forward(batch.images)?;
         let embedding = output.embedding.clone();
+        let plain = output
+            .logits
+            .clone()
+            .ok_or_else(|| TrainError::InvalidSetting("the model has no classifier head".into()))?;
+        let margin = match &model.head {
+            Some(Head::CosFace(cosface)) => cosface.scale * cosface.margin,
+            _ => 0.0,
+        };
         Ok(ClassifierCriterion {
             logits: logits_with_margin(model, output, batch.targets.clone())?,
+            plain,
+            margin,
             targets: batch.targets,
             labels: batch.labels,
             embedding,
@@ -347,6 +383,37 @@ mod tests {
 
     use super::*;
 
+    /// Relabelled cross-entropy by hand: plain logits `[1, 0, 0]` of a class-0 sample towards
+    /// class 2 with a margin of 0.5 on the new label: `−ln(e^{−0.5} / (e + 1 + e^{−0.5}))`;
+    /// a label outside the head is refused. Catches the margin left on the true class and the
+    /// new labels ignored.
+    #[test]
+    fn relabelled_loss_puts_the_margin_on_the_new_label() {
+        let device = Device::default();
+        let criterion = ClassifierCriterion {
+            logits: Tensor::zeros([1, 3], &device),
+            plain: Tensor::from_data(TensorData::new(vec![1.0f32, 0.0, 0.0], [1, 3]), &device),
+            margin: 0.5,
+            targets: Tensor::from_data(TensorData::new(vec![0i64], [1]), &device),
+            labels: vec![0],
+            embedding: Tensor::zeros([1, 1], &device),
+        };
+        let mut seen = Vec::new();
+        let found = criterion
+            .relabelled_loss(&mut |y| {
+                seen.push(y);
+                2
+            })
+            .expect("loss")
+            .try_into_vec_as::<f64>()
+            .expect("value")[0];
+        let e = std::f64::consts::E;
+        let expected = -((-0.5f64).exp() / (e + 1.0 + (-0.5f64).exp())).ln();
+        assert!((found - expected).abs() < 1e-5, "{found} vs {expected}");
+        assert_eq!(seen, vec![0], "relabel sees the true label");
+        assert!(criterion.relabelled_loss(&mut |_| 3).is_err());
+    }
+
     /// `bnd` `None` bounds at `ln C + 1` of the logits' `C`, by hand: rows `[0, 0, 0]` (CE
     /// ln 3, below the bound) and `[0, 2, 2]` (CE ln(1 + 2e²), above it), per sample and on
     /// the batch mean; a given bound replaces it. Catches the class count off by one, the
@@ -359,6 +426,8 @@ mod tests {
                 TensorData::new(vec![0.0f32, 0.0, 0.0, 0.0, 2.0, 2.0], [2, 3]),
                 &device,
             ),
+            plain: Tensor::zeros([2, 3], &device),
+            margin: 0.0,
             targets: Tensor::from_data(TensorData::new(vec![0i64, 0], [2]), &device),
             labels: vec![0, 0],
             embedding: Tensor::zeros([2, 1], &device),

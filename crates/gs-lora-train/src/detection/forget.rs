@@ -88,6 +88,16 @@ impl Criterion for DetectorCriterion {
             bound,
         )?)
     }
+
+    /// Refused: a detector's targets are matched boxes, not one label per image.
+    fn relabelled_loss(&self, _: &mut dyn FnMut(usize) -> usize) -> Result<Tensor<1>> {
+        Err(TrainError::Setting {
+            name: "method",
+            problem: "relabels one label per image, a classification baseline; a detector has \
+                      none to relabel"
+                .into(),
+        })
+    }
 }
 
 impl Objective for DetectorObjective {

@@ -137,4 +137,11 @@ pub trait Criterion {
     /// A non-finite bound, no bound where the family has no default, or `per_sample` where
     /// the family has no per-sample bound.
     fn bounded_loss(&self, bound: Option<f64>, per_sample: bool) -> Result<Tensor<1>>;
+
+    /// The supervised loss of the batch with each sample's label `y` replaced by
+    /// `relabel(y)` (random labelling), `[1]`.
+    ///
+    /// # Errors
+    /// A new label outside the model's classes, or a family that cannot relabel its targets.
+    fn relabelled_loss(&self, relabel: &mut dyn FnMut(usize) -> usize) -> Result<Tensor<1>>;
 }

@@ -52,11 +52,12 @@ pub trait Method<F: Family> {
         epoch: usize,
     ) -> Result<LossTerms>;
 
-    /// Sees each step's gradients before the optimiser uses them (nothing by default).
+    /// Sees (and may change) each step's gradients before the optimiser uses them (nothing
+    /// by default).
     ///
     /// # Errors
     /// Gradients that cannot be read.
-    fn observe_gradients(&mut self, _model: &F::Model, _grads: &GradientsParams) -> Result<()> {
+    fn observe_gradients(&mut self, _model: &F::Model, _grads: &mut GradientsParams) -> Result<()> {
         Ok(())
     }
 
@@ -99,7 +100,7 @@ impl<F: Family, M: Method<F> + ?Sized> Method<F> for Box<M> {
         (**self).loss(family, model, batches, epoch)
     }
 
-    fn observe_gradients(&mut self, model: &F::Model, grads: &GradientsParams) -> Result<()> {
+    fn observe_gradients(&mut self, model: &F::Model, grads: &mut GradientsParams) -> Result<()> {
         (**self).observe_gradients(model, grads)
     }
 

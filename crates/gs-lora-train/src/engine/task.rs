@@ -153,7 +153,7 @@ pub(crate) fn train_task<F: Family, M: Method<F>>(
             if let Some(max_norm) = config.clip_grad_norm {
                 clip_grad_norm(model, &mut grads, max_norm)?;
             }
-            method.observe_gradients(model, &grads)?;
+            method.observe_gradients(model, &mut grads)?;
             *model = optimizer.step(lr, model.clone(), grads);
             method.after_step(model, lr, epoch)?;
             progress.update(
@@ -284,6 +284,10 @@ mod tests {
 
         fn bounded_loss(&self, _: Option<f64>, _: bool) -> Result<Tensor<1>> {
             unreachable!("not read by the recorder")
+        }
+
+        fn relabelled_loss(&self, _: &mut dyn FnMut(usize) -> usize) -> Result<Tensor<1>> {
+            unreachable!("not relabelled")
         }
     }
 

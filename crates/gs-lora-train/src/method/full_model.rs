@@ -4,31 +4,52 @@
 //! - fine-tuning with GS-LoRA's losses, `L = CE(R) + β · relu(BND − CE(F))`: what training
 //!   the whole model instead of low-rank adapters changes;
 //! - NegGrad+ (Kurmanji et al., NeurIPS 2023), `L = CE(R) − β · CE(F)`: descent on the
-//!   remaining classes, unbounded ascent on the forget classes.
+//!   remaining classes, unbounded ascent on the forget classes;
+//! - random labelling (Golatkar et al. 2020; SalUn's `RL`), `L = CE(R) + CE(F → ŷ)`: each forget
+//!   sample trained towards a remaining class `ŷ` drawn uniformly, anew at every step;
+//! - SalUn (Fan et al., ICLR 2024): random labelling that only moves the salient half of the
+//!   weights: at the start of a task, the magnitude of the forget loss's gradient, summed over
+//!   the task's forget batches, ranks every trained entry; the top [`SALIENT_SHARE`] keep their
+//!   gradients, the others are masked to zero at every step.
 //!
 //! The model's adapters are reset at the start of a task and merged at its end, as with the
 //! adapter methods, but never trained: they stay zero, so the model is its base weights.
 
-use burn::module::{Module, ParamGroup, ParamId};
+use std::cell::RefCell;
+
+use burn::module::{Module, ModuleVisitor, Param, ParamGroup, ParamId};
+use burn::optim::GradientsParams;
+use burn::tensor::Tensor;
+use gs_lora_core::lora::derive_seed;
 use gs_lora_core::{LoraInit, merge_adapters, reset_adapters};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::SeedableRng;
 
 use crate::config::{ForgetConfig, MethodKind};
 use crate::engine::{
     AdapterGroups, Criterion, Family, LossTerms, LossWeights, Method, Objective, Pair, Task,
-    TaskSamples,
+    TaskSamples, gradients, shuffled_batches,
 };
-use crate::error::Result;
+use crate::error::{Result, TrainError};
+
+/// The share of the trained entries SalUn lets move (its default threshold, 0.5).
+pub const SALIENT_SHARE: f64 = 0.5;
 
 /// A full-model baseline with the weights of a run's config.
-#[derive(Debug, Clone)]
 pub struct FullModel {
-    /// `β` per task, `BND`, and which loss ([`MethodKind::FineTune`] or
-    /// [`MethodKind::NegGradPlus`]).
+    /// `β` per task, `BND`, and which baseline.
     config: ForgetConfig,
     /// The task running now.
     task: usize,
     /// The parameters trained in the running task.
     trainable: Vec<ParamId>,
+    /// The running task's remaining classes, which random labels are drawn from.
+    remaining: Vec<usize>,
+    /// Draws the random labels, seeded per task.
+    labels: RefCell<ChaCha8Rng>,
+    /// SalUn's mask of the running task: 1 on the entries that train, 0 elsewhere.
+    mask: Option<GradientsParams>,
 }
 
 impl FullModel {
@@ -38,13 +59,16 @@ impl FullModel {
             config: config.clone(),
             task: 0,
             trainable: Vec::new(),
+            remaining: Vec::new(),
+            labels: RefCell::new(ChaCha8Rng::seed_from_u64(0)),
+            mask: None,
         }
     }
 
     /// The loss of one step on a remaining and a forget batch of `objective`'s family.
     ///
     /// # Errors
-    /// A failing forward pass or loss.
+    /// A failing forward pass or loss, or random labels with no remaining class to draw.
     pub fn loss_of<O: Objective>(
         &self,
         objective: &O,
@@ -56,6 +80,17 @@ impl FullModel {
         let beta = self.config.beta_for(self.task);
         let (forget, beta) = match self.config.method {
             MethodKind::NegGradPlus => (forget.loss()?, -beta),
+            MethodKind::RandomLabels | MethodKind::SalUn => {
+                if self.remaining.is_empty() {
+                    return Err(TrainError::Data(
+                        "random labelling needs a remaining class to draw labels from".into(),
+                    ));
+                }
+                let mut rng = self.labels.borrow_mut();
+                let remaining = &self.remaining;
+                let mut draw = |_| remaining[rng.random_range(0..remaining.len())];
+                (forget.relabelled_loss(&mut draw)?, 1.0)
+            }
             _ => (
                 forget.bounded_loss(self.config.bnd, self.config.bnd_per_sample)?,
                 beta,
@@ -70,20 +105,162 @@ impl FullModel {
     }
 }
 
+/// SalUn's mask over the parameters `trainable` of `model`: the forget loss's gradient
+/// magnitude summed over `samples.forget` in batches of `batch_size` (drawn in an order from
+/// `seed`), then [`saliency_mask`].
+///
+/// # Errors
+/// A failing forward pass, or gradients that cannot be read.
+fn forget_saliency<F: Family>(
+    family: &F,
+    model: &F::Model,
+    task: &Task,
+    samples: &TaskSamples,
+    trainable: &[ParamId],
+    (batch_size, seed): (usize, u64),
+) -> Result<GradientsParams> {
+    let mut sums = GradientsParams::new();
+    for (i, chunk) in shuffled_batches(&samples.forget, batch_size, seed)
+        .iter()
+        .enumerate()
+    {
+        let batch = family.batch(chunk, &task.forget, derive_seed(seed, i as u64))?;
+        let loss = family.objective().criterion(model, batch)?.loss()?;
+        let grads = gradients(model, loss, trainable);
+        model.visit(&mut AddMagnitudes {
+            sums: &mut sums,
+            grads: &grads,
+        });
+    }
+    saliency_mask(model, &sums, SALIENT_SHARE)
+}
+
+/// Adds each gradient's magnitude to its running sum.
+struct AddMagnitudes<'a> {
+    sums: &'a mut GradientsParams,
+    grads: &'a GradientsParams,
+}
+
+impl ModuleVisitor for AddMagnitudes<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(grad) = self.grads.get::<D>(param.id) {
+            let sum = match self.sums.remove::<D>(param.id) {
+                Some(sum) => sum + grad.abs(),
+                None => grad.abs(),
+            };
+            self.sums.register(param.id, sum);
+        }
+    }
+}
+
+/// The mask that keeps the `share` largest entries of `scores` over all of `model`'s
+/// parameters together (1 at or above the threshold, 0 below).
+///
+/// # Errors
+/// Scores that cannot be read back.
+pub fn saliency_mask<M: Module>(
+    model: &M,
+    scores: &GradientsParams,
+    share: f64,
+) -> Result<GradientsParams> {
+    struct Collect<'a> {
+        scores: &'a GradientsParams,
+        values: Vec<f32>,
+        failed: Option<String>,
+    }
+    impl ModuleVisitor for Collect<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(score) = self.scores.get::<D>(param.id) {
+                match score.try_into_vec_as::<f32>() {
+                    Ok(values) => self.values.extend(values),
+                    Err(err) => self.failed = Some(err.to_string()),
+                }
+            }
+        }
+    }
+    struct Threshold<'a> {
+        scores: &'a GradientsParams,
+        mask: GradientsParams,
+        threshold: f32,
+    }
+    impl ModuleVisitor for Threshold<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(score) = self.scores.get::<D>(param.id) {
+                let keep = score.greater_equal_elem(self.threshold).float();
+                self.mask.register(param.id, keep);
+            }
+        }
+    }
+    let mut collect = Collect {
+        scores,
+        values: Vec::new(),
+        failed: None,
+    };
+    model.visit(&mut collect);
+    if let Some(err) = collect.failed {
+        return Err(TrainError::Data(format!("reading saliency scores: {err}")));
+    }
+    let mut values = collect.values;
+    let kept = ((values.len() as f64 * share).ceil() as usize).clamp(1, values.len().max(1));
+    let threshold = match values.len() {
+        0 => 0.0,
+        n => *values.select_nth_unstable_by(n - kept, f32::total_cmp).1,
+    };
+    let mut masks = Threshold {
+        scores,
+        mask: GradientsParams::new(),
+        threshold,
+    };
+    model.visit(&mut masks);
+    Ok(masks.mask)
+}
+
+/// Multiplies each gradient of `grads` by its entry of `mask` (gradients without one stay).
+pub fn apply_mask<M: Module>(model: &M, grads: &mut GradientsParams, mask: &GradientsParams) {
+    struct Apply<'a> {
+        grads: &'a mut GradientsParams,
+        mask: &'a GradientsParams,
+    }
+    impl ModuleVisitor for Apply<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let (Some(keep), Some(grad)) = (
+                self.mask.get::<D>(param.id),
+                self.grads.remove::<D>(param.id),
+            ) {
+                self.grads.register(param.id, grad * keep);
+            }
+        }
+    }
+    model.visit(&mut Apply { grads, mask });
+}
+
 impl<F: Family> Method<F> for FullModel {
     fn begin_task(
         &mut self,
         family: &F,
         model: &mut F::Model,
         task: &Task,
-        _: &TaskSamples,
+        samples: &TaskSamples,
         seed: u64,
     ) -> Result<()> {
         self.task = task.index;
+        self.remaining = task.retain.clone();
+        *self.labels.borrow_mut() = ChaCha8Rng::seed_from_u64(derive_seed(seed, 5));
         reset_adapters(model, LoraInit::for_task(task.index), seed)?;
         self.trainable = family.full_model_params(model);
         let group = ParamGroup::from_ids(self.trainable.clone());
         *model = model.clone().unfreeze_group(group);
+        self.mask = match self.config.method {
+            MethodKind::SalUn => Some(forget_saliency(
+                family,
+                model,
+                task,
+                samples,
+                &self.trainable,
+                (self.config.batch_size, derive_seed(seed, 6)),
+            )?),
+            _ => None,
+        };
         Ok(())
     }
 
@@ -101,6 +278,13 @@ impl<F: Family> Method<F> for FullModel {
         self.loss_of(family.objective(), model, batches)
     }
 
+    fn observe_gradients(&mut self, model: &F::Model, grads: &mut GradientsParams) -> Result<()> {
+        if let Some(mask) = &self.mask {
+            apply_mask(model, grads, mask);
+        }
+        Ok(())
+    }
+
     fn after_step(&mut self, _: &mut F::Model, _: f64, _: usize) -> Result<()> {
         Ok(())
     }
@@ -109,12 +293,14 @@ impl<F: Family> Method<F> for FullModel {
         merge_adapters(model)?;
         *model = model.clone().no_grad();
         self.trainable.clear();
+        self.mask = None;
         Ok(AdapterGroups::default())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use burn::module::Param;
     use burn::tensor::{Device, Tensor, TensorData};
     use gs_lora_core::LoraConfig;
     use gs_lora_core::loss::Prototypes;
@@ -142,6 +328,11 @@ mod tests {
 
         fn bounded_loss(&self, _: Option<f64>, _: bool) -> Result<Tensor<1>> {
             Ok(value(self.bounded))
+        }
+
+        /// The new label of a class-7 sample, as the loss.
+        fn relabelled_loss(&self, relabel: &mut dyn FnMut(usize) -> usize) -> Result<Tensor<1>> {
+            Ok(value(relabel(7) as f32))
         }
     }
 
@@ -206,5 +397,98 @@ mod tests {
         let (neg, neg_forget) = total(MethodKind::NegGradPlus);
         assert!((neg - (1.5 - 0.3 * 2.0)).abs() < 1e-6, "{neg}");
         assert!((neg_forget - 2.0).abs() < 1e-6);
+    }
+
+    /// Random labelling minimises CE(R) + CE(F → ŷ) (weight 1) with each ŷ a remaining class,
+    /// drawn anew at each step and the same from the same task seed. Catches labels drawn
+    /// from the forget classes or all classes, and a draw that never changes.
+    #[test]
+    fn random_labels_are_remaining_classes_drawn_per_step() {
+        let device = Device::default();
+        let config = VitConfig {
+            hidden_size: 8,
+            depth: 1,
+            num_heads: 2,
+            mlp_hidden: 16,
+            ..embedded_config(8, 3)
+        };
+        let lora = LoraConfig::new().with_rank(2);
+        let model = VisionTransformer::load(&config, &mut SeededInit::new(0), &lora, 0, &device)
+            .expect("model");
+        let mut method = FullModel::new(&ForgetConfig {
+            method: MethodKind::RandomLabels,
+            ..ForgetConfig::default()
+        });
+        let draws = |method: &mut FullModel| -> Vec<f64> {
+            method.remaining = vec![2, 4, 9];
+            *method.labels.borrow_mut() = ChaCha8Rng::seed_from_u64(3);
+            (0..40)
+                .map(|_| {
+                    let pair = Pair {
+                        retain: (1.5, 0.0),
+                        forget: (2.0, 0.0),
+                    };
+                    let v = method
+                        .loss_of(&FixedObjective, &model, pair)
+                        .expect("loss")
+                        .values();
+                    assert!((v.total - v.retain - v.forget).abs() < 1e-6);
+                    v.forget
+                })
+                .collect()
+        };
+        let labels = draws(&mut method);
+        for class in [2.0, 4.0, 9.0] {
+            assert!(labels.contains(&class), "{class} drawn in {labels:?}");
+        }
+        assert!(labels.iter().all(|l| [2.0, 4.0, 9.0].contains(l)));
+        assert_eq!(labels, draws(&mut method), "seeded");
+        method.remaining.clear();
+        let pair = Pair {
+            retain: (1.5, 0.0),
+            forget: (2.0, 0.0),
+        };
+        assert!(method.loss_of(&FixedObjective, &model, pair).is_err());
+    }
+
+    #[derive(Module, Debug)]
+    struct Two {
+        a: Param<Tensor<2>>,
+        b: Param<Tensor<1>>,
+    }
+
+    /// Scores `[1, 5, 3, 2]` and `[4, 0.5]`: the top half over both tensors (5, 4, 3) keeps
+    /// its gradients, the rest is zeroed. Catches a threshold per tensor (b would keep 4 and
+    /// a would keep 5 and 3 — here the same — so b's 0.5 tells), the mask inverted, or
+    /// masked gradients left in place.
+    #[test]
+    fn the_saliency_mask_keeps_the_top_half_over_all_parameters() {
+        let device = Device::default();
+        let tensor2 =
+            |v: [f32; 4]| Tensor::<2>::from_data(TensorData::new(v.to_vec(), [2, 2]), &device);
+        let tensor1 =
+            |v: [f32; 2]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [2]), &device);
+        let model = Two {
+            a: Param::from_tensor(tensor2([0.0; 4])),
+            b: Param::from_tensor(tensor1([0.0; 2])),
+        };
+        let mut scores = GradientsParams::new();
+        scores.register(model.a.id, tensor2([1.0, 5.0, 3.0, 2.0]));
+        scores.register(model.b.id, tensor1([4.0, 0.5]));
+        let mask = saliency_mask(&model, &scores, 0.5).expect("mask");
+        let mut grads = GradientsParams::new();
+        grads.register(model.a.id, tensor2([10.0, 20.0, 30.0, 40.0]));
+        grads.register(model.b.id, tensor1([50.0, 60.0]));
+        apply_mask(&model, &mut grads, &mask);
+        let host = |values: Option<Tensor<2>>| {
+            values.expect("grad").try_into_vec_as::<f32>().expect("f32")
+        };
+        assert_eq!(host(grads.get::<2>(model.a.id)), vec![0.0, 20.0, 30.0, 0.0]);
+        let b = grads
+            .get::<1>(model.b.id)
+            .expect("grad")
+            .try_into_vec_as::<f32>()
+            .expect("f32");
+        assert_eq!(b, vec![50.0, 0.0]);
     }
 }

@@ -254,7 +254,7 @@ impl<F: Family> Method<F> for GsLora {
         self.loss_of(family.objective(), model, batches, epoch)
     }
 
-    fn observe_gradients(&mut self, model: &F::Model, grads: &GradientsParams) -> Result<()> {
+    fn observe_gradients(&mut self, model: &F::Model, grads: &mut GradientsParams) -> Result<()> {
         self.observe(model, grads)
     }
 

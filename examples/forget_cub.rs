@@ -89,6 +89,9 @@ struct Cli {
         requires = "methods"
     )]
     seeds: Option<Vec<u64>>,
+    /// The method of the comparison the others' gaps are measured to.
+    #[arg(long, value_name = "METHOD", requires = "methods")]
+    reference: Option<MethodKind>,
     #[command(flatten)]
     forget: ForgetArgs,
     #[command(flatten)]
@@ -168,6 +171,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         cli.methods.clone().map(|methods| CompareSettings {
             methods,
             seeds: cli.seeds.clone().unwrap_or_else(|| vec![config.seed]),
+            reference: cli.reference,
             forget: config.clone(),
         })
     };

@@ -209,8 +209,9 @@ pub struct ForgetArgs {
     #[arg(long, value_name = "on|off", value_parser = on_off())]
     pub eval_margin: Option<bool>,
     /// gs-lora, gs-lora++ (prototype losses for the few-shot case), or a baseline: lora
-    /// (no group lasso); fine-tune (GS-LoRA's losses), neg-grad+, random-labels and salun
-    /// train every parameter but the head (docs/baselines.md).
+    /// (no group lasso); fine-tune (GS-LoRA's losses), neg-grad+, random-labels, salun and
+    /// retrain-ft (the remaining classes alone) train every parameter but the head
+    /// (docs/baselines.md).
     #[arg(long, value_name = "METHOD")]
     pub method: Option<MethodKind>,
     /// Keeps K training images of every class.

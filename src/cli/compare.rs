@@ -33,6 +33,10 @@ pub struct CompareCommand {
     /// The seeds each method runs with, comma separated (default 0).
     #[arg(long, value_delimiter = ',', value_name = "S1,S2,…")]
     seeds: Option<Vec<u64>>,
+    /// One of the methods: the others' gap to it per task (|acc_f|, |acc_r|, |MIA|
+    /// differences, seed by seed, and their average), e.g. retrain-ft.
+    #[arg(long, value_name = "METHOD")]
+    reference: Option<MethodKind>,
     #[command(flatten)]
     forget: ForgetArgs,
     #[command(flatten)]
@@ -77,6 +81,9 @@ impl CompareCommand {
                 .seeds
                 .or_else(|| recorded.as_ref().map(|r| r.seeds.clone()))
                 .unwrap_or_else(|| vec![0]),
+            reference: self
+                .reference
+                .or_else(|| recorded.as_ref().and_then(|r| r.reference)),
             forget: self.forget.config(ForgetConfig::default())?,
         };
         settings.validate()?;

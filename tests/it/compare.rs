@@ -36,7 +36,7 @@ fn tensors(dir: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 /// Two methods × two seeds on a four-class folder: the table averages each run's results,
-/// reports the attack and the trained parameters; the full-model baseline changes the body
+/// reports the attack, the trained parameters and the gap to the reference seed by seed; the full-model baseline changes the body
 /// and never the head; a comparison interrupted after its first method resumes to the same
 /// table; `--config OUT/compare.json` compares the same way; `--method` is refused. Catches
 /// runs of one seed reused for another, a table not averaged per task, a head trained by a
@@ -81,7 +81,12 @@ fn compare_runs_every_method_and_seed_resumes_and_repeats() {
         "--bnd=5",
     ];
     let full = base.join("full");
-    let mut args = vec!["--methods", "gs-lora,fine-tune", "--seeds=0,1"];
+    let mut args = vec![
+        "--methods",
+        "gs-lora,fine-tune",
+        "--seeds=0,1",
+        "--reference=gs-lora",
+    ];
     args.extend(settings);
     compare(&full, &args);
     for file in [
@@ -130,6 +135,24 @@ fn compare_runs_every_method_and_seed_resumes_and_repeats() {
         );
         let mia = row["mia"]["mean"].as_f64().expect("the attack ran");
         assert!((0.0..=100.0).contains(&mia));
+        let gap = row["gap"]["acc_r"]["mean"].as_f64();
+        match method {
+            "gs-lora" => assert_eq!(gap, None, "the reference has no gap"),
+            _ => {
+                let paired: f64 = (0..2)
+                    .map(|s| {
+                        let r = |m| {
+                            results(m, s)[task as usize]["acc_r"]
+                                .as_f64()
+                                .expect("acc_r")
+                        };
+                        (r(method) - r("gs-lora")).abs()
+                    })
+                    .sum::<f64>()
+                    / 2.0;
+                assert!((gap.expect("gap") - paired).abs() < 1e-9, "{row}");
+            }
+        }
     }
     let trained = |row: usize| {
         table[row]["trainable_params"]["mean"]
@@ -218,7 +241,14 @@ fn every_baseline_trains_the_body_and_keeps_the_head() {
         "--val-fraction=0.25",
     ]);
     let pretrained = tensors(&model);
-    for method in ["fine-tune", "neg-grad+", "random-labels", "salun", "lora"] {
+    for method in [
+        "fine-tune",
+        "neg-grad+",
+        "random-labels",
+        "salun",
+        "retrain-ft",
+        "lora",
+    ] {
         let out = base.join(method);
         ok(&[
             "forget",

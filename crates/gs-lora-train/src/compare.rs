@@ -31,6 +31,9 @@ pub struct CompareSettings {
     pub methods: Vec<MethodKind>,
     /// The seeds each method runs with.
     pub seeds: Vec<u64>,
+    /// The method the others' gaps are measured to (one of `methods`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<MethodKind>,
     /// The settings every run shares (their `method` and `seed` are replaced per run).
     #[serde(flatten)]
     pub forget: ForgetConfig,
@@ -66,11 +69,14 @@ impl CompareSettings {
         if value.get("methods").is_none() {
             return Ok(None);
         }
-        let methods = serde_json::from_value(value["methods"].clone()).map_err(format)?;
-        let seeds = serde_json::from_value(value["seeds"].clone()).map_err(format)?;
+        let field = |name: &str| value.get(name).cloned().unwrap_or_default();
+        let methods = serde_json::from_value(field("methods")).map_err(format)?;
+        let seeds = serde_json::from_value(field("seeds")).map_err(format)?;
+        let reference = serde_json::from_value(field("reference")).map_err(format)?;
         Ok(Some(Self {
             methods,
             seeds,
+            reference,
             forget: ForgetConfig::from_file(path)?,
         }))
     }
@@ -98,6 +104,16 @@ impl CompareSettings {
                 .or_else(|| {
                     twice(self.seeds.iter().map(ToString::to_string).collect())
                         .map(|s| ("seeds", format!("names {s} twice")))
+                })
+        });
+        let problem = problem.or_else(|| {
+            self.reference
+                .filter(|r| !self.methods.contains(r))
+                .map(|r| {
+                    (
+                        "reference",
+                        format!("is {r}, which is not among the methods"),
+                    )
                 })
         });
         if let Some((name, problem)) = problem {
@@ -137,7 +153,8 @@ pub fn compare(
             runs,
         });
     }
-    let rows = comparison_rows(&compared)?;
+    let reference = settings.reference.map(MethodKind::name);
+    let rows = comparison_rows(&compared, reference)?;
     write_comparison(dir, &rows, metric)?;
     Ok(rows)
 }
@@ -155,6 +172,7 @@ mod tests {
         let settings = CompareSettings {
             methods: vec![MethodKind::GsLora, MethodKind::NegGradPlus],
             seeds: vec![0, 2],
+            reference: Some(MethodKind::GsLora),
             forget: ForgetConfig {
                 epochs: 3,
                 ..ForgetConfig::default()
@@ -171,6 +189,13 @@ mod tests {
         assert_eq!(CompareSettings::from_file(&run).expect("test value"), None);
         assert_eq!(settings.run_config(MethodKind::NegGradPlus, 2).seed, 2);
         for (broken, needle) in [
+            (
+                CompareSettings {
+                    reference: Some(MethodKind::SalUn),
+                    ..settings.clone()
+                },
+                "not among the methods",
+            ),
             (
                 CompareSettings {
                     methods: vec![],

@@ -34,11 +34,14 @@ pub enum MethodKind {
     /// SalUn: random labelling on the salient half of the weights only.
     #[serde(rename = "salun")]
     SalUn,
+    /// Retrain by fine-tuning: every parameter but the head, trained on the remaining classes
+    /// alone (the official detection Retrain; SalUn's `FT`).
+    RetrainFt,
 }
 
 impl MethodKind {
     /// Every method, in the order tables list them.
-    pub const ALL: [MethodKind; 7] = [
+    pub const ALL: [MethodKind; 8] = [
         MethodKind::GsLora,
         MethodKind::GsLoraPlusPlus,
         MethodKind::Lora,
@@ -46,6 +49,7 @@ impl MethodKind {
         MethodKind::NegGradPlus,
         MethodKind::RandomLabels,
         MethodKind::SalUn,
+        MethodKind::RetrainFt,
     ];
 
     /// The method's name on the command line and in files.
@@ -58,6 +62,7 @@ impl MethodKind {
             MethodKind::NegGradPlus => "neg-grad+",
             MethodKind::RandomLabels => "random-labels",
             MethodKind::SalUn => "salun",
+            MethodKind::RetrainFt => "retrain-ft",
         }
     }
 

@@ -7,6 +7,9 @@
 //!   remaining classes, unbounded ascent on the forget classes;
 //! - random labelling (Golatkar et al. 2020; SalUn's `RL`), `L = CE(R) + CE(F → ŷ)`: each forget
 //!   sample trained towards a remaining class `ŷ` drawn uniformly, anew at every step;
+//! - Retrain by fine-tuning (`retrain-ft`), `L = CE(R)`: the forget batch is not used, so
+//!   the forget classes fade only as the remaining ones take the model over (the official
+//!   detection Retrain; SalUn's `FT`);
 //! - SalUn (Fan et al., ICLR 2024): random labelling that only moves the salient half of the
 //!   weights: at the start of a task, the magnitude of the forget loss's gradient, summed over
 //!   the task's forget batches, ranks every trained entry; the top [`SALIENT_SHARE`] keep their
@@ -76,6 +79,14 @@ impl FullModel {
         batches: Pair<O::Batch>,
     ) -> Result<LossTerms> {
         let retain = objective.criterion(model, batches.retain)?.loss()?;
+        let lasso = retain.zeros_like();
+        if self.config.method == MethodKind::RetrainFt {
+            let weights = LossWeights {
+                beta: 0.0,
+                group_lasso: 0.0,
+            };
+            return Ok(LossTerms::new(retain, lasso.clone(), lasso, None, weights));
+        }
         let forget = objective.criterion(model, batches.forget)?;
         let beta = self.config.beta_for(self.task);
         let (forget, beta) = match self.config.method {
@@ -96,7 +107,6 @@ impl FullModel {
                 beta,
             ),
         };
-        let lasso = retain.zeros_like();
         let weights = LossWeights {
             beta,
             group_lasso: 0.0,
@@ -359,8 +369,9 @@ mod tests {
     }
 
     /// With retain CE 1.5, forget CE 2 and forget bounded loss 0.25 at β 0.3: fine-tuning
-    /// minimises 1.5 + 0.3·0.25, NegGrad+ 1.5 − 0.3·2 (ascent on the forget CE), neither has
-    /// a lasso term. Catches the ascent's sign, and NegGrad+ reading the bounded loss.
+    /// minimises 1.5 + 0.3·0.25, NegGrad+ 1.5 − 0.3·2 (ascent on the forget CE), Retrain by
+    /// fine-tuning 1.5; none has a lasso term. Catches the ascent's sign, NegGrad+ reading the
+    /// bounded loss, and a forget term left in Retrain.
     #[test]
     fn fine_tuning_bounds_the_forget_loss_and_neg_grad_ascends_it() {
         let device = Device::default();
@@ -397,6 +408,11 @@ mod tests {
         let (neg, neg_forget) = total(MethodKind::NegGradPlus);
         assert!((neg - (1.5 - 0.3 * 2.0)).abs() < 1e-6, "{neg}");
         assert!((neg_forget - 2.0).abs() < 1e-6);
+        assert_eq!(
+            total(MethodKind::RetrainFt),
+            (1.5, 0.0),
+            "the remaining classes alone"
+        );
     }
 
     /// Random labelling minimises CE(R) + CE(F → ŷ) (weight 1) with each ŷ a remaining class,

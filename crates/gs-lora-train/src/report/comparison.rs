@@ -52,6 +52,21 @@ pub struct MethodRuns {
     pub runs: Vec<(u64, Vec<TaskResult>)>,
 }
 
+/// A method's distance to the reference method on one task: per seed the absolute difference
+/// of each metric from the reference's run of the same seed, then its spread over the seeds
+/// (SalUn's gap to Retrain; `average` is its "Avg. Gap" over the metrics measured).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Gap {
+    /// `|acc_f − acc_f of the reference|`.
+    pub acc_f: Spread,
+    /// `|acc_r − acc_r of the reference|`.
+    pub acc_r: Spread,
+    /// `|MIA − MIA of the reference|`, where both measured it.
+    pub mia: Option<Spread>,
+    /// The mean of the metric gaps, per seed.
+    pub average: Spread,
+}
+
 /// One method on one task, over its seeds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ComparisonRow {
@@ -81,13 +96,27 @@ pub struct ComparisonRow {
     pub trainable_params: Spread,
     /// Peak resident memory of the task (MiB), where measured.
     pub peak_rss_mib: Option<Spread>,
+    /// The distance to the reference method (none for the reference itself, or without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap: Option<Gap>,
 }
 
-/// The rows of `methods`, method by method and task by task.
+/// The rows of `methods`, method by method and task by task, with their gap to the method
+/// named `reference` where one is named.
 ///
 /// # Errors
-/// A method without runs, or runs of one method with different task counts.
-pub fn comparison_rows(methods: &[MethodRuns]) -> Result<Vec<ComparisonRow>> {
+/// A method without runs, runs of one method with different task counts, or a reference that
+/// is not among the methods or lacks a seed or task of another method.
+pub fn comparison_rows(
+    methods: &[MethodRuns],
+    reference: Option<&str>,
+) -> Result<Vec<ComparisonRow>> {
+    let reference = match reference {
+        Some(name) => Some(methods.iter().find(|m| m.method == name).ok_or_else(|| {
+            TrainError::Data(format!("the reference method {name} is not compared"))
+        })?),
+        None => None,
+    };
     let mut rows = Vec::new();
     for method in methods {
         let Some((_, first)) = method.runs.first() else {
@@ -131,24 +160,74 @@ pub fn comparison_rows(methods: &[MethodRuns]) -> Result<Vec<ComparisonRow>> {
                 seconds: all(|r| r.seconds),
                 trainable_params: all(|r| r.trainable_params as f64),
                 peak_rss_mib: some(|r| r.peak_rss_mib),
+                gap: match reference {
+                    Some(reference) if reference.method != method.method => {
+                        Some(gap(method, reference, task)?)
+                    }
+                    _ => None,
+                },
             });
         }
     }
     Ok(rows)
 }
 
+/// The gap of `method` to `reference` on `task`, seed by seed.
+fn gap(method: &MethodRuns, reference: &MethodRuns, task: usize) -> Result<Gap> {
+    let mut gaps: [Vec<f64>; 4] = Default::default();
+    for (seed, run) in &method.runs {
+        let paired = reference
+            .runs
+            .iter()
+            .find(|(s, _)| s == seed)
+            .and_then(|(_, r)| r.get(task))
+            .ok_or_else(|| {
+                TrainError::Data(format!(
+                    "the reference {} has no task {task} of seed {seed}",
+                    reference.method
+                ))
+            })?;
+        let r = &run[task];
+        let acc_f = (r.forget_after - paired.forget_after).abs();
+        let acc_r = (r.retain_after - paired.retain_after).abs();
+        let mia = match (r.mia, paired.mia) {
+            (Some(a), Some(b)) => Some((a.confidence - b.confidence).abs()),
+            _ => None,
+        };
+        let measured: Vec<f64> = [Some(acc_f), Some(acc_r), mia]
+            .into_iter()
+            .flatten()
+            .collect();
+        gaps[0].push(acc_f);
+        gaps[1].push(acc_r);
+        gaps[2].extend(mia);
+        gaps[3].push(measured.iter().sum::<f64>() / measured.len() as f64);
+    }
+    let spread = |values: &[f64]| {
+        Spread::of(values).ok_or_else(|| TrainError::Data("a gap without runs".into()))
+    };
+    Ok(Gap {
+        acc_f: spread(&gaps[0])?,
+        acc_r: spread(&gaps[1])?,
+        mia: (gaps[2].len() == gaps[0].len())
+            .then(|| Spread::of(&gaps[2]))
+            .flatten(),
+        average: spread(&gaps[3])?,
+    })
+}
+
 /// The rows as a Markdown table; `metric` names the score (`acc`, `AP`).
 pub fn comparison_table(rows: &[ComparisonRow], metric: &str) -> String {
     let mut table = format!(
         "| method | task | seeds | {metric}_f before | {metric}_r before | {metric}_f | \
-         {metric}_r | {metric}_o | H | MIA | seconds | trained | peak MiB |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+         {metric}_r | {metric}_o | H | MIA | gap | seconds | trained | peak MiB |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     );
     let optional = |s: Option<Spread>, digits| s.map_or("-".into(), |s| s.cell(digits));
     for r in rows {
         let _ = writeln!(
             table,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} |",
             r.method,
             r.task,
             r.seeds.len(),
@@ -159,6 +238,7 @@ pub fn comparison_table(rows: &[ComparisonRow], metric: &str) -> String {
             optional(r.acc_o, 2),
             r.h_mean.cell(2),
             optional(r.mia, 1),
+            optional(r.gap.map(|g| g.average), 2),
             r.seconds.cell(1),
             r.trainable_params.mean,
             optional(r.peak_rss_mib, 0),
@@ -180,6 +260,10 @@ pub fn comparison_csv(rows: &[ComparisonRow]) -> String {
         "seconds",
         "trainable_params",
         "peak_rss_mib",
+        "gap_acc_f",
+        "gap_acc_r",
+        "gap_mia",
+        "gap",
     ];
     let mut csv = String::from("method,task,seeds");
     for m in metrics {
@@ -199,6 +283,10 @@ pub fn comparison_csv(rows: &[ComparisonRow]) -> String {
             Some(r.seconds),
             Some(r.trainable_params),
             r.peak_rss_mib,
+            r.gap.map(|g| g.acc_f),
+            r.gap.map(|g| g.acc_r),
+            r.gap.and_then(|g| g.mia),
+            r.gap.map(|g| g.average),
         ];
         for s in spreads {
             match s {
@@ -272,7 +360,7 @@ mod tests {
             method: "fine-tune".into(),
             runs: vec![(0, vec![one, result(1, 5.0, 40.0)])],
         };
-        let rows = comparison_rows(&[gs.clone(), ft]).expect("test value");
+        let rows = comparison_rows(&[gs.clone(), ft.clone()], None).expect("test value");
         assert_eq!(rows.len(), 4);
         assert_eq!((rows[0].method.as_str(), rows[0].task), ("gs-lora", 0));
         assert_eq!(rows[0].acc_f.mean, 3.0);
@@ -300,18 +388,48 @@ mod tests {
             csv.lines()
                 .nth(3)
                 .expect("test value")
-                .ends_with(",100,0,,"),
+                .ends_with(",100,0,,,,,,,,,,"),
             "{csv}"
         );
         let mut short = gs;
         short.runs[1].1.pop();
-        assert!(comparison_rows(&[short]).is_err());
+        assert!(comparison_rows(&[short], None).is_err());
         assert!(
-            comparison_rows(&[MethodRuns {
-                method: "x".into(),
-                runs: vec![]
-            }])
+            comparison_rows(
+                &[MethodRuns {
+                    method: "x".into(),
+                    runs: vec![]
+                }],
+                None
+            )
             .is_err()
         );
+    }
+
+    /// Gaps to a reference are absolute per-seed differences, paired by seed: fine-tune's
+    /// seed 0 against gs-lora's seed 0 on task 0 is |10 − 2| = 8 on acc_f and |50 − 70| = 20
+    /// on acc_r, average 14 (no attack measured); the reference has no gap; a reference
+    /// without a seed the other ran is refused. Catches a signed gap, the reference's mean
+    /// used instead of its paired seed, and a gap on the reference itself.
+    #[test]
+    fn gaps_pair_each_seed_with_the_reference() {
+        let gs = MethodRuns {
+            method: "gs-lora".into(),
+            runs: vec![
+                (0, vec![result(0, 2.0, 70.0)]),
+                (1, vec![result(0, 4.0, 74.0)]),
+            ],
+        };
+        let ft = MethodRuns {
+            method: "fine-tune".into(),
+            runs: vec![(0, vec![result(0, 10.0, 50.0)])],
+        };
+        let rows = comparison_rows(&[gs.clone(), ft.clone()], Some("gs-lora")).expect("rows");
+        assert_eq!(rows[0].gap, None);
+        let gap = rows[1].gap.expect("gap");
+        assert_eq!((gap.acc_f.mean, gap.acc_r.mean, gap.mia), (8.0, 20.0, None));
+        assert_eq!(gap.average.mean, 14.0);
+        assert!(comparison_table(&rows, "acc").contains("| 14.00 ± 0.00 |"));
+        assert!(comparison_rows(&[gs, ft], Some("fine-tune")).is_err());
     }
 }

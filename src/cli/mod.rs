@@ -57,7 +57,7 @@ pub enum Command {
     /// replaced only if it is empty or a model directory, and DIR may not be, contain or lie
     /// inside --data, --weights, --model-config or --head-classes.
     Pretrain(pretrain::PretrainCommand),
-    /// Run continual-forgetting tasks (GS-LoRA / GS-LoRA++) on a model directory.
+    /// Run continual-forgetting tasks (GS-LoRA, GS-LoRA++ or a baseline) on a model directory.
     ///
     /// Forgets --forget-per-task classes per task from the model in DIR (made by `gs-lora
     /// pretrain`; D must have its classes: pass the same data flags; --split-seed defaults to

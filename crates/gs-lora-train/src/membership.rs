@@ -13,6 +13,11 @@
 //! classifier (RBF kernel `exp(−γ‖x − x'‖²)`, `γ = 1`, `C = 3`, scikit-learn's `SVC(C=3,
 //! gamma="auto")` as SalUn) is trained on members (remaining-class training samples) against
 //! non-members (remaining-class evaluation samples) and predicts the forget samples.
+//!
+//! The efficacy only means something when the attack tells members from non-members: a model
+//! whose training samples look like unseen ones (no overfitting) leaves the classifier to
+//! extrapolate, and the forget samples fall on either side by chance. The attack's own
+//! accuracy on its members and non-members is reported with it (50 %: chance).
 
 use linfa::dataset::Dataset;
 use linfa::traits::{Fit, Predict};
@@ -93,6 +98,9 @@ pub struct MiaEfficacy {
     pub entropy: f64,
     /// With the modified-entropy attack.
     pub modified_entropy: f64,
+    /// The confidence attack's accuracy on its own members and non-members (%; 50: it cannot
+    /// tell them apart, and the efficacy is chance).
+    pub attack_accuracy: f64,
 }
 
 /// The attack trained on `members` against `non_members`, applied to `targets`.
@@ -115,7 +123,8 @@ pub fn mia_efficacy(
             )));
         }
     }
-    let efficacy = |feature: usize| -> Result<f64> {
+    // The efficacy on the targets and the accuracy on the training records.
+    let efficacy = |feature: usize| -> Result<(f64, f64)> {
         let column = |set: &[AttackFeatures]| -> Vec<f64> {
             set.iter().map(|f| f.values()[feature]).collect()
         };
@@ -126,20 +135,31 @@ pub fn mia_efficacy(
         let labels: Array1<bool> = (0..records.len()).map(|i| i < members.len()).collect();
         let records = Array2::from_shape_vec((labels.len(), 1), records)
             .map_err(|e| TrainError::Data(format!("membership features: {e}")))?;
+        let dataset = Dataset::new(records, labels);
         let svm = Svm::<f64, bool>::params()
             .pos_neg_weights(3.0, 3.0)
             .gaussian_kernel(1.0)
-            .fit(&Dataset::new(records, labels))
+            .fit(&dataset)
             .map_err(|e| TrainError::Data(format!("membership attack: {e}")))?;
+        let right = svm
+            .predict(dataset.records())
+            .iter()
+            .zip(dataset.targets())
+            .filter(|(a, b)| a == b)
+            .count();
+        let accuracy = 100.0 * right as f64 / dataset.targets().len() as f64;
         let targets = Array2::from_shape_vec((targets.len(), 1), column(targets))
             .map_err(|e| TrainError::Data(format!("membership features: {e}")))?;
         let called_members = svm.predict(&targets).iter().filter(|m| **m).count();
-        Ok(100.0 * (1.0 - called_members as f64 / targets.nrows() as f64))
+        let efficacy = 100.0 * (1.0 - called_members as f64 / targets.nrows() as f64);
+        Ok((efficacy, accuracy))
     };
+    let (confidence, attack_accuracy) = efficacy(0)?;
     Ok(MiaEfficacy {
-        confidence: efficacy(0)?,
-        entropy: efficacy(1)?,
-        modified_entropy: efficacy(2)?,
+        confidence,
+        entropy: efficacy(1)?.0,
+        modified_entropy: efficacy(2)?.0,
+        attack_accuracy,
     })
 }
 
@@ -196,6 +216,10 @@ mod tests {
         assert_eq!(unseen.confidence, 100.0);
         assert_eq!(unseen.entropy, 100.0);
         assert_eq!(unseen.modified_entropy, 100.0);
+        assert_eq!(
+            unseen.attack_accuracy, 100.0,
+            "separable members and non-members"
+        );
         let seen =
             mia_efficacy(&members, &non_members, &spread(0.96, 0.99, 10)).expect("test value");
         assert_eq!(seen.confidence, 0.0);
@@ -210,6 +234,10 @@ mod tests {
             50.0
         );
         assert!(mia_efficacy(&[], &non_members, &half).is_err());
+        // Members and non-members alike: the attack is near chance on them.
+        let alike = spread(0.2, 0.999, 40);
+        let chance = mia_efficacy(&alike, &alike, &half).expect("attack");
+        assert!(chance.attack_accuracy <= 60.0, "{chance:?}");
     }
 
     /// The subset is a seeded draw without replacement, the whole set when small enough.

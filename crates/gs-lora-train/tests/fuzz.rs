@@ -2059,6 +2059,7 @@ fn state_json() {
             confidence: 97.5,
             entropy: 90.0,
             modified_entropy: 95.0,
+            attack_accuracy: 61.5,
         }),
         trainable_params: 1234,
         peak_rss_mib: Some(512.5),

@@ -64,7 +64,10 @@ pub(crate) fn run_task<F: Family, M: Method<F>>(
         _ => String::new(),
     };
     let mia = match result.mia {
-        Some(mia) => format!(", MIA {:.1}%", mia.confidence),
+        Some(mia) => format!(
+            ", MIA {:.1}% (attack accuracy {:.1}%)",
+            mia.confidence, mia.attack_accuracy
+        ),
         None => String::new(),
     };
     eprintln!(

@@ -90,6 +90,8 @@ pub struct ComparisonRow {
     pub h_mean: Spread,
     /// Membership-attack efficacy on the forget set, confidence attack (classification).
     pub mia: Option<Spread>,
+    /// The confidence attack's accuracy on its members and non-members (50: chance).
+    pub mia_attack_accuracy: Option<Spread>,
     /// Wall time of the task (s).
     pub seconds: Spread,
     /// Scalars trained.
@@ -157,6 +159,7 @@ pub fn comparison_rows(
                 acc_o: some(|r| r.old_after),
                 h_mean: all(|r| r.h_mean),
                 mia: some(|r| r.mia.map(|m| m.confidence)),
+                mia_attack_accuracy: some(|r| r.mia.map(|m| m.attack_accuracy)),
                 seconds: all(|r| r.seconds),
                 trainable_params: all(|r| r.trainable_params as f64),
                 peak_rss_mib: some(|r| r.peak_rss_mib),
@@ -220,14 +223,14 @@ fn gap(method: &MethodRuns, reference: &MethodRuns, task: usize) -> Result<Gap> 
 pub fn comparison_table(rows: &[ComparisonRow], metric: &str) -> String {
     let mut table = format!(
         "| method | task | seeds | {metric}_f before | {metric}_r before | {metric}_f | \
-         {metric}_r | {metric}_o | H | MIA | gap | seconds | trained | peak MiB |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+         {metric}_r | {metric}_o | H | MIA | attack acc | gap | seconds | trained | peak MiB |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     );
     let optional = |s: Option<Spread>, digits| s.map_or("-".into(), |s| s.cell(digits));
     for r in rows {
         let _ = writeln!(
             table,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} |",
             r.method,
             r.task,
             r.seeds.len(),
@@ -238,6 +241,7 @@ pub fn comparison_table(rows: &[ComparisonRow], metric: &str) -> String {
             optional(r.acc_o, 2),
             r.h_mean.cell(2),
             optional(r.mia, 1),
+            optional(r.mia_attack_accuracy, 1),
             optional(r.gap.map(|g| g.average), 2),
             r.seconds.cell(1),
             r.trainable_params.mean,
@@ -257,6 +261,7 @@ pub fn comparison_csv(rows: &[ComparisonRow]) -> String {
         "acc_o",
         "h_mean",
         "mia",
+        "mia_attack_accuracy",
         "seconds",
         "trainable_params",
         "peak_rss_mib",
@@ -280,6 +285,7 @@ pub fn comparison_csv(rows: &[ComparisonRow]) -> String {
             r.acc_o,
             Some(r.h_mean),
             r.mia,
+            r.mia_attack_accuracy,
             Some(r.seconds),
             Some(r.trainable_params),
             r.peak_rss_mib,

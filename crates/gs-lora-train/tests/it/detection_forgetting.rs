@@ -688,3 +688,94 @@ fn a_detection_task_erases_its_classes_and_keeps_the_others() {
         "the others are kept: {r:?}"
     );
 }
+
+/// The full-model baselines run on a detector: fine-tuning, NegGrad+ and Retrain by
+/// fine-tuning change the transformer but never the class and box heads or the backbone's
+/// stem and first stage (PROTOCOL §4); random labelling is refused by name. Catches a head or
+/// a frozen backbone part in the trained set, and a baseline that trains nothing.
+#[test]
+fn full_model_baselines_train_a_detector_but_not_its_heads() {
+    let data = tiny_scenes(6);
+    let device = Device::default().autodiff();
+    let model = tiny_detector(&data, &device);
+    let start = DetectorDir::new(scratch("baseline-start"));
+    let info = DetectorInfo {
+        config: model.config.clone(),
+        class_names: data.class_names.clone(),
+        preprocess: PREPROCESS,
+        forgotten: vec![],
+    };
+    start.save(&model, &info).expect("save");
+    let tensors = |dir: &DetectorDir| -> Vec<(String, Vec<f32>)> {
+        let weights = dir.path().join("model.safetensors");
+        let source = CheckpointSource::open(&weights, IdentityKeys).expect("open");
+        source
+            .names()
+            .iter()
+            .map(|key| {
+                let values = read_tensor(&weights, key).expect("tensor").to_vec::<f32>();
+                (key.clone(), values.expect("f32"))
+            })
+            .collect()
+    };
+    let before = tensors(&start);
+    // The heads, the stem, the first stage and every frozen batch norm of the backbone.
+    let frozen = |key: &str| {
+        let prefixes = [
+            "class_embed",
+            "bbox_embed",
+            "backbone.conv1",
+            "backbone.bn1",
+            "backbone.stages.0.",
+        ];
+        prefixes.iter().any(|prefix| key.starts_with(prefix))
+            || (key.starts_with("backbone.")
+                && (key.contains(".bn") || key.contains("downsample.1")))
+    };
+    for prefix in [
+        "class_embed",
+        "backbone.stages.0.",
+        "backbone.stages.1.0.bn1",
+    ] {
+        assert!(
+            before.iter().any(|(key, _)| key.starts_with(prefix)),
+            "{prefix} keys exist"
+        );
+    }
+    for method in [
+        MethodKind::FineTune,
+        MethodKind::NegGradPlus,
+        MethodKind::RetrainFt,
+    ] {
+        let config = ForgetConfig {
+            tasks: 1,
+            ..forget_config(method)
+        };
+        let run = RunDir::new(scratch(&format!("baseline-{method}")));
+        run_forgetting(model.clone(), &data, &config, &PREPROCESS, &run, &device).expect("run");
+        let after = tensors(&DetectorDir::new(run.checkpoint(0)));
+        let changed: Vec<&str> = before
+            .iter()
+            .zip(&after)
+            .filter(|((_, a), (_, b))| a != b)
+            .map(|((key, _), _)| key.as_str())
+            .collect();
+        assert!(
+            !changed.iter().any(|key| frozen(key)),
+            "{method} changed {changed:?}"
+        );
+        assert!(
+            changed.iter().any(|key| key.contains("encoder")),
+            "{method} trains the encoder: {changed:?}"
+        );
+    }
+    let config = ForgetConfig {
+        tasks: 1,
+        ..forget_config(MethodKind::RandomLabels)
+    };
+    let run = RunDir::new(scratch("baseline-random-labels"));
+    let err = run_forgetting(model, &data, &config, &PREPROCESS, &run, &device)
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("classification baseline"), "{err}");
+}

@@ -713,7 +713,9 @@ fn full_model_baselines_train_a_detector_but_not_its_heads() {
             .names()
             .iter()
             .map(|key| {
-                let values = read_tensor(&weights, key).expect("tensor").to_vec::<f32>();
+                let values = read_tensor(&weights, key)
+                    .expect("tensor")
+                    .try_to_vec::<f32>();
                 (key.clone(), values.expect("f32"))
             })
             .collect()

@@ -39,7 +39,7 @@ use gs_lora::train::classification::{EMBEDDED_PREPROCESS, embedded_dataset, load
 use gs_lora::train::classification::{
     ProbeConfig, checkpoint_preprocess, linear_probe, load_backbone,
 };
-use gs_lora::train::compare::{CompareSettings, compare};
+use gs_lora::train::compare::{CompareSettings, compare, official_full_model_lr};
 use gs_lora::train::image::Preprocess;
 use gs_lora::train::io::ensure_disjoint;
 use gs_lora::train::report::{ComparisonRow, comparison_table, results_table};
@@ -92,6 +92,10 @@ struct Cli {
     /// The method of the comparison the others' gaps are measured to.
     #[arg(long, value_name = "METHOD", requires = "methods")]
     reference: Option<MethodKind>,
+    /// The comparison's learning rate for the methods that train the whole model (default
+    /// 1e-4, the official baselines').
+    #[arg(long, value_name = "LR", requires = "methods")]
+    full_model_lr: Option<f64>,
     #[command(flatten)]
     forget: ForgetArgs,
     #[command(flatten)]
@@ -172,6 +176,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             methods,
             seeds: cli.seeds.clone().unwrap_or_else(|| vec![config.seed]),
             reference: cli.reference,
+            full_model_lr: cli.full_model_lr.unwrap_or_else(official_full_model_lr),
             forget: config.clone(),
         })
     };

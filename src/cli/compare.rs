@@ -8,7 +8,7 @@ use super::{
 };
 use clap::Args;
 use gs_lora_train::classification::{ClassifierDir, run_forgetting};
-use gs_lora_train::compare::{CompareSettings, DEFAULT_METHODS, compare};
+use gs_lora_train::compare::{CompareSettings, DEFAULT_METHODS, compare, official_full_model_lr};
 use gs_lora_train::io::ensure_disjoint;
 use gs_lora_train::report::comparison_table;
 use gs_lora_train::{ForgetConfig, MethodKind};
@@ -37,6 +37,10 @@ pub struct CompareCommand {
     /// differences, seed by seed, and their average), e.g. retrain-ft.
     #[arg(long, value_name = "METHOD")]
     reference: Option<MethodKind>,
+    /// Peak learning rate of the methods that train the whole model (default 1e-4, the
+    /// official baselines'); the adapter methods take --lr.
+    #[arg(long, value_name = "LR")]
+    full_model_lr: Option<f64>,
     #[command(flatten)]
     forget: ForgetArgs,
     #[command(flatten)]
@@ -84,6 +88,10 @@ impl CompareCommand {
             reference: self
                 .reference
                 .or_else(|| recorded.as_ref().and_then(|r| r.reference)),
+            full_model_lr: self
+                .full_model_lr
+                .or_else(|| recorded.as_ref().map(|r| r.full_model_lr))
+                .unwrap_or_else(official_full_model_lr),
             forget: self.forget.config(ForgetConfig::default())?,
         };
         settings.validate()?;

@@ -34,9 +34,19 @@ pub struct CompareSettings {
     /// The method the others' gaps are measured to (one of `methods`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<MethodKind>,
+    /// The peak learning rate of the methods that train the whole model (the adapter methods
+    /// take `forget.lr`): the official baselines' 1e-4 (PROTOCOL §3, Table 3) by default, since
+    /// GS-LoRA's adapter rate (1e-2) wrecks a whole model.
+    #[serde(default = "official_full_model_lr")]
+    pub full_model_lr: f64,
     /// The settings every run shares (their `method` and `seed` are replaced per run).
     #[serde(flatten)]
     pub forget: ForgetConfig,
+}
+
+/// The official baselines' peak learning rate (PROTOCOL §3, Table 3: "lr 1e-4 unless noted").
+pub fn official_full_model_lr() -> f64 {
+    1e-4
 }
 
 impl CompareSettings {
@@ -45,11 +55,18 @@ impl CompareSettings {
         dir.join("compare.json")
     }
 
-    /// The settings of `method` and `seed`'s run.
+    /// The settings of `method` and `seed`'s run (with [`Self::full_model_lr`] for a method
+    /// that trains the whole model).
     pub fn run_config(&self, method: MethodKind, seed: u64) -> ForgetConfig {
+        let lr = match method.trains_adapters() {
+            true => self.forget.lr,
+            false => self.full_model_lr,
+        };
         ForgetConfig {
             method,
             seed,
+            lr,
+            min_lr: self.forget.min_lr.min(lr),
             ..self.forget.clone()
         }
     }
@@ -73,10 +90,15 @@ impl CompareSettings {
         let methods = serde_json::from_value(field("methods")).map_err(format)?;
         let seeds = serde_json::from_value(field("seeds")).map_err(format)?;
         let reference = serde_json::from_value(field("reference")).map_err(format)?;
+        let full_model_lr = match value.get("full_model_lr") {
+            Some(lr) => serde_json::from_value(lr.clone()).map_err(format)?,
+            None => official_full_model_lr(),
+        };
         Ok(Some(Self {
             methods,
             seeds,
             reference,
+            full_model_lr,
             forget: ForgetConfig::from_file(path)?,
         }))
     }
@@ -115,6 +137,14 @@ impl CompareSettings {
                         format!("is {r}, which is not among the methods"),
                     )
                 })
+        });
+        let problem = problem.or_else(|| {
+            (!(self.full_model_lr.is_finite() && self.full_model_lr > 0.0)).then(|| {
+                (
+                    "full_model_lr",
+                    format!("must be a finite rate > 0, found {}", self.full_model_lr),
+                )
+            })
         });
         if let Some((name, problem)) = problem {
             return Err(TrainError::Setting { name, problem });
@@ -173,6 +203,7 @@ mod tests {
             methods: vec![MethodKind::GsLora, MethodKind::NegGradPlus],
             seeds: vec![0, 2],
             reference: Some(MethodKind::GsLora),
+            full_model_lr: 3e-4,
             forget: ForgetConfig {
                 epochs: 3,
                 ..ForgetConfig::default()
@@ -187,7 +218,10 @@ mod tests {
         let run = dir.join("config.json");
         write_json(&run, &settings.forget).expect("test value");
         assert_eq!(CompareSettings::from_file(&run).expect("test value"), None);
-        assert_eq!(settings.run_config(MethodKind::NegGradPlus, 2).seed, 2);
+        let neg = settings.run_config(MethodKind::NegGradPlus, 2);
+        assert_eq!((neg.seed, neg.lr), (2, 3e-4), "a full-model method's rate");
+        let gs = settings.run_config(MethodKind::GsLora, 0);
+        assert_eq!(gs.lr, settings.forget.lr, "the adapter rate");
         for (broken, needle) in [
             (
                 CompareSettings {
@@ -195,6 +229,13 @@ mod tests {
                     ..settings.clone()
                 },
                 "not among the methods",
+            ),
+            (
+                CompareSettings {
+                    full_model_lr: 0.0,
+                    ..settings.clone()
+                },
+                "rate > 0",
             ),
             (
                 CompareSettings {

@@ -1,7 +1,7 @@
 //! `gs-lora compare`: every method and seed on one schedule, one table, resumable, and
 //! repeatable from its settings file.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use safetensors::SafeTensors;
 
@@ -35,15 +35,10 @@ fn tensors(dir: &Path) -> Vec<(String, Vec<u8>)> {
     tensors
 }
 
-/// Two methods × two seeds on a four-class folder: the table averages each run's results,
-/// reports the attack, the trained parameters and the gap to the reference seed by seed; the full-model baseline changes the body
-/// and never the head; a comparison interrupted after its first method resumes to the same
-/// table; `--config OUT/compare.json` compares the same way; `--method` is refused. Catches
-/// runs of one seed reused for another, a table not averaged per task, a head trained by a
-/// baseline, a finished run trained again, and a settings file that loses the methods.
-#[test]
-fn compare_runs_every_method_and_seed_resumes_and_repeats() {
-    let base = scratch("compare");
+/// A scratch directory `name` with the four-class folder and a small ViT trained on it for
+/// `epochs` epochs: `(scratch, data, model)`.
+fn pretrained(name: &str, epochs: usize) -> (PathBuf, PathBuf, PathBuf) {
+    let base = scratch(name);
     let data = base.join("colours");
     image_folder(&data);
     let model = base.join("model");
@@ -54,10 +49,22 @@ fn compare_runs_every_method_and_seed_resumes_and_repeats() {
         "--out",
         arg(&model),
         "--image-size=16",
-        "--epochs=2",
+        &format!("--epochs={epochs}"),
         "--batch-size=8",
         "--val-fraction=0.25",
     ]);
+    (base, data, model)
+}
+
+/// Two methods × two seeds on a four-class folder: the table averages each run's results,
+/// reports the attack, the trained parameters and the gap to the reference seed by seed; the full-model baseline changes the body
+/// and never the head; a comparison interrupted after its first method resumes to the same
+/// table; `--config OUT/compare.json` compares the same way; `--method` is refused. Catches
+/// runs of one seed reused for another, a table not averaged per task, a head trained by a
+/// baseline, a finished run trained again, and a settings file that loses the methods.
+#[test]
+fn compare_runs_every_method_and_seed_resumes_and_repeats() {
+    let (base, data, model) = pretrained("compare", 2);
     let compare = |out: &Path, extra: &[&str]| {
         let mut args = vec![
             "compare",
@@ -225,21 +232,7 @@ fn compare_runs_every_method_and_seed_resumes_and_repeats() {
 /// the command line.
 #[test]
 fn every_baseline_trains_the_body_and_keeps_the_head() {
-    let base = scratch("baselines");
-    let data = base.join("colours");
-    image_folder(&data);
-    let model = base.join("model");
-    ok(&[
-        "pretrain",
-        "--data",
-        arg(&data),
-        "--out",
-        arg(&model),
-        "--image-size=16",
-        "--epochs=1",
-        "--batch-size=8",
-        "--val-fraction=0.25",
-    ]);
+    let (base, data, model) = pretrained("baselines", 1);
     let pretrained = tensors(&model);
     for method in [
         "fine-tune",

@@ -368,13 +368,8 @@ mod tests {
         }
     }
 
-    /// With retain CE 1.5, forget CE 2 and forget bounded loss 0.25 at β 0.3: fine-tuning
-    /// minimises 1.5 + 0.3·0.25, NegGrad+ 1.5 − 0.3·2 (ascent on the forget CE), Retrain by
-    /// fine-tuning 1.5; none has a lasso term. Catches the ascent's sign, NegGrad+ reading the
-    /// bounded loss, and a forget term left in Retrain.
-    #[test]
-    fn fine_tuning_bounds_the_forget_loss_and_neg_grad_ascends_it() {
-        let device = Device::default();
+    /// A one-block ViT (its forward pass is never read by the fixed criteria).
+    fn tiny_vit() -> VisionTransformer {
         let config = VitConfig {
             hidden_size: 8,
             depth: 1,
@@ -383,8 +378,23 @@ mod tests {
             ..embedded_config(8, 3)
         };
         let lora = LoraConfig::new().with_rank(2);
-        let model = VisionTransformer::load(&config, &mut SeededInit::new(0), &lora, 0, &device)
-            .expect("model");
+        VisionTransformer::load(
+            &config,
+            &mut SeededInit::new(0),
+            &lora,
+            0,
+            &Device::default(),
+        )
+        .expect("model")
+    }
+
+    /// With retain CE 1.5, forget CE 2 and forget bounded loss 0.25 at β 0.3: fine-tuning
+    /// minimises 1.5 + 0.3·0.25, NegGrad+ 1.5 − 0.3·2 (ascent on the forget CE), Retrain by
+    /// fine-tuning 1.5; none has a lasso term. Catches the ascent's sign, NegGrad+ reading the
+    /// bounded loss, and a forget term left in Retrain.
+    #[test]
+    fn fine_tuning_bounds_the_forget_loss_and_neg_grad_ascends_it() {
+        let model = tiny_vit();
         let batches = || Pair {
             retain: (1.5, 9.0),
             forget: (2.0, 0.25),
@@ -420,17 +430,7 @@ mod tests {
     /// from the forget classes or all classes, and a draw that never changes.
     #[test]
     fn random_labels_are_remaining_classes_drawn_per_step() {
-        let device = Device::default();
-        let config = VitConfig {
-            hidden_size: 8,
-            depth: 1,
-            num_heads: 2,
-            mlp_hidden: 16,
-            ..embedded_config(8, 3)
-        };
-        let lora = LoraConfig::new().with_rank(2);
-        let model = VisionTransformer::load(&config, &mut SeededInit::new(0), &lora, 0, &device)
-            .expect("model");
+        let model = tiny_vit();
         let mut method = FullModel::new(&ForgetConfig {
             method: MethodKind::RandomLabels,
             ..ForgetConfig::default()

@@ -137,9 +137,35 @@ fn draw_accuracy<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     results: &[TaskResult],
 ) -> Drawn {
-    let tasks = results.len().max(1);
+    let lines = ACCURACIES
+        .iter()
+        .map(|(name, colour, value)| {
+            let points = results
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| value(r).map(|v| (i, v)))
+                .collect();
+            (name.to_string(), *colour, points)
+        })
+        .collect();
+    draw_per_task(area, "Accuracy per task", "%", results.len(), lines)
+}
+
+/// A named line of values per task, `(task, value)` points.
+type TaskLine = (String, RGBColor, Vec<(usize, f64)>);
+
+/// Lines of values in 0–100 over `tasks` tasks, each with a point per task it has and a legend
+/// entry (a line without points is left out); `unit` follows the y labels.
+fn draw_per_task<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    caption: &str,
+    unit: &str,
+    tasks: usize,
+    lines: Vec<TaskLine>,
+) -> Drawn {
+    let tasks = tasks.max(1);
     let mut chart = ChartBuilder::on(area)
-        .caption("Accuracy per task", (FONT, 16))
+        .caption(caption, (FONT, 16))
         .margin(12)
         .x_label_area_size(28)
         .y_label_area_size(44)
@@ -155,20 +181,15 @@ fn draw_accuracy<DB: DrawingBackend>(
             _ => String::new(),
         })
         .y_labels(6)
-        .y_label_formatter(&|value| format!("{value:.0}%"))
+        .y_label_formatter(&|value| format!("{value:.0}{unit}"))
         .light_line_style(WHITE)
         .label_style((FONT, 12))
         .draw()
         .map_err(text)?;
-    for (name, colour, value) in ACCURACIES {
-        if results.iter().all(|r| value(r).is_none()) {
-            continue;
-        }
-        let points: Vec<(SegmentValue<usize>, f64)> = results
-            .iter()
-            .enumerate()
-            .filter_map(|(i, r)| value(r).map(|v| (SegmentValue::CenterOf(i), v)))
-            .collect();
+    for (name, colour, points) in lines.into_iter().filter(|(_, _, p)| !p.is_empty()) {
+        let points = points
+            .into_iter()
+            .map(|(task, value)| (SegmentValue::CenterOf(task), value));
         chart
             .draw_series(LineSeries::new(points, colour.stroke_width(2)).point_size(3))
             .map_err(text)?
@@ -223,38 +244,14 @@ fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
 /// Mean H per task, a line per method.
 fn draw_h_mean<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, rows: &[ComparisonRow]) -> Drawn {
     let tasks = rows.iter().map(|r| r.task + 1).max().unwrap_or(1);
-    let mut chart = ChartBuilder::on(area)
-        .caption("H per task (mean over seeds)", (FONT, 16))
-        .margin(12)
-        .x_label_area_size(28)
-        .y_label_area_size(44)
-        .build_cartesian_2d((0..tasks - 1).into_segmented(), 0.0..100.0)
-        .map_err(text)?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(tasks)
-        .x_label_formatter(&|segment| match segment {
-            SegmentValue::CenterOf(task) if *task < tasks => format!("task {task}"),
-            _ => String::new(),
+    let lines = by_method(rows)
+        .into_iter()
+        .map(|(method, colour, rows)| {
+            let points = rows.iter().map(|r| (r.task, r.h_mean.mean)).collect();
+            (method.to_string(), colour, points)
         })
-        .y_labels(6)
-        .light_line_style(WHITE)
-        .label_style((FONT, 12))
-        .draw()
-        .map_err(text)?;
-    for (method, colour, rows) in by_method(rows) {
-        let points: Vec<(SegmentValue<usize>, f64)> = rows
-            .iter()
-            .map(|r| (SegmentValue::CenterOf(r.task), r.h_mean.mean))
-            .collect();
-        chart
-            .draw_series(LineSeries::new(points, colour.stroke_width(2)).point_size(3))
-            .map_err(text)?
-            .label(method)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2)));
-    }
-    legend(&mut chart)
+        .collect();
+    draw_per_task(area, "H per task (mean over seeds)", "", tasks, lines)
 }
 
 /// Mean acc_r against mean acc_f, a point per method and task labelled with the task: the

@@ -13,7 +13,7 @@ use gs_lora_core::{GroupLassoConfig, LoraConfig};
 use gs_lora_train::classification::data::{Dataset, LoadOptions};
 use gs_lora_train::classification::embedded_dataset;
 use gs_lora_train::protocol::{ClassOrder, PRESETS, Preset};
-use gs_lora_train::{EvalSplit, ForgetConfig, MethodKind, Replay};
+use gs_lora_train::{BaselineConfig, EvalSplit, ForgetConfig, ForgetLabels, MethodKind, Replay};
 use serde::{Deserialize, Serialize};
 
 use super::CliError;
@@ -311,6 +311,44 @@ pub struct ForgetArgs {
     /// DETR's detection augmentation (flips, resizes, crops).
     #[arg(long, value_name = "on|off", value_parser = on_off())]
     pub augment: Option<bool>,
+    /// L2's weight λ of Σ (θ − θ*)².
+    #[arg(long, value_name = "λ", allow_negative_numbers = true)]
+    pub l2_lambda: Option<f64>,
+    /// EWC's weight λ of Σ F·(θ − θ*)².
+    #[arg(long, value_name = "λ", allow_negative_numbers = true)]
+    pub ewc_lambda: Option<f64>,
+    /// MAS's weight λ of Σ Ω·(θ − θ*)².
+    #[arg(long, value_name = "λ", allow_negative_numbers = true)]
+    pub mas_lambda: Option<f64>,
+    /// LwF's weight of the cross-entropy on the remaining samples.
+    #[arg(long, value_name = "W", allow_negative_numbers = true)]
+    pub lwf_retain: Option<f64>,
+    /// LwF's weight of the distillation.
+    #[arg(long, value_name = "W", allow_negative_numbers = true)]
+    pub lwf_distill: Option<f64>,
+    /// LwF's distillation temperature.
+    #[arg(long, value_name = "T", allow_negative_numbers = true)]
+    pub kd_temperature: Option<f64>,
+    /// DER's weight λ of Σ ‖e_s − e_t‖².
+    #[arg(long, value_name = "λ", allow_negative_numbers = true)]
+    pub der_lambda: Option<f64>,
+    /// DER++'s weight λ of Σ ‖e_s − e_t‖².
+    #[arg(long, value_name = "λ", allow_negative_numbers = true)]
+    pub der_plus_plus_lambda: Option<f64>,
+    /// DER++'s weight λ⁺ of the cross-entropy on the remaining samples.
+    #[arg(long, value_name = "W", allow_negative_numbers = true)]
+    pub der_plus_plus_retain: Option<f64>,
+    /// FDR's weight λ of mean ‖z_s − z_t‖₂.
+    #[arg(long, value_name = "λ", allow_negative_numbers = true)]
+    pub fdr_lambda: Option<f64>,
+    /// The labels the relabelling baselines train forget samples towards: official
+    /// ((y + U{1..100}) mod K_f) or corrected (another forget class).
+    #[arg(long, value_name = "official|corrected")]
+    pub forget_labels: Option<ForgetLabels>,
+    /// L2/EWC/MAS measure later tasks' importance on every remaining-class training sample,
+    /// as the official code (on), or on the task's subset (off).
+    #[arg(long, value_name = "on|off", value_parser = on_off())]
+    pub importance_full_split: Option<bool>,
 }
 
 impl ForgetArgs {
@@ -391,6 +429,27 @@ impl ForgetArgs {
                 .unwrap_or(base.prototype_forget_weights),
             dropout: self.dropout.or(base.dropout),
             augment: self.augment.unwrap_or(base.augment),
+            baseline: BaselineConfig {
+                l2: self.l2_lambda.unwrap_or(base.baseline.l2),
+                ewc: self.ewc_lambda.unwrap_or(base.baseline.ewc),
+                mas: self.mas_lambda.unwrap_or(base.baseline.mas),
+                lwf_retain: self.lwf_retain.unwrap_or(base.baseline.lwf_retain),
+                lwf_distill: self.lwf_distill.unwrap_or(base.baseline.lwf_distill),
+                temperature: self.kd_temperature.unwrap_or(base.baseline.temperature),
+                der: self.der_lambda.unwrap_or(base.baseline.der),
+                der_plus_plus: self
+                    .der_plus_plus_lambda
+                    .unwrap_or(base.baseline.der_plus_plus),
+                der_plus_plus_retain: self
+                    .der_plus_plus_retain
+                    .unwrap_or(base.baseline.der_plus_plus_retain),
+                fdr: self.fdr_lambda.unwrap_or(base.baseline.fdr),
+                forget_labels: self.forget_labels.unwrap_or(base.baseline.forget_labels),
+                importance_full_split: self
+                    .importance_full_split
+                    .unwrap_or(base.baseline.importance_full_split),
+                lr: base.baseline.lr,
+            },
         })
     }
 }
@@ -450,7 +509,7 @@ pub fn forget_defaults_help(defaults: &ForgetConfig) -> String {
 ///
 /// [`TrainError::Setting`]: gs_lora_train::TrainError::Setting
 pub(crate) fn flag_for(name: &str) -> String {
-    const RENAMED: [(&str, &str); 10] = [
+    const RENAMED: [(&str, &str); 20] = [
         ("lora.rank", "rank"),
         ("lora.lora_alpha", "lora-alpha"),
         ("replay.fraction", "replay-fraction"),
@@ -461,6 +520,16 @@ pub(crate) fn flag_for(name: &str) -> String {
         ("prototype.forget_weight", "pro-forget-weight"),
         ("prototype.retain_weight", "pro-retain-weight"),
         ("prototype_forget_weights", "pro-forget-weights"),
+        ("baseline.l2", "l2-lambda"),
+        ("baseline.ewc", "ewc-lambda"),
+        ("baseline.mas", "mas-lambda"),
+        ("baseline.lwf_retain", "lwf-retain"),
+        ("baseline.lwf_distill", "lwf-distill"),
+        ("baseline.temperature", "kd-temperature"),
+        ("baseline.der", "der-lambda"),
+        ("baseline.der_plus_plus", "der-plus-plus-lambda"),
+        ("baseline.der_plus_plus_retain", "der-plus-plus-retain"),
+        ("baseline.fdr", "fdr-lambda"),
     ];
     let flag = RENAMED
         .iter()

@@ -228,8 +228,8 @@ fn compare_runs_every_method_and_seed_resumes_and_repeats() {
 
 /// Every baseline runs through `forget` end to end: the full-model ones change the body and
 /// never the head, and record the attack and the parameters they trained. Catches a baseline
-/// whose head trains, one that trains nothing (SalUn's mask all zero), and one missing from
-/// the command line.
+/// whose head trains, one that trains nothing (SalUn's mask all zero, a zero importance), and
+/// one missing from the command line.
 #[test]
 fn every_baseline_trains_the_body_and_keeps_the_head() {
     let (base, data, model) = pretrained("baselines", 1);
@@ -241,6 +241,13 @@ fn every_baseline_trains_the_body_and_keeps_the_head() {
         "salun",
         "retrain-ft",
         "lora",
+        "l2",
+        "ewc",
+        "mas",
+        "lwf",
+        "der",
+        "der++",
+        "fdr",
     ] {
         let out = base.join(method);
         ok(&[
@@ -289,6 +296,52 @@ fn every_baseline_trains_the_body_and_keeps_the_head() {
             "{method}: {results}"
         );
         assert!(results[0]["trainable_params"].as_u64().expect("count") > 0);
+    }
+    std::fs::remove_dir_all(&base).ok();
+}
+
+/// The anchors of EWC and the teacher of DER outlive an interruption: a two-task run stopped
+/// after its first task and resumed ends exactly as the uninterrupted run, its method state
+/// written beside each checkpoint. Catches a resumed run that anchors only to the task it
+/// resumes at, or distils the model it resumes from instead of the pretrained teacher.
+#[test]
+fn method_state_survives_a_resume() {
+    let (base, data, model) = pretrained("method-state", 1);
+    for method in ["ewc", "der"] {
+        let forget = |out: &Path, tasks: &str| {
+            ok(&[
+                "forget",
+                "--data",
+                arg(&data),
+                "--model",
+                arg(&model),
+                "--out",
+                arg(out),
+                "--method",
+                method,
+                tasks,
+                "--forget-per-task=1",
+                "--epochs=2",
+                "--batch-size=4",
+                "--eval-split=validation",
+                "--lr=1e-3",
+            ])
+        };
+        let whole = base.join(format!("{method}-whole"));
+        forget(&whole, "--tasks=2");
+        let resumed = base.join(format!("{method}-resumed"));
+        forget(&resumed, "--tasks=1");
+        assert!(
+            resumed.join("method-state/task-0").is_dir(),
+            "{method}: state written"
+        );
+        let log = forget(&resumed, "--tasks=2");
+        assert!(log.contains("resuming after task 0"), "{log}");
+        assert_eq!(
+            tensors(&resumed.join("checkpoints/task-1")),
+            tensors(&whole.join("checkpoints/task-1")),
+            "{method}: the resumed run ends where the whole one does"
+        );
     }
     std::fs::remove_dir_all(&base).ok();
 }

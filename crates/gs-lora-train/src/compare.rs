@@ -55,12 +55,18 @@ impl CompareSettings {
         dir.join("compare.json")
     }
 
-    /// The settings of `method` and `seed`'s run (with [`Self::full_model_lr`] for a method
-    /// that trains the whole model).
+    /// The settings of `method` and `seed`'s run: a method that trains the whole model takes
+    /// its own rate from `baseline.lr` (Table 3's 1e-3 for DER, DER++, FDR) or else
+    /// [`Self::full_model_lr`].
     pub fn run_config(&self, method: MethodKind, seed: u64) -> ForgetConfig {
         let lr = match method.trains_adapters() {
             true => self.forget.lr,
-            false => self.full_model_lr,
+            false => *self
+                .forget
+                .baseline
+                .lr
+                .get(&method)
+                .unwrap_or(&self.full_model_lr),
         };
         ForgetConfig {
             method,

@@ -12,7 +12,7 @@ use crate::error::{Result, TrainError, io};
 use crate::protocol::{ClassOrder, Preset};
 
 /// The forgetting method a run uses (its [`Method`](crate::engine::Method) is built from it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MethodKind {
     /// GS-LoRA: retention + bounded forgetting + group lasso.
@@ -37,11 +37,30 @@ pub enum MethodKind {
     /// Retrain by fine-tuning: every parameter but the head, trained on the remaining classes
     /// alone (the official detection Retrain; SalUn's `FT`).
     RetrainFt,
+    /// L2: every parameter but the head on the relabelled forget and the remaining samples,
+    /// anchored to the parameters before each task with unit importance.
+    L2,
+    /// EWC: L2's anchors weighted by the diagonal Fisher information.
+    Ewc,
+    /// MAS: L2's anchors weighted by the sensitivity of the squared outputs.
+    Mas,
+    /// LwF: the relabelled forget samples, and the remaining ones with the pretrained
+    /// teacher's softened outputs distilled.
+    Lwf,
+    /// DER: the relabelled forget samples, with the remaining samples' embeddings held to the
+    /// teacher's.
+    Der,
+    /// DER++: DER plus the cross-entropy on the remaining samples.
+    #[serde(rename = "der++", alias = "der-plus-plus")]
+    DerPlusPlus,
+    /// FDR: the relabelled forget samples, with the distance of the remaining samples' outputs
+    /// to the teacher's penalised.
+    Fdr,
 }
 
 impl MethodKind {
     /// Every method, in the order tables list them.
-    pub const ALL: [MethodKind; 8] = [
+    pub const ALL: [MethodKind; 15] = [
         MethodKind::GsLora,
         MethodKind::GsLoraPlusPlus,
         MethodKind::Lora,
@@ -50,6 +69,13 @@ impl MethodKind {
         MethodKind::RandomLabels,
         MethodKind::SalUn,
         MethodKind::RetrainFt,
+        MethodKind::L2,
+        MethodKind::Ewc,
+        MethodKind::Mas,
+        MethodKind::Lwf,
+        MethodKind::Der,
+        MethodKind::DerPlusPlus,
+        MethodKind::Fdr,
     ];
 
     /// The method's name on the command line and in files.
@@ -63,6 +89,13 @@ impl MethodKind {
             MethodKind::RandomLabels => "random-labels",
             MethodKind::SalUn => "salun",
             MethodKind::RetrainFt => "retrain-ft",
+            MethodKind::L2 => "l2",
+            MethodKind::Ewc => "ewc",
+            MethodKind::Mas => "mas",
+            MethodKind::Lwf => "lwf",
+            MethodKind::Der => "der",
+            MethodKind::DerPlusPlus => "der++",
+            MethodKind::Fdr => "fdr",
         }
     }
 
@@ -72,6 +105,20 @@ impl MethodKind {
         matches!(
             self,
             MethodKind::GsLora | MethodKind::GsLoraPlusPlus | MethodKind::Lora
+        )
+    }
+
+    /// Whether the method anchors the parameters to earlier tasks' (L2, EWC, MAS).
+    pub fn anchors(self) -> bool {
+        matches!(self, MethodKind::L2 | MethodKind::Ewc | MethodKind::Mas)
+    }
+
+    /// Whether the method distils the pretrained teacher on the remaining samples (LwF, DER,
+    /// DER++, FDR).
+    pub fn distils(self) -> bool {
+        matches!(
+            self,
+            MethodKind::Lwf | MethodKind::Der | MethodKind::DerPlusPlus | MethodKind::Fdr
         )
     }
 }
@@ -96,6 +143,132 @@ impl std::str::FromStr for MethodKind {
                     names.join(", ")
                 ))
             })
+    }
+}
+
+/// The label a relabelling baseline (L2, EWC, MAS, LwF, DER, DER++, FDR) trains a forget
+/// sample towards, drawn anew at every step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForgetLabels {
+    /// As the official code (`M:image_iter.py:108-121`): `y' = (y + U{1..100}) mod K_f`, and
+    /// `(y + 1) mod K_f` when that is `y`, with `K_f` the task's number of forget classes. The
+    /// result is a model label below `K_f`, whichever class that is (PROTOCOL §6.7).
+    Official,
+    /// Another of the task's forget classes, uniformly (what the official rule means); a task
+    /// with a single forget class draws a remaining class. The default.
+    Corrected,
+}
+
+impl std::str::FromStr for ForgetLabels {
+    type Err = TrainError;
+
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "official" => Ok(ForgetLabels::Official),
+            "corrected" => Ok(ForgetLabels::Corrected),
+            other => Err(TrainError::InvalidSetting(format!(
+                "unknown forget labelling `{other}`; expected official or corrected"
+            ))),
+        }
+    }
+}
+
+/// The official baselines' weights (PROTOCOL §3, Table 3; the 4-task face column by default,
+/// the protocol presets set their own) and how their forget samples are relabelled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BaselineConfig {
+    /// L2's weight `λ` of `Σ (θ − θ*)²` (`--l2_lambda`).
+    pub l2: f64,
+    /// EWC's weight `λ` of `Σ F·(θ − θ*)²` (`--ewc_lambda`).
+    pub ewc: f64,
+    /// MAS's weight `λ` of `Σ Ω·(θ − θ*)²` (`--mas_lambda`).
+    pub mas: f64,
+    /// LwF's weight `λ_r` of the cross-entropy on the remaining samples (`--lambda_remain`).
+    pub lwf_retain: f64,
+    /// LwF's weight of the distillation on the remaining samples (0.5 in the official code).
+    pub lwf_distill: f64,
+    /// LwF's distillation temperature `T` (2).
+    pub temperature: f64,
+    /// DER's weight `λ` of `‖e_s − e_t‖²` on the remaining samples.
+    pub der: f64,
+    /// DER++'s weight `λ` of `‖e_s − e_t‖²`.
+    pub der_plus_plus: f64,
+    /// DER++'s weight `λ⁺` of the cross-entropy on the remaining samples.
+    pub der_plus_plus_retain: f64,
+    /// FDR's weight `λ` of `mean ‖z_s − z_t‖₂` on the remaining samples.
+    pub fdr: f64,
+    /// The label a forget sample is trained towards.
+    pub forget_labels: ForgetLabels,
+    /// Whether L2/EWC/MAS measure a later task's importance over every training sample of its
+    /// remaining classes, as the official code (slow on large sets), instead of the task's
+    /// remaining-class training subset, as for the first task.
+    pub importance_full_split: bool,
+    /// Peak learning rates of particular baselines in a comparison, in place of its
+    /// whole-model rate (Table 3: 1e-3 for DER, DER++ and FDR on faces).
+    pub lr: std::collections::BTreeMap<MethodKind, f64>,
+}
+
+impl Default for BaselineConfig {
+    fn default() -> Self {
+        Self {
+            l2: 0.1,
+            ewc: 10.0,
+            mas: 0.005,
+            lwf_retain: 10.0,
+            lwf_distill: 0.5,
+            temperature: 2.0,
+            der: 0.01,
+            der_plus_plus: 0.005,
+            der_plus_plus_retain: 0.005,
+            fdr: 50.0,
+            forget_labels: ForgetLabels::Corrected,
+            importance_full_split: false,
+            lr: [
+                (MethodKind::Der, 1e-3),
+                (MethodKind::DerPlusPlus, 1e-3),
+                (MethodKind::Fdr, 1e-3),
+            ]
+            .into(),
+        }
+    }
+}
+
+impl BaselineConfig {
+    /// Checks every weight is a finite number ≥ 0, the temperature and rates > 0.
+    ///
+    /// # Errors
+    /// [`TrainError::Setting`] naming the setting and its value.
+    pub fn validate(&self) -> Result<()> {
+        let weights = [
+            ("baseline.l2", self.l2),
+            ("baseline.ewc", self.ewc),
+            ("baseline.mas", self.mas),
+            ("baseline.lwf_retain", self.lwf_retain),
+            ("baseline.lwf_distill", self.lwf_distill),
+            ("baseline.der", self.der),
+            ("baseline.der_plus_plus", self.der_plus_plus),
+            ("baseline.der_plus_plus_retain", self.der_plus_plus_retain),
+            ("baseline.fdr", self.fdr),
+        ];
+        if let Some((name, value)) = weights.iter().find(|(_, v)| !v.is_finite() || *v < 0.0) {
+            return Err(TrainError::Setting {
+                name,
+                problem: format!("must be a finite number ≥ 0, found {value}"),
+            });
+        }
+        let positive = std::iter::once(("baseline.temperature", self.temperature))
+            .chain(self.lr.values().map(|&lr| ("baseline.lr", lr)));
+        for (name, value) in positive {
+            if !(value.is_finite() && value > 0.0) {
+                return Err(TrainError::Setting {
+                    name,
+                    problem: format!("must be a finite number > 0, found {value}"),
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -258,6 +431,10 @@ pub struct ForgetConfig {
     /// Detection only; off by default and in earlier versions' files.
     #[serde(default)]
     pub augment: bool,
+    /// The baselines' weights and forget labels (absent from earlier versions' files: the
+    /// defaults).
+    #[serde(default)]
+    pub baseline: BaselineConfig,
 }
 
 impl Default for ForgetConfig {
@@ -289,6 +466,7 @@ impl Default for ForgetConfig {
             prototype_forget_weights: Vec::new(),
             dropout: None,
             augment: false,
+            baseline: BaselineConfig::default(),
         }
     }
 }
@@ -433,6 +611,7 @@ impl ForgetConfig {
         if let Some(prob) = self.dropout {
             gs_lora_core::check_dropout("dropout", prob)?;
         }
+        self.baseline.validate()?;
         if self.min_lr > self.lr {
             return bad(
                 "min_lr",

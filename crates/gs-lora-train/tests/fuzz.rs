@@ -2071,7 +2071,7 @@ fn state_json() {
         loss: 2.5,
         retain: 1.0,
         forget: 0.5,
-        sparsity: 0.25,
+        penalty: 0.25,
         prototype: 0.0,
     };
     let state = RunState {

@@ -90,6 +90,14 @@ impl Criterion for ClassifierCriterion {
             .mul_scalar(self.margin);
         Ok(retain_loss(self.plain.clone() - margin, targets)?)
     }
+
+    fn logits(&self) -> Tensor<2> {
+        self.logits.clone()
+    }
+
+    fn features(&self) -> Tensor<2> {
+        self.embedding.clone()
+    }
 }
 
 impl Objective for ClassifierObjective {

@@ -98,6 +98,20 @@ impl Criterion for DetectorCriterion {
                 .into(),
         })
     }
+
+    /// The class logits of every query, `[N·Q, C]`.
+    fn logits(&self) -> Tensor<2> {
+        let [batch, queries, classes] = self.output.logits.dims();
+        self.output
+            .logits
+            .clone()
+            .reshape([batch * queries, classes])
+    }
+
+    /// The class logits, as the official detection DER matches them (PROTOCOL §4).
+    fn features(&self) -> Tensor<2> {
+        self.logits()
+    }
 }
 
 impl Objective for DetectorObjective {

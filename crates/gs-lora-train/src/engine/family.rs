@@ -20,7 +20,7 @@ pub trait Objective {
     /// The model, with adapters, on an autodiff device.
     type Model: LoraModel;
     /// Training samples as model inputs and targets.
-    type Batch;
+    type Batch: Clone;
     /// A batch's forward pass with its targets, from which losses are read.
     type Criterion: Criterion;
 
@@ -50,7 +50,7 @@ pub trait Family {
     /// The model, with adapters, on an autodiff device.
     type Model: LoraModel;
     /// Training samples as model inputs and targets.
-    type Batch;
+    type Batch: Clone;
     /// How the model trains.
     type Objective: Objective<Model = Self::Model, Batch = Self::Batch>;
 
@@ -144,4 +144,12 @@ pub trait Criterion {
     /// # Errors
     /// A new label outside the model's classes, or a family that cannot relabel its targets.
     fn relabelled_loss(&self, relabel: &mut dyn FnMut(usize) -> usize) -> Result<Tensor<1>>;
+
+    /// The training logits the loss reads (a CosFace head's margin on each sample's label),
+    /// one row per prediction: `[N, C]` for `N` images, or `N` queries of a detector.
+    fn logits(&self) -> Tensor<2>;
+
+    /// What DER holds to its teacher: a classifier's embeddings `[N, D]` (PROTOCOL §3), a
+    /// detector's class logits `[N, C]` (§4).
+    fn features(&self) -> Tensor<2>;
 }

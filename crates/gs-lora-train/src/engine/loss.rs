@@ -1,6 +1,8 @@
 //! The loss of one step, term by term: what a method minimises and what `curves.csv` records.
 //!
-//! `L = L_retain + β · L_forget + α · Σ_groups ‖group‖₂ (+ L_prototype)`.
+//! `L = L_retain + β · L_forget + α · penalty (+ L_prototype)`, the penalty being the method's
+//! regulariser: the group lasso `Σ_groups ‖group‖₂` of the adapter methods, the anchors or the
+//! distillation of the baselines.
 
 use std::ops::Add;
 
@@ -9,10 +11,12 @@ use burn::tensor::Tensor;
 /// The weights of one step's loss.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LossWeights {
+    /// Weight of the retention loss (1 for GS-LoRA).
+    pub retain: f64,
     /// Weight `β` of the forgetting loss.
     pub beta: f64,
-    /// Weight `α` of the group lasso (already warmed up for the epoch).
-    pub group_lasso: f64,
+    /// Weight `α` of the penalty (the group lasso's already warmed up for the epoch).
+    pub penalty: f64,
 }
 
 /// The terms of one step's loss, each `[1]` and differentiable.
@@ -24,24 +28,25 @@ pub struct LossTerms {
     pub retain: Tensor<1>,
     /// `relu(BND − CE)` on the forget batch (unweighted).
     pub forget: Tensor<1>,
-    /// Group lasso `Σ ‖group‖₂` (unweighted).
-    pub lasso: Tensor<1>,
+    /// The method's penalty (unweighted): the group lasso `Σ ‖group‖₂`, the anchors
+    /// `Σ Ω(θ − θ*)²`, or the distillation.
+    pub penalty: Tensor<1>,
     /// The prototype loss (GS-LoRA++), weighted by its own config.
     pub prototype: Option<Tensor<1>>,
 }
 
 impl LossTerms {
-    /// The terms and their weighted sum `retain + β·forget + α·lasso (+ prototype)`.
+    /// The terms and their weighted sum `w_r·retain + β·forget + α·penalty (+ prototype)`.
     pub fn new(
         retain: Tensor<1>,
         forget: Tensor<1>,
-        lasso: Tensor<1>,
+        penalty: Tensor<1>,
         prototype: Option<Tensor<1>>,
         weights: LossWeights,
     ) -> Self {
-        let mut total = retain.clone()
+        let mut total = retain.clone().mul_scalar(weights.retain)
             + forget.clone().mul_scalar(weights.beta)
-            + lasso.clone().mul_scalar(weights.group_lasso);
+            + penalty.clone().mul_scalar(weights.penalty);
         if let Some(term) = &prototype {
             total = total + term.clone();
         }
@@ -49,7 +54,7 @@ impl LossTerms {
             total,
             retain,
             forget,
-            lasso,
+            penalty,
             prototype,
         }
     }
@@ -65,7 +70,7 @@ impl LossTerms {
             self.total.clone(),
             self.retain.clone(),
             self.forget.clone(),
-            self.lasso.clone(),
+            self.penalty.clone(),
             prototype,
         ]
         .map(Tensor::inner);
@@ -74,12 +79,12 @@ impl LossTerms {
             .ok()
             .and_then(|values| values.try_into().ok())
             .unwrap_or([f64::NAN; 5]);
-        let [total, retain, forget, lasso, prototype] = values;
+        let [total, retain, forget, penalty, prototype] = values;
         LossValues {
             total,
             retain,
             forget,
-            lasso,
+            penalty,
             prototype,
         }
     }
@@ -94,8 +99,8 @@ pub struct LossValues {
     pub retain: f64,
     /// Forgetting loss (unweighted).
     pub forget: f64,
-    /// Group lasso (unweighted).
-    pub lasso: f64,
+    /// The method's penalty (unweighted).
+    pub penalty: f64,
     /// Prototype loss (weighted by its own config; 0 without).
     pub prototype: f64,
 }
@@ -108,7 +113,7 @@ impl LossValues {
             total: self.total / n,
             retain: self.retain / n,
             forget: self.forget / n,
-            lasso: self.lasso / n,
+            penalty: self.penalty / n,
             prototype: self.prototype / n,
         }
     }
@@ -122,7 +127,7 @@ impl Add for LossValues {
             total: self.total + other.total,
             retain: self.retain + other.retain,
             forget: self.forget + other.forget,
-            lasso: self.lasso + other.lasso,
+            penalty: self.penalty + other.penalty,
             prototype: self.prototype + other.prototype,
         }
     }
@@ -153,8 +158,9 @@ mod tests {
     fn the_total_is_retain_plus_weighted_forget_lasso_and_prototype() {
         let device = Device::default();
         let weights = LossWeights {
+            retain: 1.0,
             beta: 0.3,
-            group_lasso: 0.01,
+            penalty: 0.01,
         };
         let terms = LossTerms::new(
             scalar(1.5, &device),
@@ -164,7 +170,7 @@ mod tests {
             weights,
         );
         let v = terms.values();
-        let values = [v.total, v.retain, v.forget, v.lasso, v.prototype];
+        let values = [v.total, v.retain, v.forget, v.penalty, v.prototype];
         let expected = [1.5 + 0.3 * 2.0 + 0.01 * 3.0 + 0.7, 1.5, 2.0, 3.0, 0.7];
         for (value, expected) in values.iter().zip(expected) {
             assert!((value - expected).abs() < 1e-6, "{values:?} vs {expected}");

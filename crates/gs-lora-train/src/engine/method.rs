@@ -2,6 +2,8 @@
 //! same way): which parameters train, the loss of a step, what follows each optimiser step and
 //! what ends a task.
 
+use std::path::Path;
+
 use burn::module::ParamId;
 use burn::optim::GradientsParams;
 
@@ -18,6 +20,21 @@ pub struct AdapterGroups {
     pub norms: Vec<f64>,
     /// Groups whose adapters are exactly zero.
     pub zero: Vec<usize>,
+}
+
+/// How an epoch pairs a task's batches (PROTOCOL §0.5); every step gets one remaining and one
+/// forget batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EpochPlan {
+    /// One pass over the remaining-class batches, the forget batches cycled (GS-LoRA).
+    #[default]
+    Retain,
+    /// One pass over the forget batches, the remaining batches cycled (LwF, DER, FDR).
+    Forget,
+    /// One pass over the forget and remaining samples together: `⌈(n_f + n_r) / B⌉` steps,
+    /// each batch split between the two in proportion to their sizes (at least one of each),
+    /// both cycled; the official concatenated loader of L2, EWC and MAS, stratified.
+    Joint,
 }
 
 /// A forgetting method: what trains during a task, the loss of a step, what follows each
@@ -72,6 +89,29 @@ pub trait Method<F: Family> {
     /// # Errors
     /// A model that cannot be updated.
     fn end_task(&mut self, model: &mut F::Model) -> Result<AdapterGroups>;
+
+    /// How an epoch pairs the task's batches ([`EpochPlan::Retain`] by default).
+    fn epoch_plan(&self) -> EpochPlan {
+        EpochPlan::Retain
+    }
+
+    /// Writes what the method carries into later tasks (importance anchors, a teacher) into
+    /// the folder `dir`, after a task ends (nothing by default).
+    ///
+    /// # Errors
+    /// File errors.
+    fn save_state(&self, _dir: &Path) -> Result<()> {
+        Ok(())
+    }
+
+    /// Reads back what [`save_state`](Self::save_state) wrote in `dir`, when a run resumes
+    /// with `model` read from the same task's checkpoint (nothing by default).
+    ///
+    /// # Errors
+    /// A missing or unreadable state.
+    fn load_state(&mut self, _model: &F::Model, _dir: &Path) -> Result<()> {
+        Ok(())
+    }
 }
 
 impl<F: Family, M: Method<F> + ?Sized> Method<F> for Box<M> {
@@ -110,5 +150,17 @@ impl<F: Family, M: Method<F> + ?Sized> Method<F> for Box<M> {
 
     fn end_task(&mut self, model: &mut F::Model) -> Result<AdapterGroups> {
         (**self).end_task(model)
+    }
+
+    fn epoch_plan(&self) -> EpochPlan {
+        (**self).epoch_plan()
+    }
+
+    fn save_state(&self, dir: &Path) -> Result<()> {
+        (**self).save_state(dir)
+    }
+
+    fn load_state(&mut self, model: &F::Model, dir: &Path) -> Result<()> {
+        (**self).load_state(model, dir)
     }
 }

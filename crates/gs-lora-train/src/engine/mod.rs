@@ -10,6 +10,7 @@ mod family;
 mod fit;
 mod loss;
 mod method;
+mod param_set;
 mod params;
 mod peak_memory;
 mod run_dir;
@@ -20,7 +21,8 @@ mod task;
 pub use clip::clip_grad_norm;
 pub use family::{Criterion, Family, Objective};
 pub use loss::{LossTerms, LossValues, LossWeights};
-pub use method::{AdapterGroups, Method};
+pub use method::{AdapterGroups, EpochPlan, Method};
+pub use param_set::{ParamSet, PathParam, path_params};
 pub use params::{ParamPath, param_count, param_ids_where};
 pub use run_dir::{RunDir, RunState};
 pub use sampling::{
@@ -28,13 +30,15 @@ pub use sampling::{
 };
 pub use schedule::{Task, TaskSchedule};
 
-pub use task::{ADAM_BETA_1, ADAM_BETA_2, ADAM_EPSILON, adamw, gradients, optimizer_step};
+pub use task::{
+    ADAM_BETA_1, ADAM_BETA_2, ADAM_EPSILON, adamw, gradients, joint_batch_sizes, optimizer_step,
+};
 
 pub(crate) use fit::{FitSchedule, fit};
 pub(crate) use loss::scalar;
 
 use crate::config::ForgetConfig;
-use crate::error::{Result, TrainError};
+use crate::error::{Result, TrainError, io_error};
 use crate::io::{RunLock, remove_stale_tmp, write_json};
 use crate::report::write_reports;
 
@@ -92,6 +96,7 @@ pub fn run<F: Family, M: Method<F>>(
             checkpoint.display()
         );
         *model = family.load(&checkpoint)?;
+        method.load_state(model, &run.method_state(last.task))?;
     }
 
     let samples = schedule_samples(
@@ -107,9 +112,12 @@ pub fn run<F: Family, M: Method<F>>(
         .skip(state.results.len())
     {
         let (result, curves) = task::run_task(family, method, model, next, samples, config)?;
-        // The merged model first, then the state that points at it: a kill in between leaves
-        // the previous state, and the task is redone.
+        // The merged model and the method's state first, then the run's state that points at
+        // them: a kill in between leaves the previous state, and the task is redone.
         family.save(model, next, &run.checkpoint(next.index))?;
+        let method_state = run.method_state(next.index);
+        std::fs::create_dir_all(&method_state).map_err(io_error("creating", &method_state))?;
+        method.save_state(&method_state)?;
         state.results.push(result);
         state.curves.extend(curves);
         write_json(&run.state_path(), &state)?;

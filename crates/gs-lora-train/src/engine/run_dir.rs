@@ -45,6 +45,11 @@ impl RunDir {
         self.0.join("checkpoints").join(format!("task-{task}"))
     }
 
+    /// What the method carries past task `task` (its importance anchors, its teacher).
+    pub fn method_state(&self, task: usize) -> PathBuf {
+        self.0.join("method-state").join(format!("task-{task}"))
+    }
+
     pub(crate) fn state_path(&self) -> PathBuf {
         self.0.join("state.json")
     }

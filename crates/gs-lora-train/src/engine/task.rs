@@ -13,7 +13,7 @@ use gs_lora_core::{TaskMetrics, seed_dropout};
 use super::clip::clip_grad_norm;
 use super::family::Family;
 use super::loss::LossValues;
-use super::method::{AdapterGroups, Method};
+use super::method::{AdapterGroups, EpochPlan, Method};
 use super::params::param_count;
 use super::peak_memory::PeakMemory;
 use super::sampling::{Pair, TaskSamples, shuffled_batches, task_seed};
@@ -82,9 +82,10 @@ pub(crate) fn run_task<F: Family, M: Method<F>>(
     Ok((result, curves))
 }
 
-/// The epochs of one task. An epoch is one pass over the remaining-class batches (cycled up to
-/// `⌈min_steps / epochs⌉` steps when that is more), each paired with the next forget batch
-/// (cycled, as the official code), then the method's loss, its
+/// The epochs of one task. An epoch is one pass over the batches the method's [`EpochPlan`]
+/// names (by default the remaining-class batches, each paired with the next forget batch,
+/// cycled as the official code), cycled up to `⌈min_steps / epochs⌉` steps when that is more;
+/// then the method's loss, its
 /// gradients (clipped by their global norm when `clip_grad_norm` says), AdamW on the method's
 /// parameters at the epoch's learning rate, and the method's post-step. Each
 /// epoch seeds the dropout masks from the run's seed, so a resumed run draws the same. Returns
@@ -108,22 +109,9 @@ pub(crate) fn train_task<F: Family, M: Method<F>>(
         let lr = config.lr_at(epoch);
         let epoch_seed = derive_seed(seed, 100 + epoch as u64);
         seed_dropout(&model.devices(), derive_seed(epoch_seed, 3));
-        let batches = Pair {
-            retain: shuffled_batches(
-                &samples.retain,
-                config.batch_size,
-                derive_seed(epoch_seed, 1),
-            ),
-            forget: shuffled_batches(
-                &samples.forget,
-                config.batch_size,
-                derive_seed(epoch_seed, 2),
-            ),
-        };
-        let steps = batches
-            .retain
-            .len()
-            .max(config.min_steps.div_ceil(config.epochs));
+        let (batches, steps) =
+            epoch_batches(method.epoch_plan(), samples, config.batch_size, epoch_seed);
+        let steps = steps.max(config.min_steps.div_ceil(config.epochs));
         let progress = Progress::new(
             format!("task {t} epoch {}/{}", epoch + 1, config.epochs),
             steps,
@@ -166,8 +154,8 @@ pub(crate) fn train_task<F: Family, M: Method<F>>(
         }
         let mean = sum.mean(steps);
         progress.finish(&format!(
-            "loss {:.4} (retain {:.4}, forget {:.4}, lasso {:.4}, proto {:.4}) lr {lr:.2e}",
-            mean.total, mean.retain, mean.forget, mean.lasso, mean.prototype
+            "loss {:.4} (retain {:.4}, forget {:.4}, penalty {:.4}, proto {:.4}) lr {lr:.2e}",
+            mean.total, mean.retain, mean.forget, mean.penalty, mean.prototype
         ));
         curves.push(EpochRecord {
             task: t,
@@ -176,11 +164,49 @@ pub(crate) fn train_task<F: Family, M: Method<F>>(
             loss: mean.total,
             retain: mean.retain,
             forget: mean.forget,
-            sparsity: mean.lasso,
+            penalty: mean.penalty,
             prototype: mean.prototype,
         });
     }
     Ok(curves)
+}
+
+/// The remaining and forget parts of a [`EpochPlan::Joint`] batch of `batch_size` over `retain`
+/// and `forget` samples: in proportion to the two, at least one of each.
+pub fn joint_batch_sizes(batch_size: usize, retain: usize, forget: usize) -> Pair<usize> {
+    let share = batch_size as f64 * forget as f64 / (forget + retain).max(1) as f64;
+    let forget = (share.round() as usize).clamp(1, batch_size.saturating_sub(1).max(1));
+    Pair {
+        retain: batch_size.saturating_sub(forget).max(1),
+        forget,
+    }
+}
+
+/// One epoch's shuffled remaining and forget batches under `plan`, and its number of steps.
+fn epoch_batches(
+    plan: EpochPlan,
+    samples: &TaskSamples,
+    batch_size: usize,
+    epoch_seed: u64,
+) -> (Pair<Vec<Vec<usize>>>, usize) {
+    let (retain, forget) = (samples.retain.len(), samples.forget.len());
+    let sizes = match plan {
+        EpochPlan::Retain | EpochPlan::Forget => Pair {
+            retain: batch_size,
+            forget: batch_size,
+        },
+        EpochPlan::Joint => joint_batch_sizes(batch_size, retain, forget),
+    };
+    let batches = Pair {
+        retain: shuffled_batches(&samples.retain, sizes.retain, derive_seed(epoch_seed, 1)),
+        forget: shuffled_batches(&samples.forget, sizes.forget, derive_seed(epoch_seed, 2)),
+    };
+    let steps = match plan {
+        EpochPlan::Retain => batches.retain.len(),
+        EpochPlan::Forget => batches.forget.len(),
+        EpochPlan::Joint => (retain + forget).div_ceil(batch_size),
+    };
+    (batches, steps)
 }
 
 /// AdamW's decay of its first moment.
@@ -291,6 +317,14 @@ mod tests {
 
         fn relabelled_loss(&self, _: &mut dyn FnMut(usize) -> usize) -> Result<Tensor<1>> {
             unreachable!("not relabelled")
+        }
+
+        fn logits(&self) -> Tensor<2> {
+            unreachable!("not read by the recorder")
+        }
+
+        fn features(&self) -> Tensor<2> {
+            unreachable!("not read by the recorder")
         }
     }
 
@@ -404,8 +438,9 @@ mod tests {
                 .push((batches.retain, batches.forget));
             let lasso = group_lasso(model)?;
             let weights = LossWeights {
+                retain: 1.0,
                 beta: 0.2,
-                group_lasso: 1e-4,
+                penalty: 1e-4,
             };
             Ok(LossTerms::new(
                 lasso.clone(),
@@ -423,6 +458,33 @@ mod tests {
         fn end_task(&mut self, _: &mut VisionTransformer) -> Result<AdapterGroups> {
             Ok(AdapterGroups::default())
         }
+    }
+
+    /// 30 remaining and 10 forget samples in batches of 8: the remaining pass takes 4 steps,
+    /// the forget pass 2, the joint pass ⌈40 / 8⌉ = 5 with 6 remaining and 2 forget samples a
+    /// batch (a quarter forget, as the samples). Catches a plan ignored, the joint split
+    /// inverted, or joint steps counted over one group.
+    #[test]
+    fn each_epoch_plan_pairs_its_batches() {
+        let samples = Pair {
+            retain: (0..30).collect(),
+            forget: (100..110).collect(),
+        };
+        let plan = |plan| {
+            let (batches, steps) = epoch_batches(plan, &samples, 8, 1);
+            (batches.retain[0].len(), batches.forget[0].len(), steps)
+        };
+        assert_eq!(plan(EpochPlan::Retain), (8, 8, 4));
+        assert_eq!(plan(EpochPlan::Forget), (8, 8, 2));
+        assert_eq!(plan(EpochPlan::Joint), (6, 2, 5));
+        assert_eq!(
+            joint_batch_sizes(2, 1000, 1),
+            Pair {
+                retain: 1,
+                forget: 1
+            },
+            "at least one of each"
+        );
     }
 
     fn task() -> Task {

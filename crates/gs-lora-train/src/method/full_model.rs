@@ -18,16 +18,11 @@
 //! The model's adapters are reset at the start of a task and merged at its end, as with the
 //! adapter methods, but never trained: they stay zero, so the model is its base weights.
 
-use std::cell::RefCell;
-
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 use gs_lora_core::lora::derive_seed;
 use gs_lora_core::{LoraInit, merge_adapters, reset_adapters};
-use rand::Rng;
-use rand_chacha::ChaCha8Rng;
-use rand_chacha::rand_core::SeedableRng;
 
 use crate::config::{ForgetConfig, MethodKind};
 use crate::engine::{
@@ -35,6 +30,7 @@ use crate::engine::{
     TaskSamples, gradients, shuffled_batches,
 };
 use crate::error::{Result, TrainError};
+use crate::method::relabel::{RelabelRule, Relabeller};
 
 /// The share of the trained entries SalUn lets move (its default threshold, 0.5).
 pub const SALIENT_SHARE: f64 = 0.5;
@@ -47,10 +43,8 @@ pub struct FullModel {
     task: usize,
     /// The parameters trained in the running task.
     trainable: Vec<ParamId>,
-    /// The running task's remaining classes, which random labels are drawn from.
-    remaining: Vec<usize>,
-    /// Draws the random labels, seeded per task.
-    labels: RefCell<ChaCha8Rng>,
+    /// Draws the random labels (remaining classes), seeded per task.
+    relabel: Relabeller,
     /// SalUn's mask of the running task: 1 on the entries that train, 0 elsewhere.
     mask: Option<GradientsParams>,
 }
@@ -62,8 +56,7 @@ impl FullModel {
             config: config.clone(),
             task: 0,
             trainable: Vec::new(),
-            remaining: Vec::new(),
-            labels: RefCell::new(ChaCha8Rng::seed_from_u64(0)),
+            relabel: Relabeller::new(RelabelRule::Remaining),
             mask: None,
         }
     }
@@ -82,8 +75,9 @@ impl FullModel {
         let lasso = retain.zeros_like();
         if self.config.method == MethodKind::RetrainFt {
             let weights = LossWeights {
+                retain: 1.0,
                 beta: 0.0,
-                group_lasso: 0.0,
+                penalty: 0.0,
             };
             return Ok(LossTerms::new(retain, lasso.clone(), lasso, None, weights));
         }
@@ -92,14 +86,7 @@ impl FullModel {
         let (forget, beta) = match self.config.method {
             MethodKind::NegGradPlus => (forget.loss()?, -beta),
             MethodKind::RandomLabels | MethodKind::SalUn => {
-                if self.remaining.is_empty() {
-                    return Err(TrainError::Data(
-                        "random labelling needs a remaining class to draw labels from".into(),
-                    ));
-                }
-                let mut rng = self.labels.borrow_mut();
-                let remaining = &self.remaining;
-                let mut draw = |_| remaining[rng.random_range(0..remaining.len())];
+                let mut draw = |label| self.relabel.draw(label);
                 (forget.relabelled_loss(&mut draw)?, 1.0)
             }
             _ => (
@@ -108,8 +95,9 @@ impl FullModel {
             ),
         };
         let weights = LossWeights {
+            retain: 1.0,
             beta,
-            group_lasso: 0.0,
+            penalty: 0.0,
         };
         Ok(LossTerms::new(retain, forget, lasso, None, weights))
     }
@@ -254,8 +242,12 @@ impl<F: Family> Method<F> for FullModel {
         seed: u64,
     ) -> Result<()> {
         self.task = task.index;
-        self.remaining = task.retain.clone();
-        *self.labels.borrow_mut() = ChaCha8Rng::seed_from_u64(derive_seed(seed, 5));
+        if matches!(
+            self.config.method,
+            MethodKind::RandomLabels | MethodKind::SalUn
+        ) {
+            self.relabel.begin_task(task, derive_seed(seed, 5))?;
+        }
         reset_adapters(model, LoraInit::for_task(task.index), seed)?;
         self.trainable = family.full_model_params(model);
         let group = ParamGroup::from_ids(self.trainable.clone());
@@ -344,6 +336,14 @@ mod tests {
         fn relabelled_loss(&self, relabel: &mut dyn FnMut(usize) -> usize) -> Result<Tensor<1>> {
             Ok(value(relabel(7) as f32))
         }
+
+        fn logits(&self) -> Tensor<2> {
+            unreachable!("the full-model baselines read losses only")
+        }
+
+        fn features(&self) -> Tensor<2> {
+            unreachable!("the full-model baselines read losses only")
+        }
     }
 
     /// Batches are the criterion's values.
@@ -390,7 +390,7 @@ mod tests {
 
     /// With retain CE 1.5, forget CE 2 and forget bounded loss 0.25 at β 0.3: fine-tuning
     /// minimises 1.5 + 0.3·0.25, NegGrad+ 1.5 − 0.3·2 (ascent on the forget CE), Retrain by
-    /// fine-tuning 1.5; none has a lasso term. Catches the ascent's sign, NegGrad+ reading the
+    /// fine-tuning 1.5; none has a penalty. Catches the ascent's sign, NegGrad+ reading the
     /// bounded loss, and a forget term left in Retrain.
     #[test]
     fn fine_tuning_bounds_the_forget_loss_and_neg_grad_ascends_it() {
@@ -409,7 +409,7 @@ mod tests {
                 .loss_of(&FixedObjective, &model, batches())
                 .expect("loss")
                 .values();
-            assert_eq!(values.lasso, 0.0);
+            assert_eq!(values.penalty, 0.0);
             (values.total, values.forget)
         };
         let (tune, tune_forget) = total(MethodKind::FineTune);
@@ -435,9 +435,18 @@ mod tests {
             method: MethodKind::RandomLabels,
             ..ForgetConfig::default()
         });
+        let task = |retain: Vec<usize>| Task {
+            index: 0,
+            forget: vec![7],
+            retain,
+            old: Vec::new(),
+            missing: Vec::new(),
+        };
         let draws = |method: &mut FullModel| -> Vec<f64> {
-            method.remaining = vec![2, 4, 9];
-            *method.labels.borrow_mut() = ChaCha8Rng::seed_from_u64(3);
+            method
+                .relabel
+                .begin_task(&task(vec![2, 4, 9]), 3)
+                .expect("task");
             (0..40)
                 .map(|_| {
                     let pair = Pair {
@@ -459,12 +468,7 @@ mod tests {
         }
         assert!(labels.iter().all(|l| [2.0, 4.0, 9.0].contains(l)));
         assert_eq!(labels, draws(&mut method), "seeded");
-        method.remaining.clear();
-        let pair = Pair {
-            retain: (1.5, 0.0),
-            forget: (2.0, 0.0),
-        };
-        assert!(method.loss_of(&FixedObjective, &model, pair).is_err());
+        assert!(method.relabel.begin_task(&task(Vec::new()), 3).is_err());
     }
 
     #[derive(Module, Debug)]

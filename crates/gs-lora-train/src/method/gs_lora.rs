@@ -85,8 +85,9 @@ impl GsLora {
     fn weights(&self, epoch: usize) -> LossWeights {
         let lasso = &self.config.group_lasso;
         LossWeights {
+            retain: 1.0,
             beta: self.config.beta_for(self.task),
-            group_lasso: match lasso.proximal {
+            penalty: match lasso.proximal {
                 true => 0.0,
                 false => lasso.weight_at(epoch),
             },
@@ -436,7 +437,7 @@ mod tests {
             ..ForgetConfig::default()
         });
         for epoch in 0..3 {
-            assert_eq!(method.weights(epoch).group_lasso, 0.0);
+            assert_eq!(method.weights(epoch).penalty, 0.0);
         }
         let before = gs_lora_core::group_norms(&model).expect("norms");
         method.proximal_step(&mut model, 0.1, 2).expect("step");

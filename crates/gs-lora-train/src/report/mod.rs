@@ -24,12 +24,12 @@ use crate::io::{write_atomic, write_json};
 /// When a file cannot be written.
 pub fn write_reports(dir: &Path, results: &[TaskResult], curves: &[EpochRecord]) -> Result<()> {
     write_json(&dir.join("results.json"), &results)?;
-    let mut csv = String::from("task,epoch,lr,loss,retain,forget,sparsity,prototype\n");
+    let mut csv = String::from("task,epoch,lr,loss,retain,forget,penalty,prototype\n");
     for r in curves {
         let _ = writeln!(
             csv,
             "{},{},{:e},{},{},{},{},{}",
-            r.task, r.epoch, r.lr, r.loss, r.retain, r.forget, r.sparsity, r.prototype
+            r.task, r.epoch, r.lr, r.loss, r.retain, r.forget, r.penalty, r.prototype
         );
     }
     write_atomic(&dir.join("curves.csv"), csv.as_bytes())?;

@@ -94,8 +94,11 @@ pub struct EpochRecord {
     pub retain: f64,
     /// Mean forgetting loss (before `β`).
     pub forget: f64,
-    /// Mean group lasso (before `α`).
-    pub sparsity: f64,
+    /// Mean penalty of the method (before its weight): the group lasso of the adapter
+    /// methods, the anchors or the distillation of the baselines (`sparsity` in earlier
+    /// versions' files).
+    #[serde(alias = "sparsity")]
+    pub penalty: f64,
     /// Mean prototype loss (GS-LoRA++; weights included).
     pub prototype: f64,
 }

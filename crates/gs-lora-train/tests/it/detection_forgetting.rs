@@ -581,7 +581,7 @@ fn the_detection_objective_is_composed_of_its_terms() {
     let l_f = (15.0 - 2.0 * focal_f).max(0.0) + 5.0 * l1_f + 2.0 * giou_f;
     let lasso = value(gs_lora_core::group_lasso(&model).expect("lasso"));
     let v = terms.values();
-    let found = [v.total, v.retain, v.forget, v.lasso, v.prototype];
+    let found = [v.total, v.retain, v.forget, v.penalty, v.prototype];
     let expected = [l_r + 0.3 * l_f + 0.01 * lasso, l_r, l_f, lasso, 0.0];
     for (found, expected) in found.iter().zip(expected) {
         close(*found, expected, 1e-4 * expected.abs().max(1.0));
@@ -605,7 +605,7 @@ fn the_detection_objective_is_composed_of_its_terms() {
         .expect("terms")
         .values();
     close(v.total, l_r + 0.3 * l_f, 1e-4 * (l_r + 0.3 * l_f));
-    close(v.lasso, lasso, 1e-4 * lasso.max(1.0));
+    close(v.penalty, lasso, 1e-4 * lasso.max(1.0));
 }
 
 /// Forgetting happens in detection, and only to the forget classes: a tiny detector trained on

@@ -341,6 +341,15 @@ pub struct ForgetArgs {
     /// FDR's weight λ of mean ‖z_s − z_t‖₂.
     #[arg(long, value_name = "λ", allow_negative_numbers = true)]
     pub fdr_lambda: Option<f64>,
+    /// SCRUB's weight γ of the cross-entropy in its min steps.
+    #[arg(long, value_name = "γ", allow_negative_numbers = true)]
+    pub scrub_gamma: Option<f64>,
+    /// SCRUB-S's weight γ.
+    #[arg(long, value_name = "γ", allow_negative_numbers = true)]
+    pub scrub_s_gamma: Option<f64>,
+    /// SCRUB-S's weight of Σ ‖θ − θ_swa‖.
+    #[arg(long, value_name = "W", allow_negative_numbers = true)]
+    pub scrub_s_smoothing: Option<f64>,
     /// The labels the relabelling baselines train forget samples towards: official
     /// ((y + U{1..100}) mod K_f) or corrected (another forget class).
     #[arg(long, value_name = "official|corrected")]
@@ -444,6 +453,11 @@ impl ForgetArgs {
                     .der_plus_plus_retain
                     .unwrap_or(base.baseline.der_plus_plus_retain),
                 fdr: self.fdr_lambda.unwrap_or(base.baseline.fdr),
+                scrub_gamma: self.scrub_gamma.unwrap_or(base.baseline.scrub_gamma),
+                scrub_s_gamma: self.scrub_s_gamma.unwrap_or(base.baseline.scrub_s_gamma),
+                scrub_s_smoothing: self
+                    .scrub_s_smoothing
+                    .unwrap_or(base.baseline.scrub_s_smoothing),
                 forget_labels: self.forget_labels.unwrap_or(base.baseline.forget_labels),
                 importance_full_split: self
                     .importance_full_split

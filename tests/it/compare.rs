@@ -248,6 +248,8 @@ fn every_baseline_trains_the_body_and_keeps_the_head() {
         "der",
         "der++",
         "fdr",
+        "scrub",
+        "scrub-s",
     ] {
         let out = base.join(method);
         ok(&[
@@ -300,14 +302,16 @@ fn every_baseline_trains_the_body_and_keeps_the_head() {
     std::fs::remove_dir_all(&base).ok();
 }
 
-/// The anchors of EWC and the teacher of DER outlive an interruption: a two-task run stopped
+/// The anchors of EWC, the teacher of DER and SCRUB-S's teacher and running average outlive
+/// an interruption: a two-task run stopped
 /// after its first task and resumed ends exactly as the uninterrupted run, its method state
 /// written beside each checkpoint. Catches a resumed run that anchors only to the task it
-/// resumes at, or distils the model it resumes from instead of the pretrained teacher.
+/// resumes at, distils the model it resumes from instead of the pretrained teacher, or
+/// restarts the running average.
 #[test]
 fn method_state_survives_a_resume() {
     let (base, data, model) = pretrained("method-state", 1);
-    for method in ["ewc", "der"] {
+    for method in ["ewc", "der", "scrub-s"] {
         let forget = |out: &Path, tasks: &str| {
             ok(&[
                 "forget",

@@ -50,6 +50,12 @@ pub enum MethodKind {
     /// DER: the relabelled forget samples, with the remaining samples' embeddings held to the
     /// teacher's.
     Der,
+    /// SCRUB: every parameter but the head, alternating passes that push the forget samples'
+    /// outputs away from the pretrained teacher's and pull the remaining ones' back.
+    Scrub,
+    /// SCRUB-S: SCRUB with the parameters held near their running average.
+    #[serde(rename = "scrub-s")]
+    ScrubS,
     /// DER++: DER plus the cross-entropy on the remaining samples.
     #[serde(rename = "der++", alias = "der-plus-plus")]
     DerPlusPlus,
@@ -60,7 +66,7 @@ pub enum MethodKind {
 
 impl MethodKind {
     /// Every method, in the order tables list them.
-    pub const ALL: [MethodKind; 15] = [
+    pub const ALL: [MethodKind; 17] = [
         MethodKind::GsLora,
         MethodKind::GsLoraPlusPlus,
         MethodKind::Lora,
@@ -76,6 +82,8 @@ impl MethodKind {
         MethodKind::Der,
         MethodKind::DerPlusPlus,
         MethodKind::Fdr,
+        MethodKind::Scrub,
+        MethodKind::ScrubS,
     ];
 
     /// The method's name on the command line and in files.
@@ -96,6 +104,8 @@ impl MethodKind {
             MethodKind::Der => "der",
             MethodKind::DerPlusPlus => "der++",
             MethodKind::Fdr => "fdr",
+            MethodKind::Scrub => "scrub",
+            MethodKind::ScrubS => "scrub-s",
         }
     }
 
@@ -189,7 +199,7 @@ pub struct BaselineConfig {
     pub lwf_retain: f64,
     /// LwF's weight of the distillation on the remaining samples (0.5 in the official code).
     pub lwf_distill: f64,
-    /// LwF's distillation temperature `T` (2).
+    /// The distillation temperature `T` of LwF and SCRUB (2).
     pub temperature: f64,
     /// DER's weight `λ` of `‖e_s − e_t‖²` on the remaining samples.
     pub der: f64,
@@ -199,6 +209,12 @@ pub struct BaselineConfig {
     pub der_plus_plus_retain: f64,
     /// FDR's weight `λ` of `mean ‖z_s − z_t‖₂` on the remaining samples.
     pub fdr: f64,
+    /// SCRUB's weight `γ` of the cross-entropy in its min steps (`--sgda_gamma`).
+    pub scrub_gamma: f64,
+    /// SCRUB-S's weight `γ`.
+    pub scrub_s_gamma: f64,
+    /// SCRUB-S's weight of `Σ ‖θ − θ_swa‖_F` (`--sgda_smoothing`; SCRUB's is 0).
+    pub scrub_s_smoothing: f64,
     /// The label a forget sample is trained towards.
     pub forget_labels: ForgetLabels,
     /// Whether L2/EWC/MAS measure a later task's importance over every training sample of its
@@ -223,6 +239,9 @@ impl Default for BaselineConfig {
             der_plus_plus: 0.005,
             der_plus_plus_retain: 0.005,
             fdr: 50.0,
+            scrub_gamma: 0.99,
+            scrub_s_gamma: 0.99,
+            scrub_s_smoothing: 0.1,
             forget_labels: ForgetLabels::Corrected,
             importance_full_split: false,
             lr: [
@@ -251,6 +270,9 @@ impl BaselineConfig {
             ("baseline.der_plus_plus", self.der_plus_plus),
             ("baseline.der_plus_plus_retain", self.der_plus_plus_retain),
             ("baseline.fdr", self.fdr),
+            ("baseline.scrub_gamma", self.scrub_gamma),
+            ("baseline.scrub_s_gamma", self.scrub_s_gamma),
+            ("baseline.scrub_s_smoothing", self.scrub_s_smoothing),
         ];
         if let Some((name, value)) = weights.iter().find(|(_, v)| !v.is_finite() || *v < 0.0) {
             return Err(TrainError::Setting {

@@ -5,12 +5,13 @@
 use std::path::Path;
 
 use burn::module::ParamId;
-use burn::optim::GradientsParams;
+use burn::optim::{GradientsParams, ModuleOptimizer};
 
 use super::family::Family;
 use super::loss::LossTerms;
 use super::sampling::{Pair, TaskSamples};
 use super::schedule::Task;
+use crate::config::ForgetConfig;
 use crate::error::Result;
 
 /// Norms of a task's adapter groups before merging, and the groups left exactly zero.
@@ -35,6 +36,22 @@ pub enum EpochPlan {
     /// each batch split between the two in proportion to their sizes (at least one of each),
     /// both cycled; the official concatenated loader of L2, EWC and MAS, stratified.
     Joint,
+    /// A pass over the forget batches alone (when `forget`), then one over the remaining
+    /// batches alone: each step sees one group ([`Method::group_loss`]; SCRUB's max and min
+    /// passes). Not cycled up to `min_steps`.
+    Separate {
+        /// Whether the epoch starts with the pass over the forget batches.
+        forget: bool,
+    },
+}
+
+/// One of a task's two groups of samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    /// The remaining classes.
+    Retain,
+    /// The classes to forget.
+    Forget,
 }
 
 /// A forgetting method: what trains during a task, the loss of a step, what follows each
@@ -90,9 +107,45 @@ pub trait Method<F: Family> {
     /// A model that cannot be updated.
     fn end_task(&mut self, model: &mut F::Model) -> Result<AdapterGroups>;
 
-    /// How an epoch pairs the task's batches ([`EpochPlan::Retain`] by default).
-    fn epoch_plan(&self) -> EpochPlan {
+    /// The loss of a step that sees one group's batch alone ([`EpochPlan::Separate`]);
+    /// refused by default.
+    ///
+    /// # Errors
+    /// A method without single-group steps, a failing forward pass or loss.
+    fn group_loss(
+        &self,
+        _family: &F,
+        _model: &F::Model,
+        _group: Group,
+        _batch: F::Batch,
+        _epoch: usize,
+    ) -> Result<LossTerms> {
+        Err(crate::error::TrainError::InvalidSetting(
+            "this method trains on paired batches only".into(),
+        ))
+    }
+
+    /// How epoch `epoch` pairs the task's batches ([`EpochPlan::Retain`] by default).
+    fn epoch_plan(&self, _epoch: usize) -> EpochPlan {
         EpochPlan::Retain
+    }
+
+    /// The optimiser of a task (AdamW as the official code builds it, by default).
+    fn optimizer(&self, config: &ForgetConfig) -> ModuleOptimizer {
+        super::task::adamw(config.weight_decay)
+    }
+
+    /// The learning rate of epoch `epoch` (`config`'s cosine schedule by default).
+    fn lr(&self, config: &ForgetConfig, epoch: usize) -> f64 {
+        config.lr_at(epoch)
+    }
+
+    /// Runs after the last step of epoch `epoch` (nothing by default).
+    ///
+    /// # Errors
+    /// A model that cannot be read or updated.
+    fn end_epoch(&mut self, _model: &F::Model, _epoch: usize) -> Result<()> {
+        Ok(())
     }
 
     /// Writes what the method carries into later tasks (importance anchors, a teacher) into
@@ -152,8 +205,31 @@ impl<F: Family, M: Method<F> + ?Sized> Method<F> for Box<M> {
         (**self).end_task(model)
     }
 
-    fn epoch_plan(&self) -> EpochPlan {
-        (**self).epoch_plan()
+    fn group_loss(
+        &self,
+        family: &F,
+        model: &F::Model,
+        group: Group,
+        batch: F::Batch,
+        epoch: usize,
+    ) -> Result<LossTerms> {
+        (**self).group_loss(family, model, group, batch, epoch)
+    }
+
+    fn epoch_plan(&self, epoch: usize) -> EpochPlan {
+        (**self).epoch_plan(epoch)
+    }
+
+    fn optimizer(&self, config: &ForgetConfig) -> ModuleOptimizer {
+        (**self).optimizer(config)
+    }
+
+    fn lr(&self, config: &ForgetConfig, epoch: usize) -> f64 {
+        (**self).lr(config, epoch)
+    }
+
+    fn end_epoch(&mut self, model: &F::Model, epoch: usize) -> Result<()> {
+        (**self).end_epoch(model, epoch)
     }
 
     fn save_state(&self, dir: &Path) -> Result<()> {

@@ -21,7 +21,7 @@ mod task;
 pub use clip::clip_grad_norm;
 pub use family::{Criterion, Family, Objective};
 pub use loss::{LossTerms, LossValues, LossWeights};
-pub use method::{AdapterGroups, EpochPlan, Method};
+pub use method::{AdapterGroups, EpochPlan, Group, Method};
 pub use param_set::{ParamSet, PathParam, path_params};
 pub use params::{ParamPath, param_count, param_ids_where};
 pub use run_dir::{RunDir, RunState};

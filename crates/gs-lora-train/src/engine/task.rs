@@ -13,7 +13,7 @@ use gs_lora_core::{TaskMetrics, seed_dropout};
 use super::clip::clip_grad_norm;
 use super::family::Family;
 use super::loss::LossValues;
-use super::method::{AdapterGroups, EpochPlan, Method};
+use super::method::{AdapterGroups, EpochPlan, Group, Method};
 use super::params::param_count;
 use super::peak_memory::PeakMemory;
 use super::sampling::{Pair, TaskSamples, shuffled_batches, task_seed};
@@ -103,31 +103,42 @@ pub(crate) fn train_task<F: Family, M: Method<F>>(
 ) -> Result<Vec<EpochRecord>> {
     let t = task.index;
     let seed = task_seed(config.seed, t);
-    let mut optimizer = adamw(config.weight_decay);
+    let mut optimizer = method.optimizer(config);
     let mut curves = Vec::with_capacity(config.epochs);
     for epoch in 0..config.epochs {
-        let lr = config.lr_at(epoch);
+        let lr = method.lr(config, epoch);
         let epoch_seed = derive_seed(seed, 100 + epoch as u64);
         seed_dropout(&model.devices(), derive_seed(epoch_seed, 3));
-        let (batches, steps) =
-            epoch_batches(method.epoch_plan(), samples, config.batch_size, epoch_seed);
-        let steps = steps.max(config.min_steps.div_ceil(config.epochs));
+        let plan = method.epoch_plan(epoch);
+        let floor = config.min_steps.div_ceil(config.epochs);
+        let schedule = epoch_steps(plan, samples, (config.batch_size, floor), epoch_seed);
+        let steps = schedule.len();
         let progress = Progress::new(
             format!("task {t} epoch {}/{}", epoch + 1, config.epochs),
             steps,
         );
         let mut sum = LossValues::default();
-        for step in 0..steps {
-            let indices = Pair {
-                retain: &batches.retain[step % batches.retain.len()],
-                forget: &batches.forget[step % batches.forget.len()],
-            };
+        for (step, indices) in schedule.into_iter().enumerate() {
             let step_seed = derive_seed(epoch_seed, 10 + step as u64);
-            let pair = Pair {
-                retain: family.batch(indices.retain, &task.retain, derive_seed(step_seed, 1))?,
-                forget: family.batch(indices.forget, &task.forget, derive_seed(step_seed, 2))?,
+            let retain =
+                |indices: &[usize]| family.batch(indices, &task.retain, derive_seed(step_seed, 1));
+            let forget =
+                |indices: &[usize]| family.batch(indices, &task.forget, derive_seed(step_seed, 2));
+            let terms = match indices {
+                StepIndices::Pair(pair) => {
+                    let pair = Pair {
+                        retain: retain(&pair.retain)?,
+                        forget: forget(&pair.forget)?,
+                    };
+                    method.loss(family, model, pair, epoch)?
+                }
+                StepIndices::Forget(indices) => {
+                    method.group_loss(family, model, Group::Forget, forget(&indices)?, epoch)?
+                }
+                StepIndices::Retain(indices) => {
+                    method.group_loss(family, model, Group::Retain, retain(&indices)?, epoch)?
+                }
             };
-            let terms = method.loss(family, model, pair, epoch)?;
             // One read back per step for the NaN check and the curves, not one per term.
             let values = terms.values();
             if !values.total.is_finite() {
@@ -152,6 +163,7 @@ pub(crate) fn train_task<F: Family, M: Method<F>>(
                 &format!("loss {:.4}", sum.total / (step + 1) as f64),
             );
         }
+        method.end_epoch(model, epoch)?;
         let mean = sum.mean(steps);
         progress.finish(&format!(
             "loss {:.4} (retain {:.4}, forget {:.4}, penalty {:.4}, proto {:.4}) lr {lr:.2e}",
@@ -182,20 +194,32 @@ pub fn joint_batch_sizes(batch_size: usize, retain: usize, forget: usize) -> Pai
     }
 }
 
-/// One epoch's shuffled remaining and forget batches under `plan`, and its number of steps.
-fn epoch_batches(
+/// The sample indices of one step.
+#[derive(Debug, Clone, PartialEq)]
+enum StepIndices {
+    /// A remaining and a forget batch.
+    Pair(Pair<Vec<usize>>),
+    /// A forget batch alone.
+    Forget(Vec<usize>),
+    /// A remaining batch alone.
+    Retain(Vec<usize>),
+}
+
+/// One epoch's steps under `plan`: shuffled batches of `batch_size` (split for
+/// [`EpochPlan::Joint`]), a paired plan cycled up to `floor` steps.
+fn epoch_steps(
     plan: EpochPlan,
     samples: &TaskSamples,
-    batch_size: usize,
+    (batch_size, floor): (usize, usize),
     epoch_seed: u64,
-) -> (Pair<Vec<Vec<usize>>>, usize) {
+) -> Vec<StepIndices> {
     let (retain, forget) = (samples.retain.len(), samples.forget.len());
     let sizes = match plan {
-        EpochPlan::Retain | EpochPlan::Forget => Pair {
+        EpochPlan::Joint => joint_batch_sizes(batch_size, retain, forget),
+        _ => Pair {
             retain: batch_size,
             forget: batch_size,
         },
-        EpochPlan::Joint => joint_batch_sizes(batch_size, retain, forget),
     };
     let batches = Pair {
         retain: shuffled_batches(&samples.retain, sizes.retain, derive_seed(epoch_seed, 1)),
@@ -205,8 +229,22 @@ fn epoch_batches(
         EpochPlan::Retain => batches.retain.len(),
         EpochPlan::Forget => batches.forget.len(),
         EpochPlan::Joint => (retain + forget).div_ceil(batch_size),
+        EpochPlan::Separate { forget } => {
+            let forget_pass = batches.forget.into_iter().filter(|_| forget);
+            return forget_pass
+                .map(StepIndices::Forget)
+                .chain(batches.retain.into_iter().map(StepIndices::Retain))
+                .collect();
+        }
     };
-    (batches, steps)
+    (0..steps.max(floor))
+        .map(|step| {
+            StepIndices::Pair(Pair {
+                retain: batches.retain[step % batches.retain.len()].clone(),
+                forget: batches.forget[step % batches.forget.len()].clone(),
+            })
+        })
+        .collect()
 }
 
 /// AdamW's decay of its first moment.
@@ -471,12 +509,29 @@ mod tests {
             forget: (100..110).collect(),
         };
         let plan = |plan| {
-            let (batches, steps) = epoch_batches(plan, &samples, 8, 1);
-            (batches.retain[0].len(), batches.forget[0].len(), steps)
+            let steps = epoch_steps(plan, &samples, (8, 0), 1);
+            let StepIndices::Pair(first) = &steps[0] else {
+                panic!("paired steps");
+            };
+            (first.retain.len(), first.forget.len(), steps.len())
         };
         assert_eq!(plan(EpochPlan::Retain), (8, 8, 4));
         assert_eq!(plan(EpochPlan::Forget), (8, 8, 2));
         assert_eq!(plan(EpochPlan::Joint), (6, 2, 5));
+        // SCRUB's passes: every forget batch alone, then every remaining batch alone; the
+        // remaining pass only when the forget one is off.
+        let separate = epoch_steps(EpochPlan::Separate { forget: true }, &samples, (8, 0), 1);
+        let kinds: Vec<char> = separate
+            .iter()
+            .map(|s| match s {
+                StepIndices::Forget(_) => 'f',
+                StepIndices::Retain(_) => 'r',
+                StepIndices::Pair(_) => 'p',
+            })
+            .collect();
+        assert_eq!(kinds, ['f', 'f', 'r', 'r', 'r', 'r']);
+        let min_only = epoch_steps(EpochPlan::Separate { forget: false }, &samples, (8, 0), 1);
+        assert_eq!(min_only, separate[2..].to_vec());
         assert_eq!(
             joint_batch_sizes(2, 1000, 1),
             Pair {

@@ -152,7 +152,7 @@ impl<F: Family> Method<F> for Anchored {
         Method::<F>::end_task(&mut self.base, model)
     }
 
-    fn epoch_plan(&self) -> EpochPlan {
+    fn epoch_plan(&self, _: usize) -> EpochPlan {
         EpochPlan::Joint
     }
 

@@ -33,7 +33,7 @@ use crate::engine::{
     AdapterGroups, Criterion, EpochPlan, Family, LossTerms, LossWeights, Method, Objective, Pair,
     ParamSet, Task, TaskSamples, path_params,
 };
-use crate::error::Result;
+use crate::error::{Result, TrainError};
 
 /// The teacher's file in a method-state folder.
 const TEACHER_FILE: &str = "teacher.safetensors";
@@ -68,9 +68,32 @@ pub fn mean_distance(student: Tensor<2>, teacher: Tensor<2>) -> Tensor<1> {
 }
 
 /// A frozen copy of `model`: its values detached, nothing trainable.
-fn frozen_copy<M: Module>(model: &M) -> Result<M> {
+pub(super) fn frozen_copy<M: Module>(model: &M) -> Result<M> {
+    Ok(all_params(model).restore(model.clone())?.no_grad())
+}
+
+/// Every parameter of `model`, detached.
+fn all_params<M: Module>(model: &M) -> ParamSet {
     let ids: Vec<ParamId> = path_params(model).into_iter().map(|p| p.id).collect();
-    Ok(ParamSet::of(model, &ids).restore(model.clone())?.no_grad())
+    ParamSet::of(model, &ids)
+}
+
+/// Writes `teacher` (if any) into the method-state folder `dir`.
+pub(super) fn write_teacher<M: Module>(teacher: Option<&M>, dir: &Path) -> Result<()> {
+    match teacher {
+        Some(teacher) => all_params(teacher).write(&dir.join(TEACHER_FILE)),
+        None => Ok(()),
+    }
+}
+
+/// The teacher [`write_teacher`] left in `dir`, as a frozen model shaped as `model`.
+pub(super) fn read_teacher<M: Module>(model: &M, dir: &Path) -> Result<M> {
+    let device = path_params(model)
+        .first()
+        .map(|p| p.value.device())
+        .ok_or_else(|| TrainError::Data("the model has no parameter to distil".into()))?;
+    let teacher = ParamSet::read(&dir.join(TEACHER_FILE), &device)?;
+    Ok(teacher.restore(model.clone())?.no_grad())
 }
 
 /// LwF, DER, DER++ or FDR with the weights of a run's config, distilling a teacher of model
@@ -179,26 +202,16 @@ impl<F: Family> Method<F> for Distilled<F::Model> {
         Method::<F>::end_task(&mut self.base, model)
     }
 
-    fn epoch_plan(&self) -> EpochPlan {
+    fn epoch_plan(&self, _: usize) -> EpochPlan {
         EpochPlan::Forget
     }
 
     fn save_state(&self, dir: &Path) -> Result<()> {
-        match &self.teacher {
-            Some(teacher) => {
-                let ids: Vec<ParamId> = path_params(teacher).into_iter().map(|p| p.id).collect();
-                ParamSet::of(teacher, &ids).write(&dir.join(TEACHER_FILE))
-            }
-            None => Ok(()),
-        }
+        write_teacher(self.teacher.as_ref(), dir)
     }
 
     fn load_state(&mut self, model: &F::Model, dir: &Path) -> Result<()> {
-        let device = path_params(model).first().map(|p| p.value.device());
-        if let Some(device) = device {
-            let teacher = ParamSet::read(&dir.join(TEACHER_FILE), &device)?;
-            self.teacher = Some(teacher.restore(model.clone())?.no_grad());
-        }
+        self.teacher = Some(read_teacher(model, dir)?);
         Ok(())
     }
 }

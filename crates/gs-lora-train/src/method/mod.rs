@@ -4,7 +4,8 @@
 //! - [`GsLora`]: GS-LoRA, GS-LoRA++ and LoRA without the group lasso (adapters);
 //! - [`FullModel`]: fine-tuning, NegGrad+, random labelling, SalUn, Retrain by fine-tuning;
 //! - [`Anchored`]: L2, EWC, MAS;
-//! - [`Distilled`]: LwF, DER, DER++, FDR.
+//! - [`Distilled`]: LwF, DER, DER++, FDR;
+//! - [`Scrub`]: SCRUB, SCRUB-S.
 
 mod anchored;
 pub mod anchors;
@@ -12,13 +13,15 @@ pub mod distilled;
 mod full_model;
 mod gs_lora;
 pub mod relabel;
+pub mod scrub;
 
 pub use anchored::Anchored;
 pub use distilled::Distilled;
 pub use full_model::FullModel;
 pub use gs_lora::GsLora;
+pub use scrub::Scrub;
 
-use crate::config::ForgetConfig;
+use crate::config::{ForgetConfig, MethodKind};
 use crate::engine::{Family, Method};
 
 /// The method `config.method` with the weights of `config`.
@@ -31,6 +34,8 @@ where
         Box::new(GsLora::new(config))
     } else if method.anchors() {
         Box::new(Anchored::new(config))
+    } else if matches!(method, MethodKind::Scrub | MethodKind::ScrubS) {
+        Box::new(Scrub::<F::Model>::new(config))
     } else if method.distils() {
         Box::new(Distilled::<F::Model>::new(config))
     } else {

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ClassOrder;
-use crate::config::{ForgetConfig, Replay};
+use crate::config::{BaselineConfig, ForgetConfig, MethodKind, Replay};
 use crate::error::{Result, TrainError};
 use gs_lora_core::GroupLassoConfig;
 use gs_lora_core::loss::PrototypeLossConfig;
@@ -90,6 +90,7 @@ impl Preset {
             ..ForgetConfig::default()
         };
         let single_step = |replay, batch_size, forget_weight| ForgetConfig {
+            baseline: baselines(self),
             tasks: 1,
             forget_per_task: 10,
             replay,
@@ -122,6 +123,7 @@ impl Preset {
             Preset::OfficialFaceSingleStepFewshot => single_step(Replay::FewShot(2), 4, 0.5),
             Preset::OfficialFaceMissing => ForgetConfig {
                 missing_classes: 5,
+                baseline: baselines(self),
                 beta: vec![0.14, 0.14, 0.2, 0.15],
                 group_lasso: GroupLassoConfig::new()
                     .with_warmup_epochs(30)
@@ -131,6 +133,7 @@ impl Preset {
             },
             Preset::OfficialImagenet => ForgetConfig {
                 replay: Replay::Fraction(0.05),
+                baseline: baselines(self),
                 beta: vec![0.2, 0.25, 0.25, 0.25],
                 prototype: PrototypeLossConfig::new().with_forget_weight(0.05),
                 ..base
@@ -157,10 +160,64 @@ impl Preset {
                 prototype: PrototypeLossConfig::new().with_forget_weight(0.005),
                 dropout: Some(0.1),
                 augment: true,
+                baseline: baselines(self),
                 protocol: Some(self),
                 ..ForgetConfig::default()
             },
         }
+    }
+}
+
+/// The baselines' weights and learning rates of `preset`'s setting (PROTOCOL §3, Table 3;
+/// §4 for COCO): the 4-task face column is [`BaselineConfig`]'s default.
+fn baselines(preset: Preset) -> BaselineConfig {
+    let face = BaselineConfig::default();
+    let rates = |methods: &[MethodKind], lr: f64| methods.iter().map(|&m| (m, lr)).collect();
+    match preset {
+        Preset::OfficialFace | Preset::OfficialFaceFewshot => face,
+        Preset::OfficialFaceSingleStep | Preset::OfficialFaceSingleStepFewshot => BaselineConfig {
+            l2: 0.05,
+            mas: 5.0,
+            lwf_retain: 2.0,
+            der_plus_plus: 0.05,
+            scrub_s_smoothing: 0.05,
+            ..face
+        },
+        Preset::OfficialFaceMissing => BaselineConfig {
+            lr: rates(&[MethodKind::Der, MethodKind::Fdr], 1e-3),
+            ..face
+        },
+        Preset::OfficialImagenet => BaselineConfig {
+            l2: 0.05,
+            ewc: 3.0,
+            mas: 0.002,
+            der_plus_plus: 0.01,
+            der_plus_plus_retain: 0.5,
+            fdr: 40.0,
+            scrub_gamma: 20.0,
+            scrub_s_gamma: 10.0,
+            scrub_s_smoothing: 0.05,
+            lr: rates(&[MethodKind::Fdr], 1e-3),
+            ..face
+        },
+        // `D:scripts/run_cl_baseline.sh`: every baseline at 6e-4.
+        Preset::OfficialCoco => BaselineConfig {
+            l2: 0.01,
+            ewc: 10.0,
+            mas: 0.1,
+            der: 0.001,
+            der_plus_plus: 0.001,
+            der_plus_plus_retain: 0.1,
+            fdr: 5.0,
+            lr: rates(
+                &MethodKind::ALL
+                    .into_iter()
+                    .filter(|m| !m.trains_adapters())
+                    .collect::<Vec<_>>(),
+                6e-4,
+            ),
+            ..face
+        },
     }
 }
 
@@ -286,6 +343,65 @@ mod tests {
             assert_eq!(name.parse::<Preset>().expect("known"), preset);
             preset.config().validate().expect("valid");
         }
+        let baseline = |preset: Preset| preset.config().baseline;
+        let face = baseline(Preset::OfficialFace);
+        assert_eq!(
+            (face.l2, face.ewc, face.mas, face.lwf_retain, face.fdr),
+            (0.1, 10.0, 0.005, 10.0, 50.0)
+        );
+        assert_eq!(
+            (face.der, face.der_plus_plus, face.der_plus_plus_retain),
+            (0.01, 0.005, 0.005)
+        );
+        assert_eq!(face.lr.get(&MethodKind::Der), Some(&1e-3));
+        assert_eq!(face.lr.get(&MethodKind::Ewc), None, "the whole-model rate");
+        let one_task = baseline(Preset::OfficialFaceSingleStepFewshot);
+        assert_eq!(
+            (
+                one_task.l2,
+                one_task.mas,
+                one_task.lwf_retain,
+                one_task.der_plus_plus
+            ),
+            (0.05, 5.0, 2.0, 0.05)
+        );
+        assert_eq!(one_task.scrub_s_smoothing, 0.05);
+        assert_eq!(
+            (face.scrub_gamma, face.scrub_s_gamma, face.scrub_s_smoothing),
+            (0.99, 0.99, 0.1)
+        );
+        let open = baseline(Preset::OfficialFaceMissing);
+        assert_eq!(open.lr.get(&MethodKind::DerPlusPlus), None);
+        let imagenet = baseline(Preset::OfficialImagenet);
+        assert_eq!(
+            (imagenet.l2, imagenet.ewc, imagenet.mas, imagenet.fdr),
+            (0.05, 3.0, 0.002, 40.0)
+        );
+        assert_eq!(
+            (imagenet.der_plus_plus, imagenet.der_plus_plus_retain),
+            (0.01, 0.5)
+        );
+        assert_eq!(
+            (
+                imagenet.scrub_gamma,
+                imagenet.scrub_s_gamma,
+                imagenet.scrub_s_smoothing
+            ),
+            (20.0, 10.0, 0.05)
+        );
+        assert_eq!(imagenet.lr.get(&MethodKind::Der), None);
+        let coco = baseline(Preset::OfficialCoco);
+        assert_eq!(
+            (coco.l2, coco.ewc, coco.mas, coco.der, coco.fdr),
+            (0.01, 10.0, 0.1, 0.001, 5.0)
+        );
+        assert_eq!(
+            (coco.der_plus_plus, coco.der_plus_plus_retain),
+            (0.001, 0.1)
+        );
+        assert_eq!(coco.lr.get(&MethodKind::Ewc), Some(&6e-4));
+        assert_eq!(coco.lr.get(&MethodKind::GsLora), None);
+
         let err = "official-voc"
             .parse::<Preset>()
             .expect_err("not an official experiment");

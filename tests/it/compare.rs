@@ -227,8 +227,8 @@ fn compare_runs_every_method_and_seed_resumes_and_repeats() {
 }
 
 /// Every baseline runs through `forget` end to end: the full-model ones change the body and
-/// never the head, and record the attack and the parameters they trained. Catches a baseline
-/// whose head trains, one that trains nothing (SalUn's mask all zero, a zero importance), and
+/// never the head (Retrain from scratch: the head too), and record the attack and the
+/// parameters they trained. Catches a baseline whose head trains, one that trains nothing (SalUn's mask all zero, a zero importance), and
 /// one missing from the command line.
 #[test]
 fn every_baseline_trains_the_body_and_keeps_the_head() {
@@ -250,6 +250,7 @@ fn every_baseline_trains_the_body_and_keeps_the_head() {
         "fdr",
         "scrub",
         "scrub-s",
+        "retrain",
     ] {
         let out = base.join(method);
         ok(&[
@@ -278,11 +279,19 @@ fn every_baseline_trains_the_body_and_keeps_the_head() {
                 (name.as_str(), a != b)
             })
             .collect();
+        // Retrain from scratch trains everything; every other baseline keeps the head.
+        let head_trains = method == "retrain";
         assert!(
             changed
                 .iter()
-                .all(|(name, c)| !name.starts_with("head") || !c),
-            "{method}: the head stays frozen"
+                .filter(|(name, _)| name.starts_with("head"))
+                .all(|(_, c)| *c == head_trains),
+            "{method}: the head {}",
+            if head_trains {
+                "trains"
+            } else {
+                "stays frozen"
+            }
         );
         assert!(
             changed

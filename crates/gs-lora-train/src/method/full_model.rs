@@ -10,6 +10,12 @@
 //! - Retrain by fine-tuning (`retrain-ft`), `L = CE(R)`: the forget batch is not used, so
 //!   the forget classes fade only as the remaining ones take the model over (the official
 //!   detection Retrain; SalUn's `FT`);
+//! - Retrain from scratch (`retrain`), `L = CE(R)` on a model drawn afresh before the first
+//!   task ([`reinitialise`]), every parameter trained, the head included, the learning rate
+//!   warmed up linearly from 1e-6 over [`RETRAIN_WARMUP`] epochs (the official classification
+//!   Retrain). Its scores before the first task are the pretrained model's, so its H is
+//!   measured against what was there to forget (the official one measures a random model,
+//!   PROTOCOL §6.10);
 //! - SalUn (Fan et al., ICLR 2024): random labelling that only moves the salient half of the
 //!   weights: at the start of a task, the magnitude of the forget loss's gradient, summed over
 //!   the task's forget batches, ranks every trained entry; the top [`SALIENT_SHARE`] keep their
@@ -27,13 +33,17 @@ use gs_lora_core::{LoraInit, merge_adapters, reset_adapters};
 use crate::config::{ForgetConfig, MethodKind};
 use crate::engine::{
     AdapterGroups, Criterion, Family, LossTerms, LossWeights, Method, Objective, Pair, Task,
-    TaskSamples, gradients, shuffled_batches,
+    TaskSamples, gradients, param_ids_where, shuffled_batches,
 };
 use crate::error::{Result, TrainError};
 use crate::method::relabel::{RelabelRule, Relabeller};
+use crate::method::scratch::reinitialise;
 
 /// The share of the trained entries SalUn lets move (its default threshold, 0.5).
 pub const SALIENT_SHARE: f64 = 0.5;
+
+/// Retrain's warm-up epochs (`--warmup-epochs 5` in the official scripts).
+pub const RETRAIN_WARMUP: usize = 5;
 
 /// A full-model baseline with the weights of a run's config.
 pub struct FullModel {
@@ -73,7 +83,10 @@ impl FullModel {
     ) -> Result<LossTerms> {
         let retain = objective.criterion(model, batches.retain)?.loss()?;
         let lasso = retain.zeros_like();
-        if self.config.method == MethodKind::RetrainFt {
+        if matches!(
+            self.config.method,
+            MethodKind::RetrainFt | MethodKind::Retrain
+        ) {
             let weights = LossWeights {
                 retain: 1.0,
                 beta: 0.0,
@@ -248,8 +261,16 @@ impl<F: Family> Method<F> for FullModel {
         ) {
             self.relabel.begin_task(task, derive_seed(seed, 5))?;
         }
+        if self.config.method == MethodKind::Retrain && task.index == 0 {
+            *model = reinitialise(model.clone(), derive_seed(seed, 10));
+        }
         reset_adapters(model, LoraInit::for_task(task.index), seed)?;
-        self.trainable = family.full_model_params(model);
+        self.trainable = match self.config.method {
+            MethodKind::Retrain => {
+                param_ids_where(model, |path| !matches!(path.field(), "lora_a" | "lora_b"))
+            }
+            _ => family.full_model_params(model),
+        };
         let group = ParamGroup::from_ids(self.trainable.clone());
         *model = model.clone().unfreeze_group(group);
         self.mask = match self.config.method {
@@ -289,6 +310,15 @@ impl<F: Family> Method<F> for FullModel {
 
     fn after_step(&mut self, _: &mut F::Model, _: f64, _: usize) -> Result<()> {
         Ok(())
+    }
+
+    /// Retrain's warm-up, `1e-6 + e·(lr − 1e-6)/W` for epochs `e < W`, then the cosine
+    /// schedule (not shifted, as timm's); the others' cosine schedule.
+    fn lr(&self, config: &ForgetConfig, epoch: usize) -> f64 {
+        match self.config.method == MethodKind::Retrain && epoch < RETRAIN_WARMUP {
+            true => 1e-6 + epoch as f64 * (config.lr - 1e-6) / RETRAIN_WARMUP as f64,
+            false => config.lr_at(epoch),
+        }
     }
 
     fn end_task(&mut self, model: &mut F::Model) -> Result<AdapterGroups> {
@@ -423,6 +453,32 @@ mod tests {
             (1.5, 0.0),
             "the remaining classes alone"
         );
+        assert_eq!(total(MethodKind::Retrain), (1.5, 0.0));
+    }
+
+    /// Retrain warms up from 1e-6 to its rate over 5 epochs (epoch 0 at 1e-6, epoch 4 at
+    /// `1e-6 + 4/5 (lr − 1e-6)`), then follows the cosine schedule unshifted; the other
+    /// baselines follow it from the start. Catches the warm-up missing, too long, or
+    /// shifting the cosine.
+    #[test]
+    fn retrain_warms_up_its_learning_rate() {
+        type Family = crate::classification::ClassificationFamily<'static>;
+        let config = ForgetConfig {
+            lr: 3e-4,
+            epochs: 100,
+            ..ForgetConfig::default()
+        };
+        let lr = |method, epoch| {
+            let baseline = FullModel::new(&ForgetConfig {
+                method,
+                ..config.clone()
+            });
+            Method::<Family>::lr(&baseline, &config, epoch)
+        };
+        assert_eq!(lr(MethodKind::Retrain, 0), 1e-6);
+        assert!((lr(MethodKind::Retrain, 4) - (1e-6 + 0.8 * (3e-4 - 1e-6))).abs() < 1e-15);
+        assert_eq!(lr(MethodKind::Retrain, 5), config.lr_at(5));
+        assert_eq!(lr(MethodKind::RetrainFt, 0), config.lr_at(0));
     }
 
     /// Random labelling minimises CE(R) + CE(F → ŷ) (weight 1) with each ŷ a remaining class,

@@ -2,7 +2,8 @@
 //! each optimiser step and what ends a task ([`Method`](crate::engine::Method)).
 //!
 //! - [`GsLora`]: GS-LoRA, GS-LoRA++ and LoRA without the group lasso (adapters);
-//! - [`FullModel`]: fine-tuning, NegGrad+, random labelling, SalUn, Retrain by fine-tuning;
+//! - [`FullModel`]: fine-tuning, NegGrad+, random labelling, SalUn, Retrain from scratch and
+//!   by fine-tuning;
 //! - [`Anchored`]: L2, EWC, MAS;
 //! - [`Distilled`]: LwF, DER, DER++, FDR;
 //! - [`Scrub`]: SCRUB, SCRUB-S.
@@ -13,6 +14,7 @@ pub mod distilled;
 mod full_model;
 mod gs_lora;
 pub mod relabel;
+pub mod scratch;
 pub mod scrub;
 
 pub use anchored::Anchored;

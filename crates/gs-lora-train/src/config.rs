@@ -174,6 +174,9 @@ pub enum ForgetLabels {
     /// Another of the task's forget classes, uniformly (what the official rule means); a task
     /// with a single forget class draws a remaining class. The default.
     Corrected,
+    /// A label no class of the schedule uses (the first one): the official detection
+    /// baselines relabel every forget object to 12, an id COCO leaves unused.
+    Unused,
 }
 
 impl std::str::FromStr for ForgetLabels {
@@ -183,8 +186,9 @@ impl std::str::FromStr for ForgetLabels {
         match name {
             "official" => Ok(ForgetLabels::Official),
             "corrected" => Ok(ForgetLabels::Corrected),
+            "unused" => Ok(ForgetLabels::Unused),
             other => Err(TrainError::InvalidSetting(format!(
-                "unknown forget labelling `{other}`; expected official or corrected"
+                "unknown forget labelling `{other}`; expected official, corrected or unused"
             ))),
         }
     }

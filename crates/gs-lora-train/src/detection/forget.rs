@@ -20,7 +20,7 @@ use super::criterion::{CriterionTerms, set_criterion};
 use super::dataset::{DetectionBatch, DetectionDataset, detection_batch, samples_with};
 use super::detector_dir::{DetectorDir, DetectorInfo};
 use super::evaluate::detector_ap;
-use super::matching::HungarianMatcher;
+use super::matching::{HungarianMatcher, Target};
 use crate::config::ForgetConfig;
 use crate::engine::{
     self, Criterion, Family, Objective, Pair, RunDir, RunState, Task, param_ids_where,
@@ -67,6 +67,9 @@ pub struct DetectorObjective {
 pub struct DetectorCriterion {
     output: DetrOutput,
     terms: CriterionTerms,
+    /// The batch's objects, matched again when relabelled.
+    targets: Vec<Vec<Target>>,
+    matcher: HungarianMatcher,
 }
 
 impl Criterion for DetectorCriterion {
@@ -89,14 +92,22 @@ impl Criterion for DetectorCriterion {
         )?)
     }
 
-    /// Refused: a detector's targets are matched boxes, not one label per image.
-    fn relabelled_loss(&self, _: &mut dyn FnMut(usize) -> usize) -> Result<Tensor<1>> {
-        Err(TrainError::Setting {
-            name: "method",
-            problem: "relabels one label per image, a classification baseline; a detector has \
-                      none to relabel"
-                .into(),
-        })
+    /// The set criterion with each object's class `y` replaced by `relabel(y)`, matched
+    /// again (the class cost changes with the labels).
+    fn relabelled_loss(&self, relabel: &mut dyn FnMut(usize) -> usize) -> Result<Tensor<1>> {
+        let classes = self.output.logits.dims()[2];
+        let mut targets = self.targets.clone();
+        for object in targets.iter_mut().flatten() {
+            object.label = relabel(object.label);
+            if object.label >= classes {
+                return Err(TrainError::Data(format!(
+                    "relabelled to class {} of a {classes}-class detector",
+                    object.label
+                )));
+            }
+        }
+        let terms = set_criterion(&self.output, &targets, &self.matcher)?;
+        Ok(detection_loss(terms.focal, terms.l1, terms.giou))
     }
 
     /// The class logits of every query, `[N·Q, C]`.
@@ -126,7 +137,12 @@ impl Objective for DetectorObjective {
     ) -> Result<DetectorCriterion> {
         let output = model.forward_masked(batch.pixels, batch.pixel_mask)?;
         let terms = set_criterion(&output, &batch.targets, &self.matcher)?;
-        Ok(DetectorCriterion { output, terms })
+        Ok(DetectorCriterion {
+            output,
+            terms,
+            targets: batch.targets,
+            matcher: self.matcher,
+        })
     }
 
     /// The matched queries' embeddings against their classes' class-head rows.

@@ -5,7 +5,9 @@
 //! - the official baselines' rule ([`ForgetLabels::Official`]): `y' = (y + U{1..100}) mod K_f`,
 //!   `(y + 1) mod K_f` when that is `y`, a model label below `K_f` whichever class it is;
 //! - its correction ([`ForgetLabels::Corrected`]): another of the task's forget classes,
-//!   uniformly; a remaining class when the task forgets a single class.
+//!   uniformly; a remaining class when the task forgets a single class;
+//! - the official detection rule ([`ForgetLabels::Unused`]): the first label no class of the
+//!   schedule uses.
 
 use std::cell::RefCell;
 
@@ -32,6 +34,8 @@ pub struct Relabeller {
     rule: RelabelRule,
     forget: Vec<usize>,
     remaining: Vec<usize>,
+    /// The first label no class of the schedule uses.
+    unused: usize,
     rng: RefCell<ChaCha8Rng>,
 }
 
@@ -42,6 +46,7 @@ impl Relabeller {
             rule,
             forget: Vec::new(),
             remaining: Vec::new(),
+            unused: 0,
             rng: RefCell::new(ChaCha8Rng::seed_from_u64(0)),
         }
     }
@@ -50,15 +55,20 @@ impl Relabeller {
     ///
     /// # Errors
     /// A task with no class to draw from (no remaining class for [`RelabelRule::Remaining`]
-    /// or the correction of a single forget class).
+    /// or the correction of a single forget class). A [`ForgetLabels::Unused`] label beyond
+    /// the model's classes is refused by the criterion that reads it.
     pub fn begin_task(&mut self, task: &Task, seed: u64) -> Result<()> {
         self.forget = task.forget.clone();
+        let groups = [&task.retain, &task.forget, &task.old, &task.missing];
+        self.unused = (0..)
+            .find(|c| !groups.iter().any(|group| group.contains(c)))
+            .unwrap_or(0);
         self.remaining = task.retain.clone();
         *self.rng.borrow_mut() = ChaCha8Rng::seed_from_u64(seed);
         let needs_remaining = match self.rule {
             RelabelRule::Remaining => true,
             RelabelRule::Forget(ForgetLabels::Corrected) => self.forget.len() < 2,
-            RelabelRule::Forget(ForgetLabels::Official) => false,
+            RelabelRule::Forget(ForgetLabels::Official | ForgetLabels::Unused) => false,
         };
         if needs_remaining && self.remaining.is_empty() {
             return Err(TrainError::Data(format!(
@@ -84,6 +94,7 @@ impl Relabeller {
                     false => shifted,
                 }
             }
+            RelabelRule::Forget(ForgetLabels::Unused) => self.unused,
             RelabelRule::Forget(ForgetLabels::Corrected) => {
                 let others: Vec<usize> = self
                     .forget
@@ -151,5 +162,13 @@ mod tests {
         let alone = task(vec![7], Vec::new());
         assert!(Relabeller::new(corrected).begin_task(&alone, 0).is_err());
         assert!(Relabeller::new(official).begin_task(&alone, 0).is_ok());
+
+        // Classes 0–2 and 4 in the schedule: every forget sample goes to 3.
+        let unused = RelabelRule::Forget(ForgetLabels::Unused);
+        let gap = Task {
+            old: vec![4],
+            ..task(vec![0, 2], vec![1])
+        };
+        assert_eq!(seen(&draws(unused, &gap, 0)), [3]);
     }
 }

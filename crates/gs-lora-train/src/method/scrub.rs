@@ -255,7 +255,7 @@ impl<F: Family> Method<F> for Scrub<F::Model> {
     }
 
     fn end_epoch(&mut self, model: &F::Model, epoch: usize) -> Result<()> {
-        if (epoch + 1) % SUPER_EPOCH == 0 {
+        if (epoch + 1).is_multiple_of(SUPER_EPOCH) {
             let ids = Method::<F>::trainable(&self.base, model);
             self.update_average(model, &ids);
         }

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ClassOrder;
-use crate::config::{BaselineConfig, ForgetConfig, MethodKind, Replay};
+use crate::config::{BaselineConfig, ForgetConfig, ForgetLabels, MethodKind, Replay};
 use crate::error::{Result, TrainError};
 use gs_lora_core::GroupLassoConfig;
 use gs_lora_core::loss::PrototypeLossConfig;
@@ -200,8 +200,10 @@ fn baselines(preset: Preset) -> BaselineConfig {
             lr: rates(&[MethodKind::Fdr], 1e-3),
             ..face
         },
-        // `D:scripts/run_cl_baseline.sh`: every baseline at 6e-4.
+        // `D:scripts/run_cl_baseline.sh`: every baseline at 6e-4, forget objects relabelled to
+        // an unused id.
         Preset::OfficialCoco => BaselineConfig {
+            forget_labels: ForgetLabels::Unused,
             l2: 0.01,
             ewc: 10.0,
             mas: 0.1,
@@ -401,6 +403,8 @@ mod tests {
         );
         assert_eq!(coco.lr.get(&MethodKind::Ewc), Some(&6e-4));
         assert_eq!(coco.lr.get(&MethodKind::GsLora), None);
+        assert_eq!(coco.forget_labels, ForgetLabels::Unused);
+        assert_eq!(face.forget_labels, ForgetLabels::Corrected);
 
         let err = "official-voc"
             .parse::<Preset>()

@@ -16,7 +16,7 @@ use gs_lora_train::detection::{
 use gs_lora_train::engine::Pair;
 use gs_lora_train::image::{Normalization, Preprocess};
 use gs_lora_train::method::GsLora;
-use gs_lora_train::{ForgetConfig, MethodKind, Replay, RunDir, TrainError};
+use gs_lora_train::{ForgetConfig, ForgetLabels, MethodKind, Replay, RunDir, TrainError};
 
 const PREPROCESS: Preprocess = Preprocess {
     image_size: 32,
@@ -689,10 +689,12 @@ fn a_detection_task_erases_its_classes_and_keeps_the_others() {
     );
 }
 
-/// The full-model baselines run on a detector: fine-tuning, NegGrad+ and Retrain by
-/// fine-tuning change the transformer but never the class and box heads or the backbone's
-/// stem and first stage (PROTOCOL §4); random labelling is refused by name. Catches a head or
-/// a frozen backbone part in the trained set, and a baseline that trains nothing.
+/// The full-model baselines run on a detector: fine-tuning, NegGrad+, Retrain by fine-tuning,
+/// random labelling, L2, EWC, MAS, DER++, FDR and SCRUB change the transformer but never the
+/// class and box heads or the backbone's stem and first stage (PROTOCOL §4); relabelling to an
+/// unused class where the detector has none is refused by name. Catches a head or a frozen
+/// backbone part in the trained set, a baseline that trains nothing, and a relabelled object
+/// that is not matched again.
 #[test]
 fn full_model_baselines_train_a_detector_but_not_its_heads() {
     let data = tiny_scenes(6);
@@ -748,6 +750,13 @@ fn full_model_baselines_train_a_detector_but_not_its_heads() {
         MethodKind::FineTune,
         MethodKind::NegGradPlus,
         MethodKind::RetrainFt,
+        MethodKind::RandomLabels,
+        MethodKind::L2,
+        MethodKind::Ewc,
+        MethodKind::Mas,
+        MethodKind::DerPlusPlus,
+        MethodKind::Fdr,
+        MethodKind::Scrub,
     ] {
         let config = ForgetConfig {
             tasks: 1,
@@ -771,13 +780,14 @@ fn full_model_baselines_train_a_detector_but_not_its_heads() {
             "{method} trains the encoder: {changed:?}"
         );
     }
-    let config = ForgetConfig {
+    let mut config = ForgetConfig {
         tasks: 1,
-        ..forget_config(MethodKind::RandomLabels)
+        ..forget_config(MethodKind::L2)
     };
-    let run = RunDir::new(scratch("baseline-random-labels"));
+    config.baseline.forget_labels = ForgetLabels::Unused;
+    let run = RunDir::new(scratch("baseline-unused"));
     let err = run_forgetting(model, &data, &config, &PREPROCESS, &run, &device)
         .expect_err("refused")
         .to_string();
-    assert!(err.contains("classification baseline"), "{err}");
+    assert!(err.contains("relabelled to class"), "{err}");
 }

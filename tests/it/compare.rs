@@ -227,8 +227,8 @@ fn compare_runs_every_method_and_seed_resumes_and_repeats() {
 }
 
 /// Every baseline runs through `forget` end to end: the full-model ones change the body and
-/// never the head (Retrain from scratch: the head too), and record the attack and the
-/// parameters they trained. Catches a baseline whose head trains, one that trains nothing (SalUn's mask all zero, a zero importance), and
+/// never the head (Retrain from scratch: the head too; LIRF: the lower half only), and record
+/// the attack and the parameters they trained. Catches a baseline whose head trains, one that trains nothing (SalUn's mask all zero, a zero importance), and
 /// one missing from the command line.
 #[test]
 fn every_baseline_trains_the_body_and_keeps_the_head() {
@@ -250,6 +250,7 @@ fn every_baseline_trains_the_body_and_keeps_the_head() {
         "fdr",
         "scrub",
         "scrub-s",
+        "lirf",
         "retrain",
     ] {
         let out = base.join(method);
@@ -299,6 +300,25 @@ fn every_baseline_trains_the_body_and_keeps_the_head() {
                 .any(|(name, c)| name.starts_with("blocks") && *c),
             "{method}: the body changes"
         );
+        if method == "lirf" {
+            // Only the lower half trains: blocks from ⌊depth/2⌋ on and the final norm stay.
+            let block = |name: &str| {
+                name.strip_prefix("blocks.")
+                    .and_then(|rest| rest.split('.').next())
+                    .and_then(|i| i.parse::<usize>().ok())
+            };
+            let depth = changed
+                .iter()
+                .filter_map(|(n, _)| block(n))
+                .max()
+                .expect("blocks")
+                + 1;
+            assert!(depth >= 2, "a model with an upper half");
+            for (name, c) in &changed {
+                let upper = block(name).is_some_and(|i| i >= depth / 2) || name.starts_with("norm");
+                assert!(!(upper && *c), "lirf trained {name} of the upper half");
+            }
+        }
         let results: serde_json::Value =
             serde_json::from_slice(&std::fs::read(out.join("results.json")).expect("results"))
                 .expect("json");

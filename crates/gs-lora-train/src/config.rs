@@ -54,6 +54,9 @@ pub enum MethodKind {
     /// DER: the relabelled forget samples, with the remaining samples' embeddings held to the
     /// teacher's.
     Der,
+    /// LIRF: the model's lower half, the relabelled forget samples with the teacher's
+    /// attention pushed away and its outputs on the other classes distilled.
+    Lirf,
     /// SCRUB: every parameter but the head, alternating passes that push the forget samples'
     /// outputs away from the pretrained teacher's and pull the remaining ones' back.
     Scrub,
@@ -70,7 +73,7 @@ pub enum MethodKind {
 
 impl MethodKind {
     /// Every method, in the order tables list them.
-    pub const ALL: [MethodKind; 18] = [
+    pub const ALL: [MethodKind; 19] = [
         MethodKind::GsLora,
         MethodKind::GsLoraPlusPlus,
         MethodKind::Lora,
@@ -87,6 +90,7 @@ impl MethodKind {
         MethodKind::Der,
         MethodKind::DerPlusPlus,
         MethodKind::Fdr,
+        MethodKind::Lirf,
         MethodKind::Scrub,
         MethodKind::ScrubS,
     ];
@@ -110,6 +114,7 @@ impl MethodKind {
             MethodKind::Der => "der",
             MethodKind::DerPlusPlus => "der++",
             MethodKind::Fdr => "fdr",
+            MethodKind::Lirf => "lirf",
             MethodKind::Scrub => "scrub",
             MethodKind::ScrubS => "scrub-s",
         }

@@ -27,6 +27,9 @@ pub struct VitOutput {
     pub embedding: Tensor<2>,
     /// Class scores `[B, C]`, when the model has a head.
     pub logits: Option<Tensor<2>>,
+    /// The tokens after the lower half of the blocks (`⌊depth/2⌋` of them) `[B, prefix + N, D]`:
+    /// where LIRF splits the model.
+    pub middle_hidden_state: Tensor<3>,
 }
 
 /// A Vision Transformer with LoRA on both FFN Linears of every block.
@@ -287,7 +290,11 @@ impl VisionTransformer {
             tokens + self.position_embedding(grid_h, grid_w)?,
             self.config.dropout,
         );
-        let x = self.blocks.iter().fold(x, |x, block| block.forward(x));
+        let (lower, upper) = self.blocks.split_at(self.lower_half_depth());
+        let middle_hidden_state = lower.iter().fold(x, |x, block| block.forward(x));
+        let x = upper
+            .iter()
+            .fold(middle_hidden_state.clone(), |x, block| block.forward(x));
 
         let prefix = self.config.num_prefix_tokens();
         let tokens = match &self.norm {
@@ -321,7 +328,14 @@ impl VisionTransformer {
             pooler_output,
             embedding,
             logits,
+            middle_hidden_state,
         })
+    }
+
+    /// The number of blocks in the model's lower half, `⌊depth/2⌋` (LIRF trains the embeddings
+    /// and these blocks; the official face ViT's blocks 0–2 of 6).
+    pub fn lower_half_depth(&self) -> usize {
+        self.blocks.len() / 2
     }
 }
 

@@ -49,6 +49,8 @@ pub struct ClassifierCriterion {
     labels: Vec<usize>,
     /// Embeddings `[B, D]` (the prototype loss compares them).
     embedding: Tensor<2>,
+    /// The tokens after the model's lower half `[B, T, D]` (LIRF).
+    middle: Tensor<3>,
 }
 
 /// The default forgetting bound of a classifier of `classes` classes, `ln C + 1`
@@ -98,6 +100,10 @@ impl Criterion for ClassifierCriterion {
     fn features(&self) -> Tensor<2> {
         self.embedding.clone()
     }
+
+    fn middle(&self) -> Result<Tensor<3>> {
+        Ok(self.middle.clone())
+    }
 }
 
 impl Objective for ClassifierObjective {
@@ -108,6 +114,7 @@ impl Objective for ClassifierObjective {
     fn criterion(&self, model: &VisionTransformer, batch: Batch) -> Result<ClassifierCriterion> {
         let output = model.forward(batch.images)?;
         let embedding = output.embedding.clone();
+        let middle = output.middle_hidden_state.clone();
         let plain = output
             .logits
             .clone()
@@ -123,6 +130,7 @@ impl Objective for ClassifierObjective {
             targets: batch.targets,
             labels: batch.labels,
             embedding,
+            middle,
         })
     }
 
@@ -291,6 +299,22 @@ impl Family for ClassificationFamily<'_> {
         })
     }
 
+    fn lower_half_params(&self, model: &VisionTransformer) -> Result<Vec<ParamId>> {
+        let lower = model.lower_half_depth();
+        Ok(param_ids_where(model, |path| {
+            let embedding = ["patch_embed", "cls_token", "pos_embed"]
+                .iter()
+                .any(|name| path.starts_with(&[name]));
+            let block = match path.names {
+                [first, index, ..] if first == "blocks" => {
+                    index.parse::<usize>().is_ok_and(|i| i < lower)
+                }
+                _ => false,
+            };
+            (embedding || block) && !matches!(path.field(), "lora_a" | "lora_b")
+        }))
+    }
+
     /// Members: remaining-class training images; non-members: remaining-class images of the
     /// evaluation split (as many as members at most); targets: forget-class training images;
     /// each at most [`MAX_PER_SET`], drawn from `seed`.
@@ -405,6 +429,7 @@ mod tests {
             targets: Tensor::from_data(TensorData::new(vec![0i64], [1]), &device),
             labels: vec![0],
             embedding: Tensor::zeros([1, 1], &device),
+            middle: Tensor::zeros([1, 1, 1], &device),
         };
         let mut seen = Vec::new();
         let found = criterion
@@ -439,6 +464,7 @@ mod tests {
             targets: Tensor::from_data(TensorData::new(vec![0i64, 0], [2]), &device),
             labels: vec![0, 0],
             embedding: Tensor::zeros([2, 1], &device),
+            middle: Tensor::zeros([2, 1, 1], &device),
         };
         let value = |bound, per_sample| -> f64 {
             criterion

@@ -123,6 +123,11 @@ impl Criterion for DetectorCriterion {
     fn features(&self) -> Tensor<2> {
         self.logits()
     }
+
+    /// Refused: LIRF splits a ViT classifier's blocks.
+    fn middle(&self) -> Result<Tensor<3>> {
+        Err(lirf_refused())
+    }
 }
 
 impl Objective for DetectorObjective {
@@ -160,6 +165,16 @@ impl Objective for DetectorObjective {
             forget: pair(criteria.forget),
             retain: pair(criteria.retain),
         }))
+    }
+}
+
+/// LIRF's refusal on a detector.
+fn lirf_refused() -> TrainError {
+    TrainError::Setting {
+        name: "method",
+        problem: "lirf splits a ViT classifier into halves, a classification baseline; a \
+                  detector has no such split"
+            .into(),
     }
 }
 
@@ -331,6 +346,11 @@ impl Family for DetectionFamily<'_> {
                 && path.holder != "Struct:FrozenBatchNorm2d"
                 && !matches!(path.field(), "lora_a" | "lora_b")
         })
+    }
+
+    /// Refused: LIRF splits a ViT classifier's blocks.
+    fn lower_half_params(&self, _: &DeformableDetr) -> Result<Vec<ParamId>> {
+        Err(lirf_refused())
     }
 
     /// `None`: a detector has no per-image class distribution to attack.

@@ -95,6 +95,13 @@ pub trait Family {
     /// the official baselines keep frozen (PROTOCOL §3, §4), and never a LoRA factor.
     fn full_model_params(&self, model: &Self::Model) -> Vec<ParamId>;
 
+    /// The parameters of the model's lower half, which LIRF trains: the embeddings and the
+    /// first `⌊depth/2⌋` blocks, never a LoRA factor.
+    ///
+    /// # Errors
+    /// A family whose models have no such split (detection).
+    fn lower_half_params(&self, model: &Self::Model) -> Result<Vec<ParamId>>;
+
     /// The membership-inference attack on `model` after `task` (see
     /// [`membership`](crate::membership)), drawing its subsets from `seed`; `None` where the
     /// family has no per-sample class distribution to attack (detection).
@@ -152,4 +159,11 @@ pub trait Criterion {
     /// What DER holds to its teacher: a classifier's embeddings `[N, D]` (PROTOCOL §3), a
     /// detector's class logits `[N, C]` (§4).
     fn features(&self) -> Tensor<2>;
+
+    /// The hidden tokens after the model's lower half `[N, T, D]`, which LIRF's attention
+    /// transfer compares.
+    ///
+    /// # Errors
+    /// A family whose models have no such split (detection).
+    fn middle(&self) -> Result<Tensor<3>>;
 }

@@ -364,6 +364,10 @@ mod tests {
         fn features(&self) -> Tensor<2> {
             unreachable!("not read by the recorder")
         }
+
+        fn middle(&self) -> Result<Tensor<3>> {
+            unreachable!("not read by the recorder")
+        }
     }
 
     impl Objective for Indices {
@@ -421,6 +425,10 @@ mod tests {
         }
 
         fn full_model_params(&self, _: &VisionTransformer) -> Vec<ParamId> {
+            unreachable!("the recorder trains adapters")
+        }
+
+        fn lower_half_params(&self, _: &VisionTransformer) -> Result<Vec<ParamId>> {
             unreachable!("the recorder trains adapters")
         }
 

@@ -321,6 +321,9 @@ mod tests {
         fn features(&self) -> Tensor<2> {
             unreachable!("importance reads the loss and logits")
         }
+        fn middle(&self) -> Result<Tensor<3>> {
+            unreachable!("importance reads the loss and logits")
+        }
     }
 
     impl Objective for Toy {
@@ -377,6 +380,9 @@ mod tests {
         }
         fn full_model_params(&self, model: &Linear) -> Vec<ParamId> {
             vec![model.w.id]
+        }
+        fn lower_half_params(&self, _: &Linear) -> Result<Vec<ParamId>> {
+            unreachable!("importance trains nothing")
         }
         fn membership_attack(&self, _: &Linear, _: &Task, _: u64) -> Result<Option<MiaEfficacy>> {
             unreachable!("importance does not attack")

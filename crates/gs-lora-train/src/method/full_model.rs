@@ -269,6 +269,7 @@ impl<F: Family> Method<F> for FullModel {
             MethodKind::Retrain => {
                 param_ids_where(model, |path| !matches!(path.field(), "lora_a" | "lora_b"))
             }
+            MethodKind::Lirf => family.lower_half_params(model)?,
             _ => family.full_model_params(model),
         };
         let group = ParamGroup::from_ids(self.trainable.clone());
@@ -372,6 +373,10 @@ mod tests {
         }
 
         fn features(&self) -> Tensor<2> {
+            unreachable!("the full-model baselines read losses only")
+        }
+
+        fn middle(&self) -> Result<Tensor<3>> {
             unreachable!("the full-model baselines read losses only")
         }
     }

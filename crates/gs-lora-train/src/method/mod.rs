@@ -6,6 +6,7 @@
 //!   by fine-tuning;
 //! - [`Anchored`]: L2, EWC, MAS;
 //! - [`Distilled`]: LwF, DER, DER++, FDR;
+//! - [`Lirf`]: LIRF, on the lower half;
 //! - [`Scrub`]: SCRUB, SCRUB-S.
 
 mod anchored;
@@ -13,6 +14,7 @@ pub mod anchors;
 pub mod distilled;
 mod full_model;
 mod gs_lora;
+pub mod lirf;
 pub mod relabel;
 pub mod scratch;
 pub mod scrub;
@@ -21,6 +23,7 @@ pub use anchored::Anchored;
 pub use distilled::Distilled;
 pub use full_model::FullModel;
 pub use gs_lora::GsLora;
+pub use lirf::Lirf;
 pub use scrub::Scrub;
 
 use crate::config::{ForgetConfig, MethodKind};
@@ -36,6 +39,8 @@ where
         Box::new(GsLora::new(config))
     } else if method.anchors() {
         Box::new(Anchored::new(config))
+    } else if method == MethodKind::Lirf {
+        Box::new(Lirf::<F::Model>::new(config))
     } else if matches!(method, MethodKind::Scrub | MethodKind::ScrubS) {
         Box::new(Scrub::<F::Model>::new(config))
     } else if method.distils() {

@@ -332,6 +332,118 @@ mod tests {
         assert!((kl(&[0.0, 0.0], &[ln3, 0.0], 1.0) - uniform).abs() < 1e-5);
     }
 
+    /// SCRUB's step directions on a tiny ViT against a teacher of other weights: a max step
+    /// minimises `−KL` (its total is the divergence negated), and one optimiser step on it
+    /// moves the student's outputs on that batch away from the teacher's; a min step minimises
+    /// `γ·CE + 0.001·KL`, and one step on it lowers that loss. Catches the max step's sign
+    /// flipped (the student then moves towards the teacher), or the divergence weighted
+    /// otherwise in the min step.
+    #[test]
+    fn max_steps_push_away_from_the_teacher_and_min_steps_descend() {
+        use burn::tensor::Int;
+        use gs_lora_core::LoraConfig;
+        use gs_lora_models::VisionTransformer;
+        use gs_lora_models::vit::VitConfig;
+        use gs_lora_models::weights::SeededInit;
+
+        use crate::classification::{
+            Batch, ClassificationFamily, ClassifierObjective, embedded_config,
+        };
+        use crate::engine::gradients;
+
+        let device = Device::default().autodiff();
+        let vit_config = VitConfig {
+            image_size: 8,
+            hidden_size: 16,
+            depth: 2,
+            num_heads: 2,
+            mlp_hidden: 32,
+            ..embedded_config(8, 4)
+        };
+        let vit = |seed| {
+            VisionTransformer::load(
+                &vit_config,
+                &mut SeededInit::new(seed),
+                &LoraConfig::new().with_rank(2),
+                0,
+                &device,
+            )
+            .expect("model")
+        };
+        let teacher = vit(1).no_grad();
+        let config = ForgetConfig {
+            method: MethodKind::Scrub,
+            lr: 1e-3,
+            ..ForgetConfig::default()
+        };
+        let mut scrub = Scrub::<VisionTransformer>::new(&config);
+        scrub.teacher = Some(teacher.clone());
+        let channels = vit_config.num_channels;
+        let batch = Batch {
+            images: Tensor::<4>::random(
+                [4, channels, 8, 8],
+                burn::tensor::Distribution::Default,
+                &device,
+            ),
+            targets: Tensor::<1, Int>::from_data(
+                TensorData::new(vec![0i64, 1, 2, 3], [4]),
+                &device,
+            ),
+            labels: vec![0, 1, 2, 3],
+        };
+        let kl = |student: &VisionTransformer| {
+            let objective = ClassifierObjective;
+            let s = objective
+                .criterion(student, batch.clone())
+                .expect("student")
+                .logits();
+            let t = objective
+                .criterion(&teacher, batch.clone())
+                .expect("teacher")
+                .logits();
+            scalar(distill_kl(s, t, 2.0))
+        };
+        let step = |student: VisionTransformer, group| {
+            let ids: Vec<ParamId> = path_params(&student).into_iter().map(|p| p.id).collect();
+            let student = student.unfreeze_group(burn::module::ParamGroup::from_ids(ids.clone()));
+            let terms = scrub
+                .loss_of(
+                    &ClassifierObjective,
+                    (&student, &teacher),
+                    group,
+                    batch.clone(),
+                )
+                .expect("loss");
+            let before = terms.values();
+            let grads = gradients(&student, terms.total, &ids);
+            let mut optimizer = Method::<ClassificationFamily<'static>>::optimizer(&scrub, &config);
+            let after = optimizer.step(config.lr, student, grads);
+            (before, after)
+        };
+        let start = vit(0);
+        let kl_start = kl(&start);
+        let (max, pushed) = step(start.clone(), Group::Forget);
+        assert!(
+            (max.total + kl_start).abs() < 1e-4 && max.total < 0.0,
+            "{max:?} vs {kl_start}"
+        );
+        assert!(
+            kl(&pushed) > kl_start,
+            "{} after, {kl_start} before",
+            kl(&pushed)
+        );
+        let (min, descended) = step(start, Group::Retain);
+        let expected = 0.99 * min.retain + MIN_DISTILL_WEIGHT * kl_start;
+        assert!((min.total - expected).abs() < 1e-4, "{min:?}");
+        let (again, _) = step(descended, Group::Retain);
+        assert!(
+            again.total < min.total,
+            "{} then {}",
+            min.total,
+            again.total
+        );
+    }
+
     /// Over the official 100 epochs: epochs 0–4 of each super-epoch start with the max pass,
     /// 5–9 do not; the rate drops ×0.1 from super-epoch 7 (`15·7 + 0 > 100`), not at 69.
     /// Catches the passes counted over the task instead of the super-epoch, or the decay at

@@ -129,6 +129,16 @@ impl MethodKind {
         )
     }
 
+    /// Whether the method reads the `baseline` section of its config (weights, forget labels).
+    pub fn reads_baseline(self) -> bool {
+        self.anchors()
+            || self.distils()
+            || matches!(
+                self,
+                MethodKind::Lirf | MethodKind::Scrub | MethodKind::ScrubS
+            )
+    }
+
     /// Whether the method anchors the parameters to earlier tasks' (L2, EWC, MAS).
     pub fn anchors(self) -> bool {
         matches!(self, MethodKind::L2 | MethodKind::Ewc | MethodKind::Mas)
@@ -567,6 +577,27 @@ impl ForgetConfig {
             }
         }
         serde_json::from_value(value)
+    }
+
+    /// The settings a run's results depend on: these settings with the baselines' section
+    /// reset to its defaults for a method that does not read it, and its per-method learning
+    /// rates (a comparison's, not a run's: a run trains at `lr`) always left out. A run resumes
+    /// only under the same run settings.
+    pub fn run_settings(&self) -> Self {
+        let baseline = match self.method.reads_baseline() {
+            true => BaselineConfig {
+                lr: Default::default(),
+                ..self.baseline.clone()
+            },
+            false => BaselineConfig {
+                lr: Default::default(),
+                ..BaselineConfig::default()
+            },
+        };
+        Self {
+            baseline,
+            ..self.clone()
+        }
     }
 
     /// `β` of task `task` (the last listed value for later tasks).

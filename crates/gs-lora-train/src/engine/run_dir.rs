@@ -5,6 +5,7 @@
 //! RUN/schedule.json           the class order and the tasks
 //! RUN/state.json              results and curves of the finished tasks
 //! RUN/checkpoints/task-N/     the merged model after task N
+//! RUN/method-state/task-N/    what the method carries past task N (anchors, a teacher)
 //! RUN/results.json, curves.csv, *.svg, *.png   reports, rebuilt from the state
 //! ```
 
@@ -58,18 +59,35 @@ impl RunDir {
         self.0.join("config.json")
     }
 
-    /// Refuses to resume a run whose saved settings differ from `config` in anything but the
-    /// number of tasks (which may grow).
+    /// Refuses to resume a run whose saved settings differ from `config` in anything its
+    /// results depend on ([`ForgetConfig::run_settings`]) but the number of tasks (which may
+    /// grow), naming the settings that differ.
     pub(crate) fn check_same_settings(&self, config: &ForgetConfig) -> Result<()> {
-        let saved = ForgetConfig::from_file(&self.config_path())?;
+        let saved = ForgetConfig::from_file(&self.config_path())?.run_settings();
         let comparable = ForgetConfig {
             tasks: saved.tasks,
-            ..config.clone()
+            ..config.run_settings()
         };
         if comparable != saved {
+            let fields = |c: &ForgetConfig| serde_json::to_value(c).unwrap_or_default();
+            let (saved, asked) = (fields(&saved), fields(&comparable));
+            let differ: Vec<&String> = asked
+                .as_object()
+                .map(|o| {
+                    o.keys()
+                        .filter(|k| saved.get(*k) != asked.get(*k))
+                        .collect()
+                })
+                .unwrap_or_default();
             return Err(TrainError::InvalidSetting(format!(
-                "{} holds a run with other settings; use another --out or the same settings to resume",
-                self.0.display()
+                "{} holds a run with other settings ({}); use another --out or the same settings \
+                 to resume",
+                self.0.display(),
+                differ
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         Ok(())
@@ -89,5 +107,60 @@ impl RunDir {
             path,
             message: err.to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MethodKind;
+    use crate::io::write_json;
+
+    /// A run resumes under settings that differ only in what its method never reads (a
+    /// GS-LoRA run and the baselines' weights, any run and a comparison's per-method rates) or
+    /// in the number of tasks, and is refused, naming the setting, when it differs in what it
+    /// reads (EWC's λ, the epochs). Catches a refusal that stops a run resuming after a version
+    /// changed a baseline default, and a check that lets a changed weight through.
+    #[test]
+    fn a_run_resumes_under_the_settings_it_depends_on() {
+        let dir = std::env::temp_dir().join(format!("gs-lora-run-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let run = RunDir::new(&dir);
+        let check = |saved: &ForgetConfig, asked: &ForgetConfig| {
+            write_json(&run.config_path(), saved).expect("write");
+            run.check_same_settings(asked)
+                .map_err(|err| err.to_string())
+        };
+        let mut other_weights = ForgetConfig::default();
+        other_weights.baseline.ewc = 3.0;
+        other_weights.baseline.lr.clear();
+        let gs_lora = ForgetConfig::default();
+        assert_eq!(check(&other_weights, &gs_lora), Ok(()));
+        let more_tasks = ForgetConfig {
+            tasks: 9,
+            ..gs_lora.clone()
+        };
+        assert_eq!(check(&gs_lora, &more_tasks), Ok(()));
+
+        let ewc = |config: &ForgetConfig| ForgetConfig {
+            method: MethodKind::Ewc,
+            ..config.clone()
+        };
+        let mut no_rates = ewc(&gs_lora);
+        no_rates.baseline.lr.clear();
+        assert_eq!(
+            check(&no_rates, &ewc(&gs_lora)),
+            Ok(()),
+            "a comparison's rates"
+        );
+        let err = check(&ewc(&other_weights), &ewc(&gs_lora)).expect_err("λ differs");
+        assert!(err.contains("(baseline)"), "{err}");
+        let longer = ForgetConfig {
+            epochs: 11,
+            ..gs_lora.clone()
+        };
+        let err = check(&gs_lora, &longer).expect_err("epochs differ");
+        assert!(err.contains("(epochs)"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -326,11 +326,12 @@ fn resolve(path: &Path) -> Result<PathBuf> {
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("gs-lora-io-{name}-{}", std::process::id()));
-        std::fs::remove_dir_all(&dir).ok();
-        std::fs::create_dir_all(&dir).expect("scratch");
-        dir
+    /// A fresh temporary directory, removed when dropped.
+    fn scratch(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("gs-lora-io-{name}-"))
+            .tempdir()
+            .expect("scratch")
     }
 
     fn write_model(dir: &Path, text: &str) -> Result<()> {
@@ -339,7 +340,8 @@ mod tests {
 
     #[test]
     fn a_directory_with_foreign_files_is_never_replaced() {
-        let base = scratch("foreign");
+        let base_dir = scratch("foreign");
+        let base = base_dir.path();
         let target = base.join("out");
         std::fs::create_dir_all(&target).expect("dir");
         std::fs::write(target.join("thesis.tex"), "precious").expect("file");
@@ -351,7 +353,7 @@ mod tests {
             "precious"
         );
         // Nothing left beside it either.
-        let names: Vec<_> = std::fs::read_dir(&base)
+        let names: Vec<_> = std::fs::read_dir(base)
             .expect("list")
             .map(|e| e.expect("entry").file_name())
             .collect();
@@ -360,7 +362,8 @@ mod tests {
 
     #[test]
     fn the_current_directory_is_never_emptied() {
-        let base = scratch("dot");
+        let base_dir = scratch("dot");
+        let base = base_dir.path();
         std::fs::write(base.join("data.csv"), "1,2").expect("file");
         let dot = base.join(".");
         assert!(replace_dir(&dot, &["a.json"], |dir| write_model(dir, "x")).is_err());
@@ -369,7 +372,8 @@ mod tests {
 
     #[test]
     fn own_directories_are_replaced_and_failures_leave_the_old_one() {
-        let base = scratch("own");
+        let base_dir = scratch("own");
+        let base = base_dir.path();
         let target = base.join("model");
         replace_dir(&target, &["a.json"], |dir| write_model(dir, "one")).expect("first");
         replace_dir(&target, &["a.json"], |dir| write_model(dir, "two")).expect("second");
@@ -385,17 +389,18 @@ mod tests {
             std::fs::read_to_string(target.join("a.json")).expect("a"),
             "two"
         );
-        assert_eq!(std::fs::read_dir(&base).expect("list").count(), 1);
+        assert_eq!(std::fs::read_dir(base).expect("list").count(), 1);
     }
 
     #[test]
     fn a_save_killed_between_its_renames_is_restored() {
         // The state a kill after `target → .target.old-PID` and before `tmp → target` leaves.
-        let base = scratch("restore");
+        let base_dir = scratch("restore");
+        let base = base_dir.path();
         let aside = base.join(".model.old-12345");
         std::fs::create_dir_all(&aside).expect("aside");
         std::fs::write(aside.join("a.json"), "previous").expect("file");
-        restore_interrupted(&base, "model", &base.join("model")).expect("restore");
+        restore_interrupted(base, "model", &base.join("model")).expect("restore");
         assert_eq!(
             std::fs::read_to_string(base.join("model/a.json")).expect("restored"),
             "previous"
@@ -404,13 +409,14 @@ mod tests {
 
     #[test]
     fn outputs_may_not_touch_inputs() {
-        let base = scratch("disjoint");
+        let base_dir = scratch("disjoint");
+        let base = base_dir.path();
         let data = base.join("data");
         std::fs::create_dir_all(&data).expect("data");
         let cases = [
             (data.clone(), "is"),
             (data.join("run"), "lies inside"),
-            (base.clone(), "contains"),
+            (base.to_path_buf(), "contains"),
             (data.join("sub/../"), "is"),
         ];
         for (out, relation) in cases {
@@ -430,15 +436,16 @@ mod tests {
 
     #[test]
     fn a_second_lock_names_the_holder() {
-        let base = scratch("lock");
-        let held = RunLock::acquire(&base).expect("first");
-        let err = RunLock::acquire(&base).expect_err("second");
+        let base_dir = scratch("lock");
+        let base = base_dir.path();
+        let held = RunLock::acquire(base).expect("first");
+        let err = RunLock::acquire(base).expect_err("second");
         assert!(
             err.to_string()
                 .contains(&format!("in use by process {}", std::process::id())),
             "{err}"
         );
         drop(held);
-        RunLock::acquire(&base).expect("free again");
+        RunLock::acquire(base).expect("free again");
     }
 }

@@ -7,18 +7,19 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use gs_lora_train::TrainError;
 use gs_lora_train::classification::data::{Dataset, ImageSet, LoadOptions};
 use gs_lora_train::image::Image;
+use tempfile::TempDir;
 
-/// A fresh, empty temporary directory for `name`.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gs-lora-data-{name}-{}", std::process::id()));
-    std::fs::remove_dir_all(&dir).ok();
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+/// A fresh, empty temporary directory for `name`, removed when dropped.
+fn temp_dir(name: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("gs-lora-data-{name}-"))
+        .tempdir()
+        .expect("temp dir")
 }
 
 /// The bytes of a `w × h` grey PNG of constant `level`.
@@ -63,7 +64,8 @@ fn per_class(set: &ImageSet, classes: usize) -> Vec<usize> {
 
 #[test]
 fn an_image_folder_without_splits_is_split_per_class_with_a_seed() {
-    let root = temp_dir("flat");
+    let root_dir = temp_dir("flat");
+    let root = root_dir.path();
     for (class, name) in ["cat", "ant", "bee"].iter().enumerate() {
         let level = 40
             * ["ant", "bee", "cat"]
@@ -84,7 +86,7 @@ fn an_image_folder_without_splits_is_split_per_class_with_a_seed() {
         val_fraction: 0.3,
         ..LoadOptions::default()
     };
-    let data = Dataset::open(&root, &options).expect("loads");
+    let data = Dataset::open(root, &options).expect("loads");
     assert_eq!(
         data.class_names,
         ["ant", "bee", "cat"],
@@ -102,10 +104,10 @@ fn an_image_folder_without_splits_is_split_per_class_with_a_seed() {
         "grey PNGs stay grey at their size"
     );
 
-    let again = Dataset::open(&root, &options).expect("loads");
+    let again = Dataset::open(root, &options).expect("loads");
     assert_eq!(again, data, "the same seed gives the same split");
     let other = Dataset::open(
-        &root,
+        root,
         &LoadOptions {
             seed: 1,
             ..options.clone()
@@ -115,7 +117,7 @@ fn an_image_folder_without_splits_is_split_per_class_with_a_seed() {
     assert_ne!(other.val, data.val, "another seed gives another split");
 
     let capped = Dataset::open(
-        &root,
+        root,
         &LoadOptions {
             max_classes: Some(2),
             train_per_class: Some(4),
@@ -136,7 +138,8 @@ fn an_image_folder_without_splits_is_split_per_class_with_a_seed() {
 
 #[test]
 fn split_folders_and_nested_classes_are_recognised() {
-    let root = temp_dir("splits");
+    let root_dir = temp_dir("splits");
+    let root = root_dir.path();
     for split in ["train", "val", "test"] {
         for (label, class) in ["a/x", "a/y", "b/x"].iter().enumerate() {
             let count = if split == "train" { 4 } else { 2 };
@@ -149,7 +152,7 @@ fn split_folders_and_nested_classes_are_recognised() {
             }
         }
     }
-    let data = Dataset::open(&root, &LoadOptions::default()).expect("loads");
+    let data = Dataset::open(root, &LoadOptions::default()).expect("loads");
     assert_eq!(data.class_names, ["a/x", "a/y", "b/x"]);
     assert_eq!(per_class(&data.train, 3), [4, 4, 4]);
     assert_eq!(
@@ -166,7 +169,8 @@ fn split_folders_and_nested_classes_are_recognised() {
 
 #[test]
 fn a_zip_archive_of_a_folder_loads_like_the_folder() {
-    let dir = temp_dir("zip");
+    let dir_dir = temp_dir("zip");
+    let dir = dir_dir.path();
     let path = dir.join("glyphs.zip");
     let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).expect("zip file"));
     let options = zip::write::SimpleFileOptions::default();
@@ -258,15 +262,16 @@ fn write_cub(
 
 #[test]
 fn cub_keeps_its_test_split_and_carves_validation_from_train() {
-    let root = temp_dir("cub");
+    let root_dir = temp_dir("cub");
+    let root = root_dir.path();
     let classes = ["001.Albatross", "002.Auklet"];
-    write_cub(&root, &classes, 6, |i| i < 4);
+    write_cub(root, &classes, 6, |i| i < 4);
 
     let options = LoadOptions {
         val_fraction: 0.25,
         ..LoadOptions::default()
     };
-    let data = Dataset::open(&root, &options).expect("loads");
+    let data = Dataset::open(root, &options).expect("loads");
     assert_eq!(data.class_names, classes);
     assert_eq!(per_class(&data.train, 2), [3, 3]);
     assert_eq!(per_class(&data.val, 2), [1, 1]);
@@ -276,10 +281,10 @@ fn cub_keeps_its_test_split_and_carves_validation_from_train() {
     }
 
     write(&root.join("train_test_split.txt"), b"1 1\n");
-    let err = Dataset::open(&root, &options).expect_err("image 2 has no split");
+    let err = Dataset::open(root, &options).expect_err("image 2 has no split");
     assert!(err.to_string().contains("image 2"), "{err}");
     write(&root.join("classes.txt"), b"1\n");
-    let err = Dataset::open(&root, &options).expect_err("malformed");
+    let err = Dataset::open(root, &options).expect_err("malformed");
     assert!(
         err.to_string().contains("classes.txt") && err.to_string().contains("line 1"),
         "{err}"
@@ -304,7 +309,8 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 
 #[test]
 fn idx_files_load_gzipped_or_raw_with_fashion_names() {
-    let root = temp_dir("fashion-idx");
+    let root_dir = temp_dir("fashion-idx");
+    let root = root_dir.path();
     let labels: Vec<u8> = (0..20).map(|i| (i % 4) as u8).collect();
     let pixels: Vec<u8> = labels
         .iter()
@@ -326,7 +332,7 @@ fn idx_files_load_gzipped_or_raw_with_fashion_names() {
         &root.join("t10k-labels-idx1-ubyte"),
         &idx(&[8], &labels[..8]),
     );
-    let data = Dataset::open(&root, &LoadOptions::default()).expect("loads");
+    let data = Dataset::open(root, &LoadOptions::default()).expect("loads");
     assert_eq!(
         data.class_names,
         ["0", "1", "2", "3"],
@@ -343,7 +349,7 @@ fn idx_files_load_gzipped_or_raw_with_fashion_names() {
         &root.join("t10k-labels-idx1-ubyte"),
         &idx(&[7], &labels[..7]),
     );
-    let err = Dataset::open(&root, &LoadOptions::default()).expect_err("counts differ");
+    let err = Dataset::open(root, &LoadOptions::default()).expect_err("counts differ");
     assert!(
         err.to_string().contains("8 images") && err.to_string().contains("7 labels"),
         "{err}"
@@ -352,7 +358,7 @@ fn idx_files_load_gzipped_or_raw_with_fashion_names() {
         &root.join("t10k-images-idx3-ubyte"),
         &idx(&[8, 3, 3], &pixels[..50]),
     );
-    let err = Dataset::open(&root, &LoadOptions::default()).expect_err("truncated");
+    let err = Dataset::open(root, &LoadOptions::default()).expect_err("truncated");
     assert!(err.to_string().contains("truncated"), "{err}");
 }
 
@@ -398,32 +404,35 @@ fn bad_layouts_are_refused_with_the_path() {
             .expect_err("refused")
             .to_string()
     };
-    let missing = temp_dir("missing").join("nothing-here");
+    let missing = temp_dir("missing").path().join("nothing-here");
     assert!(message(&missing).contains("nothing-here"));
 
-    let empty = temp_dir("empty");
+    let empty_dir = temp_dir("empty");
+    let empty = empty_dir.path();
     std::fs::create_dir_all(empty.join("cat")).expect("dir");
-    assert!(message(&empty).contains("no images"), "{}", message(&empty));
+    assert!(message(empty).contains("no images"), "{}", message(empty));
 
-    let loose = temp_dir("loose");
+    let loose_dir = temp_dir("loose");
+    let loose = loose_dir.path();
     write(&loose.join("a.png"), &png(0, 2, 2));
     write(&loose.join("cat/b.png"), &png(0, 2, 2));
     assert!(
-        message(&loose).contains("class folders"),
+        message(loose).contains("class folders"),
         "{}",
-        message(&loose)
+        message(loose)
     );
 
-    let no_train = temp_dir("no-train");
+    let no_train_dir = temp_dir("no-train");
+    let no_train = no_train_dir.path();
     write(&no_train.join("train/cat/a.png"), &png(0, 2, 2));
     write(&no_train.join("val/dog/a.png"), &png(40, 2, 2));
-    assert!(message(&no_train).contains("`dog` has no training image"));
+    assert!(message(no_train).contains("`dog` has no training image"));
 
     let bad_fraction = LoadOptions {
         val_fraction: 1.0,
         ..LoadOptions::default()
     };
-    let err = Dataset::open(&no_train, &bad_fraction).expect_err("refused");
+    let err = Dataset::open(no_train, &bad_fraction).expect_err("refused");
     assert!(
         matches!(
             err,
@@ -570,13 +579,14 @@ fn made_of(
 #[test]
 fn image_folder_splits_share_no_image() {
     for with_splits in [false, true] {
-        let root = temp_dir(&format!("disjoint-folder-{with_splits}"));
+        let root_dir = temp_dir(&format!("disjoint-folder-{with_splits}"));
+        let root = root_dir.path();
         let files = image_tree(with_splits);
         for (path, _, bytes) in &files {
             write(&root.join(path), bytes);
         }
         let what = format!("image folder (split folders: {with_splits})");
-        assert_disjoint_for_seeds(&what, &root, &made_of(&files));
+        assert_disjoint_for_seeds(&what, root, &made_of(&files));
     }
 }
 
@@ -585,7 +595,8 @@ fn image_folder_splits_share_no_image() {
 #[test]
 fn zip_archive_splits_share_no_image() {
     for with_splits in [false, true] {
-        let dir = temp_dir(&format!("disjoint-zip-{with_splits}"));
+        let dir_dir = temp_dir(&format!("disjoint-zip-{with_splits}"));
+        let dir = dir_dir.path();
         let path = dir.join("images.zip");
         let files = image_tree(with_splits);
         let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).expect("zip file"));
@@ -609,9 +620,10 @@ fn zip_archive_splits_share_no_image() {
 /// (the `group[0] = train[0].clone()` mutation above).
 #[test]
 fn cub_splits_share_no_image() {
-    let root = temp_dir("disjoint-cub");
-    let made = write_cub(&root, &["001.A", "002.B", "003.C"], 8, |i| i % 3 != 0);
-    assert_disjoint_for_seeds("CUB-200", &root, &made);
+    let root_dir = temp_dir("disjoint-cub");
+    let root = root_dir.path();
+    let made = write_cub(root, &["001.A", "002.B", "003.C"], 8, |i| i % 3 != 0);
+    assert_disjoint_for_seeds("CUB-200", root, &made);
 }
 
 /// Catches an IDX loader that carves validation out of the `t10k` (test) images or gives a
@@ -619,7 +631,8 @@ fn cub_splits_share_no_image() {
 /// has pixel 0 at its class's grey level and its other eight pixels at its own index.
 #[test]
 fn idx_splits_share_no_image() {
-    let root = temp_dir("disjoint-idx");
+    let root_dir = temp_dir("disjoint-idx");
+    let root = root_dir.path();
     let mut made = Vec::new();
     for (prefix, split, count, offset) in [("train", "train", 24, 0), ("t10k", "test", 9, 24)] {
         let labels: Vec<u8> = (0..count).map(|i| (i % 3) as u8).collect();
@@ -642,5 +655,5 @@ fn idx_splits_share_no_image() {
             &idx(&[count as u32], &labels),
         );
     }
-    assert_disjoint_for_seeds("IDX", &root, &made);
+    assert_disjoint_for_seeds("IDX", root, &made);
 }

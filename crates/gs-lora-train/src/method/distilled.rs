@@ -72,6 +72,14 @@ pub(super) fn frozen_copy<M: Module>(model: &M) -> Result<M> {
     Ok(all_params(model).restore(model.clone())?.no_grad())
 }
 
+/// The teacher, which the first task's start makes.
+///
+/// # Errors
+/// A loss asked for before any task started.
+pub(super) fn started<M>(teacher: Option<&M>) -> Result<&M> {
+    teacher.ok_or_else(|| TrainError::InvalidSetting("no task has started: no teacher yet".into()))
+}
+
 /// Every parameter of `model`, detached.
 fn all_params<M: Module>(model: &M) -> ParamSet {
     let ids: Vec<ParamId> = path_params(model).into_iter().map(|p| p.id).collect();
@@ -190,7 +198,7 @@ impl<F: Family> Method<F> for Distilled<F::Model> {
         batches: Pair<F::Batch>,
         _: usize,
     ) -> Result<LossTerms> {
-        let teacher = self.teacher.as_ref().unwrap_or(model);
+        let teacher = started(self.teacher.as_ref())?;
         self.loss_of(family.objective(), (model, teacher), batches)
     }
 

@@ -21,7 +21,7 @@ use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Int, Tensor, TensorData};
 use gs_lora_core::lora::derive_seed;
 
-use super::distilled::{frozen_copy, read_teacher, write_teacher};
+use super::distilled::{frozen_copy, read_teacher, started, write_teacher};
 use super::full_model::FullModel;
 use super::relabel::{RelabelRule, Relabeller};
 use crate::config::ForgetConfig;
@@ -174,7 +174,7 @@ impl<F: Family> Method<F> for Lirf<F::Model> {
         batches: Pair<F::Batch>,
         _: usize,
     ) -> Result<LossTerms> {
-        let teacher = self.teacher.as_ref().unwrap_or(model);
+        let teacher = started(self.teacher.as_ref())?;
         self.loss_of(family.objective(), (model, teacher), batches)
     }
 

@@ -26,7 +26,7 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::{log_softmax, softmax};
 use serde::{Deserialize, Serialize};
 
-use super::distilled::{frozen_copy, read_teacher, write_teacher};
+use super::distilled::{frozen_copy, read_teacher, started, write_teacher};
 use super::full_model::FullModel;
 use crate::config::{ForgetConfig, MethodKind};
 use crate::engine::{
@@ -219,7 +219,7 @@ impl<F: Family> Method<F> for Scrub<F::Model> {
         batch: F::Batch,
         _: usize,
     ) -> Result<LossTerms> {
-        let teacher = self.teacher.as_ref().unwrap_or(model);
+        let teacher = started(self.teacher.as_ref())?;
         self.loss_of(family.objective(), (model, teacher), group, batch)
     }
 

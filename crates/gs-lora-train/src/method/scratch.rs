@@ -6,19 +6,34 @@
 //! [`reset_adapters`]: gs_lora_core::reset_adapters
 
 use burn::module::{Module, ModuleMapper, Param};
-use burn::tensor::{Distribution, Tensor};
+use burn::tensor::{Tensor, TensorData};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::SeedableRng;
 
 /// The standard deviation of the weights drawn.
 pub const INIT_STD: f64 = 0.02;
 
-/// `model` with every parameter but the LoRA factors drawn afresh from the backend's stream
-/// seeded with `seed`.
+/// `model` with every parameter but the LoRA factors drawn afresh from a stream seeded with
+/// `seed` (on the host, so the draw does not depend on what else uses the backend's stream).
 pub fn reinitialise<M: Module>(model: M, seed: u64) -> M {
     struct Fresh {
         names: Vec<String>,
         holders: Vec<String>,
-        seeded: bool,
-        seed: u64,
+        rng: ChaCha8Rng,
+    }
+    impl Fresh {
+        /// `n` draws of `N(0, INIT_STD²)` (Box–Muller).
+        fn normal(&mut self, n: usize) -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    let u: f64 = 1.0 - self.rng.random::<f64>();
+                    let v: f64 = self.rng.random::<f64>();
+                    let z = (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos();
+                    (INIT_STD * z) as f32
+                })
+                .collect()
+        }
     }
     impl ModuleMapper for Fresh {
         fn enter_module(&mut self, name: &str, container_type: &str) {
@@ -39,22 +54,21 @@ pub fn reinitialise<M: Module>(model: M, seed: u64) -> M {
             let one = matches!(field, "gamma" | "running_var" | "ls1" | "ls2")
                 || (norm && field == "weight");
             let zero = matches!(field, "beta" | "bias" | "running_mean");
-            if !self.seeded {
-                param.val().device().seed(self.seed);
-                self.seeded = true;
-            }
-            param.map(|value| match (one, zero) {
+            let drawn = (!one && !zero).then(|| self.normal(param.lazy_shape().num_elements()));
+            param.map(|value| match (one, drawn) {
                 (true, _) => value.ones_like(),
-                (_, true) => value.zeros_like(),
-                _ => value.random_like(Distribution::Normal(0.0, INIT_STD)),
+                (_, Some(drawn)) => {
+                    let shape = value.shape();
+                    Tensor::from_data(TensorData::new(drawn, shape), &value.device())
+                }
+                _ => value.zeros_like(),
             })
         }
     }
     model.map(&mut Fresh {
         names: Vec::new(),
         holders: Vec::new(),
-        seeded: false,
-        seed,
+        rng: ChaCha8Rng::seed_from_u64(seed),
     })
 }
 

@@ -692,9 +692,9 @@ fn a_detection_task_erases_its_classes_and_keeps_the_others() {
 /// The full-model baselines run on a detector: fine-tuning, NegGrad+, Retrain by fine-tuning,
 /// random labelling, L2, EWC, MAS, DER++, FDR and SCRUB change the transformer but never the
 /// class and box heads or the backbone's stem and first stage (PROTOCOL §4); relabelling to an
-/// unused class where the detector has none is refused by name. Catches a head or a frozen
-/// backbone part in the trained set, a baseline that trains nothing, and a relabelled object
-/// that is not matched again.
+/// unused class where the detector has none, and LIRF, are refused by name. Catches a head or
+/// a frozen backbone part in the trained set, a baseline that trains nothing, and a relabelled
+/// object that is not matched again.
 #[test]
 fn full_model_baselines_train_a_detector_but_not_its_heads() {
     let data = tiny_scenes(6);
@@ -786,8 +786,17 @@ fn full_model_baselines_train_a_detector_but_not_its_heads() {
     };
     config.baseline.forget_labels = ForgetLabels::Unused;
     let run = RunDir::new(scratch("baseline-unused"));
-    let err = run_forgetting(model, &data, &config, &PREPROCESS, &run, &device)
+    let err = run_forgetting(model.clone(), &data, &config, &PREPROCESS, &run, &device)
         .expect_err("refused")
         .to_string();
     assert!(err.contains("relabelled to class"), "{err}");
+    let config = ForgetConfig {
+        tasks: 1,
+        ..forget_config(MethodKind::Lirf)
+    };
+    let run = RunDir::new(scratch("baseline-lirf"));
+    let err = run_forgetting(model, &data, &config, &PREPROCESS, &run, &device)
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("lirf splits a ViT"), "{err}");
 }

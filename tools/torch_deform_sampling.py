@@ -11,6 +11,7 @@ Prints `deform_sampling_fwd_bwd batch=B median_ms=... min_ms=... max_ms=...` and
 `deform_sampling_fwd` (under no_grad), medians over REPS after WARMUP.
 
 Usage: python tools/torch_deform_sampling.py [--batch 2] [--queries 300] [--reps 5] [--threads 2]
+       [--device cpu|cuda]
 """
 import argparse
 import statistics
@@ -36,14 +37,16 @@ def main():
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu")
     a = p.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(a.threads)
+    dev = torch.device(a.device)
     tokens = sum(h * w for h, w in SHAPES)
     levels = len(SHAPES)
-    value = torch.randn(a.batch, tokens, HEADS, HEAD_DIM, requires_grad=True)
-    locations = torch.rand(a.batch, a.queries, HEADS, levels, POINTS, 2, requires_grad=True)
-    weights = torch.randn(a.batch, a.queries, HEADS, levels * POINTS).softmax(-1)
+    value = torch.randn(a.batch, tokens, HEADS, HEAD_DIM, device=dev, requires_grad=True)
+    locations = torch.rand(a.batch, a.queries, HEADS, levels, POINTS, 2, device=dev, requires_grad=True)
+    weights = torch.randn(a.batch, a.queries, HEADS, levels * POINTS, device=dev).softmax(-1)
     weights = weights.view(a.batch, a.queries, HEADS, levels, POINTS).requires_grad_()
 
     def fwd_bwd():

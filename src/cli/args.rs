@@ -208,10 +208,11 @@ pub struct ForgetArgs {
     /// code does (it reads the test labels: only to reproduce the official face numbers).
     #[arg(long, value_name = "on|off", value_parser = on_off())]
     pub eval_margin: Option<bool>,
-    /// gs-lora, gs-lora++ (prototype losses for the few-shot case), or a baseline: lora
-    /// (no group lasso); fine-tune (GS-LoRA's losses), neg-grad+, random-labels, salun and
-    /// retrain-ft (the remaining classes alone) train every parameter but the head
-    /// (docs/baselines.md).
+    /// gs-lora, gs-lora++ (prototype losses for the few-shot case), or a baseline
+    /// (docs/baselines.md): lora (no group lasso); fine-tune (GS-LoRA's losses), neg-grad+,
+    /// random-labels, salun, retrain-ft (the remaining classes alone), l2, ewc, mas, lwf, der,
+    /// der++, fdr, scrub and scrub-s train every parameter but the head; lirf its lower half;
+    /// retrain every parameter of a model drawn afresh.
     #[arg(long, value_name = "METHOD")]
     pub method: Option<MethodKind>,
     /// Keeps K training images of every class.
@@ -351,8 +352,9 @@ pub struct ForgetArgs {
     #[arg(long, value_name = "W", allow_negative_numbers = true)]
     pub scrub_s_smoothing: Option<f64>,
     /// The labels the relabelling baselines train forget samples towards: official
-    /// ((y + U{1..100}) mod K_f) or corrected (another forget class).
-    #[arg(long, value_name = "official|corrected")]
+    /// ((y + U{1..100}) mod K_f), corrected (another forget class) or unused (a label no class
+    /// of the schedule uses, the official detection rule).
+    #[arg(long, value_name = "official|corrected|unused")]
     pub forget_labels: Option<ForgetLabels>,
     /// L2/EWC/MAS measure later tasks' importance on every remaining-class training sample,
     /// as the official code (on), or on the task's subset (off).

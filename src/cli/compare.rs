@@ -26,8 +26,8 @@ pub struct CompareCommand {
     /// with it resumes every unfinished run.
     #[arg(long, value_name = "OUT")]
     out: PathBuf,
-    /// The methods, comma separated (default gs-lora,lora,fine-tune,neg-grad+,random-labels,
-    /// salun).
+    /// The methods, comma separated, any of `forget --method` (default gs-lora,lora,
+    /// fine-tune,neg-grad+,random-labels,salun).
     #[arg(long, value_delimiter = ',', value_name = "M1,M2,…")]
     methods: Option<Vec<MethodKind>>,
     /// The seeds each method runs with, comma separated (default 0).
@@ -38,7 +38,8 @@ pub struct CompareCommand {
     #[arg(long, value_name = "METHOD")]
     reference: Option<MethodKind>,
     /// Peak learning rate of the methods that train the whole model (default 1e-4, the
-    /// official baselines'); the adapter methods take --lr.
+    /// official baselines'; Retrain 3e-4 and DER, DER++, FDR 1e-3 unless the config's
+    /// baseline.lr says otherwise); the adapter methods take --lr.
     #[arg(long, value_name = "LR")]
     full_model_lr: Option<f64>,
     #[command(flatten)]

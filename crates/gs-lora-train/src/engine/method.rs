@@ -95,11 +95,14 @@ pub trait Method<F: Family> {
         Ok(())
     }
 
-    /// Runs after each optimiser step of `epoch` taken at learning rate `lr`.
+    /// Runs after each optimiser step of `epoch` taken at learning rate `lr` (nothing by
+    /// default).
     ///
     /// # Errors
     /// A model that cannot be updated.
-    fn after_step(&mut self, model: &mut F::Model, lr: f64, epoch: usize) -> Result<()>;
+    fn after_step(&mut self, _model: &mut F::Model, _lr: f64, _epoch: usize) -> Result<()> {
+        Ok(())
+    }
 
     /// Ends the task, leaving the model the next task starts from; reports the adapter groups.
     ///

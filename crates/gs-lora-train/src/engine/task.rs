@@ -497,10 +497,6 @@ mod tests {
             ))
         }
 
-        fn after_step(&mut self, _: &mut VisionTransformer, _: f64, _: usize) -> Result<()> {
-            Ok(())
-        }
-
         fn end_task(&mut self, _: &mut VisionTransformer) -> Result<AdapterGroups> {
             Ok(AdapterGroups::default())
         }

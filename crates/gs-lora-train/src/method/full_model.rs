@@ -309,10 +309,6 @@ impl<F: Family> Method<F> for FullModel {
         Ok(())
     }
 
-    fn after_step(&mut self, _: &mut F::Model, _: f64, _: usize) -> Result<()> {
-        Ok(())
-    }
-
     /// Retrain's warm-up, `1e-6 + e·(lr − 1e-6)/W` for epochs `e < W`, then the cosine
     /// schedule (not shifted, as timm's); the others' cosine schedule.
     fn lr(&self, config: &ForgetConfig, epoch: usize) -> f64 {

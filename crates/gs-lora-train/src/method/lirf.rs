@@ -178,10 +178,6 @@ impl<F: Family> Method<F> for Lirf<F::Model> {
         self.loss_of(family.objective(), (model, teacher), batches)
     }
 
-    fn after_step(&mut self, _: &mut F::Model, _: f64, _: usize) -> Result<()> {
-        Ok(())
-    }
-
     fn end_task(&mut self, model: &mut F::Model) -> Result<AdapterGroups> {
         Method::<F>::end_task(&mut self.base, model)
     }

@@ -223,10 +223,6 @@ impl<F: Family> Method<F> for Scrub<F::Model> {
         self.loss_of(family.objective(), (model, teacher), group, batch)
     }
 
-    fn after_step(&mut self, _: &mut F::Model, _: f64, _: usize) -> Result<()> {
-        Ok(())
-    }
-
     fn end_task(&mut self, model: &mut F::Model) -> Result<AdapterGroups> {
         Method::<F>::end_task(&mut self.base, model)
     }

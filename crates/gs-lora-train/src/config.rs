@@ -131,12 +131,7 @@ impl MethodKind {
 
     /// Whether the method reads the `baseline` section of its config (weights, forget labels).
     pub fn reads_baseline(self) -> bool {
-        self.anchors()
-            || self.distils()
-            || matches!(
-                self,
-                MethodKind::Lirf | MethodKind::Scrub | MethodKind::ScrubS
-            )
+        self.anchors() || self.distils() || matches!(self, MethodKind::Scrub | MethodKind::ScrubS)
     }
 
     /// Whether the method anchors the parameters to earlier tasks' (L2, EWC, MAS).
@@ -144,12 +139,15 @@ impl MethodKind {
         matches!(self, MethodKind::L2 | MethodKind::Ewc | MethodKind::Mas)
     }
 
-    /// Whether the method distils the pretrained teacher on the remaining samples (LwF, DER,
-    /// DER++, FDR).
+    /// Whether the method distils the pretrained teacher (LwF, DER, DER++, FDR, LIRF).
     pub fn distils(self) -> bool {
         matches!(
             self,
-            MethodKind::Lwf | MethodKind::Der | MethodKind::DerPlusPlus | MethodKind::Fdr
+            MethodKind::Lwf
+                | MethodKind::Der
+                | MethodKind::DerPlusPlus
+                | MethodKind::Fdr
+                | MethodKind::Lirf
         )
     }
 }

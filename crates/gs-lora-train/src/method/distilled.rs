@@ -1,4 +1,4 @@
-//! LwF, DER, DER++ and FDR (PROTOCOL §3): every parameter but the head, trained on the forget
+//! LwF, DER, DER++ and FDR (PROTOCOL §3; LIRF's loss is in [`lirf`](super::lirf)): every parameter but the head, trained on the forget
 //! samples relabelled ([`ForgetLabels`](crate::ForgetLabels)) while a frozen teacher — the
 //! model as the first task found it, kept for every task as the official code does — holds the
 //! remaining samples' outputs in place. An epoch is one pass over the forget batches, the
@@ -27,6 +27,7 @@ use burn::tensor::activation::{log_softmax, softmax};
 use gs_lora_core::lora::derive_seed;
 
 use super::full_model::FullModel;
+use super::lirf::lirf_loss;
 use super::relabel::{RelabelRule, Relabeller};
 use crate::config::{ForgetConfig, MethodKind};
 use crate::engine::{
@@ -104,23 +105,26 @@ pub(super) fn read_teacher<M: Module>(model: &M, dir: &Path) -> Result<M> {
     Ok(teacher.restore(model.clone())?.no_grad())
 }
 
-/// LwF, DER, DER++ or FDR with the weights of a run's config, distilling a teacher of model
-/// type `M`.
+/// LwF, DER, DER++, FDR or LIRF with the weights of a run's config, distilling a teacher of
+/// model type `M`.
 pub struct Distilled<M> {
     base: FullModel,
     config: ForgetConfig,
     relabel: Relabeller,
     teacher: Option<M>,
+    /// The running task's forget classes (LIRF distils the others).
+    forget: Vec<usize>,
 }
 
 impl<M: Module> Distilled<M> {
-    /// The method `config.method` (LwF, DER, DER++ or FDR) with the weights of `config`.
+    /// The method `config.method` (LwF, DER, DER++, FDR or LIRF) with the weights of `config`.
     pub fn new(config: &ForgetConfig) -> Self {
         Self {
             base: FullModel::new(config),
             config: config.clone(),
             relabel: Relabeller::new(RelabelRule::Forget(config.baseline.forget_labels)),
             teacher: None,
+            forget: Vec::new(),
         }
     }
 
@@ -136,6 +140,15 @@ impl<M: Module> Distilled<M> {
         batches: Pair<O::Batch>,
     ) -> Result<LossTerms> {
         let mut draw = |label| self.relabel.draw(label);
+        if self.config.method == MethodKind::Lirf {
+            return lirf_loss(
+                objective,
+                (model, teacher),
+                batches,
+                &self.forget,
+                &mut draw,
+            );
+        }
         let forget = objective
             .criterion(model, batches.forget)?
             .relabelled_loss(&mut draw)?;
@@ -181,6 +194,7 @@ impl<F: Family> Method<F> for Distilled<F::Model> {
     ) -> Result<()> {
         Method::<F>::begin_task(&mut self.base, family, model, task, samples, seed)?;
         self.relabel.begin_task(task, derive_seed(seed, 8))?;
+        self.forget = task.forget.clone();
         if self.teacher.is_none() {
             self.teacher = Some(frozen_copy(model)?);
         }

@@ -1,4 +1,5 @@
-//! LIRF (Ye et al., ECCV 2022; PROTOCOL §3, `M:baselines/LIRFtrain.py`): only the model's
+//! LIRF's loss (Ye et al., ECCV 2022; PROTOCOL §3, `M:baselines/LIRFtrain.py`), run by
+//! [`Distilled`](super::Distilled) with its teacher: only the model's
 //! lower half trains (the embeddings and the first `⌊depth/2⌋` blocks,
 //! [`Family::lower_half_params`]); the upper half stays as the pretrained teacher's. An epoch is
 //! one pass over the forget batches, the remaining ones cycled. With `F′` the relabelled forget
@@ -14,21 +15,10 @@
 //! the deposit model's term is left out (the official never trains the deposit model, so the
 //! term moves nothing). The attention term is unbounded, as the official.
 
-use std::path::Path;
-
-use burn::module::ParamId;
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Int, Tensor, TensorData};
-use gs_lora_core::lora::derive_seed;
 
-use super::distilled::{frozen_copy, read_teacher, started, write_teacher};
-use super::full_model::FullModel;
-use super::relabel::{RelabelRule, Relabeller};
-use crate::config::ForgetConfig;
-use crate::engine::{
-    AdapterGroups, Criterion, EpochPlan, Family, LossTerms, LossWeights, Method, Objective, Pair,
-    Task, TaskSamples,
-};
+use crate::engine::{Criterion, LossTerms, LossWeights, Objective, Pair};
 use crate::error::{Result, TrainError};
 
 /// `a`: the share of the distillation against the cross-entropy.
@@ -86,114 +76,42 @@ pub fn kept_divergence(
         .div_scalar(rows)
 }
 
-/// LIRF with the settings of a run's config, its teacher of model type `M`.
-pub struct Lirf<M> {
-    base: FullModel,
-    relabel: Relabeller,
-    teacher: Option<M>,
-    /// The running task's forget classes, whose logits the distillation leaves out.
-    forget: Vec<usize>,
-}
-
-impl<M: burn::module::Module> Lirf<M> {
-    /// LIRF with the forget labels and baseline settings of `config`.
-    pub fn new(config: &ForgetConfig) -> Self {
-        Self {
-            base: FullModel::new(config),
-            relabel: Relabeller::new(RelabelRule::Forget(config.baseline.forget_labels)),
-            teacher: None,
-            forget: Vec::new(),
-        }
+/// LIRF's loss of one step of `model` against `teacher` on a remaining and a forget batch of
+/// `objective`'s family, the forget samples relabelled by `draw` and the distillation left off
+/// the task's `forget` classes.
+///
+/// # Errors
+/// A failing forward pass or loss, a family without the split, or no class left to distil.
+pub fn lirf_loss<O: Objective>(
+    objective: &O,
+    (model, teacher): (&O::Model, &O::Model),
+    batches: Pair<O::Batch>,
+    forget_classes: &[usize],
+    draw: &mut dyn FnMut(usize) -> usize,
+) -> Result<LossTerms> {
+    let student = objective.criterion(model, batches.forget.clone())?;
+    let teacher = objective.criterion(teacher, batches.forget)?;
+    let forget = student.relabelled_loss(draw)?;
+    let retain = objective.criterion(model, batches.retain)?.loss()?;
+    let logits = student.logits();
+    let keep: Vec<usize> = (0..logits.dims()[1])
+        .filter(|c| !forget_classes.contains(c))
+        .collect();
+    if keep.is_empty() {
+        return Err(TrainError::Data(
+            "LIRF distils the classes a task keeps; this task forgets every class".into(),
+        ));
     }
-
-    /// The loss of one step of `model` against `teacher` on a remaining and a forget batch of
-    /// `objective`'s family.
-    ///
-    /// # Errors
-    /// A failing forward pass or loss, a family without the split, or no class left to
-    /// distil.
-    pub fn loss_of<O: Objective<Model = M>>(
-        &self,
-        objective: &O,
-        (model, teacher): (&M, &M),
-        batches: Pair<O::Batch>,
-    ) -> Result<LossTerms> {
-        let student = objective.criterion(model, batches.forget.clone())?;
-        let teacher = objective.criterion(teacher, batches.forget)?;
-        let mut draw = |label| self.relabel.draw(label);
-        let forget = student.relabelled_loss(&mut draw)?;
-        let retain = objective.criterion(model, batches.retain)?.loss()?;
-        let logits = student.logits();
-        let keep: Vec<usize> = (0..logits.dims()[1])
-            .filter(|c| !self.forget.contains(c))
-            .collect();
-        if keep.is_empty() {
-            return Err(TrainError::Data(
-                "LIRF distils the classes a task keeps; this task forgets every class".into(),
-            ));
-        }
-        let kl = kept_divergence(logits, teacher.logits().detach(), &keep, TEMPERATURE);
-        let transfer = attention_transfer(student.middle()?, teacher.middle()?.detach());
-        let penalty = kl.mul_scalar(DISTILL_WEIGHT * ALPHA * TEMPERATURE * TEMPERATURE)
-            - transfer.mul_scalar(ATTENTION_WEIGHT);
-        let weights = LossWeights {
-            retain: REPLAY_WEIGHT,
-            beta: 1.0 - ALPHA,
-            penalty: 1.0,
-        };
-        Ok(LossTerms::new(retain, forget, penalty, None, weights))
-    }
-}
-
-impl<F: Family> Method<F> for Lirf<F::Model> {
-    fn begin_task(
-        &mut self,
-        family: &F,
-        model: &mut F::Model,
-        task: &Task,
-        samples: &TaskSamples,
-        seed: u64,
-    ) -> Result<()> {
-        Method::<F>::begin_task(&mut self.base, family, model, task, samples, seed)?;
-        self.relabel.begin_task(task, derive_seed(seed, 8))?;
-        self.forget = task.forget.clone();
-        if self.teacher.is_none() {
-            self.teacher = Some(frozen_copy(model)?);
-        }
-        Ok(())
-    }
-
-    fn trainable(&self, model: &F::Model) -> Vec<ParamId> {
-        Method::<F>::trainable(&self.base, model)
-    }
-
-    fn loss(
-        &self,
-        family: &F,
-        model: &F::Model,
-        batches: Pair<F::Batch>,
-        _: usize,
-    ) -> Result<LossTerms> {
-        let teacher = started(self.teacher.as_ref())?;
-        self.loss_of(family.objective(), (model, teacher), batches)
-    }
-
-    fn end_task(&mut self, model: &mut F::Model) -> Result<AdapterGroups> {
-        Method::<F>::end_task(&mut self.base, model)
-    }
-
-    fn epoch_plan(&self, _: usize) -> EpochPlan {
-        EpochPlan::Forget
-    }
-
-    fn save_state(&self, dir: &Path) -> Result<()> {
-        write_teacher(self.teacher.as_ref(), dir)
-    }
-
-    fn load_state(&mut self, model: &F::Model, dir: &Path) -> Result<()> {
-        self.teacher = Some(read_teacher(model, dir)?);
-        Ok(())
-    }
+    let kl = kept_divergence(logits, teacher.logits().detach(), &keep, TEMPERATURE);
+    let transfer = attention_transfer(student.middle()?, teacher.middle()?.detach());
+    let penalty = kl.mul_scalar(DISTILL_WEIGHT * ALPHA * TEMPERATURE * TEMPERATURE)
+        - transfer.mul_scalar(ATTENTION_WEIGHT);
+    let weights = LossWeights {
+        retain: REPLAY_WEIGHT,
+        beta: 1.0 - ALPHA,
+        penalty: 1.0,
+    };
+    Ok(LossTerms::new(retain, forget, penalty, None, weights))
 }
 
 #[cfg(test)]

@@ -5,8 +5,7 @@
 //! - [`FullModel`]: fine-tuning, NegGrad+, random labelling, SalUn, Retrain from scratch and
 //!   by fine-tuning;
 //! - [`Anchored`]: L2, EWC, MAS;
-//! - [`Distilled`]: LwF, DER, DER++, FDR;
-//! - [`Lirf`]: LIRF, on the lower half;
+//! - [`Distilled`]: LwF, DER, DER++, FDR, and LIRF on the lower half ([`lirf`]);
 //! - [`Scrub`]: SCRUB, SCRUB-S.
 
 mod anchored;
@@ -23,7 +22,6 @@ pub use anchored::Anchored;
 pub use distilled::Distilled;
 pub use full_model::FullModel;
 pub use gs_lora::GsLora;
-pub use lirf::Lirf;
 pub use scrub::Scrub;
 
 use crate::config::{ForgetConfig, MethodKind};
@@ -39,8 +37,6 @@ where
         Box::new(GsLora::new(config))
     } else if method.anchors() {
         Box::new(Anchored::new(config))
-    } else if method == MethodKind::Lirf {
-        Box::new(Lirf::<F::Model>::new(config))
     } else if matches!(method, MethodKind::Scrub | MethodKind::ScrubS) {
         Box::new(Scrub::<F::Model>::new(config))
     } else if method.distils() {

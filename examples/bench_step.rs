@@ -137,7 +137,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             };
             // The training loop's step (`engine::task::train_task`): loss, gradients, the
             // proximal step's second moments, AdamW, the proximal step.
-            let terms = method.loss_of(&ClassifierObjective, &model, batches, 0)?;
+            let terms = method.loss_of(&ClassifierObjective::default(), &model, batches, 0)?;
             let grads = gradients(&model, terms.total, &method.trainable_ids(&model));
             method.observe(&model, &grads)?;
             model = optimizer.step(1e-2, model.clone(), grads);

@@ -169,7 +169,8 @@ fn cub_model(
 
 fn run(cli: Cli) -> Result<(), CliError> {
     let out = cli.out;
-    let device = cli.device.device()?.autodiff();
+    let devices = cli.device.data_parallel()?;
+    let device = devices.primary().clone();
     let cache = ClassifierDir::new(out.join("pretrained"));
     let comparison = |config: &ForgetConfig| {
         cli.methods.clone().map(|methods| CompareSettings {
@@ -216,7 +217,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             match comparison(&config) {
                 Some(settings) => report(compare(&out, &settings, "acc", |config, run| {
                     let model = cache.load(&config.lora, config.seed, &device)?;
-                    run_forgetting(model, &dataset, config, &preprocess, run, &device)
+                    run_forgetting(model, &dataset, config, &preprocess, run, devices.clone())
                 })?),
                 None => {
                     let state = run_forgetting(
@@ -225,7 +226,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                         &config,
                         &preprocess,
                         &RunDir::new(&out),
-                        &device,
+                        devices.clone(),
                     )?;
                     println!("\n{}", results_table(&state.results, "acc"));
                 }
@@ -251,7 +252,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     ..PretrainConfig::default()
                 };
                 let dataset = embedded_dataset(config.seed);
-                let model = load_or_pretrain(cache, &dataset, &pretrain, &config.lora, &device)?;
+                let model = load_or_pretrain(cache, &dataset, &pretrain, &config.lora, &devices)?;
                 Ok::<_, gs_lora::train::TrainError>((dataset, model))
             };
             match comparison(&config) {
@@ -259,7 +260,14 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     let cache =
                         ClassifierDir::new(out.join(format!("pretrained-seed-{}", config.seed)));
                     let (dataset, model) = embedded(config, &cache)?;
-                    run_forgetting(model, &dataset, config, &EMBEDDED_PREPROCESS, run, &device)
+                    run_forgetting(
+                        model,
+                        &dataset,
+                        config,
+                        &EMBEDDED_PREPROCESS,
+                        run,
+                        devices.clone(),
+                    )
                 })?),
                 None => {
                     let (dataset, model) = embedded(&config, &cache)?;
@@ -269,7 +277,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                         &config,
                         &EMBEDDED_PREPROCESS,
                         &RunDir::new(&out),
-                        &device,
+                        devices.clone(),
                     )?;
                     println!("\n{}", results_table(&state.results, "acc"));
                 }

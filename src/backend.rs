@@ -29,6 +29,34 @@ pub enum BackendError {
     /// The name is not a backend.
     #[error("unknown backend `{0}`; expected one of flex, ndarray, wgpu, cuda")]
     Unknown(String),
+    /// A device of `--devices` that is not `NAME` or `NAME:INDEX`.
+    #[error(
+        "device `{0}` is not NAME or NAME:INDEX (flex, flex:0, wgpu:1, cuda:0, …); \
+         --devices takes a comma-separated list"
+    )]
+    BadDevice(String),
+    /// Devices of two backends in one `--devices` list.
+    #[error(
+        "--devices mixes the backends {first} and {other}; every device of a run must be of one \
+         backend"
+    )]
+    MixedBackends {
+        /// The first device's backend.
+        first: Backend,
+        /// Another device's backend.
+        other: Backend,
+    },
+    /// An index on a backend that has one device.
+    #[error(
+        "backend `{backend}` has one device, index 0, found index {index}; name it twice \
+         (`{backend},{backend}`) to split a batch on it"
+    )]
+    NoSuchIndex {
+        /// The backend's name.
+        backend: &'static str,
+        /// The index asked for.
+        index: usize,
+    },
     /// The backend exists but this binary was built without it.
     #[error(
         "backend `{backend}` is not compiled into this binary; rebuild with `--features {backend}`"
@@ -73,9 +101,28 @@ impl Backend {
     /// # Errors
     /// [`BackendError::NotCompiled`] naming the feature to enable.
     pub fn device(self) -> Result<Device, BackendError> {
-        let not_compiled = BackendError::NotCompiled {
-            backend: self.name(),
-        };
+        self.device_at(None)
+    }
+
+    /// The backend's device `index` (without autodiff): the `index`-th discrete GPU for wgpu,
+    /// GPU `index` for CUDA; `None` is the default device (wgpu's choice, CUDA 0). The CPU
+    /// backends have one device, index 0.
+    ///
+    /// # Errors
+    /// [`BackendError::NotCompiled`] naming the feature to enable, or
+    /// [`BackendError::NoSuchIndex`] for an index other than 0 on a CPU backend.
+    pub fn device_at(self, index: Option<usize>) -> Result<Device, BackendError> {
+        if !self.is_compiled() {
+            return Err(BackendError::NotCompiled {
+                backend: self.name(),
+            });
+        }
+        if let (Backend::Flex | Backend::NdArray, Some(index @ 1..)) = (self, index) {
+            return Err(BackendError::NoSuchIndex {
+                backend: self.name(),
+                index,
+            });
+        }
         match self {
             #[cfg(feature = "flex")]
             Backend::Flex => Ok(Device::flex()),
@@ -83,11 +130,16 @@ impl Backend {
             #[allow(deprecated)] // kept for users who ask for it, as the README says
             Backend::NdArray => Ok(Device::ndarray()),
             #[cfg(feature = "wgpu")]
-            Backend::Wgpu => Ok(Device::wgpu(Default::default())),
+            Backend::Wgpu => Ok(match index {
+                Some(index) => Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(index)),
+                None => Device::wgpu(Default::default()),
+            }),
             #[cfg(feature = "cuda")]
-            Backend::Cuda => Ok(Device::cuda(0)),
+            Backend::Cuda => Ok(Device::cuda(index.unwrap_or(0))),
             #[allow(unreachable_patterns)] // reached only for backends not compiled in
-            _ => Err(not_compiled),
+            _ => Err(BackendError::NotCompiled {
+                backend: self.name(),
+            }),
         }
     }
 
@@ -132,6 +184,41 @@ pub fn device(name: Option<&str>) -> Result<Device, BackendError> {
     Backend::select(name)?.device()
 }
 
+/// The devices of `--devices LIST`: comma-separated `NAME` or `NAME:INDEX`, all of one backend
+/// (`wgpu:0,wgpu:1`, `cuda:0,cuda:1`; `flex,flex` splits each batch in two on the one CPU
+/// device), each without autodiff.
+///
+/// # Errors
+/// [`BackendError::BadDevice`] for an item that is not `NAME[:INDEX]` (or an empty list),
+/// [`BackendError::MixedBackends`], and the errors of [`Backend::device_at`].
+pub fn devices(list: &str) -> Result<Vec<Device>, BackendError> {
+    let mut first = None;
+    let mut devices = Vec::new();
+    for item in list.split(',') {
+        let bad = || BackendError::BadDevice(item.trim().to_string());
+        let (name, index) = match item.trim().split_once(':') {
+            Some((name, index)) => (name, Some(index.parse::<usize>().map_err(|_| bad())?)),
+            None => (item.trim(), None),
+        };
+        if name.is_empty() {
+            return Err(bad());
+        }
+        let backend: Backend = name.parse()?;
+        match first {
+            None => first = Some(backend),
+            Some(first) if first != backend => {
+                return Err(BackendError::MixedBackends {
+                    first,
+                    other: backend,
+                });
+            }
+            Some(_) => {}
+        }
+        devices.push(backend.device_at(index)?);
+    }
+    Ok(devices)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +247,25 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Lists as a user writes them, and each way one can be wrong. Catches an index dropped
+    /// (wgpu:1 as the default device), mixed backends accepted, or a CPU index other than 0
+    /// taken as device 0.
+    #[test]
+    fn device_lists_parse_and_bad_ones_say_why() {
+        let two = devices("flex, flex:0").expect("two copies of the CPU device");
+        assert_eq!(two, vec![Device::flex(), Device::flex()]);
+        let err = |list: &str| devices(list).expect_err(list).to_string();
+        assert!(err("flex:1").contains("has one device, index 0, found index 1"));
+        assert!(err("flex:x").contains("device `flex:x` is not NAME or NAME:INDEX"));
+        assert!(err("flex,,flex").contains("device `` is not NAME"));
+        assert!(err("tpu:0").contains("unknown backend `tpu`"));
+        if Backend::Wgpu.is_compiled() {
+            assert!(err("flex,wgpu:0").contains("mixes the backends flex and wgpu"));
+        } else {
+            assert!(err("wgpu:0,wgpu:1").contains("--features wgpu"));
         }
     }
 

@@ -7,13 +7,15 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use clap::Args;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use gs_lora_core::fused;
 use gs_lora_core::loss::PrototypeLossConfig;
+use gs_lora_core::{DataParallel, fused};
 use gs_lora_core::{GroupLassoConfig, LoraConfig};
 use gs_lora_train::classification::data::{Dataset, LoadOptions};
 use gs_lora_train::classification::embedded_dataset;
 use gs_lora_train::protocol::{ClassOrder, PRESETS, Preset};
-use gs_lora_train::{BaselineConfig, EvalSplit, ForgetConfig, ForgetLabels, MethodKind, Replay};
+use gs_lora_train::{
+    BaselineConfig, EvalSplit, ForgetConfig, ForgetLabels, MethodKind, Replay, TrainError,
+};
 use serde::{Deserialize, Serialize};
 
 use super::CliError;
@@ -24,13 +26,19 @@ pub(crate) fn on_off() -> impl TypedValueParser<Value = bool> {
     PossibleValuesParser::new(["on", "off"]).map(|value| value == "on")
 }
 
-/// The compute device: `--backend` and `--fused`.
+/// The compute device: `--backend`, `--devices` and `--fused`.
 #[derive(Debug, Clone, Default, Args)]
 #[command(next_help_heading = "Device")]
 pub struct DeviceArgs {
     /// Backend: flex (the pure-Rust CPU default), ndarray, wgpu or cuda (when compiled in).
     #[arg(long, env = "BURN_DEVICE", value_name = "NAME")]
     pub backend: Option<String>,
+    /// Split every training batch across these devices: NAME[:INDEX] of one backend, comma
+    /// separated (wgpu:0,wgpu:1 or cuda:0,cuda:1; flex,flex splits on the one CPU). The model,
+    /// the loss and the optimiser live on the first; the result is the one-device result to
+    /// rounding (docs/scaling.md). Training commands only.
+    #[arg(long, value_name = "LIST")]
+    pub devices: Option<String>,
     /// The fused CPU ops (on by default); off runs Burn's own ops: the same results to
     /// rounding in another floating-point order, which is how a training result is checked
     /// against the order of another CPU.
@@ -39,15 +47,70 @@ pub struct DeviceArgs {
 }
 
 impl DeviceArgs {
-    /// The device of `--backend` (Flex by default), with the fused CPU ops switched for the
-    /// whole process as `--fused` says.
+    /// The device of `--backend` (Flex by default) or the one device of `--devices`, with the
+    /// fused CPU ops switched for the whole process as `--fused` says.
     ///
     /// # Errors
-    /// An unknown or not compiled backend.
+    /// An unknown or not compiled backend, or several devices (this command does not split
+    /// batches).
     pub fn device(&self) -> Result<Device, CliError> {
-        let device = backend::device(self.backend.as_deref())?;
+        let mut devices = self.devices()?;
+        if devices.len() > 1 {
+            return Err(CliError::Usage(format!(
+                "--devices {} names {} devices, but this command runs on one; batches are split \
+                 by forget, compare, pretrain (from scratch) and forget_cub",
+                self.devices.as_deref().unwrap_or_default(),
+                devices.len()
+            )));
+        }
+        Ok(devices.remove(0))
+    }
+
+    /// The autodiff devices every training batch is split across: those of `--devices`, else
+    /// the one of `--backend`; the fused CPU ops switched as `--fused` says.
+    ///
+    /// # Errors
+    /// An unknown or not compiled backend, a malformed list, or `--backend` naming another
+    /// backend than `--devices`.
+    pub fn data_parallel(&self) -> Result<DataParallel, CliError> {
+        let devices = self.devices()?.into_iter().map(Device::autodiff).collect();
+        Ok(DataParallel::new(devices).map_err(TrainError::from)?)
+    }
+
+    /// These flags as given, for a command line that runs on the same devices.
+    pub fn flags(&self) -> Vec<String> {
+        let mut flags = Vec::new();
+        if let Some(backend) = &self.backend {
+            flags.extend(["--backend".to_string(), backend.clone()]);
+        }
+        if let Some(devices) = &self.devices {
+            flags.extend(["--devices".to_string(), devices.clone()]);
+        }
+        if let Some(fused) = self.fused {
+            let value = if fused { "on" } else { "off" };
+            flags.extend(["--fused".to_string(), value.to_string()]);
+        }
+        flags
+    }
+
+    /// The devices of `--devices`, else the one of `--backend`.
+    fn devices(&self) -> Result<Vec<Device>, CliError> {
         fused::set_enabled(self.fused.unwrap_or(true));
-        Ok(device)
+        let Some(list) = &self.devices else {
+            return Ok(vec![backend::device(self.backend.as_deref())?]);
+        };
+        let devices = backend::devices(list)?;
+        if let Some(name) = &self.backend {
+            let named = backend::Backend::select(Some(name))?;
+            let listed = backend::Backend::select(list.split([',', ':']).next())?;
+            if named != listed {
+                return Err(CliError::Usage(format!(
+                    "--backend (or BURN_DEVICE) is {named} but --devices lists {listed} devices; \
+                     give one of the two"
+                )));
+            }
+        }
+        Ok(devices)
     }
 }
 
@@ -77,6 +140,28 @@ pub struct DataArgs {
 }
 
 impl DataArgs {
+    /// These flags as given, for a command line that loads the same images.
+    pub fn flags(&self) -> Vec<String> {
+        let flag = |name: &str, value: Option<String>| {
+            value
+                .map(|value| [format!("--{name}"), value])
+                .into_iter()
+                .flatten()
+        };
+        flag("val-fraction", self.val_fraction.map(|v| v.to_string()))
+            .chain(flag("max-classes", self.max_classes.map(|v| v.to_string())))
+            .chain(flag(
+                "train-per-class",
+                self.train_per_class.map(|v| v.to_string()),
+            ))
+            .chain(flag(
+                "eval-per-class",
+                self.eval_per_class.map(|v| v.to_string()),
+            ))
+            .chain(flag("split-seed", self.split_seed.map(|v| v.to_string())))
+            .collect()
+    }
+
     /// These flags on top of `defaults`.
     pub fn options(&self, defaults: LoadOptions) -> LoadOptions {
         LoadOptions {

@@ -1,14 +1,16 @@
 //! `gs-lora compare`: several forgetting methods on one model and dataset, over several seeds,
 //! with one table.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::{
     CliError, DataArgs, DeviceArgs, ForgetArgs, forget_load_options, is_embedded, open_dataset,
 };
 use clap::Args;
 use gs_lora_train::classification::{ClassifierDir, run_forgetting};
-use gs_lora_train::compare::{CompareSettings, DEFAULT_METHODS, compare, official_full_model_lr};
+use gs_lora_train::compare::{
+    CompareSettings, DEFAULT_METHODS, compare, official_full_model_lr, write_jobs,
+};
 use gs_lora_train::io::ensure_disjoint;
 use gs_lora_train::report::comparison_table;
 use gs_lora_train::{ForgetConfig, MethodKind};
@@ -42,6 +44,12 @@ pub struct CompareCommand {
     /// baseline.lr says otherwise); the adapter methods take --lr.
     #[arg(long, value_name = "LR")]
     full_model_lr: Option<f64>,
+    /// Run nothing: print one `gs-lora forget` command per method and seed (stdout, one line
+    /// each) for a scheduler to fan out, e.g. `… --jobs | xargs -d '\n' -n 1 -P 4 sh -c` or a
+    /// job array; afterwards `gs-lora compare --data D --model M --out OUT --config
+    /// OUT/compare.json` finds the runs finished and writes the table.
+    #[arg(long)]
+    jobs: bool,
     #[command(flatten)]
     forget: ForgetArgs,
     #[command(flatten)]
@@ -80,10 +88,12 @@ impl CompareCommand {
         let settings = CompareSettings {
             methods: self
                 .methods
+                .clone()
                 .or_else(|| recorded.as_ref().map(|r| r.methods.clone()))
                 .unwrap_or_else(|| DEFAULT_METHODS.to_vec()),
             seeds: self
                 .seeds
+                .clone()
                 .or_else(|| recorded.as_ref().map(|r| r.seeds.clone()))
                 .unwrap_or_else(|| vec![0]),
             reference: self
@@ -96,8 +106,11 @@ impl CompareCommand {
             forget: self.forget.config(ForgetConfig::default())?,
         };
         settings.validate()?;
+        if self.jobs {
+            return self.print_jobs(&settings);
+        }
 
-        let device = self.device.device()?.autodiff();
+        let devices = self.device.data_parallel()?;
         let info = model_dir.info()?;
         let options = self.data_args.options(forget_load_options(
             &settings.forget,
@@ -107,14 +120,60 @@ impl CompareCommand {
         let dataset = open_dataset(&self.data, &options)?;
         info.check_data(&dataset)?;
         let rows = compare(&self.out, &settings, "acc", |config, run| {
-            let model = model_dir.load(&config.lora, config.seed, &device)?;
-            run_forgetting(model, &dataset, config, &info.preprocess, run, &device)
+            let model = model_dir.load(&config.lora, config.seed, devices.primary())?;
+            run_forgetting(
+                model,
+                &dataset,
+                config,
+                &info.preprocess,
+                run,
+                devices.clone(),
+            )
         })?;
         println!("\n{}", comparison_table(&rows, "acc"));
         println!(
             "comparison tables and plots in {}, each run in {}/METHOD/seed-S",
             self.out.display(),
             self.out.display()
+        );
+        Ok(())
+    }
+
+    /// `--jobs`: the comparison's runs as `gs-lora forget` command lines, each with the data and
+    /// device flags given here.
+    fn print_jobs(&self, settings: &CompareSettings) -> Result<(), CliError> {
+        let path = |flag: &str, path: &Path| -> Result<String, CliError> {
+            path.to_str().map(str::to_string).ok_or_else(|| {
+                CliError::Usage(format!(
+                    "{flag} {}: not UTF-8, cannot be printed",
+                    path.display()
+                ))
+            })
+        };
+        let (data, model) = (path("--data", &self.data)?, path("--model", &self.model)?);
+        let mut shared = self.data_args.flags();
+        shared.extend(self.device.flags());
+        for job in write_jobs(&self.out, settings)? {
+            let mut line = vec!["gs-lora".to_string(), "forget".into(), "--data".into()];
+            line.extend([
+                data.clone(),
+                "--model".into(),
+                model.clone(),
+                "--out".into(),
+            ]);
+            line.extend([path("--out", &job.run)?, "--config".into()]);
+            line.push(path("--out", &job.config)?);
+            line.extend(shared.iter().cloned());
+            let quoted = shlex::try_join(line.iter().map(String::as_str))
+                .map_err(|err| CliError::Usage(format!("a job's command line: {err}")))?;
+            println!("{quoted}");
+        }
+        eprintln!(
+            "{} jobs; when all have finished, `gs-lora compare --data {data} --model {model} \
+             --out {} --config {}` writes the table",
+            settings.methods.len() * settings.seeds.len(),
+            self.out.display(),
+            CompareSettings::path(&self.out).display()
         );
         Ok(())
     }

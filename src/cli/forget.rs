@@ -66,7 +66,7 @@ impl ForgetCommand {
             inputs.push(("--data", self.data.as_path()));
         }
         ensure_disjoint(&[("--out", out.path())], &inputs)?;
-        let device = self.device.device()?.autodiff();
+        let devices = self.device.data_parallel()?;
         let config = self.forget.config(ForgetConfig::default())?;
         config.validate()?;
         let info = model_dir.info()?;
@@ -79,8 +79,8 @@ impl ForgetCommand {
         let dataset = open_dataset(&self.data, &options)?;
         info.check_data(&dataset)?;
         let lora = config.lora.clone();
-        let model = model_dir.load(&lora, config.seed, &device)?;
-        let state = run_forgetting(model, &dataset, &config, &info.preprocess, &out, &device)?;
+        let model = model_dir.load(&lora, config.seed, devices.primary())?;
+        let state = run_forgetting(model, &dataset, &config, &info.preprocess, &out, devices)?;
         println!("\n{}", results_table(&state.results, "acc"));
         println!(
             "results, curves, plots and checkpoints in {}",

@@ -159,7 +159,8 @@ impl PretrainCommand {
         };
         let seed = settings.seed.unwrap_or(0);
         let keep_head = settings.keep_head.unwrap_or(false) || self.head_classes.is_some();
-        let device = self.device.device()?.autodiff();
+        let devices = self.device.data_parallel()?;
+        let device = devices.primary().clone();
         // Every setting is checked before the data is read and anything is trained.
         let training = match weights {
             Some(files) if keep_head => Training::KeepHead {
@@ -201,6 +202,13 @@ impl PretrainCommand {
                 Training::FromScratch(pretrain)
             }
         };
+        if devices.devices().len() > 1 && training.checkpoint().is_some() {
+            return Err(CliError::Usage(
+                "--devices splits the batches of training from scratch; a linear probe or a \
+                 kept head (--weights) runs on one device"
+                    .into(),
+            ));
+        }
         let mut inputs: Vec<(&str, &Path)> = Vec::new();
         if !is_embedded(&self.data) {
             inputs.push(("--data", self.data.as_path()));
@@ -267,7 +275,7 @@ impl PretrainCommand {
                 (model, accuracy)
             }
             Training::FromScratch(pretrain) => {
-                pretrain_from_scratch(&dataset, &preprocess, &pretrain, &lora, &device)?
+                pretrain_from_scratch(&dataset, &preprocess, &pretrain, &lora, &devices)?
             }
         };
         let info = ClassifierInfo {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use safetensors::SafeTensors;
 
-use crate::common::{arg, fails, image_folder, ok, scratch};
+use crate::common::{arg, fails, gs_lora, image_folder, ok, scratch, text};
 
 /// The comparison's rows without what differs between two runs of the same work (time,
 /// memory).
@@ -59,9 +59,11 @@ fn pretrained(name: &str, epochs: usize) -> (PathBuf, PathBuf, PathBuf) {
 /// Two methods × two seeds on a four-class folder: the table averages each run's results,
 /// reports the attack, the trained parameters and the gap to the reference seed by seed; the full-model baseline changes the body
 /// and never the head; a comparison interrupted after its first method resumes to the same
-/// table; `--config OUT/compare.json` compares the same way; `--method` is refused. Catches
-/// runs of one seed reused for another, a table not averaged per task, a head trained by a
-/// baseline, a finished run trained again, and a settings file that loses the methods.
+/// table; `--config OUT/compare.json` compares the same way; the runs fanned out by `--jobs`
+/// and gathered give the same table; `--method` is refused. Catches runs of one seed reused for
+/// another, a table not averaged per task, a head trained by a baseline, a finished run trained
+/// again, a settings file that loses the methods, and a job whose settings differ from the
+/// comparison's (its gather would refuse the run or train it again).
 #[test]
 fn compare_runs_every_method_and_seed_resumes_and_repeats() {
     let (base, data, model) = pretrained("compare", 2);
@@ -209,6 +211,35 @@ fn compare_runs_every_method_and_seed_resumes_and_repeats() {
     let again = base.join("again");
     compare(&again, &["--config", arg(&full.join("compare.json"))]);
     assert_eq!(rows(&again), rows(&full));
+
+    // Fanned out: `--jobs` prints one `forget` per run and runs none; each line run on its own,
+    // then `compare --config OUT/compare.json` finds them finished and writes the same table.
+    let fanned = base.join("fanned");
+    let mut job_args = vec![
+        "compare",
+        "--jobs",
+        "--data",
+        arg(&data),
+        "--model",
+        arg(&model),
+    ];
+    job_args.extend(["--out", arg(&fanned)]);
+    job_args.extend(&args);
+    let listed = gs_lora(&job_args);
+    assert!(listed.status.success(), "{}", text(&listed));
+    let lines = String::from_utf8(listed.stdout).expect("UTF-8");
+    let lines: Vec<&str> = lines.lines().collect();
+    assert_eq!(lines.len(), 4, "two methods × two seeds: {lines:?}");
+    assert!(!fanned.join("gs-lora").exists(), "--jobs runs nothing");
+    for line in &lines {
+        let words = shlex::split(line).expect("a shell line");
+        assert_eq!(words[..2], ["gs-lora", "forget"], "{line}");
+        let words: Vec<&str> = words[1..].iter().map(String::as_str).collect();
+        ok(&words);
+    }
+    let log = compare(&fanned, &["--config", arg(&fanned.join("compare.json"))]);
+    assert_eq!(log.matches("resuming after task 1").count(), 4, "{log}");
+    assert_eq!(rows(&fanned), rows(&full));
     fails(
         &[
             "compare",
@@ -376,5 +407,78 @@ fn method_state_survives_a_resume() {
             "{method}: the resumed run ends where the whole one does"
         );
     }
+    std::fs::remove_dir_all(&base).ok();
+}
+
+/// `--devices flex,flex` (each batch split in two on the one CPU): `pretrain` from scratch and
+/// `forget` split their batches and reach the one-device weights and accuracies; a command that
+/// does not split refuses a list of several devices, and a malformed list says why. Catches the
+/// flag parsed but not reaching the training, and a second device silently ignored. (That the
+/// split itself gives the one-device gradient is `gs-lora-train`'s `data_parallel` test.)
+#[test]
+fn devices_split_training_and_are_refused_where_nothing_splits() {
+    let (base, data, model) = pretrained("devices", 2);
+    let split_model = base.join("split-model");
+    let log = ok(&[
+        "pretrain",
+        "--data",
+        arg(&data),
+        "--out",
+        arg(&split_model),
+        "--image-size=16",
+        "--epochs=2",
+        "--batch-size=8",
+        "--val-fraction=0.25",
+        "--devices=flex,flex",
+    ]);
+    assert!(log.contains("split across 2 devices"), "{log}");
+    let floats = |bytes: &[u8]| -> Vec<f32> {
+        let words = bytes.chunks_exact(4);
+        words
+            .map(|w| f32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+            .collect()
+    };
+    for ((name, a), (_, b)) in tensors(&model).iter().zip(&tensors(&split_model)) {
+        let pairs = floats(a).into_iter().zip(floats(b));
+        let worst = pairs.map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+        assert!(worst <= 1e-5, "{name} differs by {worst}: {log}");
+    }
+    let forget = |out: &Path, extra: &[&str]| {
+        let mut args = vec!["forget", "--data", arg(&data), "--model", arg(&model)];
+        args.extend([
+            "--out",
+            arg(out),
+            "--tasks=1",
+            "--forget-per-task=1",
+            "--epochs=2",
+        ]);
+        args.extend(["--batch-size=5", "--eval-split=validation", "--bnd=5"]);
+        args.extend(extra);
+        let log = ok(&args);
+        assert_eq!(
+            log.contains("split across 2 devices"),
+            !extra.is_empty(),
+            "{log}"
+        );
+        let results = std::fs::read(out.join("results.json")).expect("results.json");
+        let results: serde_json::Value = serde_json::from_slice(&results).expect("json");
+        (results[0]["acc_f"].clone(), results[0]["acc_r"].clone())
+    };
+    let one = forget(&base.join("one"), &[]);
+    let two = forget(&base.join("two"), &["--devices", "flex, flex:0"]);
+    assert_eq!(one, two);
+    let eval = ["eval", "--data", arg(&data), "--model", arg(&model)];
+    let with = |extra: &'static str| [&eval[..], &[extra]].concat();
+    fails(&with("--devices=flex,flex"), 2, "this command runs on one");
+    fails(
+        &with("--devices=flex:1"),
+        1,
+        "has one device, index 0, found index 1",
+    );
+    fails(
+        &with("--devices=flex,:0"),
+        1,
+        "device `:0` is not NAME or NAME:INDEX",
+    );
     std::fs::remove_dir_all(&base).ok();
 }

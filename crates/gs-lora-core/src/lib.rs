@@ -16,6 +16,7 @@
 //! ```
 
 mod adapter_group;
+mod data_parallel;
 mod dropout;
 mod error;
 pub mod fused;
@@ -30,6 +31,7 @@ pub use adapter_group::{
     LoraGroup, LoraModel, adapter_param_ids, checked_groups, checked_groups_mut, merge_adapters,
     reset_adapters,
 };
+pub use data_parallel::{Batched, DataParallel};
 pub use dropout::{check_dropout, dropout, seed_dropout};
 pub use error::{CoreError, Result};
 pub use group_lasso::{

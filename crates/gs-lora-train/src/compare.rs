@@ -159,6 +159,53 @@ impl CompareSettings {
     }
 }
 
+/// One (method, seed) run of a comparison, to be started on its own: the run directory
+/// `compare` would use and the file of its settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    /// The run's method.
+    pub method: MethodKind,
+    /// The run's seed.
+    pub seed: u64,
+    /// Its settings, `DIR/jobs/METHOD-seed-S.json` (a run's `config.json`).
+    pub config: PathBuf,
+    /// Its run directory, `DIR/METHOD/seed-S`.
+    pub run: PathBuf,
+}
+
+/// The run directory of `method` and `seed` in the comparison directory `dir`.
+fn run_dir(dir: &Path, method: MethodKind, seed: u64) -> PathBuf {
+    dir.join(method.name()).join(format!("seed-{seed}"))
+}
+
+/// Splits the comparison of `settings` in `dir` into independent runs, for a scheduler to fan
+/// out: writes `compare.json` and each run's settings into `dir/jobs/`, and returns the runs.
+/// Each is `forget --config JOB.config --out JOB.run`; once all have finished, [`compare`] on
+/// the same `dir` finds them done and writes the table.
+///
+/// # Errors
+/// Invalid settings, or a file that cannot be written.
+pub fn write_jobs(dir: &Path, settings: &CompareSettings) -> Result<Vec<Job>> {
+    settings.validate()?;
+    let jobs_dir = dir.join("jobs");
+    std::fs::create_dir_all(&jobs_dir).map_err(crate::error::io(&jobs_dir))?;
+    write_json(&CompareSettings::path(dir), settings)?;
+    let mut jobs = Vec::with_capacity(settings.methods.len() * settings.seeds.len());
+    for &method in &settings.methods {
+        for &seed in &settings.seeds {
+            let config = jobs_dir.join(format!("{}-seed-{seed}.json", method.name()));
+            write_json(&config, &settings.run_config(method, seed))?;
+            jobs.push(Job {
+                method,
+                seed,
+                config,
+                run: run_dir(dir, method, seed),
+            });
+        }
+    }
+    Ok(jobs)
+}
+
 /// Runs (or resumes) every method of `settings` with every seed, `run(config, dir)` doing
 /// one forgetting run in `dir/METHOD/seed-S`; then writes `compare.json`, the table and the
 /// plots into `dir` and returns the rows. `metric` names the score (`acc`, `AP`).
@@ -179,7 +226,7 @@ pub fn compare(
     for &method in &settings.methods {
         let mut runs = Vec::with_capacity(settings.seeds.len());
         for &seed in &settings.seeds {
-            let run_dir = RunDir::new(dir.join(method.name()).join(format!("seed-{seed}")));
+            let run_dir = RunDir::new(run_dir(dir, method, seed));
             eprintln!("\n== {method}, seed {seed}: {}", run_dir.path().display());
             let state = run(&settings.run_config(method, seed), &run_dir)?;
             runs.push((seed, state.results));

@@ -61,7 +61,7 @@ fn step(model: &VisionTransformer, device: &Device) -> (f32, Vec<Vec<f32>>) {
         ..ForgetConfig::default()
     };
     let terms = GsLora::new(&config)
-        .loss_of(&ClassifierObjective, model, batches, 0)
+        .loss_of(&ClassifierObjective::default(), model, batches, 0)
         .expect("loss terms");
     let loss = terms.total.clone().into_scalar::<f32>();
     let grads = terms.total.backward();

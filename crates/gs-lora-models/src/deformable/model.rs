@@ -7,13 +7,15 @@
 //! object queries (position half and content half of one embedding) with reference points →
 //! deformable decoder → class logits and boxes `sigmoid(Δ + inverse_sigmoid(reference))`.
 
+use std::ops::Range;
+
 use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, Linear};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 use gs_lora_core::lora::derive_seed;
-use gs_lora_core::{LoraConfig, LoraGroup, LoraLinear, LoraModel, check_dropout};
+use gs_lora_core::{Batched, LoraConfig, LoraGroup, LoraLinear, LoraModel, check_dropout};
 
 use super::box_head::BoxHead;
 use super::layers::{DecoderLayer, EncoderLayer, LayerConfig};
@@ -302,6 +304,39 @@ pub struct DetrOutput {
     pub pred_boxes: Tensor<3>,
     /// The last decoder layer's query embeddings `[N, Q, d]`, which both heads read.
     pub hidden: Tensor<3>,
+}
+
+/// Split and gathered along the images, every field alike
+/// ([`DataParallel`](gs_lora_core::DataParallel)).
+impl Batched for DetrOutput {
+    fn rows(&self) -> usize {
+        self.logits.rows()
+    }
+
+    fn narrow_rows(&self, range: Range<usize>) -> Self {
+        Self {
+            logits: self.logits.narrow_rows(range.clone()),
+            pred_boxes: self.pred_boxes.narrow_rows(range.clone()),
+            hidden: self.hidden.narrow_rows(range),
+        }
+    }
+
+    fn moved_to(self, device: &Device) -> Self {
+        Self {
+            logits: self.logits.moved_to(device),
+            pred_boxes: self.pred_boxes.moved_to(device),
+            hidden: self.hidden.moved_to(device),
+        }
+    }
+
+    fn cat_rows(parts: Vec<Self>) -> Self {
+        let all = |f: fn(&Self) -> Tensor<3>| parts.iter().map(f).collect();
+        Self {
+            logits: Batched::cat_rows(all(|p| p.logits.clone())),
+            pred_boxes: Batched::cat_rows(all(|p| p.pred_boxes.clone())),
+            hidden: Batched::cat_rows(all(|p| p.hidden.clone())),
+        }
+    }
 }
 
 /// Deformable DETR with LoRA on every encoder and decoder FFN.

@@ -1,12 +1,14 @@
 //! The Vision Transformer: patch embedding, class token, position grid, blocks, pooling, head.
 
+use std::ops::Range;
+
 use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
 use burn::nn::{LayerNorm, Linear};
 use burn::tensor::activation::tanh;
 use burn::tensor::{Device, Tensor, TensorData};
 use gs_lora_core::lora::derive_seed;
-use gs_lora_core::{LoraConfig, LoraGroup, LoraLinear, LoraModel, check_dropout, dropout};
+use gs_lora_core::{Batched, LoraConfig, LoraGroup, LoraLinear, LoraModel, check_dropout, dropout};
 
 use super::block::Block;
 use super::head::Head;
@@ -30,6 +32,45 @@ pub struct VitOutput {
     /// The tokens after the lower half of the blocks (`⌊depth/2⌋` of them) `[B, prefix + N, D]`:
     /// where LIRF splits the model.
     pub middle_hidden_state: Tensor<3>,
+}
+
+/// Split and gathered along the batch, every field alike ([`DataParallel`](gs_lora_core::DataParallel)).
+impl Batched for VitOutput {
+    fn rows(&self) -> usize {
+        self.embedding.rows()
+    }
+
+    fn narrow_rows(&self, range: Range<usize>) -> Self {
+        Self {
+            last_hidden_state: self.last_hidden_state.narrow_rows(range.clone()),
+            pooler_output: self.pooler_output.narrow_rows(range.clone()),
+            embedding: self.embedding.narrow_rows(range.clone()),
+            logits: self.logits.narrow_rows(range.clone()),
+            middle_hidden_state: self.middle_hidden_state.narrow_rows(range),
+        }
+    }
+
+    fn moved_to(self, device: &Device) -> Self {
+        Self {
+            last_hidden_state: self.last_hidden_state.moved_to(device),
+            pooler_output: self.pooler_output.moved_to(device),
+            embedding: self.embedding.moved_to(device),
+            logits: self.logits.moved_to(device),
+            middle_hidden_state: self.middle_hidden_state.moved_to(device),
+        }
+    }
+
+    fn cat_rows(parts: Vec<Self>) -> Self {
+        let all = |f: fn(&Self) -> Tensor<3>| parts.iter().map(f).collect();
+        let optional = |f: fn(&Self) -> Option<Tensor<2>>| parts.iter().map(f).collect();
+        Self {
+            last_hidden_state: Batched::cat_rows(all(|p| p.last_hidden_state.clone())),
+            pooler_output: Batched::cat_rows(optional(|p| p.pooler_output.clone())),
+            embedding: Batched::cat_rows(parts.iter().map(|p| p.embedding.clone()).collect()),
+            logits: Batched::cat_rows(optional(|p| p.logits.clone())),
+            middle_hidden_state: Batched::cat_rows(all(|p| p.middle_hidden_state.clone())),
+        }
+    }
 }
 
 /// A Vision Transformer with LoRA on both FFN Linears of every block.

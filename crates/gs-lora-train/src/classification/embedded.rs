@@ -1,7 +1,6 @@
 //! The embedded default: a generated dataset and a small ViT pretrained on it, cached on disk.
 
-use burn::tensor::Device;
-use gs_lora_core::LoraConfig;
+use gs_lora_core::{DataParallel, LoraConfig};
 use gs_lora_models::VisionTransformer;
 use gs_lora_models::vit::{GlobalPool, HeadKind, PosResample, VitConfig, VitFormat};
 use gs_lora_models::weights::SeededInit;
@@ -55,7 +54,8 @@ pub fn embedded_dataset(seed: u64) -> Dataset {
 }
 
 /// The pretrained embedded model from the model directory `cache`, training it from scratch
-/// and saving it there first when absent. Returns the model on `device` with fresh adapters.
+/// and saving it there first when absent (each batch split across `devices`). Returns the model
+/// on the primary device with fresh adapters.
 ///
 /// # Errors
 /// Training or file errors, or a cached model of other classes.
@@ -64,15 +64,20 @@ pub fn load_or_pretrain(
     dataset: &Dataset,
     pretrain_config: &PretrainConfig,
     lora: &LoraConfig,
-    device: &Device,
+    devices: &DataParallel,
 ) -> Result<VisionTransformer> {
     if !cache.exists() {
         eprintln!(
             "pretraining the embedded model (cached in {})",
             cache.path().display()
         );
-        let (model, accuracy) =
-            pretrain_from_scratch(dataset, &EMBEDDED_PREPROCESS, pretrain_config, lora, device)?;
+        let (model, accuracy) = pretrain_from_scratch(
+            dataset,
+            &EMBEDDED_PREPROCESS,
+            pretrain_config,
+            lora,
+            devices,
+        )?;
         eprintln!("pretrained: validation accuracy {accuracy:.2}%");
         let info = ClassifierInfo {
             class_names: dataset.class_names.clone(),
@@ -83,11 +88,11 @@ pub fn load_or_pretrain(
         cache.save(&model, &info)?;
     }
     cache.info()?.check_data(dataset)?;
-    cache.load(lora, pretrain_config.seed, device)
+    cache.load(lora, pretrain_config.seed, devices.primary())
 }
 
 /// A new small ViT ([`embedded_config`] at `preprocess.image_size`), initialised from
-/// `config.seed` and trained on `dataset` with [`pretrain`].
+/// `config.seed` on the primary device of `devices` and trained on `dataset` with [`pretrain`].
 ///
 /// # Errors
 /// An image size that is not a multiple of the patch size (8), or [`pretrain`]'s errors.
@@ -96,7 +101,7 @@ pub fn pretrain_from_scratch(
     preprocess: &Preprocess,
     config: &PretrainConfig,
     lora: &LoraConfig,
-    device: &Device,
+    devices: &DataParallel,
 ) -> Result<(VisionTransformer, f64)> {
     let architecture = embedded_config(preprocess.image_size, dataset.num_classes());
     if !preprocess
@@ -116,7 +121,7 @@ pub fn pretrain_from_scratch(
         &mut SeededInit::new(config.seed),
         lora,
         config.seed,
-        device,
+        devices.primary(),
     )?;
-    pretrain(model, dataset, config, preprocess, device)
+    pretrain(model, dataset, config, preprocess, devices.clone())
 }

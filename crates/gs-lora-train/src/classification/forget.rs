@@ -7,11 +7,11 @@ use std::path::Path;
 
 use burn::module::{Module, ParamId};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use gs_lora_core::LoraConfig;
 use gs_lora_core::lora::derive_seed;
 use gs_lora_core::loss::{
     PrototypeAccumulator, Prototypes, forget_loss, forget_loss_per_sample, retain_loss,
 };
+use gs_lora_core::{DataParallel, LoraConfig};
 use gs_lora_models::VisionTransformer;
 use gs_lora_models::vit::Head;
 
@@ -29,9 +29,21 @@ use crate::membership::{MAX_PER_SET, MiaEfficacy, mia_efficacy, subsample};
 use crate::method::method_for;
 use crate::report::Scores;
 
-/// How a classifier trains: cross-entropy on its training logits.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ClassifierObjective;
+/// How a classifier trains: cross-entropy on its training logits, each forward pass split
+/// across the devices of `parallel` when there are several.
+#[derive(Debug, Clone, Default)]
+pub struct ClassifierObjective {
+    parallel: Option<DataParallel>,
+}
+
+impl ClassifierObjective {
+    /// Forward passes split across the devices of `parallel` (the model on its primary).
+    pub fn split_across(parallel: DataParallel) -> Self {
+        Self {
+            parallel: Some(parallel),
+        }
+    }
+}
 
 /// A classifier's forward pass on a batch, with the batch's targets.
 #[derive(Debug, Clone)]
@@ -112,7 +124,11 @@ impl Objective for ClassifierObjective {
     type Criterion = ClassifierCriterion;
 
     fn criterion(&self, model: &VisionTransformer, batch: Batch) -> Result<ClassifierCriterion> {
-        let output = model.forward(batch.images)?;
+        let forward = |model: &VisionTransformer, images| model.forward(images);
+        let output = match &self.parallel {
+            Some(parallel) => parallel.forward(model, batch.images, forward)?,
+            None => forward(model, batch.images)?,
+        };
         let embedding = output.embedding.clone();
         let middle = output.middle_hidden_state.clone();
         let plain = output
@@ -173,15 +189,17 @@ pub struct ClassificationFamily<'a> {
     lora: LoraConfig,
     seed: u64,
     device: Device,
+    objective: ClassifierObjective,
 }
 
 impl<'a> ClassificationFamily<'a> {
-    /// The classification family on `dataset` with the settings of `config`.
+    /// The classification family on `dataset` with the settings of `config`, the model on the
+    /// primary device of `devices` and every training batch split across them.
     pub fn new(
         dataset: &'a Dataset,
         preprocess: Preprocess,
         config: &ForgetConfig,
-        device: &Device,
+        devices: &DataParallel,
     ) -> Self {
         Self {
             dataset,
@@ -191,7 +209,8 @@ impl<'a> ClassificationFamily<'a> {
             eval_margin: config.eval_margin,
             lora: config.lora.clone(),
             seed: config.seed,
-            device: device.clone(),
+            device: devices.primary().clone(),
+            objective: ClassifierObjective::split_across(devices.clone()),
         }
     }
 
@@ -229,7 +248,7 @@ impl Family for ClassificationFamily<'_> {
     }
 
     fn objective(&self) -> &ClassifierObjective {
-        &ClassifierObjective
+        &self.objective
     }
 
     fn evaluate(&self, model: &VisionTransformer, task: &Task) -> Result<Scores> {
@@ -366,8 +385,9 @@ impl Family for ClassificationFamily<'_> {
     }
 }
 
-/// Runs (or resumes) the forgetting tasks of `config` on the classifier `model` (on an autodiff
-/// device) with the method `config.method`, writing results and checkpoints under `run`.
+/// Runs (or resumes) the forgetting tasks of `config` on the classifier `model` (on the first of
+/// the autodiff `devices`, every training batch split across them) with the method
+/// `config.method`, writing results and checkpoints under `run`.
 ///
 /// # Errors
 /// A class without training or validation images, invalid settings, a failing model, file
@@ -379,11 +399,13 @@ pub fn run_forgetting(
     config: &ForgetConfig,
     preprocess: &Preprocess,
     run: &RunDir,
-    device: &Device,
+    devices: impl Into<DataParallel>,
 ) -> Result<RunState> {
     // Every class must be trainable and measurable: a class without evaluation images would
     // read as 0% (perfectly forgotten) or hide a collapse.
-    let family = ClassificationFamily::new(dataset, *preprocess, config, device);
+    let devices = devices.into();
+    devices.announce();
+    let family = ClassificationFamily::new(dataset, *preprocess, config, &devices);
     dataset.require_each_class("training", &dataset.train)?;
     let (set, split) = family.eval_set();
     if set.is_empty() {

@@ -3,7 +3,7 @@
 
 use burn::module::Module;
 use burn::optim::AdamWConfig;
-use burn::tensor::Device;
+use gs_lora_core::DataParallel;
 use gs_lora_core::lora::derive_seed;
 use gs_lora_core::loss::cross_entropy;
 use gs_lora_models::VisionTransformer;
@@ -59,9 +59,9 @@ impl Default for PretrainConfig {
     }
 }
 
-/// Trains every parameter of `model` (on an autodiff `device`) with cross-entropy on the
-/// training split; returns the model, with its adapters merged and everything frozen again, and
-/// its validation accuracy (%).
+/// Trains every parameter of `model` (on the first of the autodiff `devices`, each batch split
+/// across them) with cross-entropy on the training split; returns the model, with its adapters
+/// merged and everything frozen again, and its validation accuracy (%).
 ///
 /// # Errors
 /// A zero epoch or batch count, a model without head, or a non-finite loss.
@@ -70,9 +70,12 @@ pub fn pretrain(
     dataset: &Dataset,
     config: &PretrainConfig,
     preprocess: &Preprocess,
-    device: &Device,
+    devices: impl Into<DataParallel>,
 ) -> Result<(VisionTransformer, f64)> {
     config.validate()?;
+    let parallel = devices.into();
+    parallel.announce();
+    let device = parallel.primary();
     dataset.require_each_class("training", &dataset.train)?;
     dataset.require_validation()?;
     let optimizer = AdamWConfig::new()
@@ -101,7 +104,9 @@ pub fn pretrain(
                 Some((&config.augment, augment_seed)),
                 device,
             );
-            let logits = model.forward(batch.images)?.logits.ok_or_else(|| {
+            let output =
+                parallel.forward(model, batch.images, |model, images| model.forward(images))?;
+            let logits = output.logits.ok_or_else(|| {
                 TrainError::InvalidSetting("the model has no classifier head".into())
             })?;
             Ok(cross_entropy(logits, batch.targets)?)

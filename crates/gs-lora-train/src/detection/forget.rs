@@ -10,9 +10,9 @@ use std::path::Path;
 
 use burn::module::ParamId;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use gs_lora_core::LoraConfig;
 use gs_lora_core::lora::derive_seed;
 use gs_lora_core::loss::{Prototypes, detection_forget_loss, detection_loss};
+use gs_lora_core::{DataParallel, LoraConfig};
 use gs_lora_models::deformable::{DeformableDetr, DetrOutput};
 
 use super::augment::DetrAugment;
@@ -56,10 +56,22 @@ fn matched_embeddings(
     (embeddings, prototypes)
 }
 
-/// How a detector trains: the set criterion of (Deformable) DETR after Hungarian matching.
+/// How a detector trains: the set criterion of (Deformable) DETR after Hungarian matching, each
+/// forward pass split across the devices of `parallel` when there are several.
 #[derive(Debug, Clone, Default)]
 pub struct DetectorObjective {
     matcher: HungarianMatcher,
+    parallel: Option<DataParallel>,
+}
+
+impl DetectorObjective {
+    /// Forward passes split across the devices of `parallel` (the model on its primary).
+    pub fn split_across(parallel: DataParallel) -> Self {
+        Self {
+            parallel: Some(parallel),
+            ..Self::default()
+        }
+    }
 }
 
 /// A detector's forward pass on a batch, matched to the batch's objects.
@@ -140,7 +152,12 @@ impl Objective for DetectorObjective {
         model: &DeformableDetr,
         batch: DetectionBatch,
     ) -> Result<DetectorCriterion> {
-        let output = model.forward_masked(batch.pixels, batch.pixel_mask)?;
+        let forward = |model: &DeformableDetr, (pixels, mask)| model.forward_masked(pixels, mask);
+        let input = (batch.pixels, batch.pixel_mask);
+        let output = match &self.parallel {
+            Some(parallel) => parallel.forward(model, input, forward)?,
+            None => forward(model, input)?,
+        };
         let terms = set_criterion(&output, &batch.targets, &self.matcher)?;
         Ok(DetectorCriterion {
             output,
@@ -204,25 +221,26 @@ pub struct DetectionFamily<'a> {
 impl<'a> DetectionFamily<'a> {
     /// The detection family on `dataset` with the settings of `config`, for a model whose
     /// smallest input side is `min_side` ([`DeformableDetr::min_input_side`]: augmentation never
-    /// makes an image smaller).
+    /// makes an image smaller), the model on the primary device of `devices` and every
+    /// training batch split across them.
     pub fn new(
         dataset: &'a DetectionDataset,
         preprocess: Preprocess,
         config: &ForgetConfig,
         min_side: usize,
-        device: &Device,
+        devices: &DataParallel,
     ) -> Self {
         Self {
             dataset,
             preprocess,
-            objective: DetectorObjective::default(),
+            objective: DetectorObjective::split_across(devices.clone()),
             eval_batch_size: 2 * config.batch_size,
             lora: config.lora.clone(),
             seed: config.seed,
             augment: config
                 .augment
                 .then(|| DetrAugment::for_side(preprocess.image_size, min_side)),
-            device: device.clone(),
+            device: devices.primary().clone(),
         }
     }
 }
@@ -395,9 +413,9 @@ fn no_default_bound() -> TrainError {
     }
 }
 
-/// Runs (or resumes) the forgetting tasks of `config` on the detector `model` (on an autodiff
-/// device) with the method `config.method`, writing results (scores are COCO AP, %) and
-/// checkpoints under `run`.
+/// Runs (or resumes) the forgetting tasks of `config` on the detector `model` (on the first of
+/// the autodiff `devices`, every training batch split across them) with the method
+/// `config.method`, writing results (scores are COCO AP, %) and checkpoints under `run`.
 ///
 /// # Errors
 /// An invalid dataset or settings, a failing model, file errors, or a non-finite loss (the run
@@ -408,7 +426,7 @@ pub fn run_forgetting(
     config: &ForgetConfig,
     preprocess: &Preprocess,
     run: &RunDir,
-    device: &Device,
+    devices: impl Into<DataParallel>,
 ) -> Result<RunState> {
     dataset.validate()?;
     if config.bnd_per_sample {
@@ -417,7 +435,15 @@ pub fn run_forgetting(
     if config.bnd.is_none() {
         return Err(no_default_bound());
     }
-    let family = DetectionFamily::new(dataset, *preprocess, config, model.min_input_side(), device);
+    let devices = devices.into();
+    devices.announce();
+    let family = DetectionFamily::new(
+        dataset,
+        *preprocess,
+        config,
+        model.min_input_side(),
+        &devices,
+    );
     if let Some(prob) = config.dropout {
         model = model.with_dropout(prob)?;
     }

@@ -388,7 +388,7 @@ mod tests {
             labels: vec![0, 1, 2, 3],
         };
         let kl = |student: &VisionTransformer| {
-            let objective = ClassifierObjective;
+            let objective = ClassifierObjective::default();
             let s = objective
                 .criterion(student, batch.clone())
                 .expect("student")
@@ -404,7 +404,7 @@ mod tests {
             let student = student.unfreeze_group(burn::module::ParamGroup::from_ids(ids.clone()));
             let terms = scrub
                 .loss_of(
-                    &ClassifierObjective,
+                    &ClassifierObjective::default(),
                     (&student, &teacher),
                     group,
                     batch.clone(),

@@ -4,7 +4,7 @@
 
 use crate::common::{close, scratch, whole_run_seed};
 use burn::tensor::{Device, Tensor, TensorData};
-use gs_lora_core::{GroupLassoConfig, LoraConfig};
+use gs_lora_core::{DataParallel, GroupLassoConfig, LoraConfig};
 use gs_lora_models::deformable::{DeformableDetr, DeformableDetrConfig, DetrOutput};
 use gs_lora_models::weights::{CheckpointSource, IdentityKeys, read_tensor, write_tensors};
 use gs_lora_train::detection::DetectorObjective;
@@ -16,7 +16,7 @@ use gs_lora_train::detection::{
 use gs_lora_train::engine::Pair;
 use gs_lora_train::image::{Normalization, Preprocess};
 use gs_lora_train::method::GsLora;
-use gs_lora_train::{ForgetConfig, ForgetLabels, MethodKind, Replay, RunDir, TrainError};
+use gs_lora_train::{ForgetConfig, ForgetLabels, MethodKind, Replay, RunDir, RunState, TrainError};
 
 const PREPROCESS: Preprocess = Preprocess {
     image_size: 32,
@@ -429,6 +429,56 @@ fn forgetting_runs_are_deterministic_and_resume() {
         run_forgetting(model(), &data, &config, &PREPROCESS, &run_a, &device).expect("resume");
     assert_eq!(again.results.len(), 2);
     assert_eq!(again.curves, a.curves);
+}
+
+/// A detector's batches split over three copies of the CPU device (8 images as 3 + 3 + 2, the
+/// padding masks split alike, the Hungarian matching on the gathered queries): the loss curves
+/// the adapters' group norms and the scores of the one-device run. Catches the masks split apart
+/// from their images, queries gathered out of order (matched to another image's objects), or a
+/// shard's gradient lost.
+#[test]
+fn a_detector_split_across_devices_trains_as_on_one() {
+    let data = tiny_scenes(6);
+    let device = Device::default().autodiff();
+    let config = ForgetConfig {
+        tasks: 1,
+        epochs: 2,
+        ..forget_config(MethodKind::GsLora)
+    };
+    let run = |copies: usize| {
+        let devices = DataParallel::new(vec![device.clone(); copies]).expect("devices");
+        let dir = scratch(&format!("split-{copies}"));
+        let model = tiny_detector(&data, &device);
+        let state = run_forgetting(
+            model,
+            &data,
+            &config,
+            &PREPROCESS,
+            &RunDir::new(&dir),
+            devices,
+        )
+        .expect("run");
+        std::fs::remove_dir_all(&dir).ok();
+        state
+    };
+    let (one, three) = (run(1), run(3));
+    for (a, b) in one.curves.iter().zip(&three.curves) {
+        for (x, y) in [(a.loss, b.loss), (a.retain, b.retain), (a.forget, b.forget)] {
+            assert!((x - y).abs() <= 1e-5 * x.abs().max(1.0), "{x} vs {y}");
+        }
+    }
+    let scores = |s: &RunState| {
+        s.results
+            .iter()
+            .map(|r| (r.forget_after, r.retain_after))
+            .collect::<Vec<_>>()
+    };
+    for ((fa, ra), (fb, rb)) in scores(&one).into_iter().zip(scores(&three)) {
+        assert!(
+            (fa - fb).abs() < 1e-3 && (ra - rb).abs() < 1e-3,
+            "{fa}/{ra} vs {fb}/{rb}"
+        );
+    }
 }
 
 /// DETR's augmentation reaches the training batches: a run with it repeats exactly (its draws

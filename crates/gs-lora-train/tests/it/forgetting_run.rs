@@ -763,7 +763,7 @@ fn the_per_sample_bound_reaches_the_forgetting_term() {
         };
         let terms = GsLora::new(&settings)
             .loss_of(
-                &ClassifierObjective,
+                &ClassifierObjective::default(),
                 &model,
                 Pair {
                     retain: batch(),

@@ -6,6 +6,7 @@
 mod common;
 
 mod data_formats;
+mod data_parallel;
 mod detection;
 mod detection_forgetting;
 mod forgetting_run;

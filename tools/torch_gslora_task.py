@@ -23,24 +23,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from PIL import Image
 from transformers import Dinov2Config, Dinov2Model
 from safetensors.torch import load_file
-
-
-class LoraLinear(nn.Module):
-    def __init__(self, base: nn.Linear, r=8, alpha=1.0):
-        super().__init__()
-        self.base = base
-        self.lora_a = nn.Parameter(torch.empty(r, base.in_features))
-        self.lora_b = nn.Parameter(torch.zeros(base.out_features, r))
-        nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5))
-        self.scale = alpha / r
-
-    def forward(self, x):
-        return self.base(x) + (x @ self.lora_a.t() @ self.lora_b.t()) * self.scale
-
-    def merge(self):
-        with torch.no_grad():
-            self.base.weight += (self.lora_b @ self.lora_a) * self.scale
-            self.lora_b.zero_()
+from torch_lora import LoraLinear
 
 
 def load_images(path, classes, train, val, size):

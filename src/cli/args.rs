@@ -313,6 +313,10 @@ pub struct ForgetArgs {
     /// Replays ⌈F·n⌉ training images of every class.
     #[arg(long, value_name = "F", group = "replay")]
     pub replay_stratified: Option<f64>,
+    /// The forgetting loss trains on ⌈F·n⌉ training images of every forget class (1: all of
+    /// them) instead of the replay rule's.
+    #[arg(long, value_name = "F")]
+    pub forget_fraction: Option<f64>,
     /// Epochs per task.
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -487,6 +491,7 @@ impl ForgetArgs {
             eval_margin: self.eval_margin.unwrap_or(base.eval_margin),
             method: self.method.unwrap_or(base.method),
             replay,
+            forget_fraction: self.forget_fraction.or(base.forget_fraction),
             epochs: self.epochs.unwrap_or(base.epochs),
             min_steps: self.min_steps.unwrap_or(base.min_steps),
             batch_size: self.batch_size.unwrap_or(base.batch_size),
@@ -729,6 +734,12 @@ mod tests {
         assert_eq!(stratified.replay, Replay::Stratified(0.3));
         let group = config(&["--group-few-shot", "32"]).expect("group few-shot");
         assert_eq!(group.replay, Replay::GroupFewShot(32));
+        assert_eq!(plain.forget_fraction, None);
+        let whole = config(&["--few-shot", "4", "--forget-fraction", "1"]).expect("fraction");
+        assert_eq!(
+            (whole.replay, whole.forget_fraction),
+            (Replay::FewShot(4), Some(1.0))
+        );
         let negative = config(&["--alpha", "-1"]).expect("parsed, refused by validate");
         assert_eq!(negative.group_lasso.weight, -1.0);
         for (bad, needle) in [

@@ -40,6 +40,9 @@ pub struct EvalCommand {
 /// A split of a dataset.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Split {
+    /// The training images (every one, not only a run's replay subset): with `val`, how far
+    /// forgetting reaches beyond the images the forgetting term saw.
+    Train,
     Val,
     Test,
 }
@@ -58,6 +61,7 @@ impl EvalCommand {
         let dataset = open_dataset(&self.data, &options)?;
         info.check_data(&dataset)?;
         let (name, set) = match self.split {
+            Split::Train => ("train", &dataset.train),
             Split::Val => ("val", &dataset.val),
             Split::Test => ("test", &dataset.test),
         };

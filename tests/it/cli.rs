@@ -114,6 +114,20 @@ fn pretrain_forget_and_eval_on_an_image_folder() {
     for needle in ["all", "forgotten", "remaining", "yellow", "(2 classes)"] {
         assert!(log.contains(needle), "`{needle}` in\n{log}");
     }
+    let log = ok(&[
+        "eval",
+        "--data",
+        data,
+        "--model",
+        checkpoint.to_str().expect("utf-8"),
+        "--split",
+        "train",
+        "--val-fraction",
+        "0.25",
+    ]);
+    for needle in ["train split of", "forgotten", "remaining"] {
+        assert!(log.contains(needle), "`{needle}` in\n{log}");
+    }
 
     // The model records its split seed; data split with another would measure on images it
     // trained on, and is refused before anything runs.

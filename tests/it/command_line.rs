@@ -32,9 +32,9 @@ fn help_suggestions_environment_and_completions() {
         "a similar argument exists: '--epochs'",
     );
     fails(
-        &["eval", "--data", "d", "--model", "m", "--split", "train"],
+        &["eval", "--data", "d", "--model", "m", "--split", "all"],
         2,
-        "[possible values: val, test]",
+        "[possible values: train, val, test]",
     );
 
     let base = scratch("environment");

@@ -16,7 +16,8 @@
 use std::ops::Range;
 
 use burn::module::Module;
-use burn::tensor::{Bool, Device, Tensor};
+use burn::tensor::kind::Basic;
+use burn::tensor::{Device, Tensor};
 
 use crate::error::{CoreError, Result};
 
@@ -36,25 +37,8 @@ pub trait Batched: Sized {
     fn cat_rows(parts: Vec<Self>) -> Self;
 }
 
-impl<const D: usize> Batched for Tensor<D> {
-    fn rows(&self) -> usize {
-        self.dims()[0]
-    }
-
-    fn narrow_rows(&self, range: Range<usize>) -> Self {
-        self.clone().narrow(0, range.start, range.len())
-    }
-
-    fn moved_to(self, device: &Device) -> Self {
-        Tensor::to_device(self, device)
-    }
-
-    fn cat_rows(parts: Vec<Self>) -> Self {
-        Tensor::cat(parts, 0)
-    }
-}
-
-impl<const D: usize> Batched for Tensor<D, Bool> {
+/// A tensor of any kind (float values, boolean masks, integer labels).
+impl<const D: usize, K: Basic> Batched for Tensor<D, K> {
     fn rows(&self) -> usize {
         self.dims()[0]
     }
@@ -153,16 +137,6 @@ impl DataParallel {
     /// Every device, the primary first.
     pub fn devices(&self) -> &[Device] {
         &self.devices
-    }
-
-    /// Says on stderr how batches are split, when they are.
-    pub fn announce(&self) {
-        if self.devices.len() > 1 {
-            let count = self.devices.len();
-            eprintln!(
-                "each training batch is split across {count} devices, the model on the first"
-            );
-        }
     }
 
     /// The row ranges of a batch of `rows` rows, one per device in order: contiguous, sizes

@@ -420,8 +420,14 @@ pub struct ForgetConfig {
     pub eval_margin: bool,
     /// The forgetting method.
     pub method: MethodKind,
-    /// Replay subset of the retention loss.
+    /// Replay subset of the retention loss, and of the forgetting loss unless
+    /// `forget_fraction` is set.
     pub replay: Replay,
+    /// Share of each forget class's training images the forgetting loss trains on, rounded up
+    /// per class (`--forget-fraction`; 1: every one); `None` (the default, every preset and
+    /// earlier versions' files) draws them by `replay`, as the official code.
+    #[serde(default)]
+    pub forget_fraction: Option<f64>,
     /// Epochs per task.
     pub epochs: usize,
     /// Optimizer steps a task takes at least: each epoch takes `⌈min_steps / epochs⌉` steps
@@ -496,6 +502,7 @@ impl Default for ForgetConfig {
             eval_margin: false,
             method: MethodKind::GsLora,
             replay: Replay::Stratified(0.1),
+            forget_fraction: None,
             epochs: 10,
             min_steps: 0,
             batch_size: 32,
@@ -648,6 +655,9 @@ impl ForgetConfig {
                 return bad(self.replay.setting(), "must be at least 1, found 0".into());
             }
             _ => {}
+        }
+        if let Some(f) = self.forget_fraction.filter(|f| !(*f > 0.0 && *f <= 1.0)) {
+            return bad("forget_fraction", format!("must be in (0, 1], found {f}"));
         }
         let non_negative = [
             ("min_lr", self.min_lr),

@@ -404,7 +404,7 @@ pub fn run_forgetting(
     // Every class must be trainable and measurable: a class without evaluation images would
     // read as 0% (perfectly forgotten) or hide a collapse.
     let devices = devices.into();
-    devices.announce();
+    crate::engine::announce_split(&devices);
     let family = ClassificationFamily::new(dataset, *preprocess, config, &devices);
     dataset.require_each_class("training", &dataset.train)?;
     let (set, split) = family.eval_set();

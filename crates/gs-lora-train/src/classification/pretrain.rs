@@ -74,7 +74,7 @@ pub fn pretrain(
 ) -> Result<(VisionTransformer, f64)> {
     config.validate()?;
     let parallel = devices.into();
-    parallel.announce();
+    crate::engine::announce_split(&parallel);
     let device = parallel.primary();
     dataset.require_each_class("training", &dataset.train)?;
     dataset.require_validation()?;

@@ -436,7 +436,7 @@ pub fn run_forgetting(
         return Err(no_default_bound());
     }
     let devices = devices.into();
-    devices.announce();
+    crate::engine::announce_split(&devices);
     let family = DetectionFamily::new(
         dataset,
         *preprocess,

@@ -37,10 +37,20 @@ pub use task::{
 pub(crate) use fit::{FitSchedule, fit};
 pub(crate) use loss::scalar;
 
+use gs_lora_core::DataParallel;
+
 use crate::config::ForgetConfig;
 use crate::error::{Result, TrainError, io_error};
 use crate::io::{RunLock, remove_stale_tmp, write_json};
 use crate::report::write_reports;
+
+/// Says on stderr how training batches are split, when they are.
+pub(crate) fn announce_split(devices: &DataParallel) {
+    let count = devices.devices().len();
+    if count > 1 {
+        eprintln!("each training batch is split across {count} devices, the model on the first");
+    }
+}
 
 /// Runs (or resumes) the forgetting tasks of `config` on `model` with `method`: validates
 /// `config`, draws the schedule over the family's classes, resumes after the last finished task

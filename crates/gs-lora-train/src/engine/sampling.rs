@@ -34,7 +34,7 @@ pub fn task_seed(seed: u64, task: usize) -> u64 {
 /// the whole group (not per class), for the remaining and the forget classes alike; a
 /// stratified fraction keeps `⌈n_c·r⌉` of each class's `n_c`; few-shot keeps `k` samples of
 /// every class, and group few-shot `k · #classes` samples over the group (the official COCO
-/// draw).
+/// draw). A `forget_fraction` `f` keeps `⌈n_c·f⌉` of each forget class's samples instead.
 ///
 /// # Errors
 /// [`TrainError::Setting`] when a fraction keeps no sample of a group, or a class has fewer
@@ -44,19 +44,45 @@ pub fn task_samples(
     task: &Task,
     config: &ForgetConfig,
 ) -> Result<TaskSamples> {
-    let seed = task_seed(config.seed, task.index);
-    let draw = |classes: &[usize], group: &str, stream: u64| {
-        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, stream));
-        subset(&samples_of, classes, config.replay, &mut rng).map_err(|problem| {
-            TrainError::Setting {
-                name: config.replay.setting(),
-                problem: format!("{problem} (task {}, {group} classes)", task.index),
-            }
-        })
-    };
     Ok(Pair {
-        retain: draw(&task.retain, "remaining", 1)?,
-        forget: draw(&task.forget, "forget", 2)?,
+        retain: draw(&samples_of, task, config, Group::Retain)?,
+        forget: draw(&samples_of, task, config, Group::Forget)?,
+    })
+}
+
+/// The remaining or the forget classes of a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Group {
+    Retain,
+    Forget,
+}
+
+/// One group's training samples of `task`: the forget classes by `config.forget_fraction` when
+/// set, by the replay rule otherwise; each group from its own seeded stream.
+fn draw(
+    samples_of: impl Fn(usize) -> Vec<usize>,
+    task: &Task,
+    config: &ForgetConfig,
+    group: Group,
+) -> Result<Vec<usize>> {
+    let (classes, name, stream) = match group {
+        Group::Retain => (&task.retain, "remaining", 1),
+        Group::Forget => (&task.forget, "forget", 2),
+    };
+    let (rule, setting) = match (group, config.forget_fraction) {
+        (Group::Forget, Some(f)) => (Replay::Stratified(f), "forget_fraction"),
+        _ => (config.replay, config.replay.setting()),
+    };
+    let seed = derive_seed(task_seed(config.seed, task.index), stream);
+    subset(
+        samples_of,
+        classes,
+        rule,
+        &mut ChaCha8Rng::seed_from_u64(seed),
+    )
+    .map_err(|problem| TrainError::Setting {
+        name: setting,
+        problem: format!("{problem} (task {}, {name} classes)", task.index),
     })
 }
 
@@ -84,7 +110,7 @@ pub fn schedule_samples(
     };
     let mut stream = PythonRandom::new(i128::from(seed));
     stream.shuffle(&mut (0..num_classes).collect::<Vec<_>>())?;
-    let mut draw = |classes: &[usize], task: usize, group: &str| -> Result<Vec<usize>> {
+    let mut draw_official = |classes: &[usize], task: usize, group: &str| -> Result<Vec<usize>> {
         let mut ascending = classes.to_vec();
         ascending.sort_unstable();
         let mut picks = Vec::with_capacity(k * ascending.len());
@@ -109,8 +135,14 @@ pub fn schedule_samples(
     tasks
         .iter()
         .map(|task| {
-            let forget = draw(&task.forget, task.index, "forget")?;
-            let retain = draw(&task.retain, task.index, "remaining")?;
+            // Drawn from the official stream even when `forget_fraction` replaces it, to keep
+            // the stream in step for the remaining classes.
+            let official_forget = draw_official(&task.forget, task.index, "forget")?;
+            let retain = draw_official(&task.retain, task.index, "remaining")?;
+            let forget = match config.forget_fraction {
+                Some(_) => draw(&samples_of, task, config, Group::Forget)?,
+                None => official_forget,
+            };
             Ok(Pair { retain, forget })
         })
         .collect()
@@ -349,6 +381,41 @@ mod tests {
         let error = task_samples(images_of, &empty, &config(Replay::Stratified(0.5)))
             .expect_err("class 4 has no images");
         assert!(error.to_string().contains("replay.stratified"), "{error}");
+    }
+
+    /// A forget fraction draws the forget classes per class, `⌈n_c·f⌉` of each, whatever the
+    /// replay rule, and leaves the remaining classes' draw as it was (the same stream); `f`
+    /// outside (0, 1] is refused. Catches the replay rule still applied to the forget classes,
+    /// the fraction applied to the remaining ones, and a changed remaining draw.
+    #[test]
+    fn a_forget_fraction_draws_the_forget_classes_alone() {
+        let per_class =
+            |indices: &[usize], class: usize| indices.iter().filter(|&&i| i / 10 == class).count();
+        let task = Task {
+            forget: vec![3],
+            ..task()
+        };
+        for replay in [Replay::Fraction(0.5), Replay::FewShot(2)] {
+            let official = task_samples(images_of, &task, &config(replay)).expect("subsets");
+            let with = |f| ForgetConfig {
+                forget_fraction: Some(f),
+                ..config(replay)
+            };
+            let all = task_samples(images_of, &task, &with(1.0)).expect("subsets");
+            assert_eq!(all.retain, official.retain, "{replay:?}");
+            assert_eq!(all.forget, images_of(3), "every image of class 3");
+            let half = task_samples(images_of, &task, &with(0.3)).expect("subsets");
+            assert_eq!(per_class(&half.forget, 3), 3, "⌈8 · 0.3⌉");
+        }
+        for f in [0.0, 1.5, f64::NAN] {
+            let error = ForgetConfig {
+                forget_fraction: Some(f),
+                ..ForgetConfig::default()
+            }
+            .validate()
+            .expect_err("out of range");
+            assert!(error.to_string().contains("forget_fraction"), "{error}");
+        }
     }
 
     /// Group few-shot keeps `k · #classes` samples drawn over the whole group, so per-class

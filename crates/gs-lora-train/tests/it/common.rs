@@ -2,6 +2,10 @@
 
 use std::path::PathBuf;
 
+use gs_lora_models::vit::VitConfig;
+use gs_lora_train::classification::data::{Dataset, SyntheticShapes, SyntheticShapesConfig};
+use gs_lora_train::classification::embedded_config;
+
 /// A fresh scratch directory `gs-lora-test-PID-NAME` under the temporary directory (removed
 /// first if a previous run left it).
 pub fn scratch(name: &str) -> PathBuf {
@@ -29,4 +33,30 @@ pub fn whole_run_seed() -> u64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
+}
+
+/// The synthetic shapes at 16 px, 6 training, 2 validation and 1 test image per class, drawn
+/// with `seed`: the data of the small whole-run tests.
+pub fn tiny_shapes(seed: u64) -> Dataset {
+    SyntheticShapes::generate(&SyntheticShapesConfig {
+        image_size: 16,
+        train_per_class: 6,
+        val_per_class: 2,
+        test_per_class: 1,
+        seed,
+    })
+}
+
+/// A two-block ViT of width 16 for 16 px images and `num_classes` classes: the model of the
+/// small whole-run tests.
+pub fn tiny_vit(num_classes: usize) -> VitConfig {
+    VitConfig {
+        image_size: 16,
+        patch_size: 8,
+        hidden_size: 16,
+        depth: 2,
+        num_heads: 2,
+        mlp_hidden: 32,
+        ..embedded_config(16, num_classes)
+    }
 }

@@ -8,15 +8,13 @@ use burn::tensor::Device;
 use gs_lora_core::{DataParallel, LoraConfig};
 use gs_lora_models::VisionTransformer;
 use gs_lora_models::weights::SeededInit;
-use gs_lora_train::classification::data::{Dataset, SyntheticShapes, SyntheticShapesConfig};
-use gs_lora_train::classification::{
-    ClassifierDir, PretrainConfig, embedded_config, pretrain, run_forgetting,
-};
+use gs_lora_train::classification::data::Dataset;
+use gs_lora_train::classification::{ClassifierDir, PretrainConfig, pretrain, run_forgetting};
 use gs_lora_train::engine::path_params;
 use gs_lora_train::image::{Normalization, Preprocess};
 use gs_lora_train::{ForgetConfig, MethodKind, Replay, RunDir, TaskResult};
 
-use crate::common::scratch;
+use crate::common::{scratch, tiny_shapes, tiny_vit};
 
 const PREPROCESS: Preprocess = Preprocess {
     image_size: 16,
@@ -25,27 +23,9 @@ const PREPROCESS: Preprocess = Preprocess {
     norm: Normalization::HALF,
 };
 
-fn dataset() -> Dataset {
-    SyntheticShapes::generate(&SyntheticShapesConfig {
-        image_size: 16,
-        train_per_class: 6,
-        val_per_class: 2,
-        test_per_class: 1,
-        seed: 3,
-    })
-}
-
 /// A tiny ViT pretrained for two epochs with its batches split across `devices`.
 fn pretrained(dataset: &Dataset, devices: &DataParallel) -> VisionTransformer {
-    let config = gs_lora_models::vit::VitConfig {
-        image_size: 16,
-        patch_size: 8,
-        hidden_size: 16,
-        depth: 2,
-        num_heads: 2,
-        mlp_hidden: 32,
-        ..embedded_config(16, dataset.num_classes())
-    };
+    let config = tiny_vit(dataset.num_classes());
     let lora = LoraConfig::new().with_rank(2);
     let device = devices.primary();
     let model =
@@ -86,7 +66,7 @@ fn results(run: &Path) -> Vec<TaskResult> {
 #[test]
 fn a_run_split_across_devices_ends_where_the_one_device_run_ends() {
     let device = Device::default().autodiff();
-    let data = dataset();
+    let data = tiny_shapes(3);
     let config = ForgetConfig {
         method: MethodKind::GsLoraPlusPlus,
         tasks: 2,

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{scratch, whole_run_seed};
+use crate::common::{scratch, tiny_shapes, tiny_vit, whole_run_seed};
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use gs_lora_core::{GroupLassoConfig, LoraConfig};
 use gs_lora_models::VisionTransformer;
@@ -25,22 +25,8 @@ const PREPROCESS: Preprocess = Preprocess {
 };
 
 fn tiny_setup() -> (Dataset, VitConfig, ForgetConfig) {
-    let dataset = SyntheticShapes::generate(&SyntheticShapesConfig {
-        image_size: 16,
-        train_per_class: 6,
-        val_per_class: 2,
-        test_per_class: 1,
-        seed: 1,
-    });
-    let model = VitConfig {
-        image_size: 16,
-        patch_size: 8,
-        hidden_size: 16,
-        depth: 2,
-        num_heads: 2,
-        mlp_hidden: 32,
-        ..embedded_config(16, dataset.num_classes())
-    };
+    let dataset = tiny_shapes(1);
+    let model = tiny_vit(dataset.num_classes());
     let forget = ForgetConfig {
         tasks: 2,
         forget_per_task: 5,

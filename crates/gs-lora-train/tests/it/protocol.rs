@@ -130,8 +130,8 @@ fn numpy_random_state_matches_numpy() {
 /// class order, every task's forget and remaining picks continue CPython's stream as the
 /// official code draws them. Catches the stream restarted per task, the remaining classes drawn
 /// before the forget ones, classes taken in the order's order instead of ascending labels, and
-/// the group shuffle left out (each shifts every later pick). Other orders keep the per-task
-/// draw.
+/// the group shuffle left out (each shifts every later pick), and a forget fraction that skips
+/// the stream's forget picks. Other orders keep the per-task draw.
 #[test]
 fn the_official_few_shot_draw_is_reproduced() {
     let fixture = fixture();
@@ -168,6 +168,20 @@ fn the_official_few_shot_draw_is_reproduced() {
             numbers(&expected["retain"]),
             "task {t} remaining"
         );
+    }
+    // A forget fraction replaces the forget picks alone: the stream still draws them, so the
+    // remaining picks stay the official ones.
+    let whole_forget = ForgetConfig {
+        forget_fraction: Some(1.0),
+        ..config.clone()
+    };
+    let with_fraction =
+        schedule_samples(samples_of, &schedule.tasks, classes, &whole_forget).expect("draw");
+    for ((found, task), expected) in with_fraction.iter().zip(&schedule.tasks).zip(expected) {
+        assert_eq!(found.retain, numbers(&expected["retain"]));
+        let mut every: Vec<usize> = task.forget.iter().flat_map(|&c| samples_of(c)).collect();
+        every.sort_unstable();
+        assert_eq!(found.forget, every);
     }
     let seeded = ForgetConfig {
         class_order: ClassOrder::Seeded,

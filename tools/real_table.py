@@ -15,11 +15,13 @@ import sys
 DATASETS = {"om": "Omniglot", "fm": "Fashion-MNIST"}
 
 
-def replay_name(replay):
-    kind, value = replay["kind"], replay["value"]
-    return {"few-shot": f"{value}-shot", "stratified": f"{value:g} per class"}.get(
+def replay_name(config):
+    kind, value = config["replay"]["kind"], config["replay"]["value"]
+    name = {"few-shot": f"{value}-shot", "stratified": f"{value:g} per class"}.get(
         kind, f"{value:g} of the group (official)"
     )
+    forget = config.get("forget_fraction")
+    return name if forget is None else f"{name}, forget {forget:g} per class"
 
 
 def bound_name(config):
@@ -46,7 +48,7 @@ for results in sorted(root.glob("*/results.json")):
     key = (
         dataset,
         config["method"],
-        replay_name(config["replay"]),
+        replay_name(config),
         bound_name(config),
         f"{config['epochs']} / {config['batch_size']}",
     )

@@ -21,7 +21,9 @@ def replay_name(config):
         kind, f"{value:g} of the group (official)"
     )
     forget = config.get("forget_fraction")
-    return name if forget is None else f"{name}, forget {forget:g} per class"
+    if forget is None:
+        return name
+    return f"{name}, forget {'all' if forget == 1 else f'{forget:g} per class'}"
 
 
 def bound_name(config):

@@ -101,30 +101,21 @@ fn pretrain_forget_and_eval_on_an_image_folder() {
     );
 
     let checkpoint = Path::new(run).join("checkpoints/task-1");
-    let log = ok(&[
-        "eval",
-        "--data",
-        data,
-        "--model",
-        checkpoint.to_str().expect("utf-8"),
-        "--per-class",
-        "--val-fraction",
-        "0.25",
-    ]);
+    let eval = |extra: &[&str]| {
+        let mut args = vec!["eval", "--data", data, "--model"];
+        args.extend([
+            checkpoint.to_str().expect("utf-8"),
+            "--val-fraction",
+            "0.25",
+        ]);
+        args.extend(extra);
+        ok(&args)
+    };
+    let log = eval(&["--per-class"]);
     for needle in ["all", "forgotten", "remaining", "yellow", "(2 classes)"] {
         assert!(log.contains(needle), "`{needle}` in\n{log}");
     }
-    let log = ok(&[
-        "eval",
-        "--data",
-        data,
-        "--model",
-        checkpoint.to_str().expect("utf-8"),
-        "--split",
-        "train",
-        "--val-fraction",
-        "0.25",
-    ]);
+    let log = eval(&["--split", "train"]);
     for needle in ["train split of", "forgotten", "remaining"] {
         assert!(log.contains(needle), "`{needle}` in\n{log}");
     }

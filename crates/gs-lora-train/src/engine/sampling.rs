@@ -5,6 +5,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::method::Group;
 use super::schedule::Task;
 use crate::config::{ForgetConfig, Replay};
 use crate::error::{Result, TrainError};
@@ -48,13 +49,6 @@ pub fn task_samples(
         retain: draw(&samples_of, task, config, Group::Retain)?,
         forget: draw(&samples_of, task, config, Group::Forget)?,
     })
-}
-
-/// The remaining or the forget classes of a task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Group {
-    Retain,
-    Forget,
 }
 
 /// One group's training samples of `task`: the forget classes by `config.forget_fraction` when

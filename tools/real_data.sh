@@ -7,8 +7,9 @@
 #     validation, 16 for training; the zip has no test split), 4 tasks of 20;
 #   - Fashion-MNIST (apt install dataset-fashion-mnist): 200 training images per class, 50 test
 #     images per class, 4 tasks of 2 (a fifth task would leave nothing to retain).
-# Environment variables change it: SIZE, EPOCHS, SEEDS (default "0 1 2"), METHODS, REPLAYS,
-# DATASETS (default "om fm"), OUT (default runs/real), GS_LORA_DATA (default ../shared/data),
+# Environment variables change it: SIZE, EPOCHS, SEEDS (default "0 1 2"; set but empty: the
+# probed models only), METHODS, REPLAYS, DATASETS (default "om fm"), OUT (default runs/real),
+# GS_LORA_DATA (default ../shared/data),
 # EXTRA (more `gs-lora forget` flags, e.g. "--batch-size 4") with TAG (a run-name suffix).
 # Runs land in $OUT/<om|fm>-<method>-<full|4shot><TAG>-s<seed>/ (rerunning resumes);
 # `python3 tools/real_table.py $OUT` prints the tables.
@@ -18,7 +19,7 @@ DATA=${GS_LORA_DATA:-../shared/data}
 OUT=${OUT:-runs/real}
 SIZE=${SIZE:-112}
 EPOCHS=${EPOCHS:-10}
-SEEDS=${SEEDS:-0 1 2}
+SEEDS=${SEEDS-0 1 2}
 METHODS=${METHODS:-gs-lora gs-lora++}
 REPLAYS=${REPLAYS:-full 4shot}
 DATASETS=${DATASETS:-om fm}

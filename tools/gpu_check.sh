@@ -58,7 +58,10 @@ echo "# $(date -u +%F) $(nvidia-smi --query-gpu=name,memory.total,driver_version
 echo "# CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
 echo "# torch: $("$python" -c 'import torch; print(torch.__version__, torch.version.cuda)')"
 
-BURN_DEVICE=$backend "$bin/core_tests" 2>&1 | grep -E '^test result|FAILED|panicked' || true
+# A failing test does not stop the benchmarks; it fails the check at the end.
+tests=passed
+BURN_DEVICE=$backend "$bin/core_tests" > "$log/tests" 2>&1 || tests=failed
+grep -E '^test result|FAILED|panicked' "$log/tests" || true
 
 "$bin/bench_step" --backend "$backend" --batch "$batch" --reps "$reps" | tee "$log/rust"
 "$bin/bench_deform" --backend "$backend" --reps "$reps" | tee -a "$log/rust"
@@ -73,3 +76,4 @@ echo "| figure ($backend vs PyTorch CUDA) | gs-lora ms | PyTorch ms | ratio |"
 echo "|---|---|---|---|"
 join <(median "$log/rust") <(median "$log/torch") |
     awk '{ printf "| %s | %.1f | %.1f | %.2f× |\n", $1, $2, $3, $2 / $3 }'
+[ "$tests" = passed ] || { echo "gpu_check: the core tests failed on $backend" >&2; exit 1; }

@@ -26,6 +26,7 @@ pub mod lora;
 pub mod loss;
 mod metrics;
 mod param;
+mod select_rows;
 
 pub use adapter_group::{
     LoraGroup, LoraModel, adapter_param_ids, checked_groups, checked_groups_mut, merge_adapters,
@@ -40,3 +41,4 @@ pub use group_lasso::{
 pub use limits::Limits;
 pub use lora::{LoraConfig, LoraInit, LoraLinear};
 pub use metrics::{ClassAccuracy, TaskMetrics, h_mean};
+pub use select_rows::select_rows;

@@ -1,5 +1,5 @@
 //! Integration tests of `gs-lora-core`, one binary: LoRA layers, group sparsity, losses,
-//! metrics and the fused ops, each against hand computation or a reference fixture.
+//! metrics, the fused ops and `select_rows`, each against hand computation or a reference fixture.
 
 mod common;
 
@@ -10,3 +10,4 @@ mod group_lasso;
 mod lora_linear;
 mod losses;
 mod metrics;
+mod select_rows;

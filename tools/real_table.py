@@ -6,7 +6,8 @@ ROOT holds run directories named DATASET-… (DATASET is `om` for Omniglot, `fm`
 Fashion-MNIST); the method, replay and seed are read from each run's config.json. Unfinished
 runs are left out. Prints, per dataset, method and replay, the mean ± std over seeds of each
 task's acc_f and acc_r − acc_r before, and how many tasks meet the targets (acc_f <= 5,
-acc_r >= acc_r before - 3), then one row per run."""
+acc_r >= acc_r before - 3), then one row per run. Runs on different machines (CPU, SIMD level,
+fused ops: each task's `machine` in results.json) are grouped apart: their float orders differ."""
 import json
 import pathlib
 import statistics
@@ -32,6 +33,16 @@ def bound_name(config):
     return f"{value} {'per sample' if config.get('bnd_per_sample') else 'batch mean'}"
 
 
+def float_order(tasks):
+    machines = {json.dumps(t.get("machine"), sort_keys=True) for t in tasks}
+    if machines != {json.dumps(tasks[0].get("machine"), sort_keys=True)}:
+        return "mixed (resumed elsewhere)"
+    machine = tasks[0].get("machine")
+    if machine is None:
+        return "not recorded"
+    return f"{machine['cpu']}, {machine['simd']}, fused {'on' if machine['fused'] else 'off'}"
+
+
 def spread(values):
     mean = statistics.fmean(values)
     std = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -53,6 +64,7 @@ for results in sorted(root.glob("*/results.json")):
         replay_name(config),
         bound_name(config),
         f"{config['epochs']} / {config['batch_size']}",
+        float_order(tasks),
     )
     acc_f = [t["acc_f"] for t in tasks]
     d_r = [t["acc_r"] - t["acc_r_before"] for t in tasks]
@@ -66,10 +78,10 @@ for results in sorted(root.glob("*/results.json")):
         + f" | {met}/{len(tasks)} |"
     )
 
-print("| dataset | method | replay | bound | epochs / batch | seeds "
+print("| dataset | method | replay | bound | epochs / batch | machine | seeds "
       "| acc_f per task (mean ± std, %) | acc_r − before per task (mean ± std, points) "
       "| tasks meeting both |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for key, runs in groups.items():
     tasks = range(len(runs[0][0]))
     acc_f = " / ".join(spread([run[0][t] for run in runs]) for t in tasks)
@@ -78,7 +90,7 @@ for key, runs in groups.items():
     print(f"| {' | '.join(key)} | {len(runs)} | {acc_f} | {d_r} | "
           f"{met}/{len(runs) * len(tasks)} |")
 print()
-print("| dataset | method | replay | bound | epochs / batch | seed | acc_f before → after (%) "
-      "| acc_r before → after (%) | tasks meeting both |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| dataset | method | replay | bound | epochs / batch | machine | seed "
+      "| acc_f before → after (%) | acc_r before → after (%) | tasks meeting both |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 print("\n".join(rows))

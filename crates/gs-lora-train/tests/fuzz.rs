@@ -87,7 +87,7 @@ use gs_lora_train::classification::{ClassifierDir, ClassifierInfo};
 use gs_lora_train::detection::{CocoAnnotations, DetectorDir, DetectorInfo};
 use gs_lora_train::image::Image;
 use gs_lora_train::image::{Normalization, Preprocess};
-use gs_lora_train::report::EpochRecord;
+use gs_lora_train::report::{EpochRecord, Machine};
 use gs_lora_train::{RunDir, RunState, TaskResult};
 use rand::seq::IndexedRandom;
 use rand::{Rng, RngCore, SeedableRng};
@@ -2063,6 +2063,7 @@ fn state_json() {
         }),
         trainable_params: 1234,
         peak_rss_mib: Some(512.5),
+        machine: Some(Machine::detect(&[Device::default()])),
     };
     let record = |task: usize, epoch: usize| EpochRecord {
         task,

@@ -21,7 +21,7 @@ use super::schedule::Task;
 use crate::config::ForgetConfig;
 use crate::error::{Result, TrainError};
 use crate::progress::Progress;
-use crate::report::{EpochRecord, Scores, TaskResult};
+use crate::report::{EpochRecord, Machine, Scores, TaskResult};
 
 /// Runs `task` with `method` on `model`: its result and its epochs' mean losses.
 ///
@@ -57,6 +57,7 @@ pub(crate) fn run_task<F: Family, M: Method<F>>(
         mia,
         trainable_params,
         peak_rss_mib: memory.mib(),
+        machine: Some(Machine::detect(&model.devices())),
         ..task_result(task, before, after, groups, started)
     };
     let missing = match (after.missing, after.retain_and_missing) {
@@ -317,6 +318,7 @@ fn task_result(
         mia: None,
         trainable_params: 0,
         peak_rss_mib: None,
+        machine: None,
     }
 }
 

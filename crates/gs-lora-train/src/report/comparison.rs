@@ -345,6 +345,7 @@ mod tests {
             mia: None,
             trainable_params: 100,
             peak_rss_mib: Some(10.0),
+            machine: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! table, from the records of its finished tasks.
 
 mod comparison;
+mod machine;
 mod plots;
 mod records;
 
@@ -12,6 +13,7 @@ pub use comparison::{
     ComparisonRow, MethodRuns, Spread, comparison_csv, comparison_rows, comparison_table,
     write_comparison,
 };
+pub use machine::Machine;
 pub use records::{EpochRecord, Scores, TaskResult};
 
 use crate::error::Result;

@@ -416,6 +416,7 @@ mod tests {
             mia: None,
             trainable_params: 0,
             peak_rss_mib: None,
+            machine: None,
         }
     }
 

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Machine;
 use crate::membership::MiaEfficacy;
 
 /// A model's score (%) on the class groups of a task: top-1 accuracy for a classifier, COCO AP
@@ -77,6 +78,9 @@ pub struct TaskResult {
     /// reports it: Linux).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_rss_mib: Option<f64>,
+    /// The machine the task ran on (absent in runs made before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<Machine>,
 }
 
 /// One epoch's mean losses, a row of `curves.csv`.

@@ -100,6 +100,15 @@ fn a_run_writes_its_results_and_resumes_to_the_same_numbers() {
         assert!(run.join(file).is_file(), "{file} is written");
     }
     let results = read_results(&run);
+    // Each task names the machine that ran it: the device and whether the fused ops ran.
+    for result in &results {
+        let machine = result
+            .machine
+            .as_ref()
+            .expect("results.json records the machine");
+        assert_eq!(machine.devices, vec![format!("{device:?}")]);
+        assert_eq!(machine.fused, gs_lora_core::fused::available(&device));
+    }
     // Every checkpoint is a model directory that knows its classes and what it forgot.
     for (task, result) in results.iter().enumerate() {
         let checkpoint = ClassifierDir::new(run.join(format!("checkpoints/task-{task}")));

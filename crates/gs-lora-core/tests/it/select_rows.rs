@@ -5,53 +5,66 @@ use crate::common::*;
 use burn::tensor::{Int, Tensor, TensorData};
 use gs_lora_core::select_rows;
 
-/// Indices with one hot row, as the deformable sampling's points outside a level all read row 0.
-fn skewed_rows(n: usize, n_rows: usize) -> Vec<i64> {
-    (0..n as i64)
-        .map(|k| {
-            if k % 3 == 0 {
-                0
-            } else {
-                (k * 7919) % n_rows as i64
-            }
-        })
-        .collect()
+/// 2000 gathered rows of 8 from 40, with one hot row (every third index reads row 0, as the
+/// deformable sampling's points outside a level all read row 0), and the weights of each
+/// gathered row in the loss `Σ select_rows(values, rows) ⊙ weights`.
+struct Case {
+    values: Vec<f32>,
+    rows: Vec<i64>,
+    weights: Vec<f32>,
 }
 
-/// The output and the gradient of `Σ select_rows(values, rows) ⊙ weights` w.r.t. `values`.
-fn run(values: &[f32], rows: &[i64], weights: &[f32], width: usize) -> (Vec<f64>, Vec<f64>) {
-    let device = device().autodiff();
-    let values = Tensor::<2>::from_data(
-        TensorData::new(values.to_vec(), [values.len() / width, width]),
-        &device,
-    )
-    .require_grad();
-    let rows = Tensor::<1, Int>::from_data(TensorData::new(rows.to_vec(), [rows.len()]), &device);
-    let weights = Tensor::<2>::from_data(
-        TensorData::new(weights.to_vec(), [weights.len() / width, width]),
-        &device,
-    );
-    let output = select_rows(values.clone(), rows);
-    let grads = (output.clone() * weights).sum().backward();
-    let gradient = values.grad(&grads).expect("values has a gradient");
-    (self::values(output.inner()), self::values(gradient))
+const N_ROWS: usize = 40;
+const N: usize = 2000;
+const WIDTH: usize = 8;
+
+impl Case {
+    fn new(seed: u64) -> Self {
+        Self {
+            values: random_values(N_ROWS * WIDTH, seed),
+            rows: (0..N as i64)
+                .map(|k| {
+                    if k % 3 == 0 {
+                        0
+                    } else {
+                        (k * 7919) % N_ROWS as i64
+                    }
+                })
+                .collect(),
+            weights: random_values(N * WIDTH, seed + 1),
+        }
+    }
+
+    /// The output and the gradient of the loss w.r.t. `values`, on the test device.
+    fn run(&self) -> (Vec<f64>, Vec<f64>) {
+        let device = device().autodiff();
+        let values = Tensor::<2>::from_data(
+            TensorData::new(self.values.clone(), [N_ROWS, WIDTH]),
+            &device,
+        )
+        .require_grad();
+        let rows = Tensor::<1, Int>::from_data(TensorData::new(self.rows.clone(), [N]), &device);
+        let weights =
+            Tensor::<2>::from_data(TensorData::new(self.weights.clone(), [N, WIDTH]), &device);
+        let output = select_rows(values.clone(), rows);
+        let grads = (output.clone() * weights).sum().backward();
+        let gradient = values.grad(&grads).expect("values has a gradient");
+        (self::values(output.inner()), self::values(gradient))
+    }
 }
 
 #[test]
 fn select_rows_gathers_rows_and_sums_their_gradients() {
-    let (n_rows, n, width) = (40, 2000, 8);
-    let values = random_values(n_rows * width, 1);
-    let weights = random_values(n * width, 2);
-    let rows = skewed_rows(n, n_rows);
-    let (output, gradient) = run(&values, &rows, &weights, width);
+    let case = Case::new(1);
+    let (output, gradient) = case.run();
 
-    let mut expected_output = Vec::with_capacity(n * width);
-    let mut expected_gradient = vec![0.0f64; n_rows * width];
-    for (k, &row) in rows.iter().enumerate() {
+    let mut expected_output = Vec::with_capacity(N * WIDTH);
+    let mut expected_gradient = vec![0.0f64; N_ROWS * WIDTH];
+    for (k, &row) in case.rows.iter().enumerate() {
         let row = row as usize;
-        for d in 0..width {
-            expected_output.push(f64::from(values[row * width + d]));
-            expected_gradient[row * width + d] += f64::from(weights[k * width + d]);
+        for d in 0..WIDTH {
+            expected_output.push(f64::from(case.values[row * WIDTH + d]));
+            expected_gradient[row * WIDTH + d] += f64::from(case.weights[k * WIDTH + d]);
         }
     }
     assert_eq!(output, expected_output);
@@ -61,12 +74,9 @@ fn select_rows_gathers_rows_and_sums_their_gradients() {
 
 #[test]
 fn select_rows_gradient_is_the_same_on_every_run() {
-    let (n_rows, n, width) = (40, 2000, 8);
-    let values = random_values(n_rows * width, 3);
-    let weights = random_values(n * width, 4);
-    let rows = skewed_rows(n, n_rows);
-    let first = run(&values, &rows, &weights, width).1;
+    let case = Case::new(3);
+    let first = case.run().1;
     for _ in 0..3 {
-        assert_eq!(run(&values, &rows, &weights, width).1, first);
+        assert_eq!(case.run().1, first);
     }
 }

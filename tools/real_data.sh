@@ -8,7 +8,9 @@
 #   - Fashion-MNIST (apt install dataset-fashion-mnist): 200 training images per class, 50 test
 #     images per class, 4 tasks of 2 (a fifth task would leave nothing to retain).
 # Environment variables change it: SIZE, EPOCHS, SEEDS (default "0 1 2"; set but empty: the
-# probed models only), METHODS, REPLAYS, DATASETS (default "om fm"), OUT (default runs/real),
+# probed models only), METHODS, REPLAYS, DATASETS (default "om fm"), OMNIGLOT_TRAIN (training
+# drawings per Omniglot class, default 16; the rest of the 20 are validation: use another OUT,
+# the probed model is per OUT), OUT (default runs/real),
 # GS_LORA_DATA (default ../shared/data),
 # EXTRA (more `gs-lora forget` flags, e.g. "--batch-size 4") with TAG (a run-name suffix).
 # Runs land in $OUT/<om|fm>-<method>-<full|4shot><TAG>-s<seed>/ (rerunning resumes);
@@ -23,6 +25,7 @@ SEEDS=${SEEDS-0 1 2}
 METHODS=${METHODS:-gs-lora gs-lora++}
 REPLAYS=${REPLAYS:-full 4shot}
 DATASETS=${DATASETS:-om fm}
+OMNIGLOT_TRAIN=${OMNIGLOT_TRAIN:-16}
 EXTRA=${EXTRA:-}
 TAG=${TAG:-}
 cargo build --release --bin gs-lora
@@ -55,7 +58,7 @@ run_dataset() { # short name, data flags..., --, forgetting flags...
 
 case " $DATASETS " in *" om "*)
 run_dataset om --data "$DATA/omniglot/images_background_small1.zip" --max-classes 100 \
-    --train-per-class 16 -- --eval-split validation --tasks 4 --forget-per-task 20 ;;
+    --train-per-class "$OMNIGLOT_TRAIN" -- --eval-split validation --tasks 4 --forget-per-task 20 ;;
 esac
 case " $DATASETS " in *" fm "*)
 run_dataset fm --data /usr/share/datasets/fashion-mnist --train-per-class 200 --eval-per-class 50 \

@@ -190,7 +190,7 @@ mod planned {
 
     /// `zeros([n_rows, d]).select_assign(0, rows, grad, Add)`, summed in the plan's order.
     /// Where the backend cannot read the indices synchronously it falls back to Burn's op.
-    pub(super) fn scatter_add_rows<B: Backend>(
+    fn scatter_add_rows<B: Backend>(
         grad: FloatTensor<B>,
         rows: IntTensor<B>,
         n_rows: usize,

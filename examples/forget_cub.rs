@@ -105,7 +105,8 @@ struct Cli {
 }
 
 /// The embedded default's forgetting settings: the official protocol and hyper-parameters
-/// (replay share drawn over each group, β 0.2 / 0.25 / 0.25 / 0.2, lr 1e-2 cosine to 1e-5),
+/// (replay share drawn over the remaining classes, β 0.2 / 0.25 / 0.25 / 0.2, lr 1e-2 cosine
+/// to 1e-5) and the library's forget draw (every training image of the classes to erase),
 /// except four, each measured in docs/results.md.
 /// - The forgetting bound holds each forget sample, not the batch mean, at BND = 5: a sample
 ///   whose cross-entropy exceeds ln C (ln 60 = 4.09 here) has a true-class probability below
@@ -116,8 +117,9 @@ struct Cli {
 ///   moving the features the remaining classes share: with BND 15 on the batch mean, 2 of the
 ///   10 runs met the targets (acc_f up to 10.5%, acc_r down 4.9 points); per sample at 5, all
 ///   (docs/results.md).
-/// - Half of each group is replayed, not 10%: the embedded classes have 120 training images
-///   (10% would be 12 per class), and they are siblings that share two of three attributes.
+/// - Half of the remaining images are replayed, not 10%: the embedded classes have 120
+///   training images (10% would be 12 per class), and they are siblings that share two of
+///   three attributes.
 /// - 10 epochs per task instead of 100: the CPU budget of the main job.
 /// - The paper's sparsity warm-up, as the official few-shot and open runs use it (α = 0 for
 ///   the first epochs, then a larger α; PROTOCOL §1 E5, E7): α = 0 for 5 of the 10 epochs, then

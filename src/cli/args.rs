@@ -243,13 +243,39 @@ impl std::str::FromStr for BoundArg {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "auto" => Ok(Self::Auto),
-            number => number
-                .parse()
-                .map(Self::Value)
-                .map_err(|_| format!("expected auto or a number, found `{number}`")),
-        }
+        keyword_or_number(text, ("auto", Self::Auto), Self::Value)
+    }
+}
+
+/// `keyword`'s value if `text` is it, else `text` as a number through `value`.
+fn keyword_or_number<T>(
+    text: &str,
+    (keyword, at_keyword): (&str, T),
+    value: fn(f64) -> T,
+) -> Result<T, String> {
+    if text == keyword {
+        return Ok(at_keyword);
+    }
+    text.parse()
+        .map(value)
+        .map_err(|_| format!("expected {keyword} or a number, found `{text}`"))
+}
+
+/// `--forget-fraction`: a share of every forget class's training images, or the replay rule's
+/// draw.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ForgetFractionArg {
+    /// The forget classes drawn by the replay rule, as the official code.
+    Replay,
+    /// This share of each forget class.
+    Value(f64),
+}
+
+impl std::str::FromStr for ForgetFractionArg {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        keyword_or_number(text, ("replay", Self::Replay), Self::Value)
     }
 }
 
@@ -314,9 +340,10 @@ pub struct ForgetArgs {
     #[arg(long, value_name = "F", group = "replay")]
     pub replay_stratified: Option<f64>,
     /// The forgetting loss trains on ⌈F·n⌉ training images of every forget class (1: all of
-    /// them) instead of the replay rule's.
-    #[arg(long, value_name = "F")]
-    pub forget_fraction: Option<f64>,
+    /// them, the default), or on the replay rule's draw (`replay`: the official code's).
+    /// --few-shot and --group-few-shot draw the forget classes as the others unless it is given.
+    #[arg(long, value_name = "F|replay")]
+    pub forget_fraction: Option<ForgetFractionArg>,
     /// Epochs per task.
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -475,6 +502,13 @@ impl ForgetArgs {
             (.., Some(f)) => Replay::Stratified(f),
             _ => base.replay,
         };
+        let forget_fraction = match self.forget_fraction {
+            Some(ForgetFractionArg::Replay) => None,
+            Some(ForgetFractionArg::Value(fraction)) => Some(fraction),
+            // The few-shot setting has k images of the classes to erase too.
+            None if self.few_shot.is_some() || self.group_few_shot.is_some() => None,
+            None => base.forget_fraction,
+        };
         let bnd = match self.bnd {
             None => base.bnd,
             Some(BoundArg::Auto) => None,
@@ -491,7 +525,7 @@ impl ForgetArgs {
             eval_margin: self.eval_margin.unwrap_or(base.eval_margin),
             method: self.method.unwrap_or(base.method),
             replay,
-            forget_fraction: self.forget_fraction.or(base.forget_fraction),
+            forget_fraction,
             epochs: self.epochs.unwrap_or(base.epochs),
             min_steps: self.min_steps.unwrap_or(base.min_steps),
             batch_size: self.batch_size.unwrap_or(base.batch_size),
@@ -581,7 +615,7 @@ pub fn forget_defaults_help(defaults: &ForgetConfig) -> String {
     let d = defaults;
     format!(
         "Defaults: --seed {} --tasks {} --forget-per-task {} --missing-classes {} --method {} \
-         {replay} --epochs {} --min-steps {} --batch-size {} --rank {} --lora-alpha {} --lr {:e} \
+         {replay} --forget-fraction {} --epochs {} --min-steps {} --batch-size {} --rank {} --lora-alpha {} --lr {:e} \
          --min-lr {:e} --weight-decay {} --bnd {} --bnd-per-sample {} --beta {} --alpha {:e} \
          --alpha-warmup-epochs {}{big_alpha} --proximal {} --bnd-pro {} --pro-forget-weight {} \
          --pro-retain-weight {}",
@@ -590,6 +624,8 @@ pub fn forget_defaults_help(defaults: &ForgetConfig) -> String {
         d.forget_per_task,
         d.missing_classes,
         d.method,
+        d.forget_fraction
+            .map_or("replay".to_string(), |f| f.to_string()),
         d.epochs,
         d.min_steps,
         d.batch_size,
@@ -734,17 +770,34 @@ mod tests {
         assert_eq!(stratified.replay, Replay::Stratified(0.3));
         let group = config(&["--group-few-shot", "32"]).expect("group few-shot");
         assert_eq!(group.replay, Replay::GroupFewShot(32));
-        assert_eq!(plain.forget_fraction, None);
+        assert_eq!(plain.forget_fraction, Some(1.0));
+        let official_draw = config(&["--forget-fraction", "replay"]).expect("replay");
+        assert_eq!(official_draw.forget_fraction, None);
+        let half = config(&["--forget-fraction=0.5"]).expect("half");
+        assert_eq!(half.forget_fraction, Some(0.5));
+        for few_shot in [&["--few-shot", "4"][..], &["--group-few-shot", "4"]] {
+            let few = config(few_shot).expect("few-shot");
+            assert_eq!(
+                few.forget_fraction, None,
+                "{few_shot:?}: k forget images too"
+            );
+        }
         let whole = config(&["--few-shot", "4", "--forget-fraction", "1"]).expect("fraction");
         assert_eq!(
             (whole.replay, whole.forget_fraction),
             (Replay::FewShot(4), Some(1.0))
         );
+        let preset = config(&["--protocol", "official-face"]).expect("preset");
+        assert_eq!(preset.forget_fraction, None);
         let negative = config(&["--alpha", "-1"]).expect("parsed, refused by validate");
         assert_eq!(negative.group_lasso.weight, -1.0);
         for (bad, needle) in [
             (&["--bnd-per-sample", "yes"][..], "--bnd-per-sample"),
             (&["--bnd", "big"], "expected auto or a number, found `big`"),
+            (
+                &["--forget-fraction", "all"],
+                "expected replay or a number, found `all`",
+            ),
             (
                 &["--replay-stratified", "0.1", "--few-shot", "2"],
                 "cannot be used with",
@@ -800,6 +853,7 @@ mod tests {
             "--epochs 10 ",
             "--replay-fraction 0.5 ",
             "--bnd 5 ",
+            "--forget-fraction 1 ",
             "--rank 8 ",
         ] {
             assert!(help.contains(needle), "`{needle}` in {help}");

@@ -424,8 +424,13 @@ pub struct ForgetConfig {
     /// `forget_fraction` is set.
     pub replay: Replay,
     /// Share of each forget class's training images the forgetting loss trains on, rounded up
-    /// per class (`--forget-fraction`; 1: every one); `None` (the default, every preset and
-    /// earlier versions' files) draws them by `replay`, as the official code.
+    /// per class (`--forget-fraction`); `None` (every preset, and earlier versions' files)
+    /// draws them by `replay`, as the official code. The default is 1, every image: acc_f is
+    /// measured on images the loss never sees, and a share of them forgets those images but
+    /// not the classes (docs/results.md: 40 of 40 real-data tasks at acc_f ≤ 5% with every
+    /// image, against misses of up to 16% with 10%). The few-shot setting has `k` images of
+    /// the classes to erase too: with a few-shot `replay`, set `None` (the CLI's `--few-shot`
+    /// does unless `--forget-fraction` is given).
     #[serde(default)]
     pub forget_fraction: Option<f64>,
     /// Epochs per task.
@@ -502,7 +507,7 @@ impl Default for ForgetConfig {
             eval_margin: false,
             method: MethodKind::GsLora,
             replay: Replay::Stratified(0.1),
-            forget_fraction: None,
+            forget_fraction: Some(1.0),
             epochs: 10,
             min_steps: 0,
             batch_size: 32,
@@ -779,7 +784,8 @@ mod tests {
     }"#;
 
     /// Every flat field lands in its nested config, so a run directory of an earlier version
-    /// resumes (its settings compare equal); the nested form round-trips. Catches a flat field
+    /// resumes (its settings compare equal; without `forget_fraction`, the replay draw it ran
+    /// with); the nested form round-trips. Catches a flat field
     /// dropped or sent to the wrong place, and a nested config that does not read back.
     #[test]
     fn flat_config_files_of_earlier_versions_still_read() {
@@ -800,6 +806,7 @@ mod tests {
                 .with_forget_weight(0.02)
                 .with_retain_weight(0.1),
             eval_split: EvalSplit::Validation,
+            forget_fraction: None,
             ..ForgetConfig::default()
         };
         assert_eq!(old, expected);

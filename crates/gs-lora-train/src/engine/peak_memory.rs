@@ -35,23 +35,28 @@ impl PeakMemory {
 mod tests {
     use super::*;
 
-    /// After a 64 MiB allocation is touched, the peak is at least that much larger than at a
-    /// reset taken after it is freed (Linux only). Catches a peak that is not reset, or kiB
-    /// read as MiB.
+    /// After a 64 MiB allocation is touched, the peak is 64 MiB (not 64 GiB) larger than at a
+    /// reset taken after it is freed (Linux only). Other tests of the process allocate and free
+    /// at the same time, so one quiet try of five suffices. Catches a peak that is not reset
+    /// (never 60 below), and kiB read as MiB (a difference of 65 536).
     #[test]
     fn the_peak_is_reset_and_sees_a_touched_allocation() {
         let Some(_) = PeakMemory::start().mib() else {
             return; // not Linux, or no clear_refs
         };
-        let measured = PeakMemory::start();
-        let block = vec![1u8; 64 << 20];
-        std::hint::black_box(&block);
-        let high = measured.mib().expect("test value");
-        drop(block);
-        let fresh = PeakMemory::start().mib().expect("test value");
+        let try_once = || {
+            let measured = PeakMemory::start();
+            let block = vec![1u8; 64 << 20];
+            std::hint::black_box(&block);
+            let high = measured.mib().expect("test value");
+            drop(block);
+            let fresh = PeakMemory::start().mib().expect("test value");
+            high - fresh
+        };
+        let differences: Vec<f64> = (0..5).map(|_| try_once()).collect();
         assert!(
-            high >= fresh + 60.0,
-            "peak {high} MiB, after reset {fresh} MiB"
+            differences.iter().any(|d| (60.0..4096.0).contains(d)),
+            "peak minus the peak after a reset, MiB: {differences:?}"
         );
     }
 }

@@ -259,9 +259,11 @@ mod tests {
         }
     }
 
+    /// `replay` draws both groups: the forget classes by the replay rule too.
     fn config(replay: Replay) -> ForgetConfig {
         ForgetConfig {
             replay,
+            forget_fraction: None,
             ..ForgetConfig::default()
         }
     }

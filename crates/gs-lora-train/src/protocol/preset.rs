@@ -86,6 +86,7 @@ impl Preset {
             bnd: Some(105.0),
             bnd_per_sample: false,
             replay: Replay::Fraction(0.1),
+            forget_fraction: None,
             protocol: Some(self),
             ..ForgetConfig::default()
         };
@@ -147,6 +148,7 @@ impl Preset {
                 tasks: 7,
                 forget_per_task: 10,
                 replay: Replay::GroupFewShot(32),
+                forget_fraction: None,
                 epochs: 30,
                 batch_size: 32,
                 lr: 3e-4,
@@ -229,7 +231,8 @@ mod tests {
 
     /// Each preset against its row of PROTOCOL §1, value by value, written out here rather than
     /// derived: catches a value copied from the wrong row, a per-task list in the wrong order,
-    /// and the shared settings (seed, class order, epochs, batch, bound) not applied.
+    /// and the shared settings (seed, class order, epochs, batch, bound, the forget draw) not
+    /// applied.
     #[test]
     fn presets_follow_the_official_scripts() {
         let face = Preset::OfficialFace.config();
@@ -343,7 +346,12 @@ mod tests {
 
         for (name, preset) in PRESETS {
             assert_eq!(name.parse::<Preset>().expect("known"), preset);
-            preset.config().validate().expect("valid");
+            let config = preset.config();
+            config.validate().expect("valid");
+            assert_eq!(
+                config.forget_fraction, None,
+                "{name}: the official forget draw"
+            );
         }
         let baseline = |preset: Preset| preset.config().baseline;
         let face = baseline(Preset::OfficialFace);

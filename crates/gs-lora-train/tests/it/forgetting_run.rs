@@ -282,6 +282,7 @@ fn gs_lora_plus_plus_and_few_shot_run() {
             batch_size: 512,
             method: MethodKind::GsLoraPlusPlus,
             replay: Replay::FewShot(2),
+            forget_fraction: None,
             ..config.clone()
         };
         change(&mut config);

@@ -146,6 +146,7 @@ fn the_official_few_shot_draw_is_reproduced() {
     let config = ForgetConfig {
         class_order: ClassOrder::Python(1337),
         replay: Replay::FewShot(k),
+        forget_fraction: None,
         tasks,
         forget_per_task: per_task,
         ..ForgetConfig::default()

@@ -46,11 +46,14 @@ them again), results.json, curves.csv, accuracy.svg/.png, group_norms.svg/.png a
 RUN/checkpoints/task-N (model directories). RUN is locked while a run uses it, and may not be,
 contain or lie inside --data or --model.
 
-Two defaults differ from the official code (--protocol restores it; docs/results.md measures
-both): the forgetting bound is ln C + 1 on each forget image's cross-entropy (--bnd auto,
---bnd-per-sample on; the official code bounds the batch mean at 105, set for a CosFace head
-whose logits are scaled by 64), and replay keeps ⌈F·n⌉ training images of every class
-(--replay-stratified; --replay-fraction is the official floor(F·n) over the whole group).
+Three defaults differ from the official code (--protocol restores it; docs/results.md
+measures both): the forgetting bound is ln C + 1 on each forget image's cross-entropy (--bnd
+auto, --bnd-per-sample on; the official code bounds the batch mean at 105, set for a CosFace
+head whose logits are scaled by 64); replay keeps ⌈F·n⌉ training images of every class
+(--replay-stratified; --replay-fraction is the official floor(F·n) over the whole group); and
+the forgetting loss trains on every training image of the classes to erase (--forget-fraction
+1; the official code draws them by the replay rule: --forget-fraction replay). --few-shot K
+keeps K images of the classes to erase too.
 
 {}",
         forget_defaults_help(&ForgetConfig::default())

@@ -33,7 +33,7 @@ use gs_lora::core::{GroupLassoConfig, LoraConfig};
 use gs_lora::models::VisionTransformer;
 use gs_lora::models::weights::CheckpointFiles;
 use gs_lora::train::classification::PretrainConfig;
-use gs_lora::train::classification::data::Dataset;
+use gs_lora::train::classification::data::{Dataset, LoadOptions};
 use gs_lora::train::classification::{ClassifierDir, ClassifierInfo, run_forgetting};
 use gs_lora::train::classification::{EMBEDDED_PREPROCESS, embedded_dataset, load_or_pretrain};
 use gs_lora::train::classification::{
@@ -162,6 +162,7 @@ fn cub_model(
             preprocess: *preprocess,
             forgotten: Vec::new(),
             split_seed: dataset.split_seed,
+            val_fraction: Some(dataset.val_fraction),
         };
         cache.save(&model, &info)?;
     }
@@ -201,9 +202,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 ],
             )?;
             let preprocess = checkpoint_preprocess(&model_config, Some(cli.image_size), None)?;
-            let mut options =
-                cli.data_args
-                    .options(forget_load_options(&config, preprocess.resize_side(), 0));
+            let mut options = cli.data_args.options(forget_load_options(
+                &config,
+                LoadOptions {
+                    max_side: Some(preprocess.resize_side()),
+                    ..LoadOptions::default()
+                },
+            ));
             options.max_classes = options.max_classes.or(Some(100));
             let dataset = open_dataset(&data, &options)?;
             let lora = config.lora.clone();

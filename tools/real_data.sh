@@ -9,8 +9,9 @@
 #     images per class, 4 tasks of 2 (a fifth task would leave nothing to retain).
 # Environment variables change it: SIZE, EPOCHS, SEEDS (default "0 1 2"; set but empty: the
 # probed models only), METHODS, REPLAYS, DATASETS (default "om fm"), OMNIGLOT_TRAIN (training
-# drawings per Omniglot class, default 16; the rest of the 20 are validation: use another OUT,
-# the probed model is per OUT), OUT (default runs/real),
+# drawings per Omniglot class, default 16; the rest of the 20 are validation, through
+# --val-fraction, which the model records: use another OUT, the probed model is per OUT),
+# OUT (default runs/real),
 # GS_LORA_DATA (default ../shared/data),
 # EXTRA (more `gs-lora forget` flags, e.g. "--batch-size 4") with TAG (a run-name suffix).
 # Runs land in $OUT/<om|fm>-<method>-<full|4shot><TAG>-s<seed>/ (rerunning resumes);
@@ -58,6 +59,7 @@ run_dataset() { # short name, data flags..., --, forgetting flags...
 
 case " $DATASETS " in *" om "*)
 run_dataset om --data "$DATA/omniglot/images_background_small1.zip" --max-classes 100 \
+    --val-fraction "$(awk "BEGIN { print (20 - $OMNIGLOT_TRAIN) / 20 }")" \
     --train-per-class "$OMNIGLOT_TRAIN" -- --eval-split validation --tasks 4 --forget-per-task 20 ;;
 esac
 case " $DATASETS " in *" fm "*)

@@ -11,7 +11,7 @@ use gs_lora_core::loss::PrototypeLossConfig;
 use gs_lora_core::{DataParallel, fused};
 use gs_lora_core::{GroupLassoConfig, LoraConfig};
 use gs_lora_train::classification::data::{Dataset, LoadOptions};
-use gs_lora_train::classification::embedded_dataset;
+use gs_lora_train::classification::{ClassifierInfo, embedded_dataset};
 use gs_lora_train::protocol::{ClassOrder, PRESETS, Preset};
 use gs_lora_train::{
     BaselineConfig, EvalSplit, ForgetConfig, ForgetLabels, MethodKind, Replay, TrainError,
@@ -175,19 +175,29 @@ impl DataArgs {
     }
 }
 
-/// The data defaults of a forgetting run on a model that resizes to `max_side` and was trained
-/// on the split of `split_seed`: no validation split carved out of the training images when the
-/// run measures on the test split (it would only shrink the pool the subsets are drawn from).
-pub fn forget_load_options(config: &ForgetConfig, max_side: usize, split_seed: u64) -> LoadOptions {
+/// The data defaults of a run on the model `info` records: its image side, its split seed and
+/// its validation share.
+pub fn model_load_options(info: &ClassifierInfo) -> LoadOptions {
     let defaults = LoadOptions::default();
     LoadOptions {
-        max_side: Some(max_side),
-        seed: split_seed,
+        max_side: Some(info.preprocess.resize_side()),
+        seed: info.split_seed,
+        val_fraction: info.val_fraction.unwrap_or(defaults.val_fraction),
+        ..defaults
+    }
+}
+
+/// The data defaults of a forgetting run on a model loaded with `model` (a recorded model's:
+/// [`model_load_options`]), except that no validation split is carved out of the training
+/// images when the run measures on the test split (it would only shrink the pool the subsets
+/// are drawn from).
+pub fn forget_load_options(config: &ForgetConfig, model: LoadOptions) -> LoadOptions {
+    LoadOptions {
         val_fraction: match config.eval_split {
             EvalSplit::Test => 0.0,
-            EvalSplit::Validation => defaults.val_fraction,
+            EvalSplit::Validation => model.val_fraction,
         },
-        ..defaults
+        ..model
     }
 }
 

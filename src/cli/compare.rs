@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use super::{
-    CliError, DataArgs, DeviceArgs, ForgetArgs, forget_load_options, is_embedded, open_dataset,
+    CliError, DataArgs, DeviceArgs, ForgetArgs, forget_load_options, is_embedded,
+    model_load_options, open_dataset,
 };
 use clap::Args;
 use gs_lora_train::classification::{ClassifierDir, run_forgetting};
@@ -114,8 +115,7 @@ impl CompareCommand {
         let info = model_dir.info()?;
         let options = self.data_args.options(forget_load_options(
             &settings.forget,
-            info.preprocess.resize_side(),
-            info.split_seed,
+            model_load_options(&info),
         ));
         let dataset = open_dataset(&self.data, &options)?;
         info.check_data(&dataset)?;

@@ -6,9 +6,8 @@ use clap::{Args, ValueEnum};
 use gs_lora_core::LoraConfig;
 use gs_lora_train::classification::ClassifierDir;
 use gs_lora_train::classification::class_accuracy;
-use gs_lora_train::classification::data::LoadOptions;
 
-use super::{CliError, DataArgs, DeviceArgs, open_dataset};
+use super::{CliError, DataArgs, DeviceArgs, model_load_options, open_dataset};
 
 /// The flags of `gs-lora eval` (its help is on [`Command`](super::Command)).
 #[derive(Debug, Args)]
@@ -52,11 +51,7 @@ impl EvalCommand {
         let device = self.device.device()?;
         let model_dir = ClassifierDir::new(&self.model);
         let info = model_dir.info()?;
-        let options = self.data_args.options(LoadOptions {
-            max_side: Some(info.preprocess.resize_side()),
-            seed: info.split_seed,
-            ..LoadOptions::default()
-        });
+        let options = self.data_args.options(model_load_options(&info));
 
         let dataset = open_dataset(&self.data, &options)?;
         info.check_data(&dataset)?;

@@ -10,7 +10,7 @@ use gs_lora_train::{ForgetConfig, RunDir};
 
 use super::{
     CliError, DataArgs, DeviceArgs, ForgetArgs, forget_defaults_help, forget_load_options,
-    is_embedded, open_dataset,
+    is_embedded, model_load_options, open_dataset,
 };
 
 /// The flags of `gs-lora forget` (its help is on [`Command`](super::Command)).
@@ -73,11 +73,9 @@ impl ForgetCommand {
         let config = self.forget.config(ForgetConfig::default())?;
         config.validate()?;
         let info = model_dir.info()?;
-        let options = self.data_args.options(forget_load_options(
-            &config,
-            info.preprocess.resize_side(),
-            info.split_seed,
-        ));
+        let options = self
+            .data_args
+            .options(forget_load_options(&config, model_load_options(&info)));
 
         let dataset = open_dataset(&self.data, &options)?;
         info.check_data(&dataset)?;

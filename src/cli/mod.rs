@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 
 pub use args::{
     BoundArg, DataArgs, DeviceArgs, ForgetArgs, ForgetFractionArg, forget_defaults_help,
-    forget_load_options, is_embedded, open_dataset,
+    forget_load_options, is_embedded, model_load_options, open_dataset,
 };
 pub use run_file::overlay;
 

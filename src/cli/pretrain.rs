@@ -283,6 +283,7 @@ impl PretrainCommand {
             preprocess,
             forgotten: Vec::new(),
             split_seed: dataset.split_seed,
+            val_fraction: Some(dataset.val_fraction),
         };
         out.save_with_settings(&model, &info, &used)?;
         println!(

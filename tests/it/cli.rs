@@ -40,6 +40,7 @@ fn pretrain_forget_and_eval_on_an_image_folder() {
     .expect("json");
     assert_eq!(info["class_names"][2], "red");
     assert_eq!(info["preprocess"]["image_size"], 16);
+    assert_eq!(info["val_fraction"], 0.25);
 
     let forget = [
         "forget",
@@ -60,8 +61,7 @@ fn pretrain_forget_and_eval_on_an_image_folder() {
         // 6 images per class: the default fraction 0.1 would keep none of a forget class's.
         "--replay-fraction",
         "0.5",
-        "--val-fraction",
-        "0.25",
+        // No --val-fraction: the model's share (0.25), not the loader's default (0.2).
         "--bnd",
         "5",
         "--class-order",
@@ -101,13 +101,14 @@ fn pretrain_forget_and_eval_on_an_image_folder() {
     );
 
     let checkpoint = Path::new(run).join("checkpoints/task-1");
+    let info: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(checkpoint.join("gs_lora.json")).expect("gs_lora.json"),
+    )
+    .expect("json");
+    assert_eq!(info["val_fraction"], 0.25, "the run took the model's share");
     let eval = |extra: &[&str]| {
         let mut args = vec!["eval", "--data", data, "--model"];
-        args.extend([
-            checkpoint.to_str().expect("utf-8"),
-            "--val-fraction",
-            "0.25",
-        ]);
+        args.push(checkpoint.to_str().expect("utf-8"));
         args.extend(extra);
         ok(&args)
     };
@@ -128,6 +129,15 @@ fn pretrain_forget_and_eval_on_an_image_folder() {
         &resplit,
         1,
         "the data was split with seed 3 but the model was trained on the split of seed 0",
+    );
+    // So would a larger validation share (the extra images are ones the model trained on).
+    let mut wider = forget.to_vec();
+    wider.extend(["--val-fraction", "0.5"]);
+    fails(
+        &wider,
+        1,
+        "the data sets 0.5 of each class's training images aside for validation but the model \
+         trained on all but 0.25 of them",
     );
 
     // Bad input: clear messages, no panic.

@@ -1829,6 +1829,7 @@ fn gs_lora_json() {
             preprocess: Preprocess::new(32, 3, Normalization::IMAGENET),
             forgotten: vec![1],
             split_seed: 7,
+            val_fraction: Some(0.25),
         },
         ClassifierInfo {
             class_names: (0..10).map(|c| format!("class {c}")).collect(),
@@ -1838,6 +1839,7 @@ fn gs_lora_json() {
             },
             forgotten: vec![],
             split_seed: 0,
+            val_fraction: None,
         },
     ];
     let seeds: Vec<Input> = infos

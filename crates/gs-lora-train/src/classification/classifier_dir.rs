@@ -4,7 +4,8 @@
 //! ```text
 //! DIR/config.json        the architecture (the checkpoint's own format)
 //! DIR/model.safetensors  merged weights, no adapters
-//! DIR/gs_lora.json       class names by label, input preprocessing, classes forgotten so far
+//! DIR/gs_lora.json       class names by label, input preprocessing, classes forgotten so far,
+//!                        the split seed and validation share of the data it trained on
 //! DIR/pretrain.json      the settings `gs-lora pretrain` used (only in its output)
 //! ```
 
@@ -47,6 +48,11 @@ pub struct ClassifierInfo {
     /// default, in earlier versions' files): runs on the model load their data with it.
     #[serde(default)]
     pub split_seed: u64,
+    /// The [`Dataset::val_fraction`] of the data the model was trained on (`None` in earlier
+    /// versions' files: not checked): runs on the model set aside that share for validation
+    /// by default, and no larger one.
+    #[serde(default)]
+    pub val_fraction: Option<f64>,
 }
 
 impl ClassifierInfo {
@@ -55,21 +61,39 @@ impl ClassifierInfo {
     /// # Errors
     /// [`TrainError::InvalidSetting`] naming the field and the value.
     pub fn validate(&self) -> Result<()> {
+        if let Some(share) = self.val_fraction.filter(|s| !(0.0..1.0).contains(s)) {
+            return Err(TrainError::InvalidSetting(format!(
+                "val_fraction must be in [0, 1), found {share}"
+            )));
+        }
         validate_record(&self.class_names, &self.forgotten, &self.preprocess)
     }
 
     /// Checks that `dataset` has the model's classes, in the same order, and was split with
-    /// the model's seed (another would put images the model trained on among the validation
-    /// images, or draw another generated dataset).
+    /// the model's seed and at most its validation share (another seed or a larger share would
+    /// put images the model trained on among the validation images, or draw another generated
+    /// dataset).
     ///
     /// # Errors
-    /// [`TrainError::Data`] naming the first class that differs, or both split seeds.
+    /// [`TrainError::Data`] naming the first class that differs, both split seeds or both
+    /// validation shares.
     pub fn check_data(&self, dataset: &Dataset) -> Result<()> {
         if self.split_seed != dataset.split_seed {
             return Err(TrainError::Data(format!(
                 "the data was split with seed {} but the model was trained on the split of seed \
                  {}; load it with --split-seed {1}",
                 dataset.split_seed, self.split_seed
+            )));
+        }
+        if let Some(share) = self
+            .val_fraction
+            .filter(|&share| dataset.val_fraction > share)
+        {
+            return Err(TrainError::Data(format!(
+                "the data sets {} of each class's training images aside for validation but the \
+                 model trained on all but {share} of them, so some validation images would be \
+                 images it trained on; load it with --val-fraction {share} (or less)",
+                dataset.val_fraction
             )));
         }
         let (model, data) = (&self.class_names, &dataset.class_names);
@@ -219,5 +243,31 @@ impl ClassifierDir {
         let side = info.preprocess.image_size;
         model.check_input([1, info.preprocess.channels, side, side])?;
         Ok(model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::Normalization;
+
+    /// A recorded validation share outside [0, 1) is refused by name; none (earlier files) and
+    /// one inside are not. Catches the share left unchecked.
+    #[test]
+    fn a_validation_share_outside_the_unit_interval_is_refused() {
+        let info = |val_fraction| ClassifierInfo {
+            class_names: vec!["ant".into(), "bee".into()],
+            preprocess: Preprocess::new(16, 3, Normalization::IMAGENET),
+            forgotten: Vec::new(),
+            split_seed: 0,
+            val_fraction,
+        };
+        for share in [None, Some(0.0), Some(0.4)] {
+            info(share).validate().expect("valid");
+        }
+        for share in [1.0, -0.1, f64::NAN] {
+            let err = info(Some(share)).validate().expect_err("refused");
+            assert!(err.to_string().contains("val_fraction"), "{err}");
+        }
     }
 }

@@ -84,6 +84,7 @@ pub fn load_or_pretrain(
             preprocess: EMBEDDED_PREPROCESS,
             forgotten: Vec::new(),
             split_seed: dataset.split_seed,
+            val_fraction: Some(dataset.val_fraction),
         };
         cache.save(&model, &info)?;
     }

@@ -380,6 +380,9 @@ impl Family for ClassificationFamily<'_> {
             preprocess: self.preprocess,
             forgotten: task.old.iter().chain(&task.forget).copied().collect(),
             split_seed: self.dataset.split_seed,
+            // The run trained on every training image of its data, the model's validation
+            // images beyond this share included.
+            val_fraction: Some(self.dataset.val_fraction),
         };
         ClassifierDir::new(path).save(model, &info)
     }

@@ -10,7 +10,9 @@ use gs_lora_models::vit::VitConfig;
 use gs_lora_models::weights::SeededInit;
 use gs_lora_train::classification::data::{Dataset, SyntheticShapes, SyntheticShapesConfig};
 use gs_lora_train::classification::embedded_config;
-use gs_lora_train::classification::{Batch, ClassifierDir, ClassifierObjective, run_forgetting};
+use gs_lora_train::classification::{
+    Batch, ClassifierDir, ClassifierInfo, ClassifierObjective, run_forgetting,
+};
 use gs_lora_train::classification::{PretrainConfig, pretrain};
 use gs_lora_train::engine::Pair;
 use gs_lora_train::image::{Normalization, Preprocess};
@@ -158,6 +160,20 @@ fn a_run_writes_its_results_and_resumes_to_the_same_numbers() {
             .contains(&format!("--split-seed {}", dataset.split_seed)),
         "{err}"
     );
+    // And its validation share (the generated data's own split: 0); a larger one is refused,
+    // a smaller or equal one (a subset of its validation images) is not.
+    assert_eq!(info.val_fraction, Some(0.0));
+    let wider = Dataset {
+        val_fraction: 0.2,
+        ..dataset.clone()
+    };
+    let err = info.check_data(&wider).expect_err("a larger share");
+    assert!(err.to_string().contains("--val-fraction 0"), "{err}");
+    let narrower = ClassifierInfo {
+        val_fraction: Some(0.3),
+        ..info.clone()
+    };
+    narrower.check_data(&wider).expect("a smaller share");
     assert_eq!(results, state.results);
     let first = &results[0];
     assert_eq!(first.forget_classes.len(), 5);
@@ -514,6 +530,7 @@ fn first_classes(dataset: Dataset, classes: usize) -> Dataset {
         test: keep(dataset.test),
         skipped: Vec::new(),
         split_seed: dataset.split_seed,
+        val_fraction: dataset.val_fraction,
     }
 }
 

@@ -66,6 +66,8 @@ pub(crate) struct Chosen<L> {
     pub class_names: Vec<String>,
     pub splits: [Vec<Item<L>>; 3],
     pub split_seed: u64,
+    /// The share of training images set aside for validation (0: the source's own split).
+    pub val_fraction: f64,
 }
 
 /// Applies `options` to `listing`: keeps the first `max_classes` classes, carves a validation
@@ -131,6 +133,7 @@ pub(crate) fn choose<L: Clone>(
         class_names,
         splits,
         split_seed: options.seed,
+        val_fraction: if has_val { 0.0 } else { options.val_fraction },
     })
 }
 
@@ -181,6 +184,7 @@ pub(crate) fn assemble<L>(
         test,
         skipped,
         split_seed: chosen.split_seed,
+        val_fraction: chosen.val_fraction,
     }
 }
 

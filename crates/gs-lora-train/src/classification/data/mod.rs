@@ -71,6 +71,11 @@ pub struct Dataset {
     /// per-class caps kept ([`LoadOptions::seed`]; generated data's generation seed). A model
     /// records the one it was trained with: its validation images are unseen only under it.
     pub split_seed: u64,
+    /// Share of each class's training images set aside as validation images
+    /// ([`LoadOptions::val_fraction`]); 0 when the source has its own validation split. Under
+    /// one split seed a smaller share sets aside a subset of a larger one's images, so a model
+    /// records its share: data with a larger one would validate on images it trained on.
+    pub val_fraction: f64,
 }
 
 impl Dataset {

@@ -93,6 +93,7 @@ impl SyntheticShapes {
             test: split(2, config.test_per_class),
             skipped: Vec::new(),
             split_seed: config.seed,
+            val_fraction: 0.0,
         }
     }
 }

@@ -109,9 +109,20 @@ muts = [
   "forget: family.batch(indices.forget, &task.forget, derive_seed(step_seed, 2))?,",
   "forget: family.batch(indices.forget, &task.retain, derive_seed(step_seed, 2))?,",
   ["-p","gs-lora-train","--test","it","a_detection_task_erases"]),
- ("split seed from the run seed", "src/cli/flags.rs",
-  "        seed: split_seed,", "        seed: config.seed + split_seed,",
+ ("split seed from the run seed", "src/cli/args.rs",
+  "            EvalSplit::Validation => model.val_fraction,\n        },\n        ..model",
+  "            EvalSplit::Validation => model.val_fraction,\n        },\n        seed: model.seed + config.seed,\n        ..model",
   ["--workspace","--test","it","pretrain_forget_and_eval"]),
+ ("validation share not the model's", "src/cli/args.rs",
+  "val_fraction: info.val_fraction.unwrap_or(defaults.val_fraction),",
+  "val_fraction: defaults.val_fraction,",
+  ["--workspace","--test","it","pretrain_forget_and_eval"]),
+ ("larger validation share accepted", "crates/gs-lora-train/src/classification/classifier_dir.rs",
+  ".filter(|&share| dataset.val_fraction > share)", ".filter(|_| false)",
+  ["-p","gs-lora-train","--test","it","a_run_writes_its_results"]),
+ ("forget draw by the replay share", "crates/gs-lora-train/src/config.rs",
+  "            forget_fraction: Some(1.0),", "            forget_fraction: None,",
+  ["-p","gs-lora","--lib","cli::args"]),
 ]
 only = sys.argv[1:] 
 for name, path, old, new, test in muts:

@@ -427,7 +427,7 @@ pub struct ForgetConfig {
     /// per class (`--forget-fraction`); `None` (every preset, and earlier versions' files)
     /// draws them by `replay`, as the official code. The default is 1, every image: acc_f is
     /// measured on images the loss never sees, and a share of them forgets those images but
-    /// not the classes (docs/results.md: 40 of 40 real-data tasks at acc_f ≤ 5% with every
+    /// not the classes (docs/results.md: 51 of 52 Omniglot tasks at acc_f ≤ 5% with every
     /// image, against misses of up to 16% with 10%). The few-shot setting has `k` images of
     /// the classes to erase too: with a few-shot `replay`, set `None` (the CLI's `--few-shot`
     /// does unless `--forget-fraction` is given).

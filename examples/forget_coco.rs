@@ -88,8 +88,8 @@ struct Cli {
 }
 
 /// The embedded default's settings: two tasks of two classes, a quarter of each group's
-/// images drawn for training (the forget classes' too, as the official detection draw), β 0.2, AdamW 2e-3, 6 epochs of batch 16 + 16, the bound and α of the
-/// reference. Measured on the embedded detector (docs/results.md): at 1e-3 the second task
+/// images drawn for training (the forget classes' too, as the official detection draw), β 0.2,
+/// AdamW 2e-3, 6 epochs of batch 16 + 16, the bound and α of the reference. Measured on the embedded detector (docs/results.md): at 1e-3 the second task
 /// leaves its classes at 20.8 AP; β 0.4 instead of 0.2 costs the remaining classes 13 AP on the
 /// first task.
 fn embedded_defaults() -> ForgetConfig {

@@ -625,8 +625,8 @@ pub fn forget_defaults_help(defaults: &ForgetConfig) -> String {
     let d = defaults;
     format!(
         "Defaults: --seed {} --tasks {} --forget-per-task {} --missing-classes {} --method {} \
-         {replay} --forget-fraction {} --epochs {} --min-steps {} --batch-size {} --rank {} --lora-alpha {} --lr {:e} \
-         --min-lr {:e} --weight-decay {} --bnd {} --bnd-per-sample {} --beta {} --alpha {:e} \
+         {replay} --forget-fraction {} --epochs {} --min-steps {} --batch-size {} --rank {} \
+         --lora-alpha {} --lr {:e} --min-lr {:e} --weight-decay {} --bnd {} --bnd-per-sample {} --beta {} --alpha {:e} \
          --alpha-warmup-epochs {}{big_alpha} --proximal {} --bnd-pro {} --pro-forget-weight {} \
          --pro-retain-weight {}",
         d.seed,

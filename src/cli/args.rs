@@ -349,6 +349,10 @@ pub struct ForgetArgs {
     /// Replays ⌈F·n⌉ training images of every class.
     #[arg(long, value_name = "F", group = "replay")]
     pub replay_stratified: Option<f64>,
+    /// The stratified draws (--replay-stratified, --forget-fraction) keep at least K training
+    /// images of every class, or all it has (0: no floor; the official draws have none).
+    #[arg(long, value_name = "K")]
+    pub min_replay: Option<usize>,
     /// The forgetting loss trains on ⌈F·n⌉ training images of every forget class (1: all of
     /// them, the default), or on the replay rule's draw (`replay`: the official code's).
     /// --few-shot and --group-few-shot draw the forget classes as the others unless it is given.
@@ -535,6 +539,7 @@ impl ForgetArgs {
             eval_margin: self.eval_margin.unwrap_or(base.eval_margin),
             method: self.method.unwrap_or(base.method),
             replay,
+            min_replay: self.min_replay.unwrap_or(base.min_replay),
             forget_fraction,
             epochs: self.epochs.unwrap_or(base.epochs),
             min_steps: self.min_steps.unwrap_or(base.min_steps),
@@ -625,7 +630,7 @@ pub fn forget_defaults_help(defaults: &ForgetConfig) -> String {
     let d = defaults;
     format!(
         "Defaults: --seed {} --tasks {} --forget-per-task {} --missing-classes {} --method {} \
-         {replay} --forget-fraction {} --epochs {} --min-steps {} --batch-size {} --rank {} \
+         {replay} --min-replay {} --forget-fraction {} --epochs {} --min-steps {} --batch-size {} --rank {} \
          --lora-alpha {} --lr {:e} --min-lr {:e} --weight-decay {} --bnd {} --bnd-per-sample {} --beta {} --alpha {:e} \
          --alpha-warmup-epochs {}{big_alpha} --proximal {} --bnd-pro {} --pro-forget-weight {} \
          --pro-retain-weight {}",
@@ -634,6 +639,7 @@ pub fn forget_defaults_help(defaults: &ForgetConfig) -> String {
         d.forget_per_task,
         d.missing_classes,
         d.method,
+        d.min_replay,
         d.forget_fraction
             .map_or("replay".to_string(), |f| f.to_string()),
         d.epochs,
@@ -777,7 +783,12 @@ mod tests {
         let auto = config(&["--protocol", "official-face", "--bnd", "auto"]).expect("auto");
         assert_eq!(auto.bnd, None);
         let stratified = config(&["--replay-stratified", "0.3"]).expect("stratified");
-        assert_eq!(stratified.replay, Replay::Stratified(0.3));
+        assert_eq!(
+            (stratified.replay, stratified.min_replay),
+            (Replay::Stratified(0.3), 4)
+        );
+        let floor = config(&["--min-replay", "0"]).expect("no floor");
+        assert_eq!(floor.min_replay, 0);
         let group = config(&["--group-few-shot", "32"]).expect("group few-shot");
         assert_eq!(group.replay, Replay::GroupFewShot(32));
         assert_eq!(plain.forget_fraction, Some(1.0));
@@ -798,7 +809,7 @@ mod tests {
             (Replay::FewShot(4), Some(1.0))
         );
         let preset = config(&["--protocol", "official-face"]).expect("preset");
-        assert_eq!(preset.forget_fraction, None);
+        assert_eq!((preset.forget_fraction, preset.min_replay), (None, 0));
         let negative = config(&["--alpha", "-1"]).expect("parsed, refused by validate");
         assert_eq!(negative.group_lasso.weight, -1.0);
         for (bad, needle) in [

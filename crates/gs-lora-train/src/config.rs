@@ -359,7 +359,7 @@ pub enum Replay {
     /// uniform over the group, so with few images per class some classes get none).
     Fraction(f64),
     /// A seeded fraction of each class's training images, rounded up: `⌈f·n_c⌉`, so every
-    /// class keeps at least one (the default). The same as `Fraction` in expectation when
+    /// class keeps at least one, and at least [`ForgetConfig::min_replay`] (the default). The same as `Fraction` in expectation when
     /// classes have many images; with few, the classes `Fraction` leaves out lose their
     /// accuracy while the adapters train (docs/results.md, Omniglot).
     Stratified(f64),
@@ -423,6 +423,14 @@ pub struct ForgetConfig {
     /// Replay subset of the retention loss, and of the forgetting loss unless
     /// `forget_fraction` is set.
     pub replay: Replay,
+    /// The fewest training images of a class the stratified rule keeps (or all it has):
+    /// `max(⌈f·n_c⌉, min(min_replay, n_c))`, for `Replay::Stratified` and `forget_fraction`
+    /// (the official fraction draw and the few-shot rules draw as they do). 4 by default, the
+    /// few-shot setting's `k`: 10% of a class of 12 images is 2, too few to hold its accuracy
+    /// while its siblings are erased (docs/results.md, Omniglot); 0 in every preset and in
+    /// earlier versions' files (no floor beyond the rule's one image).
+    #[serde(default)]
+    pub min_replay: usize,
     /// Share of each forget class's training images the forgetting loss trains on, rounded up
     /// per class (`--forget-fraction`); `None` (every preset, and earlier versions' files)
     /// draws them by `replay`, as the official code. The default is 1, every image: acc_f is
@@ -507,6 +515,7 @@ impl Default for ForgetConfig {
             eval_margin: false,
             method: MethodKind::GsLora,
             replay: Replay::Stratified(0.1),
+            min_replay: 4,
             forget_fraction: Some(1.0),
             epochs: 10,
             min_steps: 0,
@@ -807,6 +816,7 @@ mod tests {
                 .with_retain_weight(0.1),
             eval_split: EvalSplit::Validation,
             forget_fraction: None,
+            min_replay: 0,
             ..ForgetConfig::default()
         };
         assert_eq!(old, expected);

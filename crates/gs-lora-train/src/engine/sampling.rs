@@ -35,7 +35,8 @@ pub fn task_seed(seed: u64, task: usize) -> u64 {
 /// the whole group (not per class), for the remaining and the forget classes alike; a
 /// stratified fraction keeps `⌈n_c·r⌉` of each class's `n_c`; few-shot keeps `k` samples of
 /// every class, and group few-shot `k · #classes` samples over the group (the official COCO
-/// draw). A `forget_fraction` `f` keeps `⌈n_c·f⌉` of each forget class's samples instead.
+/// draw). A `forget_fraction` `f` keeps `⌈n_c·f⌉` of each forget class's samples instead. The
+/// stratified rule keeps at least `min(config.min_replay, n_c)` of each class.
 ///
 /// # Errors
 /// [`TrainError::Setting`] when a fraction keeps no sample of a group, or a class has fewer
@@ -72,6 +73,7 @@ fn draw(
         samples_of,
         classes,
         rule,
+        config.min_replay,
         &mut ChaCha8Rng::seed_from_u64(seed),
     )
     .map_err(|problem| TrainError::Setting {
@@ -143,11 +145,13 @@ pub fn schedule_samples(
 }
 
 /// The samples of `classes` kept for training this task, sorted (a sample of several classes
-/// is one sample of the group); the error says why none or too few could be kept.
+/// is one sample of the group), the stratified rule at least `min_per_class` of each class;
+/// the error says why none or too few could be kept.
 fn subset(
     samples_of: impl Fn(usize) -> Vec<usize>,
     classes: &[usize],
     replay: Replay,
+    min_per_class: usize,
     rng: &mut ChaCha8Rng,
 ) -> std::result::Result<Vec<usize>, String> {
     let group = || {
@@ -174,7 +178,8 @@ fn subset(
             let mut chosen = Vec::new();
             for &class in classes {
                 let mut samples = samples_of(class);
-                let keep = (samples.len() as f64 * fraction).ceil() as usize;
+                // The floor extends the fraction's draw: its images come first, then more.
+                let keep = ((samples.len() as f64 * fraction).ceil() as usize).max(min_per_class);
                 samples.shuffle(rng);
                 chosen.extend_from_slice(&samples[..keep.min(samples.len())]);
             }
@@ -264,6 +269,7 @@ mod tests {
         ForgetConfig {
             replay,
             forget_fraction: None,
+            min_replay: 0,
             ..ForgetConfig::default()
         }
     }
@@ -377,6 +383,60 @@ mod tests {
         let error = task_samples(images_of, &empty, &config(Replay::Stratified(0.5)))
             .expect_err("class 4 has no images");
         assert!(error.to_string().contains("replay.stratified"), "{error}");
+    }
+
+    /// The floor raises the stratified rule's count to `min(min_replay, n_c)` per class and
+    /// extends its draw (the same images first); the official fraction and few-shot draws
+    /// ignore it. Catches a floor that is ignored, one applied past a class's images, a floor
+    /// drawn from another stream, and a floor that changes the official draws.
+    #[test]
+    fn the_floor_extends_the_stratified_draw() {
+        let per_class =
+            |indices: &[usize], class: usize| indices.iter().filter(|&&i| i / 10 == class).count();
+        let with_floor = |replay, floor, forget_fraction| ForgetConfig {
+            min_replay: floor,
+            forget_fraction,
+            ..config(replay)
+        };
+        let draw = |config: &ForgetConfig| task_samples(images_of, &task(), config).expect("draw");
+        for seed in 0..5 {
+            let plain = draw(&ForgetConfig {
+                seed,
+                ..config(Replay::Stratified(0.1))
+            });
+            // Classes 0..4 have 5, 6, 7, 8 and 0 images; ⌈0.1·n_c⌉ = 1 for each.
+            let floored = draw(&ForgetConfig {
+                seed,
+                ..with_floor(Replay::Stratified(0.1), 4, None)
+            });
+            assert_eq!([0, 1, 2].map(|c| per_class(&floored.retain, c)), [4, 4, 4]);
+            assert_eq!([3, 4].map(|c| per_class(&floored.forget, c)), [4, 0]);
+            for index in plain.retain.iter().chain(&plain.forget) {
+                assert!(
+                    floored.retain.contains(index) || floored.forget.contains(index),
+                    "seed {seed}: {index} of the fraction's draw is kept"
+                );
+            }
+            let past = draw(&ForgetConfig {
+                seed,
+                ..with_floor(Replay::Stratified(0.1), 6, Some(0.1))
+            });
+            assert_eq!([0, 1, 2].map(|c| per_class(&past.retain, c)), [5, 6, 6]);
+            assert_eq!(per_class(&past.forget, 3), 6, "the forget fraction's floor");
+        }
+        for replay in [Replay::Fraction(0.55), Replay::FewShot(2)] {
+            let task = Task {
+                forget: vec![3],
+                ..task()
+            };
+            let draw =
+                |config: &ForgetConfig| task_samples(images_of, &task, config).expect("draw");
+            assert_eq!(
+                draw(&with_floor(replay, 4, None)),
+                draw(&config(replay)),
+                "{replay:?}"
+            );
+        }
     }
 
     /// A forget fraction draws the forget classes per class, `⌈n_c·f⌉` of each, whatever the

@@ -86,6 +86,7 @@ impl Preset {
             bnd: Some(105.0),
             bnd_per_sample: false,
             replay: Replay::Fraction(0.1),
+            min_replay: 0,
             forget_fraction: None,
             protocol: Some(self),
             ..ForgetConfig::default()
@@ -148,6 +149,7 @@ impl Preset {
                 tasks: 7,
                 forget_per_task: 10,
                 replay: Replay::GroupFewShot(32),
+                min_replay: 0,
                 forget_fraction: None,
                 epochs: 30,
                 batch_size: 32,
@@ -349,8 +351,9 @@ mod tests {
             let config = preset.config();
             config.validate().expect("valid");
             assert_eq!(
-                config.forget_fraction, None,
-                "{name}: the official forget draw"
+                (config.forget_fraction, config.min_replay),
+                (None, 0),
+                "{name}: the official draws"
             );
         }
         let baseline = |preset: Preset| preset.config().baseline;

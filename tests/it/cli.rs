@@ -7,7 +7,8 @@ use crate::common::{fails, image_folder, ok, scratch};
 
 #[test]
 fn pretrain_forget_and_eval_on_an_image_folder() {
-    let base = scratch("run");
+    let base_scratch = scratch("run");
+    let base = base_scratch.path();
     let data = base.join("colours");
     image_folder(&data);
     let (data, model, run) = (
@@ -239,12 +240,12 @@ fn pretrain_forget_and_eval_on_an_image_folder() {
         "cannot be used with",
     );
     fails(&["bogus"], 2, "unrecognized subcommand 'bogus'");
-    std::fs::remove_dir_all(&base).ok();
 }
 
 #[test]
 fn pretrain_with_weights_trains_a_linear_probe() {
-    let base = scratch("probe");
+    let base_scratch = scratch("probe");
+    let base = base_scratch.path();
     let data = base.join("colours");
     image_folder(&data);
     let weights = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -301,7 +302,6 @@ fn pretrain_with_weights_trains_a_linear_probe() {
         model.to_str().expect("utf-8"),
     ]);
     assert!(log.contains("all"), "{log}");
-    std::fs::remove_dir_all(&base).ok();
 }
 
 /// The official protocol keeps a checkpoint's own head: here a torchvision `.pth` whose 5-way
@@ -315,7 +315,8 @@ fn pretrain_keeps_a_torchvision_head_cut_by_class_names() {
     use gs_lora::models::VisionTransformer;
     use gs_lora::models::vit::Head;
 
-    let base = scratch("keep-head");
+    let base_scratch = scratch("keep-head");
+    let base = base_scratch.path();
     let data = base.join("colours");
     image_folder(&data);
     let checkpoint = crate::common::fixture("torchvision_vit");
@@ -375,5 +376,4 @@ fn pretrain_keeps_a_torchvision_head_cut_by_class_names() {
         1,
         "\"yellow\"",
     );
-    std::fs::remove_dir_all(&base).ok();
 }

@@ -37,12 +37,13 @@ fn help_suggestions_environment_and_completions() {
         "[possible values: train, val, test]",
     );
 
-    let base = scratch("environment");
+    let base_scratch = scratch("environment");
+    let base = base_scratch.path();
     let data = base.join("colours");
     image_folder(&data);
     let eval = |env: Option<&str>, extra: &[&str]| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_gs-lora"));
-        command.args(["eval", "--data", arg(&data), "--model", arg(&base)]);
+        command.args(["eval", "--data", arg(&data), "--model", arg(base)]);
         command.args(extra).env_remove("BURN_DEVICE");
         if let Some(name) = env {
             command.env("BURN_DEVICE", name);
@@ -61,7 +62,6 @@ fn help_suggestions_environment_and_completions() {
         assert!(bash.contains(needle), "`{needle}` in the bash completions");
     }
     fails(&["completions", "tcsh"], 2, "invalid value 'tcsh'");
-    std::fs::remove_dir_all(&base).ok();
 }
 
 /// `pretrain` and `forget` record every setting they used; `--config FILE` runs with them again
@@ -69,7 +69,8 @@ fn help_suggestions_environment_and_completions() {
 /// Catches a setting missing from the record, the file ignored, and a flag losing to it.
 #[test]
 fn pretrain_and_forget_run_again_from_their_settings_files() {
-    let base = scratch("run-files");
+    let base_scratch = scratch("run-files");
+    let base = base_scratch.path();
     let data = base.join("colours");
     image_folder(&data);
     let (model, again) = (base.join("model"), base.join("model-again"));
@@ -201,5 +202,4 @@ fn pretrain_and_forget_run_again_from_their_settings_files() {
         1,
         "pretrain.json",
     );
-    std::fs::remove_dir_all(&base).ok();
 }

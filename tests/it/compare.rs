@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use safetensors::SafeTensors;
+use tempfile::TempDir;
 
 use crate::common::{arg, fails, gs_lora, image_folder, ok, scratch, text};
 
@@ -37,11 +38,11 @@ fn tensors(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 /// A scratch directory `name` with the four-class folder and a small ViT trained on it for
 /// `epochs` epochs: `(scratch, data, model)`.
-fn pretrained(name: &str, epochs: usize) -> (PathBuf, PathBuf, PathBuf) {
+fn pretrained(name: &str, epochs: usize) -> (TempDir, PathBuf, PathBuf) {
     let base = scratch(name);
-    let data = base.join("colours");
+    let data = base.path().join("colours");
     image_folder(&data);
-    let model = base.join("model");
+    let model = base.path().join("model");
     ok(&[
         "pretrain",
         "--data",
@@ -66,7 +67,8 @@ fn pretrained(name: &str, epochs: usize) -> (PathBuf, PathBuf, PathBuf) {
 /// comparison's (its gather would refuse the run or train it again).
 #[test]
 fn compare_runs_every_method_and_seed_resumes_and_repeats() {
-    let (base, data, model) = pretrained("compare", 2);
+    let (scratch_dir, data, model) = pretrained("compare", 2);
+    let base = scratch_dir.path();
     let compare = |out: &Path, extra: &[&str]| {
         let mut args = vec![
             "compare",
@@ -254,7 +256,6 @@ fn compare_runs_every_method_and_seed_resumes_and_repeats() {
         2,
         "--methods",
     );
-    std::fs::remove_dir_all(&base).ok();
 }
 
 /// Every baseline runs through `forget` end to end: the full-model ones change the body and
@@ -263,7 +264,8 @@ fn compare_runs_every_method_and_seed_resumes_and_repeats() {
 /// one missing from the command line.
 #[test]
 fn every_baseline_trains_the_body_and_keeps_the_head() {
-    let (base, data, model) = pretrained("baselines", 1);
+    let (scratch_dir, data, model) = pretrained("baselines", 1);
+    let base = scratch_dir.path();
     let pretrained = tensors(&model);
     for method in [
         "fine-tune",
@@ -359,7 +361,6 @@ fn every_baseline_trains_the_body_and_keeps_the_head() {
         );
         assert!(results[0]["trainable_params"].as_u64().expect("count") > 0);
     }
-    std::fs::remove_dir_all(&base).ok();
 }
 
 /// The anchors of EWC, the teacher of DER and SCRUB-S's teacher and running average outlive
@@ -370,7 +371,8 @@ fn every_baseline_trains_the_body_and_keeps_the_head() {
 /// restarts the running average.
 #[test]
 fn method_state_survives_a_resume() {
-    let (base, data, model) = pretrained("method-state", 1);
+    let (scratch_dir, data, model) = pretrained("method-state", 1);
+    let base = scratch_dir.path();
     for method in ["ewc", "der", "scrub-s"] {
         let forget = |out: &Path, tasks: &str| {
             ok(&[
@@ -407,7 +409,6 @@ fn method_state_survives_a_resume() {
             "{method}: the resumed run ends where the whole one does"
         );
     }
-    std::fs::remove_dir_all(&base).ok();
 }
 
 /// `--devices flex,flex` (each batch split in two on the one CPU): `pretrain` from scratch and
@@ -417,7 +418,8 @@ fn method_state_survives_a_resume() {
 /// split itself gives the one-device gradient is `gs-lora-train`'s `data_parallel` test.)
 #[test]
 fn devices_split_training_and_are_refused_where_nothing_splits() {
-    let (base, data, model) = pretrained("devices", 2);
+    let (scratch_dir, data, model) = pretrained("devices", 2);
+    let base = scratch_dir.path();
     let split_model = base.join("split-model");
     let log = ok(&[
         "pretrain",
@@ -480,5 +482,4 @@ fn devices_split_training_and_are_refused_where_nothing_splits() {
         1,
         "device `:0` is not NAME or NAME:INDEX",
     );
-    std::fs::remove_dir_all(&base).ok();
 }

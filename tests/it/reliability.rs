@@ -113,8 +113,9 @@ fn same_run(a: &Path, b: &Path) -> bool {
 // Mutation caught: `ClassifierDir::save` removing the target recursively (the old behaviour).
 #[test]
 fn pretrain_never_deletes_what_it_did_not_write() {
-    let base = scratch("rel-out");
-    let (data, model) = pretrained(&base);
+    let base_scratch = scratch("rel-out");
+    let base = base_scratch.path();
+    let (data, model) = pretrained(base);
     let precious = base.join("thesis");
     std::fs::create_dir_all(&precious).expect("dir");
     std::fs::write(precious.join("chapter1.tex"), "years of work").expect("file");
@@ -143,7 +144,7 @@ fn pretrain_never_deletes_what_it_did_not_write() {
         "years of work"
     );
     // `--out` the dataset itself, or a folder holding it: refused before training.
-    for out in [data.clone(), data.join("cls"), base.clone()] {
+    for out in [data.clone(), data.join("cls"), base.to_path_buf()] {
         let refused = pretrain(&out);
         assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
         assert!(text(&refused).contains("--data"), "{}", text(&refused));
@@ -171,7 +172,7 @@ fn pretrain_never_deletes_what_it_did_not_write() {
     // Its own model directory is replaced, leaving nothing beside it.
     let again = pretrain(&model);
     assert!(again.status.success(), "{}", text(&again));
-    let leftovers: Vec<_> = std::fs::read_dir(&base)
+    let leftovers: Vec<_> = std::fs::read_dir(base)
         .expect("base")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .filter(|name| name.starts_with('.'))
@@ -180,14 +181,14 @@ fn pretrain_never_deletes_what_it_did_not_write() {
         leftovers.is_empty(),
         "temporary folders left: {leftovers:?}"
     );
-    std::fs::remove_dir_all(&base).ok();
 }
 
 // Mutation caught: dropping `ensure_disjoint` from `forget` or `forward`.
 #[test]
 fn outputs_never_replace_inputs() {
-    let base = scratch("rel-clobber");
-    let (data, model) = pretrained(&base);
+    let base_scratch = scratch("rel-clobber");
+    let base = base_scratch.path();
+    let (data, model) = pretrained(base);
     let config_before = std::fs::read(model.join("config.json")).expect("config");
     let mut args = forget_args(&data, &model, &model, "1");
     let args: Vec<&str> = args.iter_mut().map(|a| a.as_str()).collect();
@@ -217,14 +218,14 @@ fn outputs_never_replace_inputs() {
         "--output",
     );
     assert_eq!(std::fs::read(&weights).expect("weights"), before);
-    std::fs::remove_dir_all(&base).ok();
 }
 
 // Mutation caught: `run_schedule` without `RunLock::acquire`.
 #[test]
 fn a_run_directory_is_used_by_one_process_at_a_time() {
-    let base = scratch("rel-lock");
-    let (data, model) = pretrained(&base);
+    let base_scratch = scratch("rel-lock");
+    let base = base_scratch.path();
+    let (data, model) = pretrained(base);
     let run = base.join("run");
     let mut first = spawn(&forget_args(&data, &model, &run, "200"));
     let lock = run.join(".lock");
@@ -249,7 +250,6 @@ fn a_run_directory_is_used_by_one_process_at_a_time() {
     );
     // The lock dies with its process: the run resumes.
     run_ok(&forget_args(&data, &model, &run, "1"));
-    std::fs::remove_dir_all(&base).ok();
 }
 
 /// Kills at random moments of a run (seeded) and resumes each; every resumed run must equal an
@@ -262,8 +262,9 @@ fn kill_minus_nine_anywhere_resumes_to_the_same_results() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(5);
-    let base = scratch("rel-kill");
-    let (data, model) = pretrained(&base);
+    let base_scratch = scratch("rel-kill");
+    let base = base_scratch.path();
+    let (data, model) = pretrained(base);
     let reference = base.join("reference");
     let started = Instant::now();
     run_ok(&forget_args(&data, &model, &reference, "3"));
@@ -313,15 +314,15 @@ fn kill_minus_nine_anywhere_resumes_to_the_same_results() {
     run_ok(&forget_args(&data, &model, &stale, "3"));
     assert!(!stale.join("results.tmp").exists(), "stale temporary kept");
     assert!(same_run(&reference, &stale), "reports not rebuilt");
-    std::fs::remove_dir_all(&base).ok();
 }
 
 // Mutation caught: `subset` clamping to at least one image (the old panic), or loading a
 // dataset with a class that has no readable image.
 #[test]
 fn a_class_without_readable_images_is_refused_by_name() {
-    let base = scratch("rel-unreadable");
-    let (data, model) = pretrained(&base);
+    let base_scratch = scratch("rel-unreadable");
+    let base = base_scratch.path();
+    let (data, model) = pretrained(base);
     for entry in std::fs::read_dir(data.join("green")).expect("green") {
         std::fs::write(entry.expect("file").path(), b"not a png").expect("corrupt");
     }
@@ -345,14 +346,14 @@ fn a_class_without_readable_images_is_refused_by_name() {
         assert!(message.contains("class `green`"), "{message}");
         assert!(!base.join("m2").exists());
     }
-    std::fs::remove_dir_all(&base).ok();
 }
 
 // Mutations caught: no batch check in `VisionTransformer::check_input`, no finiteness check on
 // loading, the write error reported as a parse error.
 #[test]
 fn forward_refuses_empty_non_finite_and_unwritable() {
-    let base = scratch("rel-forward");
+    let base_scratch = scratch("rel-forward");
+    let base = base_scratch.path();
     let dir = fixture("timm_token");
     let config = dir.join("config.json");
     let forward = |weights: &Path, input: &Path, output: &Path, extra: &[&str]| {
@@ -435,13 +436,13 @@ fn forward_refuses_empty_non_finite_and_unwritable() {
         "{}",
         text(&result)
     );
-    std::fs::remove_dir_all(&base).ok();
 }
 
 // Mutation caught: a safetensors entry check that names the neighbour (the parser's order).
 #[test]
 fn a_bad_data_offset_names_its_own_tensor() {
-    let base = scratch("rel-offset");
+    let base_scratch = scratch("rel-offset");
+    let base = base_scratch.path();
     let path = base.join("w.safetensors");
     write_f32(
         &path,
@@ -479,14 +480,14 @@ fn a_bad_data_offset_names_its_own_tensor() {
         1,
         "tensor `c`",
     );
-    std::fs::remove_dir_all(&base).ok();
 }
 
 // Mutations caught: missing validation of each numeric flag (the run would start training).
 #[test]
 fn numeric_settings_are_checked_before_anything_runs() {
-    let base = scratch("rel-settings");
-    let (data, model) = pretrained(&base);
+    let base_scratch = scratch("rel-settings");
+    let base = base_scratch.path();
+    let (data, model) = pretrained(base);
     let out = base.join("m2");
     for (flag, value, needle) in [
         ("--lr", "nan", "--lr"),
@@ -569,15 +570,15 @@ fn numeric_settings_are_checked_before_anything_runs() {
         "--data embedded",
     );
     assert!(!out.exists());
-    std::fs::remove_dir_all(&base).ok();
 }
 
 // Mutation caught: `ClassifierInfo::validate` not called by `ClassifierDir::info`, and the preprocessing's
 // memory check missing (an image size of 100000 allocates 120 GB per image).
 #[test]
 fn a_model_directory_is_validated_before_use() {
-    let base = scratch("rel-modeldir");
-    let (data, model) = pretrained(&base);
+    let base_scratch = scratch("rel-modeldir");
+    let base = base_scratch.path();
+    let (data, model) = pretrained(base);
     let info_path = model.join("gs_lora.json");
     let original = std::fs::read_to_string(&info_path).expect("info");
     let eval = || {
@@ -624,7 +625,6 @@ fn a_model_directory_is_validated_before_use() {
         text(&limited)
     );
     assert!(eval().status.success(), "the restored directory works");
-    std::fs::remove_dir_all(&base).ok();
 }
 
 /// Overwrites `target`'s fields with `patch`'s, recursively.
@@ -646,7 +646,8 @@ fn merge(target: &mut serde_json::Value, patch: &serde_json::Value) {
 #[cfg(unix)]
 #[test]
 fn a_symlink_loop_in_an_image_folder_is_skipped() {
-    let base = scratch("rel-loop");
+    let base_scratch = scratch("rel-loop");
+    let base = base_scratch.path();
     let data = base.join("colours");
     image_folder(&data);
     std::os::unix::fs::symlink("..", data.join("red/loop")).expect("symlink");
@@ -663,14 +664,14 @@ fn a_symlink_loop_in_an_image_folder_is_skipped() {
     ]);
     assert!(log.contains("4 classes"), "{log}");
     assert!(log.contains("loop back"), "{log}");
-    std::fs::remove_dir_all(&base).ok();
 }
 
 // Mutation caught: reading a zip entry without the size cap (`read_to_end` of the whole entry).
 #[test]
 fn an_archive_entry_over_the_file_limit_is_not_inflated() {
     use std::io::Write;
-    let base = scratch("rel-zip");
+    let base_scratch = scratch("rel-zip");
+    let base = base_scratch.path();
     let folder = base.join("colours");
     image_folder(&folder);
     let archive = base.join("colours.zip");
@@ -711,5 +712,4 @@ fn an_archive_entry_over_the_file_limit_is_not_inflated() {
         message.contains("skipped 1 unreadable") && message.contains("GS_LORA_MAX_FILE"),
         "{message}"
     );
-    std::fs::remove_dir_all(&base).ok();
 }

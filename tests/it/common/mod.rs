@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use tempfile::TempDir;
 
 pub fn gs_lora(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_gs-lora"))
@@ -63,11 +64,13 @@ pub fn image_folder(root: &Path) {
     }
 }
 
-pub fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gs-lora-cli-{name}-{}", std::process::id()));
-    std::fs::remove_dir_all(&dir).ok();
-    std::fs::create_dir_all(&dir).expect("scratch");
-    dir
+/// A fresh, empty scratch directory `gs-lora-cli-NAME-…` under the temporary directory,
+/// removed with everything in it when the value is dropped.
+pub fn scratch(name: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("gs-lora-cli-{name}-"))
+        .tempdir()
+        .expect("scratch directory")
 }
 
 /// A committed model fixture of `gs-lora-models` (config, weights, input, reference output).

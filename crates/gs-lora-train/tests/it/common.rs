@@ -1,17 +1,50 @@
 //! Helpers shared by the integration tests.
 
-use std::path::PathBuf;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+
+use tempfile::TempDir;
 
 use gs_lora_models::vit::VitConfig;
 use gs_lora_train::classification::data::{Dataset, SyntheticShapes, SyntheticShapesConfig};
 use gs_lora_train::classification::embedded_config;
 
-/// A fresh scratch directory `gs-lora-test-PID-NAME` under the temporary directory (removed
-/// first if a previous run left it).
-pub fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gs-lora-test-{}-{name}", std::process::id()));
-    std::fs::remove_dir_all(&dir).ok();
-    dir
+/// A path that does not exist yet, `gs-lora-test-NAME-…/NAME` under the temporary directory;
+/// its fresh parent is removed with everything in it when the value is dropped (bind it to a
+/// variable that lives as long as the test uses the path).
+pub struct Scratch {
+    _root: TempDir,
+    path: PathBuf,
+}
+
+impl Deref for Scratch {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl From<&Scratch> for PathBuf {
+    fn from(scratch: &Scratch) -> Self {
+        scratch.path.clone()
+    }
+}
+
+/// A fresh [`Scratch`] path named `name`.
+pub fn scratch(name: &str) -> Scratch {
+    let root = tempfile::Builder::new()
+        .prefix(&format!("gs-lora-test-{name}-"))
+        .tempdir()
+        .expect("scratch directory");
+    let path = root.path().join(name);
+    Scratch { _root: root, path }
 }
 
 /// Asserts `|found − expected| ≤ tolerance`.

@@ -276,7 +276,8 @@ fn detector_training_moves_weights_but_not_batch_norm_statistics() {
     assert_eq!(stats(&trained), stats_before);
     assert_ne!(weight(&trained), weight_before);
 
-    let dir = DetectorDir::new(scratch("detector"));
+    let dir_path = scratch("detector");
+    let dir = DetectorDir::new(&dir_path);
     let info = DetectorInfo {
         config: config.clone(),
         class_names: data.class_names.clone(),
@@ -317,7 +318,8 @@ fn detectors_saved_with_the_old_query_keys_still_load() {
     };
     for (name, config) in [("old-keys", plain), ("old-keys-2", two_stage)] {
         let model = DeformableDetr::init(&config, &LoraConfig::new(), 3, &device).expect("model");
-        let dir = DetectorDir::new(scratch(name));
+        let dir_path = scratch(name);
+        let dir = DetectorDir::new(&dir_path);
         let info = DetectorInfo {
             config: config.clone(),
             class_names: data.class_names.clone(),
@@ -449,7 +451,8 @@ fn a_detector_split_across_devices_trains_as_on_one() {
         let devices = DataParallel::new(vec![device.clone(); copies]).expect("devices");
         let dir = scratch(&format!("split-{copies}"));
         let model = tiny_detector(&data, &device);
-        let state = run_forgetting(
+
+        run_forgetting(
             model,
             &data,
             &config,
@@ -457,9 +460,7 @@ fn a_detector_split_across_devices_trains_as_on_one() {
             &RunDir::new(&dir),
             devices,
         )
-        .expect("run");
-        std::fs::remove_dir_all(&dir).ok();
-        state
+        .expect("run")
     };
     let (one, three) = (run(1), run(3));
     for (a, b) in one.curves.iter().zip(&three.curves) {
@@ -505,7 +506,6 @@ fn detr_augmentation_reaches_training_and_repeats() {
             &device,
         )
         .expect("run");
-        std::fs::remove_dir_all(&dir).ok();
         state.curves
     };
     let augmented = curves(true, "augment-a");
@@ -537,7 +537,7 @@ fn gs_lora_plus_plus_adds_the_prototype_term() {
             &data,
             config,
             &PREPROCESS,
-            &RunDir::new(scratch(name)),
+            &RunDir::new(&scratch(name)),
             &device,
         )
         .expect("run");
@@ -566,7 +566,7 @@ fn gs_lora_plus_plus_adds_the_prototype_term() {
         &data,
         &bad,
         &PREPROCESS,
-        &RunDir::new(scratch("bad")),
+        &RunDir::new(&scratch("bad")),
         &device,
     )
     .expect_err("8 classes cannot lose 8");
@@ -719,7 +719,6 @@ fn a_detection_task_erases_its_classes_and_keeps_the_others() {
         &device,
     )
     .expect("run");
-    std::fs::remove_dir_all(&dir).ok();
     let r = &state.results[0];
     eprintln!(
         "seed {seed}: AP_f {:.1} → {:.1}, AP_r {:.1} → {:.1}",
@@ -750,7 +749,8 @@ fn full_model_baselines_train_a_detector_but_not_its_heads() {
     let data = tiny_scenes(6);
     let device = Device::default().autodiff();
     let model = tiny_detector(&data, &device);
-    let start = DetectorDir::new(scratch("baseline-start"));
+    let start_path = scratch("baseline-start");
+    let start = DetectorDir::new(&start_path);
     let info = DetectorInfo {
         config: model.config.clone(),
         class_names: data.class_names.clone(),
@@ -812,7 +812,8 @@ fn full_model_baselines_train_a_detector_but_not_its_heads() {
             tasks: 1,
             ..forget_config(method)
         };
-        let run = RunDir::new(scratch(&format!("baseline-{method}")));
+        let run_path = scratch(&format!("baseline-{method}"));
+        let run = RunDir::new(&run_path);
         run_forgetting(model.clone(), &data, &config, &PREPROCESS, &run, &device).expect("run");
         let after = tensors(&DetectorDir::new(run.checkpoint(0)));
         let changed: Vec<&str> = before
@@ -835,7 +836,8 @@ fn full_model_baselines_train_a_detector_but_not_its_heads() {
         ..forget_config(MethodKind::L2)
     };
     config.baseline.forget_labels = ForgetLabels::Unused;
-    let run = RunDir::new(scratch("baseline-unused"));
+    let run_path = scratch("baseline-unused");
+    let run = RunDir::new(&run_path);
     let err = run_forgetting(model.clone(), &data, &config, &PREPROCESS, &run, &device)
         .expect_err("refused")
         .to_string();
@@ -844,7 +846,8 @@ fn full_model_baselines_train_a_detector_but_not_its_heads() {
         tasks: 1,
         ..forget_config(MethodKind::Lirf)
     };
-    let run = RunDir::new(scratch("baseline-lirf"));
+    let run_path = scratch("baseline-lirf");
+    let run = RunDir::new(&run_path);
     let err = run_forgetting(model, &data, &config, &PREPROCESS, &run, &device)
         .expect_err("refused")
         .to_string();

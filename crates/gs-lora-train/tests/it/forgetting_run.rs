@@ -244,7 +244,6 @@ fn a_run_writes_its_results_and_resumes_to_the_same_numbers() {
     )
     .expect("resume");
     assert_eq!(strip(resumed.results), strip(results));
-    std::fs::remove_dir_all(&base).ok();
 }
 
 /// Rewrites a run's `config.json` in the flat form of earlier versions (`rank`, `alpha`,
@@ -331,7 +330,6 @@ fn gs_lora_plus_plus_and_few_shot_run() {
     );
     assert_eq!(off, 0.0, "KL_f above the bound: no forget term");
     assert!(with_retain > once, "w_r·KL_r adds: {with_retain} vs {once}");
-    std::fs::remove_dir_all(&base).ok();
 }
 
 #[test]
@@ -373,7 +371,6 @@ fn a_non_finite_loss_stops_the_task_and_keeps_the_last_checkpoint() {
     assert_eq!(state.results.len(), 1, "task 0 stays finished");
     assert!(ClassifierDir::new(run.join("checkpoints/task-0")).exists());
     assert!(!run.join("checkpoints/task-1").exists());
-    std::fs::remove_dir_all(&base).ok();
 }
 
 /// Accuracies are measured on the test split by default (the official protocol) and on the
@@ -451,7 +448,6 @@ fn accuracies_are_measured_on_the_test_split_unless_asked_otherwise() {
     dataset.test.labels = keep.iter().map(|&i| dataset.test.labels[i]).collect();
     let err = forget(&dataset, &config, "missing").expect_err("class 0 has no test image");
     assert!(err.to_string().contains("no test image"), "{err}");
-    std::fs::remove_dir_all(&base).ok();
 }
 
 /// `class_accuracy` with the margin scores a CosFace head as the official evaluation does: an
@@ -637,7 +633,6 @@ fn a_task_erases_its_classes_and_keeps_the_others() {
             && r.group_norms.iter().any(|&n| n > 0.0),
         "some blocks exactly zero, not all: {r:?}"
     );
-    std::fs::remove_dir_all(&base).ok();
 }
 
 /// The missing-class setting (PROTOCOL §0.2, open continual): the first classes of the order
@@ -713,7 +708,6 @@ fn the_missing_class_setting_measures_classes_it_never_trains_on() {
     )
     .expect_err("no remaining class");
     assert!(err.to_string().contains("50 missing classes"), "{err}");
-    std::fs::remove_dir_all(&base).ok();
 }
 
 /// `bnd_per_sample` reaches the step's forgetting term: `(1/B) Σ_b relu(BND − CE_b)` of the
@@ -836,5 +830,4 @@ fn the_gradient_clip_reaches_the_step() {
             "initial {initial}, free {free}, clipped {clipped}"
         );
     }
-    std::fs::remove_dir_all(&base).ok();
 }

@@ -21,6 +21,9 @@ def replay_name(config):
     name = {"few-shot": f"{value}-shot", "stratified": f"{value:g} per class"}.get(
         kind, f"{value:g} of the group (official)"
     )
+    floor = config.get("min_replay", 0)
+    if kind == "stratified" and floor > 1:
+        name += f", at least {floor}"
     forget = config.get("forget_fraction")
     if forget is None:
         return name

@@ -346,7 +346,7 @@ pub struct ForgetArgs {
     /// leave classes with few images out of the retention loss).
     #[arg(long, value_name = "F", group = "replay")]
     pub replay_fraction: Option<f64>,
-    /// Replays ⌈F·n⌉ training images of every class.
+    /// Replays ⌈F·n⌉ training images of every class, at least --min-replay.
     #[arg(long, value_name = "F", group = "replay")]
     pub replay_stratified: Option<f64>,
     /// The stratified draws (--replay-stratified, --forget-fraction) keep at least K training

@@ -359,9 +359,10 @@ pub enum Replay {
     /// uniform over the group, so with few images per class some classes get none).
     Fraction(f64),
     /// A seeded fraction of each class's training images, rounded up: `⌈f·n_c⌉`, so every
-    /// class keeps at least one, and at least [`ForgetConfig::min_replay`] (the default). The same as `Fraction` in expectation when
-    /// classes have many images; with few, the classes `Fraction` leaves out lose their
-    /// accuracy while the adapters train (docs/results.md, Omniglot).
+    /// class keeps at least one, and at least [`ForgetConfig::min_replay`] (the default). The
+    /// same as `Fraction` in expectation when classes have many images; with few, the classes
+    /// `Fraction` leaves out lose their accuracy while the adapters train (docs/results.md,
+    /// Omniglot).
     Stratified(f64),
     /// `k` training images per class (few-shot).
     FewShot(usize),

@@ -24,6 +24,11 @@ pub struct EvalCommand {
     /// Every class's accuracy too.
     #[arg(long)]
     per_class: bool,
+    /// Where the misclassified images went: for a forgetting checkpoint, how many of the
+    /// remaining classes' images are taken for a forgotten class and how many for another
+    /// remaining one; then one line per (class, predicted class) pair, most images first.
+    #[arg(long)]
+    mistakes: bool,
     /// Images per forward pass.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
@@ -95,6 +100,22 @@ impl EvalCommand {
         if self.per_class {
             for (class, name) in dataset.class_names.iter().enumerate() {
                 show(name, &[class]);
+            }
+        }
+        if self.mistakes {
+            if !info.forgotten.is_empty() {
+                let remaining_images = accuracy.images(&remaining);
+                println!(
+                    "remaining images: {remaining_images}, {} taken for a forgotten class, {} for \
+                     another remaining class",
+                    accuracy.predicted_as(&remaining, &info.forgotten),
+                    accuracy.predicted_as(&remaining, &remaining) - accuracy.correct(&remaining),
+                );
+            }
+            let name = |class: usize| dataset.class_names[class].as_str();
+            println!("images  class -> predicted");
+            for (class, predicted, images) in accuracy.mistakes() {
+                println!("{images:6}  {} -> {}", name(class), name(predicted));
             }
         }
         Ok(())

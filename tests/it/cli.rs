@@ -117,6 +117,34 @@ fn pretrain_forget_and_eval_on_an_image_folder() {
     for needle in ["all", "forgotten", "remaining", "yellow", "(2 classes)"] {
         assert!(log.contains(needle), "`{needle}` in\n{log}");
     }
+    // Where the remaining classes' images went adds up to their accuracy, and the pair lines
+    // hold at least those mistakes.
+    let log = eval(&["--mistakes"]);
+    let number = |text: &str| text.trim().parse::<f64>().expect("a number");
+    let line = |prefix: &str| {
+        log.lines()
+            .find_map(|line| line.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("`{prefix}` in\n{log}"))
+    };
+    let acc_r = number(line("remaining").split('%').next().expect("percent"));
+    let counts: Vec<f64> = line("remaining images: ")
+        .split(',')
+        .map(|part| number(part.split_whitespace().next().expect("count")))
+        .collect();
+    let [images, to_forgotten, to_remaining] = counts[..] else {
+        panic!("three counts in\n{log}")
+    };
+    assert!(
+        (100.0 * (images - to_forgotten - to_remaining) / images - acc_r).abs() < 0.01,
+        "{log}"
+    );
+    let pairs: f64 = log
+        .lines()
+        .skip_while(|line| !line.starts_with("images  class -> predicted"))
+        .skip(1)
+        .map_while(|line| line.split_whitespace().next()?.parse::<f64>().ok())
+        .sum();
+    assert!(pairs >= to_forgotten + to_remaining, "{log}");
     let log = eval(&["--split", "train"]);
     for needle in ["train split of", "forgotten", "remaining"] {
         assert!(log.contains(needle), "`{needle}` in\n{log}");

@@ -1,14 +1,20 @@
 //! Continual-forgetting metrics: accuracy per class set and the harmonic mean `H`.
 
+use std::collections::BTreeMap;
+
 use burn::tensor::Tensor;
 
 use crate::error::{CoreError, Result, read_values};
 
-/// Per-class correct/total counts, from which the accuracy over any set of classes follows.
+/// Per-class correct/total counts, from which the accuracy over any set of classes follows,
+/// and where each class's misclassified images went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClassAccuracy {
     correct: Vec<u64>,
     total: Vec<u64>,
+    /// `(true class, predicted class)` → images, mistakes only: at most one entry per image
+    /// counted, however many classes there are.
+    mistakes: BTreeMap<(usize, usize), u64>,
 }
 
 impl ClassAccuracy {
@@ -17,6 +23,7 @@ impl ClassAccuracy {
         Self {
             correct: vec![0; num_classes],
             total: vec![0; num_classes],
+            mistakes: BTreeMap::new(),
         }
     }
 
@@ -29,7 +36,7 @@ impl ClassAccuracy {
     ///
     /// # Errors
     /// [`CoreError::ShapeMismatch`] when the lengths differ, [`CoreError::LabelOutOfRange`] for a
-    /// label outside `0..num_classes`.
+    /// label or prediction outside `0..num_classes`.
     pub fn update(&mut self, predictions: &[usize], labels: &[usize]) -> Result<()> {
         if predictions.len() != labels.len() {
             return Err(CoreError::ShapeMismatch {
@@ -39,7 +46,8 @@ impl ClassAccuracy {
             });
         }
         let num_classes = self.num_classes();
-        if let Some(&label) = labels.iter().find(|&&label| label >= num_classes) {
+        let outside = labels.iter().chain(predictions);
+        if let Some(&label) = outside.into_iter().find(|&&class| class >= num_classes) {
             return Err(CoreError::LabelOutOfRange {
                 label: label as i64,
                 num_classes,
@@ -47,7 +55,11 @@ impl ClassAccuracy {
         }
         for (&prediction, &label) in predictions.iter().zip(labels) {
             self.total[label] += 1;
-            self.correct[label] += u64::from(prediction == label);
+            if prediction == label {
+                self.correct[label] += 1;
+            } else {
+                *self.mistakes.entry((label, prediction)).or_default() += 1;
+            }
         }
         Ok(())
     }
@@ -75,10 +87,62 @@ impl ClassAccuracy {
 
     /// Top-1 accuracy in percent over the samples of `classes`; `None` when they have no sample.
     pub fn accuracy(&self, classes: &[usize]) -> Option<f64> {
-        let count =
-            |counts: &[u64]| -> u64 { classes.iter().filter_map(|&class| counts.get(class)).sum() };
-        let total = count(&self.total);
-        (total > 0).then(|| 100.0 * count(&self.correct) as f64 / total as f64)
+        let total = self.images(classes);
+        (total > 0).then(|| 100.0 * self.correct(classes) as f64 / total as f64)
+    }
+
+    /// Images of `classes` counted.
+    pub fn images(&self, classes: &[usize]) -> u64 {
+        Self::sum(&self.total, classes)
+    }
+
+    /// Images of `classes` predicted as their own class.
+    pub fn correct(&self, classes: &[usize]) -> u64 {
+        Self::sum(&self.correct, classes)
+    }
+
+    fn sum(counts: &[u64], classes: &[usize]) -> u64 {
+        classes.iter().filter_map(|&class| counts.get(class)).sum()
+    }
+
+    /// Images of `classes` predicted as one of `predicted` (their own class included when it is
+    /// in both): where a group's images go, e.g. the remaining classes' into forgotten ones.
+    pub fn predicted_as(&self, classes: &[usize], predicted: &[usize]) -> u64 {
+        let mask = |set: &[usize]| {
+            let mut mask = vec![false; self.num_classes()];
+            for &class in set {
+                if let Some(member) = mask.get_mut(class) {
+                    *member = true;
+                }
+            }
+            mask
+        };
+        let (from, to) = (mask(classes), mask(predicted));
+        let correct: u64 = (0..self.num_classes())
+            .filter(|&class| from[class] && to[class])
+            .map(|class| self.correct[class])
+            .sum();
+        let mistaken: u64 = self
+            .mistakes
+            .iter()
+            .filter(|((label, prediction), _)| from[*label] && to[*prediction])
+            .map(|(_, &images)| images)
+            .sum();
+        correct + mistaken
+    }
+
+    /// The misclassified images as `(true class, predicted class, images)`, most images first
+    /// (ties by true class, then predicted class).
+    pub fn mistakes(&self) -> Vec<(usize, usize, u64)> {
+        let mut rows: Vec<_> = self
+            .mistakes
+            .iter()
+            .map(|(&(label, prediction), &images)| (label, prediction, images))
+            .collect();
+        rows.sort_by_key(|&(label, prediction, images)| {
+            (std::cmp::Reverse(images), label, prediction)
+        });
+        rows
     }
 }
 

@@ -18,6 +18,30 @@ fn accuracy_over_class_sets_counts_samples() {
 }
 
 #[test]
+fn mistakes_say_where_each_class_went() {
+    let mut acc = ClassAccuracy::new(4);
+    // class 0: 0, 0, 2 → one mistake into 2; class 1: 2, 2, 3, 1 → two into 2, one into 3;
+    // class 2: 2; class 3: 0 → one into 0.
+    acc.update(&[0, 0, 2, 2, 2, 3, 1, 2, 0], &[0, 0, 0, 1, 1, 1, 1, 2, 3])
+        .expect("update");
+    assert_eq!(
+        acc.mistakes(),
+        vec![(1, 2, 2), (0, 2, 1), (1, 3, 1), (3, 0, 1)]
+    );
+    assert_eq!(acc.images(&[0, 1]), 7);
+    assert_eq!(acc.images(&[7]), 0);
+    assert_eq!((acc.correct(&[0, 1]), acc.correct(&[2, 3])), (3, 1));
+    // Remaining {0, 1} into forgotten {2, 3}: 1 + 2 + 1.
+    assert_eq!(acc.predicted_as(&[0, 1], &[2, 3]), 4);
+    // Into the group itself: its correct images and its mistakes inside it (none here).
+    assert_eq!(acc.predicted_as(&[0, 1], &[0, 1]), 3);
+    // Every image goes somewhere.
+    assert_eq!(acc.predicted_as(&[0, 1, 2, 3], &[0, 1, 2, 3]), 9);
+    // Classes outside the range count nothing.
+    assert_eq!(acc.predicted_as(&[9], &[0, 9]), 0);
+}
+
+#[test]
 fn logits_are_scored_top_1() {
     let device = device();
     let logits = Tensor::<2>::from_data(
@@ -49,6 +73,14 @@ fn bad_predictions_are_typed_errors() {
             num_classes: 2
         })
     );
+    assert_eq!(
+        acc.update(&[3], &[1]),
+        Err(CoreError::LabelOutOfRange {
+            label: 3,
+            num_classes: 2
+        })
+    );
+    assert_eq!(acc, ClassAccuracy::new(2), "a refused batch counts nothing");
 }
 
 #[test]

@@ -130,6 +130,14 @@ muts = [
  ("no replay floor by default", "crates/gs-lora-train/src/config.rs",
   "            min_replay: 4,", "            min_replay: 0,",
   ["-p","gs-lora","--lib","cli::args"]),
+ ("mistake pair reversed", "crates/gs-lora-core/src/metrics.rs",
+  "*self.mistakes.entry((label, prediction)).or_default() += 1;",
+  "*self.mistakes.entry((prediction, label)).or_default() += 1;",
+  ["-p","gs-lora-core","--test","it","metrics"]),
+ ("mistakes into the predicted set ignored", "crates/gs-lora-core/src/metrics.rs",
+  ".filter(|((label, prediction), _)| from[*label] && to[*prediction])",
+  ".filter(|((label, _), _)| from[*label])",
+  ["-p","gs-lora-core","--test","it","metrics"]),
 ]
 only = sys.argv[1:] 
 for name, path, old, new, test in muts:

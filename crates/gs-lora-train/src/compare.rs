@@ -250,8 +250,8 @@ mod tests {
     /// methods) reads as `None`; empty or repeated lists are refused by name.
     #[test]
     fn settings_round_trip_and_refuse_empty_or_repeated_lists() {
-        let dir = std::env::temp_dir().join(format!("gs-lora-compare-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("test value");
+        let scratch = tempfile::tempdir().expect("scratch");
+        let dir = scratch.path();
         let settings = CompareSettings {
             methods: vec![MethodKind::GsLora, MethodKind::NegGradPlus],
             seeds: vec![0, 2],
@@ -262,7 +262,7 @@ mod tests {
                 ..ForgetConfig::default()
             },
         };
-        let path = CompareSettings::path(&dir);
+        let path = CompareSettings::path(dir);
         write_json(&path, &settings).expect("test value");
         assert_eq!(
             CompareSettings::from_file(&path).expect("test value"),
@@ -315,6 +315,5 @@ mod tests {
             let err = broken.validate().expect_err("refused").to_string();
             assert!(err.contains(needle), "{err}");
         }
-        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -1,7 +1,7 @@
 //! Sharded checkpoints behind a Hugging Face index: an index that does not match its shards is
 //! refused, naming the index and what is wrong.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use gs_lora_models::ModelError;
 use gs_lora_models::weights::{CheckpointSource, IdentityKeys};
@@ -10,12 +10,12 @@ use crate::common::fixture;
 
 const INDEX: &str = "model.safetensors.index.json";
 
-/// A copy of the sharded DINOv2 fixture whose index `edit` rewrites (as JSON text).
-fn edited_copy(name: &str, edit: Edit) -> PathBuf {
+/// A copy of the sharded DINOv2 fixture whose index `edit` rewrites (as JSON text), in a
+/// directory removed when the copy is dropped.
+fn edited_copy(edit: Edit) -> tempfile::TempDir {
     let source = fixture("hf_dinov2_sharded");
-    let dir = std::env::temp_dir().join(format!("gs-lora-shards-{}-{name}", std::process::id()));
-    std::fs::remove_dir_all(&dir).ok();
-    std::fs::create_dir_all(&dir).expect("scratch");
+    let scratch = tempfile::tempdir().expect("scratch");
+    let dir = scratch.path();
     for entry in std::fs::read_dir(&source).expect("fixture") {
         let path = entry.expect("entry").path();
         std::fs::copy(&path, dir.join(path.file_name().expect("name"))).expect("copy");
@@ -24,7 +24,7 @@ fn edited_copy(name: &str, edit: Edit) -> PathBuf {
         serde_json::from_str(&std::fs::read_to_string(dir.join(INDEX)).expect("index"))
             .expect("json");
     std::fs::write(dir.join(INDEX), edit(index).to_string()).expect("write index");
-    dir
+    scratch
 }
 
 fn open_error(dir: &Path) -> String {
@@ -102,12 +102,11 @@ fn an_index_that_does_not_match_its_shards_is_refused() {
         ),
     ];
     for (name, edit, expected) in cases {
-        let dir = edited_copy(name, edit);
-        let message = open_error(&dir);
+        let copy = edited_copy(edit);
+        let message = open_error(copy.path());
         assert!(
             message.contains(expected) && message.contains(INDEX),
             "{name}: {message}"
         );
-        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -182,12 +182,8 @@ fn a_checkpoint_with_the_older_tensor_names_runs_like_the_new_one() {
                 "{name}: every `{new}` renamed to `{old}`"
             );
         }
-        let tmp = std::env::temp_dir().join(format!(
-            "gs-lora-detr-older-names-{name}-{}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&tmp).expect("tmp");
-        let weights = tmp.join("model.safetensors");
+        let tmp = tempfile::tempdir().expect("tmp");
+        let weights = tmp.path().join("model.safetensors");
         safetensors::serialize_to_file(tensors, None, &weights).expect("write renamed weights");
         let model = DeformableDetr::from_pretrained(
             dir.join("config.json"),
@@ -199,7 +195,6 @@ fn a_checkpoint_with_the_older_tensor_names_runs_like_the_new_one() {
         .unwrap_or_else(|err| panic!("{name} with the older names: {err}"));
         eprintln!("{name}: {renamed} tensors renamed to the older generation");
         assert_fixture_output(&model, &dir, &device);
-        std::fs::remove_dir_all(&tmp).ok();
     }
 }
 
@@ -363,28 +358,23 @@ fn head_names(tensors: &[(String, TensorData)]) -> BTreeSet<String> {
         .collect()
 }
 
-/// `tensors` written to a temporary checkpoint (`tag` names it), loaded with the `config.json`
-/// of the fixture `name`.
+/// `tensors` written to a temporary checkpoint, loaded with the `config.json` of the fixture
+/// `name`.
 fn load_rewritten(
     name: &str,
-    tag: &str,
     tensors: Vec<(String, TensorData)>,
     device: &Device,
 ) -> gs_lora_models::Result<DeformableDetr> {
-    let tmp =
-        std::env::temp_dir().join(format!("gs-lora-detr-{name}-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).expect("tmp");
-    let weights = tmp.join("model.safetensors");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let weights = tmp.path().join("model.safetensors");
     write_tensors(&weights, tensors).expect("write weights");
-    let model = DeformableDetr::from_pretrained(
+    DeformableDetr::from_pretrained(
         fixture(name).join("config.json"),
         &weights,
         &LoraConfig::new(),
         0,
         device,
-    );
-    std::fs::remove_dir_all(&tmp).ok();
-    model
+    )
 }
 
 /// transformers 5.24's `save_pretrained` on box-refining models (`detr_refine_tied/`,
@@ -464,7 +454,7 @@ fn tied_heads_written_once_load_like_every_copy() {
         }
     }
     assert_eq!(head_names(&every).len(), 8);
-    let full = load_rewritten("detr_tied", "every-copy", every, &device).expect("every copy");
+    let full = load_rewritten("detr_tied", every, &device).expect("every copy");
     let pixels = read_tensor(dir.join("input.safetensors"), "pixel_values").expect("input");
     let [a, b] = [&model, &full].map(|m| {
         m.forward(Tensor::from_data(pixels.clone(), &device))
@@ -480,7 +470,7 @@ fn tied_heads_written_once_load_like_every_copy() {
         .into_iter()
         .filter(|(key, _)| !key.starts_with("class_embed.1.") && !key.starts_with("bbox_embed.1."))
         .collect();
-    let model = load_rewritten("detr", "tied", once, &device)
+    let model = load_rewritten("detr", once, &device)
         .expect("detr/ with class_embed.0 and bbox_embed.0 only");
     assert_fixture_output(&model, &fixture("detr"), &device);
 }
@@ -510,7 +500,7 @@ fn refining_and_two_stage_heads_load_from_any_alias() {
             .map(String::from)
         )
     );
-    let model = load_rewritten("detr_refine", "saved", as_saved.clone(), &device)
+    let model = load_rewritten("detr_refine", as_saved.clone(), &device)
         .expect("refine as transformers 5.24 saves it");
     assert_eq!(model.bbox_embed.len(), 2);
     assert_fixture_output(&model, &fixture("detr_refine"), &device);
@@ -520,7 +510,7 @@ fn refining_and_two_stage_heads_load_from_any_alias() {
         .into_iter()
         .filter(|(key, _)| !key.starts_with("model.decoder.bbox_embed.0."))
         .collect();
-    let error = load_rewritten("detr_refine", "no-level-0", without_level_0, &device)
+    let error = load_rewritten("detr_refine", without_level_0, &device)
         .expect_err("no box head for level 0");
     assert!(
         matches!(&error, ModelError::MissingTensor { key, .. } if key.starts_with("bbox_embed.0.")),
@@ -533,7 +523,7 @@ fn refining_and_two_stage_heads_load_from_any_alias() {
         .filter(|(key, _)| !key.starts_with("bbox_embed.") && !key.starts_with("class_embed."))
         .collect();
     assert_eq!(head_names(&as_saved).len(), 6, "three levels of both heads");
-    let model = load_rewritten("detr_two_stage", "saved", as_saved, &device)
+    let model = load_rewritten("detr_two_stage", as_saved, &device)
         .expect("two stages as transformers 5.24 saves them");
     assert_fixture_output(&model, &fixture("detr_two_stage"), &device);
 }
@@ -574,8 +564,7 @@ fn tied_copies_that_differ_are_refused() {
             "model.decoder.class_embed.2.bias",
         ),
     ] {
-        let error =
-            load_rewritten(name, "differ", perturbed(name, victim), &device).expect_err(victim);
+        let error = load_rewritten(name, perturbed(name, victim), &device).expect_err(victim);
         let message = error.to_string();
         assert!(
             matches!(error, ModelError::TiedCopiesDiffer { .. })
@@ -589,7 +578,6 @@ fn tied_copies_that_differ_are_refused() {
     // released checkpoints'): they may differ from the last, which alone is read.
     let model = load_rewritten(
         "detr_refine",
-        "own-class-heads",
         perturbed("detr_refine", "class_embed.0.weight"),
         &device,
     )

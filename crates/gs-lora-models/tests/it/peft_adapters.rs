@@ -115,9 +115,8 @@ fn saved_for_peft(base_name: &str, dir: &Path) -> VisionTransformer {
 #[test]
 fn adapters_we_save_load_in_peft() {
     for base_name in ["timm_token", "hf_dinov2"] {
-        let dir =
-            std::env::temp_dir().join(format!("gs-lora-peft-{}-{base_name}", std::process::id()));
-        std::fs::remove_dir_all(&dir).ok();
+        let scratch = tempfile::tempdir().expect("scratch");
+        let dir = scratch.path().join(base_name);
         let saved = saved_for_peft(base_name, &dir);
         let mut reloaded = base(base_name);
         reloaded.load_adapters(&dir).expect("our own adapters");
@@ -154,6 +153,5 @@ fn adapters_we_save_load_in_peft() {
                 "SKIPPED the PEFT side of {base_name}: set GS_LORA_PEFT_PYTHON to a Python with peft"
             ),
         }
-        std::fs::remove_dir_all(&dir).ok();
     }
 }

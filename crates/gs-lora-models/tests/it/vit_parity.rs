@@ -138,16 +138,14 @@ fn the_parity_bound_sees_a_wrong_layer_norm_eps() {
     let dir = fixture("hf_dinov2");
     let config = std::fs::read_to_string(dir.join("config.json")).expect("config");
     assert!(config.contains("\"layer_norm_eps\": 1e-06"), "{config}");
-    let tmp = std::env::temp_dir().join(format!("gs-lora-eps-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).expect("tmp");
-    let wrong = tmp.join("config.json");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let wrong = tmp.path().join("config.json");
     std::fs::write(
         &wrong,
         config.replace("\"layer_norm_eps\": 1e-06", "\"layer_norm_eps\": 1e-05"),
     )
     .expect("write");
     let outputs = fixture_outputs(&dir, &wrong, "model.safetensors");
-    std::fs::remove_dir_all(&tmp).ok();
     for (output, found, expected) in outputs {
         let (error, _) = parity_error(&output, &found, &expected);
         eprintln!("parity hf_dinov2 {output} with eps 1e-5: {error:.2e}");
@@ -216,7 +214,8 @@ fn a_head_cut_to_some_classes_keeps_their_logits() {
 fn a_truncated_pth_is_refused_by_name() {
     let dir = fixture("torchvision_vit");
     let bytes = std::fs::read(dir.join("model.pth")).expect("pth");
-    let tmp = std::env::temp_dir().join(format!("gs-lora-cut-{}.pth", std::process::id()));
+    let scratch = tempfile::tempdir().expect("tmp");
+    let tmp = scratch.path().join("gs-lora-cut.pth");
     std::fs::write(&tmp, &bytes[..bytes.len() / 2]).expect("write");
     let err = VisionTransformer::from_pretrained(
         dir.join("config.json"),
@@ -226,9 +225,8 @@ fn a_truncated_pth_is_refused_by_name() {
         &Device::default(),
     )
     .expect_err("a truncated checkpoint");
-    std::fs::remove_file(&tmp).ok();
     assert!(matches!(err, ModelError::Pytorch { .. }), "{err}");
-    assert!(err.to_string().contains("gs-lora-cut-"), "{err}");
+    assert!(err.to_string().contains("gs-lora-cut.pth"), "{err}");
 }
 
 #[test]
@@ -359,8 +357,8 @@ fn real_dinov2_small_reproduces_transformers() {
 fn bad_checkpoints_and_inputs_are_clear_errors() {
     let device = Device::default();
     let dir = fixture("timm_token");
-    let tmp = std::env::temp_dir().join(format!("gs-lora-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).expect("tmp");
+    let scratch = tempfile::tempdir().expect("tmp");
+    let tmp = scratch.path();
     let load = |config: &Path, weights: &Path| {
         VisionTransformer::from_pretrained(config, weights, &LoraConfig::new(), 0, &device)
     };
@@ -427,5 +425,4 @@ fn bad_checkpoints_and_inputs_are_clear_errors() {
         .forward(Tensor::zeros([1, 1, 32, 32], &device))
         .expect_err("one channel");
     assert!(err.to_string().contains("3 input channels"), "{err}");
-    std::fs::remove_dir_all(&tmp).ok();
 }

@@ -1,7 +1,7 @@
 //! Saving merged models in their own layout and adapters in PEFT's, and reading both back.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::module::Param;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -12,10 +12,9 @@ use safetensors::SafeTensors;
 
 use crate::common::{assert_parity, fixture, values};
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gs-lora-save-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
+/// A scratch directory, removed when dropped (when a test fails too).
+fn scratch() -> tempfile::TempDir {
+    tempfile::tempdir().expect("scratch dir")
 }
 
 fn load(config: &Path, weights: &Path) -> VisionTransformer {
@@ -81,8 +80,9 @@ fn merged_models_round_trip_in_their_own_layout() {
             "{name}: the adapters must change the output for this test to mean anything"
         );
 
-        let out = scratch(name);
-        model.save_pretrained(&out).expect("save");
+        let out_dir = scratch();
+        let out = out_dir.path();
+        model.save_pretrained(out).expect("save");
         let original: BTreeSet<String> = keys(&dir.join("model.safetensors"))
             .into_iter()
             .filter(|key| !key.ends_with("mask_token") && !key.contains("lora_"))
@@ -106,7 +106,6 @@ fn merged_models_round_trip_in_their_own_layout() {
             &embedding(&reloaded, &dir),
             &adapted,
         );
-        std::fs::remove_dir_all(&out).ok();
     }
 }
 
@@ -117,11 +116,11 @@ fn saving_after_merge_does_not_apply_the_update_twice() {
     perturb_adapters(&mut model);
     let adapted = embedding(&model, &dir);
     merge_adapters(&mut model).expect("merge");
-    let out = scratch("merged");
-    model.save_pretrained(&out).expect("save");
+    let out_dir = scratch();
+    let out = out_dir.path();
+    model.save_pretrained(out).expect("save");
     let reloaded = load(&out.join("config.json"), &out.join("model.safetensors"));
     assert_parity("merged then saved", &embedding(&reloaded, &dir), &adapted);
-    std::fs::remove_dir_all(&out).ok();
 }
 
 #[test]
@@ -131,8 +130,9 @@ fn adapters_round_trip_in_peft_layout() {
         let mut model = load(&dir.join("config.json"), &dir.join("model.safetensors"));
         perturb_adapters(&mut model);
         let adapted = embedding(&model, &dir);
-        let out = scratch(&format!("adapters-{name}"));
-        model.save_adapters(&out).expect("save adapters");
+        let out_dir = scratch();
+        let out = out_dir.path();
+        model.save_adapters(out).expect("save adapters");
 
         let config: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(out.join("adapter_config.json")).expect("adapter config"),
@@ -161,13 +161,12 @@ fn adapters_round_trip_in_peft_layout() {
         assert_eq!(a.shape()[0], 8, "{first}: PEFT's lora_A is [r, in]");
 
         let mut fresh = load(&dir.join("config.json"), &dir.join("model.safetensors"));
-        fresh.load_adapters(&out).expect("load adapters");
+        fresh.load_adapters(out).expect("load adapters");
         assert_parity(
             &format!("{name} PEFT adapters"),
             &embedding(&fresh, &dir),
             &adapted,
         );
-        std::fs::remove_dir_all(&out).ok();
     }
 }
 
@@ -175,8 +174,9 @@ fn adapters_round_trip_in_peft_layout() {
 fn adapters_of_another_shape_are_refused() {
     let dir = fixture("timm_token");
     let model = load(&dir.join("config.json"), &dir.join("model.safetensors"));
-    let out = scratch("other-shape");
-    model.save_adapters(&out).expect("save");
+    let out_dir = scratch();
+    let out = out_dir.path();
+    model.save_adapters(out).expect("save");
     let config = std::fs::read_to_string(out.join("adapter_config.json")).expect("config");
     std::fs::write(
         out.join("adapter_config.json"),
@@ -185,8 +185,7 @@ fn adapters_of_another_shape_are_refused() {
     .expect("write");
     let mut model = model;
     let err = model
-        .load_adapters(&out)
+        .load_adapters(out)
         .expect_err("rank 4 does not match the stored rank 8");
     assert!(err.to_string().contains("lora_A"), "{err}");
-    std::fs::remove_dir_all(&out).ok();
 }

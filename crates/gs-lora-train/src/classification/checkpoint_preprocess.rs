@@ -181,9 +181,10 @@ mod tests {
 
     use super::*;
 
-    /// A fresh directory holding `config.json` (and `preprocessor_config.json` when given).
-    fn checkpoint(name: &str, config: &str, processor: Option<&str>) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("gs-lora-pre-{name}-{}", std::process::id()));
+    /// A directory `name` in `scratch` holding `config.json` (and `preprocessor_config.json`
+    /// when given).
+    fn checkpoint(scratch: &Path, name: &str, config: &str, processor: Option<&str>) -> PathBuf {
+        let dir = scratch.join(name);
         std::fs::create_dir_all(&dir).expect("dir");
         std::fs::write(dir.join("config.json"), config).expect("config");
         let processor_path = dir.join("preprocessor_config.json");
@@ -207,11 +208,13 @@ mod tests {
     /// `pretrained_cfg` ignored, and a caller's crop share not overriding the format's.
     #[test]
     fn each_format_reads_images_its_own_way() {
-        let face = checkpoint("face", FACE, None);
+        let scratch = tempfile::tempdir().expect("scratch");
+        let face = checkpoint(scratch.path(), "face", FACE, None);
         let found = checkpoint_preprocess(&face, None, None).expect("face");
         assert_eq!(found, Preprocess::new(112, 3, Normalization::NONE));
 
         let dinov2 = checkpoint(
+            scratch.path(),
             "dinov2",
             DINOV2,
             Some(
@@ -228,6 +231,7 @@ mod tests {
         assert_eq!(found.crop_pct, 1.0);
 
         let raw = checkpoint(
+            scratch.path(),
             "hf-raw",
             HF_VIT,
             Some(r#"{"do_normalize": false, "image_mean": [0.5, 0.5, 0.5], "size": 224}"#),
@@ -236,6 +240,7 @@ mod tests {
         assert_eq!((found.norm, found.crop_pct), (Normalization::NONE, 1.0));
 
         let half = checkpoint(
+            scratch.path(),
             "hf-half",
             HF_VIT,
             Some(r#"{"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}"#),
@@ -243,7 +248,7 @@ mod tests {
         let found = checkpoint_preprocess(&half, None, None).expect("hf half");
         assert_eq!((found.norm, found.crop_pct), (Normalization::HALF, 1.0));
 
-        let bare = checkpoint("hf-bare", HF_VIT, None);
+        let bare = checkpoint(scratch.path(), "hf-bare", HF_VIT, None);
         let found = checkpoint_preprocess(&bare, None, None).expect("hf bare");
         assert_eq!(
             (found.norm, found.crop_pct),
@@ -251,6 +256,7 @@ mod tests {
         );
 
         let timm = checkpoint(
+            scratch.path(),
             "timm",
             r#"{"architecture": "vit_small_patch16_224",
                 "pretrained_cfg": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "crop_pct": 0.9}}"#,
@@ -259,6 +265,7 @@ mod tests {
         let found = checkpoint_preprocess(&timm, None, None).expect("timm");
         assert_eq!((found.norm, found.crop_pct), (Normalization::HALF, 0.9));
         let timm_bare = checkpoint(
+            scratch.path(),
             "timm-bare",
             r#"{"architecture": "vit_small_patch16_224"}"#,
             None,
@@ -270,6 +277,7 @@ mod tests {
         );
 
         let torchvision = checkpoint(
+            scratch.path(),
             "torchvision",
             r#"{"model_type": "torchvision_vit", "arch": "vit_b_16"}"#,
             None,
@@ -291,6 +299,7 @@ mod tests {
     /// resize cannot be cut).
     #[test]
     fn malformed_entries_are_named() {
+        let scratch = tempfile::tempdir().expect("scratch");
         let cases = [
             (r#"{"image_std": [0.2, 0.0, 0.2]}"#, "`image_std`"),
             (r#"{"image_mean": [0.5, 0.5]}"#, "`image_mean`"),
@@ -301,7 +310,7 @@ mod tests {
             ),
         ];
         for (i, (processor, key)) in cases.into_iter().enumerate() {
-            let path = checkpoint(&format!("bad{i}"), HF_VIT, Some(processor));
+            let path = checkpoint(scratch.path(), &format!("bad{i}"), HF_VIT, Some(processor));
             let message = checkpoint_preprocess(&path, None, None)
                 .expect_err(processor)
                 .to_string();

@@ -110,7 +110,8 @@ mod tests {
     /// the file's.
     #[test]
     fn classes_find_their_head_rows_by_name() {
-        let path = std::env::temp_dir().join(format!("gs-lora-heads-{}.txt", std::process::id()));
+        let scratch = tempfile::tempdir().expect("scratch");
+        let path = scratch.path().join("heads.txt");
         std::fs::write(&path, "n01440764\nn01443537\nn01484850\nn01491361\n").expect("write");
         let data = names(&["n01491361", "n01440764"]);
         assert_eq!(head_rows(Some(&path), &data, 4).expect("rows"), vec![3, 0]);
@@ -126,6 +127,5 @@ mod tests {
         assert!(message(None, &["a", "b"], 3).contains("head has 3 classes but the data has 2"));
         std::fs::write(&path, "a\nb\na\n").expect("write");
         assert!(message(Some(&path), &["a"], 3).contains("lines 1 and 3"));
-        std::fs::remove_file(&path).ok();
     }
 }

@@ -271,8 +271,8 @@ mod tests {
         assert_eq!(paths, ["layers.0.weight", "bias"]);
         let set = ParamSet::of(&source, &[source.layers[0].weight.id]);
         assert_eq!(set.len(), 1);
-        let dir = std::env::temp_dir().join(format!("gs-lora-param-set-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let scratch = tempfile::tempdir().expect("scratch");
+        let dir = scratch.path();
         let file = dir.join("set.safetensors");
         set.write(&file).expect("write");
         let read = ParamSet::read(&file, &device).expect("read");
@@ -296,6 +296,5 @@ mod tests {
         assert!(wrong.restore(outer([0.0; 5], &device)).is_err(), "size");
         std::fs::write(&file, b"not safetensors").expect("write");
         assert!(ParamSet::read(&file, &device).is_err());
-        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -123,9 +123,9 @@ mod tests {
     /// changed a baseline default, and a check that lets a changed weight through.
     #[test]
     fn a_run_resumes_under_the_settings_it_depends_on() {
-        let dir = std::env::temp_dir().join(format!("gs-lora-run-settings-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let run = RunDir::new(&dir);
+        let scratch = tempfile::tempdir().expect("scratch");
+        let dir = scratch.path();
+        let run = RunDir::new(dir);
         let check = |saved: &ForgetConfig, asked: &ForgetConfig| {
             write_json(&run.config_path(), saved).expect("write");
             run.check_same_settings(asked)
@@ -161,6 +161,5 @@ mod tests {
         };
         let err = check(&gs_lora, &longer).expect_err("epochs differ");
         assert!(err.contains("(epochs)"), "{err}");
-        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -495,16 +495,15 @@ mod tests {
         let penalty = scalar(anchors.penalty(&model).expect("penalty"));
         assert!((penalty - 45.0).abs() < 1e-4, "{penalty}");
 
-        let dir = std::env::temp_dir().join(format!("gs-lora-anchors-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        anchors.write(&dir).expect("write");
-        let read = Anchors::read(&model, &dir).expect("read");
+        let scratch = tempfile::tempdir().expect("scratch");
+        let dir = scratch.path();
+        anchors.write(dir).expect("write");
+        let read = Anchors::read(&model, dir).expect("read");
         assert_eq!(read.terms(), 2);
         let again = scalar(read.penalty(&model).expect("penalty"));
         assert!((again - 45.0).abs() < 1e-4, "{again}");
         std::fs::remove_file(dir.join(CENTER_FILE)).expect("remove");
-        assert!(Anchors::read(&model, &dir).is_err(), "a missing file");
-        std::fs::remove_dir_all(&dir).ok();
+        assert!(Anchors::read(&model, dir).is_err(), "a missing file");
 
         let empty = scalar(Anchors::default().penalty(&model).expect("penalty"));
         assert_eq!(empty, 0.0, "no term, no penalty");

@@ -427,13 +427,13 @@ mod tests {
     /// glyphs.
     #[test]
     fn both_pictures_are_written_and_mark_zero_blocks() {
-        let dir = std::env::temp_dir().join(format!("gs-lora-plots-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let scratch = tempfile::tempdir().expect("scratch");
+        let dir = scratch.path();
         let results = [
             result(0, vec![0.0, 1e-4, 2.5]),
             result(1, vec![0.5, 0.0, 1.0]),
         ];
-        write_plots(&dir, &results).expect("plots");
+        write_plots(dir, &results).expect("plots");
 
         let svg = std::fs::read_to_string(dir.join("group_norms.svg")).expect("svg");
         // plotters writes each text on a line of its own.
@@ -468,8 +468,7 @@ mod tests {
             "the caption is drawn: {caption_ink} dark pixels"
         );
         // One task, and none yet (a run's reports before its first task): drawn all the same.
-        write_plots(&dir, &results[..1]).expect("one task");
-        write_plots(&dir, &[]).expect("no task");
-        std::fs::remove_dir_all(&dir).ok();
+        write_plots(dir, &results[..1]).expect("one task");
+        write_plots(dir, &[]).expect("no task");
     }
 }

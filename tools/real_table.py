@@ -6,7 +6,8 @@ ROOT holds run directories named DATASET-… (DATASET is `om` for Omniglot, `fm`
 Fashion-MNIST); the method, replay and seed are read from each run's config.json. Unfinished
 runs are left out. Prints, per dataset, method and replay, the mean ± std over seeds of each
 task's acc_f and acc_r − acc_r before, and how many tasks meet the targets (acc_f <= 5,
-acc_r >= acc_r before - 3), then one row per run. Runs on different machines (CPU, SIMD level,
+acc_r >= acc_r before - 3), then one row per run. The `other` column names settings away from
+the library defaults that the other columns do not show (learning rate, GS-LoRA++'s w_r). Runs on different machines (CPU, SIMD level,
 fused ops: each task's `machine` in results.json) are grouped apart: their float orders differ."""
 import json
 import pathlib
@@ -34,6 +35,17 @@ def bound_name(config):
     bnd = config["bnd"]
     value = "ln C + 1" if bnd is None else f"{bnd:g}"
     return f"{value} {'per sample' if config.get('bnd_per_sample') else 'batch mean'}"
+
+
+def other_settings(config):
+    """Settings that differ from the library defaults the other columns do not show."""
+    changed = []
+    if config["lr"] != 1e-2:
+        changed.append(f"lr {config['lr']:g}")
+    retain_weight = config.get("prototype", {}).get("retain_weight", 0.0)
+    if config["method"] == "gs-lora++" and retain_weight:
+        changed.append(f"w_r {retain_weight:g}")
+    return ", ".join(changed) or "-"
 
 
 def float_order(tasks):
@@ -67,6 +79,7 @@ for results in sorted(root.glob("*/results.json")):
         replay_name(config),
         bound_name(config),
         f"{config['epochs']} / {config['batch_size']}",
+        other_settings(config),
         float_order(tasks),
     )
     acc_f = [t["acc_f"] for t in tasks]
@@ -81,10 +94,10 @@ for results in sorted(root.glob("*/results.json")):
         + f" | {met}/{len(tasks)} |"
     )
 
-print("| dataset | method | replay | bound | epochs / batch | machine | seeds "
+print("| dataset | method | replay | bound | epochs / batch | other | machine | seeds "
       "| acc_f per task (mean ± std, %) | acc_r − before per task (mean ± std, points) "
       "| tasks meeting both |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for key, runs in groups.items():
     tasks = range(len(runs[0][0]))
     acc_f = " / ".join(spread([run[0][t] for run in runs]) for t in tasks)
@@ -93,7 +106,7 @@ for key, runs in groups.items():
     print(f"| {' | '.join(key)} | {len(runs)} | {acc_f} | {d_r} | "
           f"{met}/{len(runs) * len(tasks)} |")
 print()
-print("| dataset | method | replay | bound | epochs / batch | machine | seed "
+print("| dataset | method | replay | bound | epochs / batch | other | machine | seed "
       "| acc_f before → after (%) | acc_r before → after (%) | tasks meeting both |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 print("\n".join(rows))

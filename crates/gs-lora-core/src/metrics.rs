@@ -46,10 +46,10 @@ impl ClassAccuracy {
             });
         }
         let num_classes = self.num_classes();
-        let outside = labels.iter().chain(predictions);
-        if let Some(&label) = outside.into_iter().find(|&&class| class >= num_classes) {
+        let mut classes = labels.iter().chain(predictions);
+        if let Some(&class) = classes.find(|&&class| class >= num_classes) {
             return Err(CoreError::LabelOutOfRange {
-                label: label as i64,
+                label: class as i64,
                 num_classes,
             });
         }

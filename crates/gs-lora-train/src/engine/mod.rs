@@ -54,8 +54,8 @@ pub(crate) fn announce_split(devices: &DataParallel) {
 
 /// Runs (or resumes) the forgetting tasks of `config` on `model` with `method`: validates
 /// `config`, draws the schedule over the family's classes, resumes after the last finished task
-/// of `run` (reading its checkpoint), then per task trains, saves the merged model and records
-/// the result.
+/// of `run` (reading its checkpoint, unless no task is left), then per task trains, saves the
+/// merged model and records the result.
 ///
 /// # Errors
 /// Invalid settings, a run directory in use or of another run, the family's and the method's
@@ -98,7 +98,10 @@ pub fn run<F: Family, M: Method<F>>(
     // they are always rebuilt from the state.
     write_reports(run.path(), &state.results, &state.curves)?;
 
-    if let Some(last) = state.results.last() {
+    // A finished run reads no checkpoint: its reports are rebuilt from the state alone, so a
+    // comparison resumes over runs whose checkpoints were removed to free the disk.
+    let unfinished = state.results.len() < schedule.tasks.len();
+    if let Some(last) = state.results.last().filter(|_| unfinished) {
         let checkpoint = run.checkpoint(last.task);
         eprintln!(
             "resuming after task {} from {}",

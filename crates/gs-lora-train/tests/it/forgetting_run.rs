@@ -243,7 +243,21 @@ fn a_run_writes_its_results_and_resumes_to_the_same_numbers() {
         &device,
     )
     .expect("resume");
-    assert_eq!(strip(resumed.results), strip(results));
+    assert_eq!(strip(resumed.results), strip(results.clone()));
+
+    // A finished run whose checkpoints were removed (to free the disk) still resumes: nothing
+    // is left to train, so nothing is read but its state.
+    std::fs::remove_dir_all(killed.join("checkpoints")).expect("remove checkpoints");
+    let finished = run_forgetting(
+        load(&pretrained_path, &device),
+        &dataset,
+        &config,
+        &PREPROCESS,
+        &RunDir::new(&killed),
+        &device,
+    )
+    .expect("a finished run without checkpoints");
+    assert_eq!(strip(finished.results), strip(results));
 }
 
 /// Rewrites a run's `config.json` in the flat form of earlier versions (`rank`, `alpha`,

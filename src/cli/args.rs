@@ -14,7 +14,8 @@ use gs_lora_train::classification::data::{Dataset, LoadOptions};
 use gs_lora_train::classification::{ClassifierInfo, embedded_dataset};
 use gs_lora_train::protocol::{ClassOrder, PRESETS, Preset};
 use gs_lora_train::{
-    BaselineConfig, EvalSplit, ForgetConfig, ForgetLabels, MethodKind, Replay, TrainError,
+    BaselineConfig, EvalSplit, ForgetConfig, ForgetLabels, ForgetLoss, MethodKind, Replay,
+    TrainError,
 };
 use serde::{Deserialize, Serialize};
 
@@ -393,6 +394,11 @@ pub struct ForgetArgs {
     /// Bounds each forget image's cross-entropy (on) or the batch mean (off, the official).
     #[arg(long, value_name = "on|off", value_parser = on_off())]
     pub bnd_per_sample: Option<bool>,
+    /// The forgetting loss: cross-entropy (relu(BND − CE), the official) or unlikelihood
+    /// (relu(−ln(1 − p_y) + ln(1 − e^−BND)) per image: the same stop, a push that does not fade
+    /// on the images the model is surest of).
+    #[arg(long, value_name = "cross-entropy|unlikelihood")]
+    pub forget_loss: Option<ForgetLoss>,
     /// Weight β of the forgetting loss, one per task (the last repeats).
     #[arg(
         long,
@@ -550,6 +556,7 @@ impl ForgetArgs {
             clip_grad_norm: self.clip_grad_norm.or(base.clip_grad_norm),
             bnd,
             bnd_per_sample: self.bnd_per_sample.unwrap_or(base.bnd_per_sample),
+            forget_loss: self.forget_loss.unwrap_or(base.forget_loss),
             beta: self.beta.clone().unwrap_or(base.beta),
             lora: LoraConfig {
                 rank: self.rank.unwrap_or(base.lora.rank),
@@ -631,7 +638,7 @@ pub fn forget_defaults_help(defaults: &ForgetConfig) -> String {
     format!(
         "Defaults: --seed {} --tasks {} --forget-per-task {} --missing-classes {} --method {} \
          {replay} --min-replay {} --forget-fraction {} --epochs {} --min-steps {} --batch-size {} --rank {} \
-         --lora-alpha {} --lr {:e} --min-lr {:e} --weight-decay {} --bnd {} --bnd-per-sample {} --beta {} --alpha {:e} \
+         --lora-alpha {} --lr {:e} --min-lr {:e} --weight-decay {} --bnd {} --bnd-per-sample {} --forget-loss {} --beta {} --alpha {:e} \
          --alpha-warmup-epochs {}{big_alpha} --proximal {} --bnd-pro {} --pro-forget-weight {} \
          --pro-retain-weight {}",
         d.seed,
@@ -652,6 +659,7 @@ pub fn forget_defaults_help(defaults: &ForgetConfig) -> String {
         d.weight_decay,
         d.bnd.map_or("auto".to_string(), |b| b.to_string()),
         on_off(d.bnd_per_sample),
+        d.forget_loss,
         list(&d.beta),
         d.group_lasso.weight,
         d.group_lasso.warmup_epochs,
@@ -810,10 +818,22 @@ mod tests {
         );
         let preset = config(&["--protocol", "official-face"]).expect("preset");
         assert_eq!((preset.forget_fraction, preset.min_replay), (None, 0));
+        assert_eq!(plain.forget_loss, ForgetLoss::CrossEntropy);
+        let unlikelihood = config(&["--forget-loss", "unlikelihood"]).expect("unlikelihood");
+        assert_eq!(unlikelihood.forget_loss, ForgetLoss::Unlikelihood);
+        let err = config(&["--forget-loss", "unlikelihood", "--bnd-per-sample", "off"])
+            .expect("parsed")
+            .validate()
+            .expect_err("no batch-mean form");
+        assert!(err.to_string().contains("needs bnd_per_sample on"), "{err}");
         let negative = config(&["--alpha", "-1"]).expect("parsed, refused by validate");
         assert_eq!(negative.group_lasso.weight, -1.0);
         for (bad, needle) in [
             (&["--bnd-per-sample", "yes"][..], "--bnd-per-sample"),
+            (
+                &["--forget-loss", "ascent"],
+                "expected cross-entropy or unlikelihood",
+            ),
             (&["--bnd", "big"], "expected auto or a number, found `big`"),
             (
                 &["--forget-fraction", "all"],

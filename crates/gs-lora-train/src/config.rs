@@ -350,6 +350,51 @@ impl std::str::FromStr for EvalSplit {
     }
 }
 
+/// The form of the classification forgetting loss (each stops at the bound `BND`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForgetLoss {
+    /// `relu(BND − CE)`, gradient ascent on the cross-entropy, as the official code. The
+    /// default, and earlier versions' files.
+    #[default]
+    CrossEntropy,
+    /// `relu(−ln(1 − p_y) + ln(1 − e^{−BND}))` per image
+    /// ([`forget_loss_unlikelihood`](gs_lora_core::loss::forget_loss_unlikelihood)): stops at
+    /// the same point, but its gradient does not vanish on an image the model is sure of.
+    /// Per-sample bound only.
+    Unlikelihood,
+}
+
+impl ForgetLoss {
+    /// The name of `--forget-loss`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ForgetLoss::CrossEntropy => "cross-entropy",
+            ForgetLoss::Unlikelihood => "unlikelihood",
+        }
+    }
+}
+
+impl std::fmt::Display for ForgetLoss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for ForgetLoss {
+    type Err = TrainError;
+
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "cross-entropy" => Ok(ForgetLoss::CrossEntropy),
+            "unlikelihood" => Ok(ForgetLoss::Unlikelihood),
+            other => Err(TrainError::InvalidSetting(format!(
+                "unknown forgetting loss `{other}`; expected cross-entropy or unlikelihood"
+            ))),
+        }
+    }
+}
+
 /// Which training images a task sees, of the remaining and of the forget classes alike
 /// (drawn by [`task_samples`](crate::engine::task_samples)).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -474,6 +519,11 @@ pub struct ForgetConfig {
     /// recognition while others are still recognised (docs/results.md). Classification only.
     #[serde(default)]
     pub bnd_per_sample: bool,
+    /// The form of the forgetting loss (`--forget-loss`): the official cross-entropy ascent
+    /// (the default) or the unlikelihood term, whose push does not fade on the images the
+    /// model is surest of. Classification only; absent from earlier versions' files.
+    #[serde(default)]
+    pub forget_loss: ForgetLoss,
     /// Weight `β` of the forgetting loss per task (the last value repeats).
     pub beta: Vec<f64>,
     /// The adapters: rank and `lora_alpha`.
@@ -527,6 +577,7 @@ impl Default for ForgetConfig {
             clip_grad_norm: None,
             bnd: None,
             bnd_per_sample: true,
+            forget_loss: ForgetLoss::CrossEntropy,
             beta: vec![0.2, 0.25, 0.25, 0.2],
             lora: LoraConfig::new(),
             group_lasso: GroupLassoConfig::new(),
@@ -703,6 +754,9 @@ impl ForgetConfig {
         if let Some(prob) = self.dropout {
             gs_lora_core::check_dropout("dropout", prob)?;
         }
+        if self.forget_loss == ForgetLoss::Unlikelihood && !self.bnd_per_sample {
+            return Err(unlikelihood_on_the_batch_mean());
+        }
         self.baseline.validate()?;
         if self.min_lr > self.lr {
             return bad(
@@ -741,6 +795,14 @@ impl ForgetConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// The unlikelihood term bounds each image; there is no batch-mean form of it.
+pub(crate) fn unlikelihood_on_the_batch_mean() -> TrainError {
+    TrainError::Setting {
+        name: "forget_loss",
+        problem: "is unlikelihood, which bounds each image; it needs bnd_per_sample on".into(),
     }
 }
 

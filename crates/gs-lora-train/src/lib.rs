@@ -28,7 +28,9 @@ pub mod protocol;
 mod record;
 pub mod report;
 
-pub use config::{BaselineConfig, EvalSplit, ForgetConfig, ForgetLabels, MethodKind, Replay};
+pub use config::{
+    BaselineConfig, EvalSplit, ForgetConfig, ForgetLabels, ForgetLoss, MethodKind, Replay,
+};
 pub use engine::{RunDir, RunState, Task, TaskSchedule};
 pub use error::{Result, TrainError};
 pub use report::TaskResult;

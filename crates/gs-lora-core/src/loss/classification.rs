@@ -65,6 +65,50 @@ pub fn forget_loss_per_sample(
     Ok(relu(picked.add_scalar(bound)).mean())
 }
 
+/// Per-sample bounded unlikelihood forgetting loss
+/// `L_f = (1/B) Σ_b ReLU(−ln(1 − p_b) + ln(1 − e^{−bound}))`, `p_b = softmax(z_b)[y_b]`;
+/// shape `[1]`.
+///
+/// It stops where [`forget_loss_per_sample`] stops (`p_b ≤ e^{−bound}`, i.e. `CE_b ≥ bound`),
+/// but pushes hardest where the cross-entropy pushes least: its gradient on the true logit is
+/// `p_b/B` against `(1 − p_b)/B` for the cross-entropy, which vanishes on an image the model
+/// is sure of (a class that absorbed an earlier task's erased images stays recognised under
+/// the cross-entropy term). The unlikelihood loss of Welleck et al. (2019), bounded;
+/// `ln(1 − p_b)` is `LSE_{c≠y_b} z_b[c] − LSE_c z_b[c]`, finite however sure the model is.
+///
+/// # Errors
+/// As [`forget_loss`], and [`CoreError::ShapeMismatch`] for fewer than two classes (no other
+/// class to move to).
+pub fn forget_loss_unlikelihood(
+    logits: Tensor<2>,
+    labels: Tensor<1, Int>,
+    bound: f64,
+) -> Result<Tensor<1>> {
+    ensure_finite("forgetting bound", bound)?;
+    let [batch, num_classes] = logits.dims();
+    if num_classes < 2 {
+        return Err(CoreError::ShapeMismatch {
+            what: "logits [B, C] of an unlikelihood loss (C ≥ 2)",
+            expected: vec![batch, 2],
+            found: vec![batch, num_classes],
+        });
+    }
+    check_labels(batch, num_classes, &labels)?;
+    let true_class = labels.one_hot::<2>(num_classes).bool();
+    let others = logits.clone().mask_fill(true_class, f32::NEG_INFINITY);
+    let log_not_true = log_sum_exp(others) - log_sum_exp(logits);
+    // −ln(1 − e^{−bound}) without cancellation for a large bound.
+    let at_bound = -(-(-bound).exp()).ln_1p();
+    Ok(relu(log_not_true.neg().sub_scalar(at_bound)).mean())
+}
+
+/// `ln Σ_c exp x[b, c]` per row, `[B, 1]`, shifted by the row's maximum (finite whenever the
+/// row has one finite entry).
+fn log_sum_exp(x: Tensor<2>) -> Tensor<2> {
+    let max = x.clone().max_dim(1).detach();
+    (x - max.clone()).exp().sum_dim(1).log() + max
+}
+
 fn check_labels(batch: usize, num_classes: usize, labels: &Tensor<1, Int>) -> Result<()> {
     if batch == 0 {
         return Err(CoreError::EmptyBatch { what: "logits" });

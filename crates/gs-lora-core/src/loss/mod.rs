@@ -5,7 +5,9 @@ mod classification;
 mod detection;
 mod prototype;
 
-pub use classification::{cross_entropy, forget_loss, forget_loss_per_sample, retain_loss};
+pub use classification::{
+    cross_entropy, forget_loss, forget_loss_per_sample, forget_loss_unlikelihood, retain_loss,
+};
 pub use detection::{
     FOCAL_ALPHA, FOCAL_GAMMA, box_l1_loss, detection_forget_loss, detection_loss, giou_loss,
     sigmoid_focal_loss,

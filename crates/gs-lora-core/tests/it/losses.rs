@@ -5,7 +5,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use gs_lora_core::CoreError;
 use gs_lora_core::loss::{
     PrototypeAccumulator, PrototypeLossConfig, cross_entropy, forget_loss, forget_loss_per_sample,
-    prototype_kl, prototypes, retain_loss,
+    forget_loss_unlikelihood, prototype_kl, prototypes, retain_loss,
 };
 
 fn labels(values: &[i64], device: &burn::tensor::Device) -> Tensor<1, Int> {
@@ -123,6 +123,52 @@ fn the_per_sample_forgetting_loss_bounds_each_sample() {
         assert_close(row, &expected, 1e-6);
     }
     assert!(forget_loss_per_sample(logits, labels(&y, &device), f64::NAN).is_err());
+}
+
+/// The unlikelihood term by hand: logits `(0, ln 3)` give `p = (¼, ¾)`; at the bound `ln 2`
+/// (stop at `p_y ≤ ½`) the sample of class 1 costs `−ln(1 − ¾) + ln(1 − ½) = ln 2` and the
+/// sample of class 0 (`p_y = ¼`, past the bound) nothing: the mean is `½ ln 2`. The gradient
+/// on a sample's true logit is `p_y/B` (`∂(−ln(1 − p_y))/∂z_y = p_y`) and `−p_y p_c /
+/// ((1 − p_y) B)` on each other logit. A sample the model is sure of (`z_y − z_c = 20`) keeps a
+/// gradient near `1/B` where the cross-entropy's is `e^{−20}`, and its loss is finite. Catches
+/// the cross-entropy's gradient, `ln(1 − p)` computed as `ln` of a rounded `1 − p` (infinite
+/// at the sure sample), the bound's constant left out or taken as `bound`, and a sum for the
+/// mean.
+#[test]
+fn the_unlikelihood_forgetting_loss_pushes_the_sure_samples() {
+    let device = device().autodiff();
+    let ln3 = 3f32.ln();
+    let logits = Tensor::<2>::from_data(TensorData::new(vec![0.0, ln3, 0.0, ln3], [2, 2]), &device)
+        .require_grad();
+    let loss = forget_loss_unlikelihood(logits.clone(), labels(&[1, 0], &device), 2f64.ln())
+        .expect("loss");
+    let ln2 = 2f64.ln();
+    assert!((scalar(loss.clone()) - ln2 / 2.0).abs() < 1e-6);
+    let grad = values(logits.grad(&loss.backward()).expect("gradient"));
+    // Sample 0 (class 1, p_y = ¾): ∂/∂z_1 = ¾/2, ∂/∂z_0 = −(¾·¼/¼)/2; sample 1 is past the bound.
+    assert_close(&grad, &[-0.375, 0.375, 0.0, 0.0], 1e-6);
+
+    let sure = Tensor::<2>::from_data(TensorData::new(vec![0.0f32, 20.0, 0.0], [1, 3]), &device)
+        .require_grad();
+    let y = labels(&[1], &device);
+    let bound = 3f64.ln() + 1.0;
+    let loss = forget_loss_unlikelihood(sure.clone(), y.clone(), bound).expect("loss");
+    // −ln(1 − p_y) = ln(1 + e^{20}/2) and the bound's −ln(1 − e^{−bound}).
+    let expected = (1.0 + 20f64.exp() / 2.0).ln() + (1.0 - (-bound).exp()).ln();
+    assert!((scalar(loss.clone()) - expected).abs() < 1e-4, "{expected}");
+    let grad = values(sure.grad(&loss.backward()).expect("gradient"));
+    assert!((grad[1] - 1.0).abs() < 1e-6, "{grad:?}");
+    let ce = forget_loss_per_sample(sure.clone(), y, bound).expect("ce");
+    let grad_ce = values(sure.grad(&ce.backward()).expect("gradient"));
+    assert!(grad_ce[1].abs() < 1e-8, "{grad_ce:?}");
+
+    let one_class = Tensor::<2>::zeros([2, 1], &device);
+    assert!(matches!(
+        forget_loss_unlikelihood(one_class, labels(&[0, 0], &device), 1.0),
+        Err(CoreError::ShapeMismatch { .. })
+    ));
+    assert!(forget_loss_unlikelihood(logits.clone(), labels(&[1, 0], &device), f64::NAN).is_err());
+    assert!(forget_loss_unlikelihood(logits, labels(&[2, 0], &device), 1.0).is_err());
 }
 
 #[test]

@@ -9,7 +9,8 @@ use burn::module::{Module, ParamId};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use gs_lora_core::lora::derive_seed;
 use gs_lora_core::loss::{
-    PrototypeAccumulator, Prototypes, forget_loss, forget_loss_per_sample, retain_loss,
+    PrototypeAccumulator, Prototypes, forget_loss, forget_loss_per_sample,
+    forget_loss_unlikelihood, retain_loss,
 };
 use gs_lora_core::{DataParallel, LoraConfig};
 use gs_lora_models::VisionTransformer;
@@ -19,7 +20,7 @@ use super::batch::{Batch, make_batch};
 use super::classifier_dir::{ClassifierDir, ClassifierInfo};
 use super::data::{Dataset, ImageSet};
 use super::evaluate::{attack_features, class_accuracy, logits_with_margin};
-use crate::config::{EvalSplit, ForgetConfig};
+use crate::config::{EvalSplit, ForgetConfig, ForgetLoss, unlikelihood_on_the_batch_mean};
 use crate::engine::{
     self, Criterion, Family, Objective, Pair, RunDir, RunState, Task, param_ids_where,
 };
@@ -76,12 +77,19 @@ impl Criterion for ClassifierCriterion {
         Ok(retain_loss(self.logits.clone(), self.targets.clone())?)
     }
 
-    fn bounded_loss(&self, bound: Option<f64>, per_sample: bool) -> Result<Tensor<1>> {
+    fn bounded_loss(
+        &self,
+        bound: Option<f64>,
+        per_sample: bool,
+        loss: ForgetLoss,
+    ) -> Result<Tensor<1>> {
         let (logits, targets) = (self.logits.clone(), self.targets.clone());
         let bound = bound.unwrap_or_else(|| default_bound(logits.dims()[1]));
-        Ok(match per_sample {
-            true => forget_loss_per_sample(logits, targets, bound)?,
-            false => forget_loss(logits, targets, bound)?,
+        Ok(match (loss, per_sample) {
+            (ForgetLoss::CrossEntropy, true) => forget_loss_per_sample(logits, targets, bound)?,
+            (ForgetLoss::CrossEntropy, false) => forget_loss(logits, targets, bound)?,
+            (ForgetLoss::Unlikelihood, true) => forget_loss_unlikelihood(logits, targets, bound)?,
+            (ForgetLoss::Unlikelihood, false) => return Err(unlikelihood_on_the_batch_mean()),
         })
     }
 
@@ -474,8 +482,10 @@ mod tests {
 
     /// `bnd` `None` bounds at `ln C + 1` of the logits' `C`, by hand: rows `[0, 0, 0]` (CE
     /// ln 3, below the bound) and `[0, 2, 2]` (CE ln(1 + 2e²), above it), per sample and on
-    /// the batch mean; a given bound replaces it. Catches the class count off by one, the
-    /// `+ 1` dropped, and the default ignored.
+    /// the batch mean; a given bound replaces it. The unlikelihood form at the same bound:
+    /// the first row costs `−ln(1 − ⅓) + ln(1 − e^{−bound})`, the second (`p_y` below
+    /// `e^{−bound}`) nothing; on the batch mean it is refused. Catches the class count off by
+    /// one, the `+ 1` dropped, the default ignored, and the form not reaching the loss.
     #[test]
     fn the_default_bound_is_ln_classes_plus_one() {
         let device = Device::default();
@@ -491,9 +501,9 @@ mod tests {
             embedding: Tensor::zeros([2, 1], &device),
             middle: Tensor::zeros([2, 1, 1], &device),
         };
-        let value = |bound, per_sample| -> f64 {
+        let value = |bound, per_sample, loss| -> f64 {
             criterion
-                .bounded_loss(bound, per_sample)
+                .bounded_loss(bound, per_sample, loss)
                 .expect("loss")
                 .try_into_vec_as::<f64>()
                 .expect("value")[0]
@@ -502,21 +512,36 @@ mod tests {
         let relu = |x: f64| x.max(0.0);
         let auto = 3f64.ln() + 1.0;
         assert_eq!(default_bound(3), auto);
+        let (ce_form, unlikelihood) = (ForgetLoss::CrossEntropy, ForgetLoss::Unlikelihood);
+        let at_bound = -(1.0 - (-auto).exp()).ln();
         let cases = [
-            (None, true, (relu(auto - ce[0]) + relu(auto - ce[1])) / 2.0),
-            (None, false, relu(auto - (ce[0] + ce[1]) / 2.0)),
+            (
+                None,
+                true,
+                ce_form,
+                (relu(auto - ce[0]) + relu(auto - ce[1])) / 2.0,
+            ),
+            (None, false, ce_form, relu(auto - (ce[0] + ce[1]) / 2.0)),
             (
                 Some(3.0),
                 true,
+                ce_form,
                 (relu(3.0 - ce[0]) + relu(3.0 - ce[1])) / 2.0,
             ),
+            (
+                None,
+                true,
+                unlikelihood,
+                (-(2f64 / 3.0).ln() - at_bound) / 2.0,
+            ),
         ];
-        for (bound, per_sample, expected) in cases {
-            let found = value(bound, per_sample);
+        for (bound, per_sample, loss, expected) in cases {
+            let found = value(bound, per_sample, loss);
             assert!(
                 (found - expected).abs() < 1e-5,
-                "{bound:?} per sample {per_sample}: {found} vs {expected}"
+                "{bound:?} per sample {per_sample} {loss}: {found} vs {expected}"
             );
         }
+        assert!(criterion.bounded_loss(None, false, unlikelihood).is_err());
     }
 }

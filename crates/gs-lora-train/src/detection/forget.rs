@@ -21,7 +21,7 @@ use super::dataset::{DetectionBatch, DetectionDataset, detection_batch, samples_
 use super::detector_dir::{DetectorDir, DetectorInfo};
 use super::evaluate::detector_ap;
 use super::matching::{HungarianMatcher, Target};
-use crate::config::ForgetConfig;
+use crate::config::{ForgetConfig, ForgetLoss};
 use crate::engine::{
     self, Criterion, Family, Objective, Pair, RunDir, RunState, Task, param_ids_where,
 };
@@ -90,9 +90,17 @@ impl Criterion for DetectorCriterion {
         Ok(detection_loss(terms.focal, terms.l1, terms.giou))
     }
 
-    fn bounded_loss(&self, bound: Option<f64>, per_sample: bool) -> Result<Tensor<1>> {
+    fn bounded_loss(
+        &self,
+        bound: Option<f64>,
+        per_sample: bool,
+        loss: ForgetLoss,
+    ) -> Result<Tensor<1>> {
         if per_sample {
             return Err(per_sample_refused());
+        }
+        if loss != ForgetLoss::CrossEntropy {
+            return Err(unlikelihood_refused());
         }
         let bound = bound.ok_or_else(no_default_bound)?;
         let terms = self.terms.clone();
@@ -405,6 +413,16 @@ fn per_sample_refused() -> TrainError {
     }
 }
 
+/// The unlikelihood term reads one class probability per image; a detection batch's
+/// forgetting loss is a matched-query set loss with box terms.
+fn unlikelihood_refused() -> TrainError {
+    TrainError::Setting {
+        name: "forget_loss",
+        problem: "is unlikelihood, but detection bounds its set loss (cross-entropy form) only"
+            .into(),
+    }
+}
+
 /// `ln C + 1` bounds one sample's cross-entropy; a detection loss has no such scale.
 fn no_default_bound() -> TrainError {
     TrainError::Setting {
@@ -431,6 +449,9 @@ pub fn run_forgetting(
     dataset.validate()?;
     if config.bnd_per_sample {
         return Err(per_sample_refused());
+    }
+    if config.forget_loss != ForgetLoss::CrossEntropy {
+        return Err(unlikelihood_refused());
     }
     if config.bnd.is_none() {
         return Err(no_default_bound());

@@ -10,6 +10,7 @@ use gs_lora_core::loss::Prototypes;
 
 use super::sampling::Pair;
 use super::schedule::Task;
+use crate::config::ForgetLoss;
 use crate::error::Result;
 use crate::membership::MiaEfficacy;
 use crate::report::Scores;
@@ -136,14 +137,19 @@ pub trait Criterion {
     /// Malformed targets.
     fn loss(&self) -> Result<Tensor<1>>;
 
-    /// The bounded forgetting loss, `relu(BND − ·)` on the classification part, `[1]`: on the
-    /// batch mean, or on each sample and then averaged when `per_sample`; `bound` `None` is
-    /// the family's default ([`ForgetConfig::bnd`](crate::ForgetConfig::bnd)).
+    /// The bounded forgetting loss of the form `loss`, `relu(BND − ·)` on the classification
+    /// part, `[1]`: on the batch mean, or on each sample and then averaged when `per_sample`;
+    /// `bound` `None` is the family's default ([`ForgetConfig::bnd`](crate::ForgetConfig::bnd)).
     ///
     /// # Errors
-    /// A non-finite bound, no bound where the family has no default, or `per_sample` where
-    /// the family has no per-sample bound.
-    fn bounded_loss(&self, bound: Option<f64>, per_sample: bool) -> Result<Tensor<1>>;
+    /// A non-finite bound, no bound where the family has no default, or `per_sample` or a
+    /// `loss` the family does not have.
+    fn bounded_loss(
+        &self,
+        bound: Option<f64>,
+        per_sample: bool,
+        loss: ForgetLoss,
+    ) -> Result<Tensor<1>>;
 
     /// The supervised loss of the batch with each sample's label `y` replaced by
     /// `relabel(y)` (random labelling), `[1]`.

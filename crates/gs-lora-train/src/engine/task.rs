@@ -351,7 +351,7 @@ mod tests {
             unreachable!("not read by the recorder")
         }
 
-        fn bounded_loss(&self, _: Option<f64>, _: bool) -> Result<Tensor<1>> {
+        fn bounded_loss(&self, _: Option<f64>, _: bool, _: crate::ForgetLoss) -> Result<Tensor<1>> {
             unreachable!("not read by the recorder")
         }
 

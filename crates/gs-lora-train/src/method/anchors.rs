@@ -309,7 +309,7 @@ mod tests {
         fn loss(&self) -> Result<Tensor<1>> {
             Ok(retain_loss(self.logits.clone(), self.y.clone())?)
         }
-        fn bounded_loss(&self, _: Option<f64>, _: bool) -> Result<Tensor<1>> {
+        fn bounded_loss(&self, _: Option<f64>, _: bool, _: crate::ForgetLoss) -> Result<Tensor<1>> {
             unreachable!("importance reads the loss and logits")
         }
         fn relabelled_loss(&self, _: &mut dyn FnMut(usize) -> usize) -> Result<Tensor<1>> {

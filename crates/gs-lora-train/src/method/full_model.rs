@@ -103,7 +103,11 @@ impl FullModel {
                 (forget.relabelled_loss(&mut draw)?, 1.0)
             }
             _ => (
-                forget.bounded_loss(self.config.bnd, self.config.bnd_per_sample)?,
+                forget.bounded_loss(
+                    self.config.bnd,
+                    self.config.bnd_per_sample,
+                    self.config.forget_loss,
+                )?,
                 beta,
             ),
         };
@@ -355,7 +359,7 @@ mod tests {
             Ok(value(self.ce))
         }
 
-        fn bounded_loss(&self, _: Option<f64>, _: bool) -> Result<Tensor<1>> {
+        fn bounded_loss(&self, _: Option<f64>, _: bool, _: crate::ForgetLoss) -> Result<Tensor<1>> {
             Ok(value(self.bounded))
         }
 

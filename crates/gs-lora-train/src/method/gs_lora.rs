@@ -185,9 +185,11 @@ impl GsLora {
             forget: objective.criterion(model, batches.forget)?,
         };
         let retain = criteria.retain.loss()?;
-        let forget = criteria
-            .forget
-            .bounded_loss(self.config.bnd, self.config.bnd_per_sample)?;
+        let forget = criteria.forget.bounded_loss(
+            self.config.bnd,
+            self.config.bnd_per_sample,
+            self.config.forget_loss,
+        )?;
         let prototype = match self.prototype_loss() {
             Some(loss) => {
                 let criteria = Pair {

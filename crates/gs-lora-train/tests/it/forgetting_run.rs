@@ -17,7 +17,7 @@ use gs_lora_train::classification::{PretrainConfig, pretrain};
 use gs_lora_train::engine::Pair;
 use gs_lora_train::image::{Normalization, Preprocess};
 use gs_lora_train::method::GsLora;
-use gs_lora_train::{ForgetConfig, MethodKind, Replay, RunDir, TaskResult, TrainError};
+use gs_lora_train::{ForgetConfig, ForgetLoss, MethodKind, Replay, RunDir, TaskResult, TrainError};
 
 const PREPROCESS: Preprocess = Preprocess {
     image_size: 16,
@@ -724,10 +724,11 @@ fn the_missing_class_setting_measures_classes_it_never_trains_on() {
     assert!(err.to_string().contains("50 missing classes"), "{err}");
 }
 
-/// `bnd_per_sample` reaches the step's forgetting term: `(1/B) Σ_b relu(BND − CE_b)` of the
-/// forget batch's logits with it on, `relu(BND − mean_b CE_b)` off, by hand from the logits.
-/// The bound sits between the samples' cross-entropies, where the two differ. Catches the
-/// switch ignored by the method either way.
+/// `bnd_per_sample` and `forget_loss` reach the step's forgetting term: `(1/B) Σ_b relu(BND −
+/// CE_b)` of the forget batch's logits with it on, `relu(BND − mean_b CE_b)` off, and the
+/// unlikelihood form `(1/B) Σ_b relu(−ln(1 − e^{−CE_b}) + ln(1 − e^{−BND}))`, by hand from the
+/// logits. The bound sits between the samples' cross-entropies, where the three differ.
+/// Catches either switch ignored by the method.
 #[test]
 fn the_per_sample_bound_reaches_the_forgetting_term() {
     let device = Device::default();
@@ -772,14 +773,25 @@ fn the_per_sample_bound_reaches_the_forgetting_term() {
     let bound = mean + 0.1 * (ce.iter().cloned().fold(f64::MIN, f64::max) - mean);
     let per_sample = ce.iter().map(|c| (bound - c).max(0.0)).sum::<f64>() / 4.0;
     let batch_mean = bound - mean;
+    let unlikely = |c: f64| -(1.0 - (-c).exp()).ln();
+    let unlikelihood = ce
+        .iter()
+        .map(|&c| (unlikely(c) - unlikely(bound)).max(0.0))
+        .sum::<f64>()
+        / 4.0;
     assert!(
-        (per_sample - batch_mean).abs() > 1e-3,
-        "{per_sample} vs {batch_mean}: {ce:?}"
+        (per_sample - batch_mean).abs() > 1e-3 && (per_sample - unlikelihood).abs() > 1e-3,
+        "{per_sample} vs {batch_mean} vs {unlikelihood}: {ce:?}"
     );
-    for (on, expected) in [(false, batch_mean), (true, per_sample)] {
+    for (on, loss, expected) in [
+        (false, ForgetLoss::CrossEntropy, batch_mean),
+        (true, ForgetLoss::CrossEntropy, per_sample),
+        (true, ForgetLoss::Unlikelihood, unlikelihood),
+    ] {
         let settings = ForgetConfig {
             bnd: Some(bound),
             bnd_per_sample: on,
+            forget_loss: loss,
             ..ForgetConfig::default()
         };
         let terms = GsLora::new(&settings)
@@ -796,7 +808,7 @@ fn the_per_sample_bound_reaches_the_forgetting_term() {
         let found = terms.values().forget;
         assert!(
             (found - expected).abs() < 1e-4 * (1.0 + expected),
-            "per sample {on}: {found} vs {expected}"
+            "per sample {on}, {loss}: {found} vs {expected}"
         );
     }
 }

@@ -138,6 +138,18 @@ muts = [
   ".filter(|((label, prediction), _)| from[*label] && to[*prediction])",
   ".filter(|((label, _), _)| from[*label])",
   ["-p","gs-lora-core","--test","it","metrics"]),
+ ("unlikelihood without its bound", "crates/gs-lora-core/src/loss/classification.rs",
+  "Ok(relu(log_not_true.neg().sub_scalar(at_bound)).mean())",
+  "Ok(relu(log_not_true.neg().sub_scalar(0.0 * at_bound)).mean())",
+  ["-p","gs-lora-core","--test","it","unlikelihood"]),
+ ("unlikelihood as 1 - p", "crates/gs-lora-core/src/loss/classification.rs",
+  "let log_not_true = log_sum_exp(others) - log_sum_exp(logits);",
+  "let log_not_true = (log_sum_exp(others) - log_sum_exp(logits)).exp().neg().add_scalar(1.0).neg().add_scalar(1.0).log();",
+  ["-p","gs-lora-core","--test","it","unlikelihood"]),
+ ("forget loss form ignored", "crates/gs-lora-train/src/method/gs_lora.rs",
+  "            self.config.forget_loss,\n        )?;",
+  "            crate::ForgetLoss::CrossEntropy,\n        )?;",
+  ["-p","gs-lora-train","--test","it","the_per_sample_bound_reaches"]),
 ]
 only = sys.argv[1:] 
 for name, path, old, new, test in muts:

@@ -394,10 +394,11 @@ pub struct ForgetArgs {
     /// Bounds each forget image's cross-entropy (on) or the batch mean (off, the official).
     #[arg(long, value_name = "on|off", value_parser = on_off())]
     pub bnd_per_sample: Option<bool>,
-    /// The forgetting loss: cross-entropy (relu(BND − CE), the official) or unlikelihood
-    /// (relu(−ln(1 − p_y) + ln(1 − e^−BND)) per image: the same stop, a push that does not fade
-    /// on the images the model is surest of).
-    #[arg(long, value_name = "cross-entropy|unlikelihood")]
+    /// The forgetting loss, each stopping at p_y = e^−BND: cross-entropy (relu(BND − CE), the
+    /// official), unlikelihood (−ln(1 − p_y) per image: its push grows with the model's
+    /// confidence) or log-odds (ln(p_y / (1 − p_y)) per image: the sum of the two, a push of
+    /// the same size whatever the confidence).
+    #[arg(long, value_name = "cross-entropy|unlikelihood|log-odds")]
     pub forget_loss: Option<ForgetLoss>,
     /// Weight β of the forgetting loss, one per task (the last repeats).
     #[arg(
@@ -821,6 +822,8 @@ mod tests {
         assert_eq!(plain.forget_loss, ForgetLoss::CrossEntropy);
         let unlikelihood = config(&["--forget-loss", "unlikelihood"]).expect("unlikelihood");
         assert_eq!(unlikelihood.forget_loss, ForgetLoss::Unlikelihood);
+        let log_odds = config(&["--forget-loss", "log-odds"]).expect("log-odds");
+        assert_eq!(log_odds.forget_loss, ForgetLoss::LogOdds);
         let err = config(&["--forget-loss", "unlikelihood", "--bnd-per-sample", "off"])
             .expect("parsed")
             .validate()
@@ -832,7 +835,7 @@ mod tests {
             (&["--bnd-per-sample", "yes"][..], "--bnd-per-sample"),
             (
                 &["--forget-loss", "ascent"],
-                "expected cross-entropy or unlikelihood",
+                "expected cross-entropy, unlikelihood or log-odds",
             ),
             (&["--bnd", "big"], "expected auto or a number, found `big`"),
             (

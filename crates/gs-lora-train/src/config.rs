@@ -363,6 +363,11 @@ pub enum ForgetLoss {
     /// the same point, but its gradient does not vanish on an image the model is sure of.
     /// Per-sample bound only.
     Unlikelihood,
+    /// `relu(ln(p_y / (1 − p_y)) − ln(e^{−BND} / (1 − e^{−BND})))` per image, the sum of the
+    /// two others ([`forget_loss_log_odds`](gs_lora_core::loss::forget_loss_log_odds)): the
+    /// same stop, a push on the true logit of the same size whatever the model's confidence.
+    /// Per-sample bound only.
+    LogOdds,
 }
 
 impl ForgetLoss {
@@ -371,6 +376,7 @@ impl ForgetLoss {
         match self {
             ForgetLoss::CrossEntropy => "cross-entropy",
             ForgetLoss::Unlikelihood => "unlikelihood",
+            ForgetLoss::LogOdds => "log-odds",
         }
     }
 }
@@ -388,8 +394,10 @@ impl std::str::FromStr for ForgetLoss {
         match name {
             "cross-entropy" => Ok(ForgetLoss::CrossEntropy),
             "unlikelihood" => Ok(ForgetLoss::Unlikelihood),
+            "log-odds" => Ok(ForgetLoss::LogOdds),
             other => Err(TrainError::InvalidSetting(format!(
-                "unknown forgetting loss `{other}`; expected cross-entropy or unlikelihood"
+                "unknown forgetting loss `{other}`; expected cross-entropy, unlikelihood or \
+                 log-odds"
             ))),
         }
     }
@@ -520,8 +528,9 @@ pub struct ForgetConfig {
     #[serde(default)]
     pub bnd_per_sample: bool,
     /// The form of the forgetting loss (`--forget-loss`): the official cross-entropy ascent
-    /// (the default) or the unlikelihood term, whose push does not fade on the images the
-    /// model is surest of. Classification only; absent from earlier versions' files.
+    /// (the default), or the unlikelihood or log-odds terms, whose push does not fade on the
+    /// images the model is surest of. Classification only; absent from earlier versions'
+    /// files.
     #[serde(default)]
     pub forget_loss: ForgetLoss,
     /// Weight `β` of the forgetting loss per task (the last value repeats).
@@ -754,8 +763,8 @@ impl ForgetConfig {
         if let Some(prob) = self.dropout {
             gs_lora_core::check_dropout("dropout", prob)?;
         }
-        if self.forget_loss == ForgetLoss::Unlikelihood && !self.bnd_per_sample {
-            return Err(unlikelihood_on_the_batch_mean());
+        if self.forget_loss != ForgetLoss::CrossEntropy && !self.bnd_per_sample {
+            return Err(per_sample_form_on_the_batch_mean(self.forget_loss));
         }
         self.baseline.validate()?;
         if self.min_lr > self.lr {
@@ -798,11 +807,11 @@ impl ForgetConfig {
     }
 }
 
-/// The unlikelihood term bounds each image; there is no batch-mean form of it.
-pub(crate) fn unlikelihood_on_the_batch_mean() -> TrainError {
+/// The unlikelihood and log-odds terms bound each image; neither has a batch-mean form.
+pub(crate) fn per_sample_form_on_the_batch_mean(form: ForgetLoss) -> TrainError {
     TrainError::Setting {
         name: "forget_loss",
-        problem: "is unlikelihood, which bounds each image; it needs bnd_per_sample on".into(),
+        problem: format!("is {form}, which bounds each image; it needs bnd_per_sample on"),
     }
 }
 

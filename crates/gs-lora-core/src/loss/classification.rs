@@ -84,22 +84,69 @@ pub fn forget_loss_unlikelihood(
     labels: Tensor<1, Int>,
     bound: f64,
 ) -> Result<Tensor<1>> {
-    ensure_finite("forgetting bound", bound)?;
-    let [batch, num_classes] = logits.dims();
-    if num_classes < 2 {
-        return Err(CoreError::ShapeMismatch {
-            what: "logits [B, C] of an unlikelihood loss (C ≥ 2)",
-            expected: vec![batch, 2],
-            found: vec![batch, num_classes],
-        });
+    let split = TrueAndOthers::new(logits, labels, bound)?;
+    let log_not_true = split.others - split.all;
+    Ok(relu(log_not_true.neg().sub_scalar(split.unlikely_at_bound)).mean())
+}
+
+/// Per-sample bounded log-odds forgetting loss
+/// `L_f = (1/B) Σ_b ReLU(ln(p_b / (1 − p_b)) − ln(e^{−bound} / (1 − e^{−bound})))`, the true
+/// logit's margin over the others' `z_b[y_b] − LSE_{c≠y_b} z_b[c]` pushed down; shape `[1]`.
+///
+/// The sum of the cross-entropy form and [`forget_loss_unlikelihood`] (`ln p − ln(1 − p)`),
+/// and it stops where both do (`p_b ≤ e^{−bound}`): its gradient on the true logit is `1/B`
+/// whatever `p_b`, so it neither fades on an image the model is sure of (the cross-entropy's
+/// `(1 − p_b)/B`) nor near the bound (the unlikelihood's `p_b/B`, which leaves held-out images
+/// of an erased class recognised once the training images reach the bound).
+///
+/// # Errors
+/// As [`forget_loss_unlikelihood`].
+pub fn forget_loss_log_odds(
+    logits: Tensor<2>,
+    labels: Tensor<1, Int>,
+    bound: f64,
+) -> Result<Tensor<1>> {
+    let split = TrueAndOthers::new(logits, labels, bound)?;
+    // logit(e^{−bound}) = −bound + (−ln(1 − e^{−bound})).
+    let at_bound = -bound + split.unlikely_at_bound;
+    Ok(relu((split.true_logit - split.others).sub_scalar(at_bound)).mean())
+}
+
+/// A batch's logits split at each sample's true class, for the forms that compare the true
+/// class with the others.
+struct TrueAndOthers {
+    /// `z_b[y_b]`, `[B, 1]`.
+    true_logit: Tensor<2>,
+    /// `LSE_{c≠y_b} z_b[c]`, `[B, 1]`.
+    others: Tensor<2>,
+    /// `LSE_c z_b[c]`, `[B, 1]`.
+    all: Tensor<2>,
+    /// `−ln(1 − e^{−bound})`, without cancellation for a large bound.
+    unlikely_at_bound: f64,
+}
+
+impl TrueAndOthers {
+    fn new(logits: Tensor<2>, labels: Tensor<1, Int>, bound: f64) -> Result<Self> {
+        ensure_finite("forgetting bound", bound)?;
+        let [batch, num_classes] = logits.dims();
+        if num_classes < 2 {
+            return Err(CoreError::ShapeMismatch {
+                what: "logits [B, C] of a forgetting loss against the other classes (C ≥ 2)",
+                expected: vec![batch, 2],
+                found: vec![batch, num_classes],
+            });
+        }
+        check_labels(batch, num_classes, &labels)?;
+        let true_logit = logits.clone().gather(1, labels.clone().unsqueeze_dim(1));
+        let true_class = labels.one_hot::<2>(num_classes).bool();
+        let others = log_sum_exp(logits.clone().mask_fill(true_class, f32::NEG_INFINITY));
+        Ok(Self {
+            true_logit,
+            others,
+            all: log_sum_exp(logits),
+            unlikely_at_bound: -(-(-bound).exp()).ln_1p(),
+        })
     }
-    check_labels(batch, num_classes, &labels)?;
-    let true_class = labels.one_hot::<2>(num_classes).bool();
-    let others = logits.clone().mask_fill(true_class, f32::NEG_INFINITY);
-    let log_not_true = log_sum_exp(others) - log_sum_exp(logits);
-    // −ln(1 − e^{−bound}) without cancellation for a large bound.
-    let at_bound = -(-(-bound).exp()).ln_1p();
-    Ok(relu(log_not_true.neg().sub_scalar(at_bound)).mean())
 }
 
 /// `ln Σ_c exp x[b, c]` per row, `[B, 1]`, shifted by the row's maximum (finite whenever the

@@ -6,7 +6,8 @@ mod detection;
 mod prototype;
 
 pub use classification::{
-    cross_entropy, forget_loss, forget_loss_per_sample, forget_loss_unlikelihood, retain_loss,
+    cross_entropy, forget_loss, forget_loss_log_odds, forget_loss_per_sample,
+    forget_loss_unlikelihood, retain_loss,
 };
 pub use detection::{
     FOCAL_ALPHA, FOCAL_GAMMA, box_l1_loss, detection_forget_loss, detection_loss, giou_loss,

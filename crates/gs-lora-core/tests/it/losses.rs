@@ -4,8 +4,8 @@ use crate::common::*;
 use burn::tensor::{Int, Tensor, TensorData};
 use gs_lora_core::CoreError;
 use gs_lora_core::loss::{
-    PrototypeAccumulator, PrototypeLossConfig, cross_entropy, forget_loss, forget_loss_per_sample,
-    forget_loss_unlikelihood, prototype_kl, prototypes, retain_loss,
+    PrototypeAccumulator, PrototypeLossConfig, cross_entropy, forget_loss, forget_loss_log_odds,
+    forget_loss_per_sample, forget_loss_unlikelihood, prototype_kl, prototypes, retain_loss,
 };
 
 fn labels(values: &[i64], device: &burn::tensor::Device) -> Tensor<1, Int> {
@@ -169,6 +169,41 @@ fn the_unlikelihood_forgetting_loss_pushes_the_sure_samples() {
     ));
     assert!(forget_loss_unlikelihood(logits.clone(), labels(&[1, 0], &device), f64::NAN).is_err());
     assert!(forget_loss_unlikelihood(logits, labels(&[2, 0], &device), 1.0).is_err());
+}
+
+/// The log-odds term by hand: logits `(0, ln 3)` give `p = (¼, ¾)`; at the bound `ln 2` (stop
+/// at `p_y ≤ ½`, log-odds 0) the sample of class 1 costs `ln 3` and the one of class 0 (log-odds
+/// `−ln 3`) nothing; the gradient is `1/B` on the true logit and `−p_c/((1 − p_y) B)` on the
+/// others, and stays `1` on a sure sample. With every sample inside the bound it is the sum of
+/// the cross-entropy and unlikelihood forms. Catches the bound's logit taken as `−bound`, a sign
+/// flipped, and the margin taken over the largest other logit instead of their LSE.
+#[test]
+fn the_log_odds_forgetting_loss_pushes_at_a_constant_rate() {
+    let device = device().autodiff();
+    let ln3 = 3f32.ln();
+    let logits = Tensor::<2>::from_data(TensorData::new(vec![0.0, ln3, 0.0, ln3], [2, 2]), &device)
+        .require_grad();
+    let loss =
+        forget_loss_log_odds(logits.clone(), labels(&[1, 0], &device), 2f64.ln()).expect("loss");
+    assert!((scalar(loss.clone()) - 3f64.ln() / 2.0).abs() < 1e-6);
+    let grad = values(logits.grad(&loss.backward()).expect("gradient"));
+    assert_close(&grad, &[-0.5, 0.5, 0.0, 0.0], 1e-6);
+
+    let sure = Tensor::<2>::from_data(TensorData::new(vec![0.0f32, 20.0, 0.0], [1, 3]), &device)
+        .require_grad();
+    let bound = 3f64.ln() + 1.0;
+    let loss = forget_loss_log_odds(sure.clone(), labels(&[1], &device), bound).expect("loss");
+    let expected = 20.0 - 2f64.ln() + bound + (1.0 - (-bound).exp()).ln();
+    assert!((scalar(loss.clone()) - expected).abs() < 1e-4, "{expected}");
+    let grad = values(sure.grad(&loss.backward()).expect("gradient"));
+    assert_close(&grad, &[-0.5, 1.0, -0.5], 1e-6);
+
+    let random = random_tensor(4, 5, 7, &device).mul_scalar(3.0);
+    let y = labels(&[1, 2, 4, 0], &device);
+    let sum = scalar(forget_loss_per_sample(random.clone(), y.clone(), 30.0).expect("ce"))
+        + scalar(forget_loss_unlikelihood(random.clone(), y.clone(), 30.0).expect("ul"));
+    let log_odds = scalar(forget_loss_log_odds(random, y, 30.0).expect("log-odds"));
+    assert!((log_odds - sum).abs() < 1e-3, "{log_odds} vs {sum}");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use burn::module::{Module, ParamId};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use gs_lora_core::lora::derive_seed;
 use gs_lora_core::loss::{
-    PrototypeAccumulator, Prototypes, forget_loss, forget_loss_per_sample,
+    PrototypeAccumulator, Prototypes, forget_loss, forget_loss_log_odds, forget_loss_per_sample,
     forget_loss_unlikelihood, retain_loss,
 };
 use gs_lora_core::{DataParallel, LoraConfig};
@@ -20,7 +20,7 @@ use super::batch::{Batch, make_batch};
 use super::classifier_dir::{ClassifierDir, ClassifierInfo};
 use super::data::{Dataset, ImageSet};
 use super::evaluate::{attack_features, class_accuracy, logits_with_margin};
-use crate::config::{EvalSplit, ForgetConfig, ForgetLoss, unlikelihood_on_the_batch_mean};
+use crate::config::{EvalSplit, ForgetConfig, ForgetLoss, per_sample_form_on_the_batch_mean};
 use crate::engine::{
     self, Criterion, Family, Objective, Pair, RunDir, RunState, Task, param_ids_where,
 };
@@ -89,7 +89,8 @@ impl Criterion for ClassifierCriterion {
             (ForgetLoss::CrossEntropy, true) => forget_loss_per_sample(logits, targets, bound)?,
             (ForgetLoss::CrossEntropy, false) => forget_loss(logits, targets, bound)?,
             (ForgetLoss::Unlikelihood, true) => forget_loss_unlikelihood(logits, targets, bound)?,
-            (ForgetLoss::Unlikelihood, false) => return Err(unlikelihood_on_the_batch_mean()),
+            (ForgetLoss::LogOdds, true) => forget_loss_log_odds(logits, targets, bound)?,
+            (form, false) => return Err(per_sample_form_on_the_batch_mean(form)),
         })
     }
 
@@ -484,7 +485,8 @@ mod tests {
     /// ln 3, below the bound) and `[0, 2, 2]` (CE ln(1 + 2e²), above it), per sample and on
     /// the batch mean; a given bound replaces it. The unlikelihood form at the same bound:
     /// the first row costs `−ln(1 − ⅓) + ln(1 − e^{−bound})`, the second (`p_y` below
-    /// `e^{−bound}`) nothing; on the batch mean it is refused. Catches the class count off by
+    /// `e^{−bound}`) nothing; the log-odds form `ln ½ − logit(e^{−bound})` and nothing; on the
+    /// batch mean both are refused. Catches the class count off by
     /// one, the `+ 1` dropped, the default ignored, and the form not reaching the loss.
     #[test]
     fn the_default_bound_is_ln_classes_plus_one() {
@@ -534,6 +536,12 @@ mod tests {
                 unlikelihood,
                 (-(2f64 / 3.0).ln() - at_bound) / 2.0,
             ),
+            (
+                None,
+                true,
+                ForgetLoss::LogOdds,
+                (0.5f64.ln() - (-auto + at_bound)) / 2.0,
+            ),
         ];
         for (bound, per_sample, loss, expected) in cases {
             let found = value(bound, per_sample, loss);
@@ -543,5 +551,10 @@ mod tests {
             );
         }
         assert!(criterion.bounded_loss(None, false, unlikelihood).is_err());
+        assert!(
+            criterion
+                .bounded_loss(None, false, ForgetLoss::LogOdds)
+                .is_err()
+        );
     }
 }

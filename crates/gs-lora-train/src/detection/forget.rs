@@ -100,7 +100,7 @@ impl Criterion for DetectorCriterion {
             return Err(per_sample_refused());
         }
         if loss != ForgetLoss::CrossEntropy {
-            return Err(unlikelihood_refused());
+            return Err(per_sample_form_refused());
         }
         let bound = bound.ok_or_else(no_default_bound)?;
         let terms = self.terms.clone();
@@ -413,12 +413,13 @@ fn per_sample_refused() -> TrainError {
     }
 }
 
-/// The unlikelihood term reads one class probability per image; a detection batch's
-/// forgetting loss is a matched-query set loss with box terms.
-fn unlikelihood_refused() -> TrainError {
+/// The unlikelihood and log-odds terms read one class probability per image; a detection
+/// batch's forgetting loss is a matched-query set loss with box terms.
+fn per_sample_form_refused() -> TrainError {
     TrainError::Setting {
         name: "forget_loss",
-        problem: "is unlikelihood, but detection bounds its set loss (cross-entropy form) only"
+        problem: "is not cross-entropy, but detection bounds its set loss (cross-entropy form) \
+                  only"
             .into(),
     }
 }
@@ -451,7 +452,7 @@ pub fn run_forgetting(
         return Err(per_sample_refused());
     }
     if config.forget_loss != ForgetLoss::CrossEntropy {
-        return Err(unlikelihood_refused());
+        return Err(per_sample_form_refused());
     }
     if config.bnd.is_none() {
         return Err(no_default_bound());

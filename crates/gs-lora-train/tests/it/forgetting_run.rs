@@ -726,8 +726,8 @@ fn the_missing_class_setting_measures_classes_it_never_trains_on() {
 
 /// `bnd_per_sample` and `forget_loss` reach the step's forgetting term: `(1/B) Σ_b relu(BND −
 /// CE_b)` of the forget batch's logits with it on, `relu(BND − mean_b CE_b)` off, and the
-/// unlikelihood form `(1/B) Σ_b relu(−ln(1 − e^{−CE_b}) + ln(1 − e^{−BND}))`, by hand from the
-/// logits. The bound sits between the samples' cross-entropies, where the three differ.
+/// unlikelihood form `(1/B) Σ_b relu(−ln(1 − e^{−CE_b}) + ln(1 − e^{−BND}))` and the log-odds
+/// form (the true class's log-odds above those at the bound), by hand from the logits. The bound sits between the samples' cross-entropies, where the three differ.
 /// Catches either switch ignored by the method.
 #[test]
 fn the_per_sample_bound_reaches_the_forgetting_term() {
@@ -779,6 +779,13 @@ fn the_per_sample_bound_reaches_the_forgetting_term() {
         .map(|&c| (unlikely(c) - unlikely(bound)).max(0.0))
         .sum::<f64>()
         / 4.0;
+    // ln(p / (1 − p)) = −CE − ln(1 − e^{−CE}).
+    let log_odds = |c: f64| -c + unlikely(c);
+    let log_odds_term = ce
+        .iter()
+        .map(|&c| (log_odds(c) - log_odds(bound)).max(0.0))
+        .sum::<f64>()
+        / 4.0;
     assert!(
         (per_sample - batch_mean).abs() > 1e-3 && (per_sample - unlikelihood).abs() > 1e-3,
         "{per_sample} vs {batch_mean} vs {unlikelihood}: {ce:?}"
@@ -787,6 +794,7 @@ fn the_per_sample_bound_reaches_the_forgetting_term() {
         (false, ForgetLoss::CrossEntropy, batch_mean),
         (true, ForgetLoss::CrossEntropy, per_sample),
         (true, ForgetLoss::Unlikelihood, unlikelihood),
+        (true, ForgetLoss::LogOdds, log_odds_term),
     ] {
         let settings = ForgetConfig {
             bnd: Some(bound),

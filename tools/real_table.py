@@ -34,7 +34,8 @@ def replay_name(config):
 def bound_name(config):
     bnd = config["bnd"]
     value = "ln C + 1" if bnd is None else f"{bnd:g}"
-    form = "unlikelihood, " if config.get("forget_loss") == "unlikelihood" else ""
+    loss = config.get("forget_loss", "cross-entropy")
+    form = "" if loss == "cross-entropy" else f"{loss}, "
     return f"{form}{value} {'per sample' if config.get('bnd_per_sample') else 'batch mean'}"
 
 

@@ -660,7 +660,8 @@ impl ForgetConfig {
     }
 
     /// The settings a run's results depend on: these settings with the baselines' section
-    /// reset to its defaults for a method that does not read it, and its per-method learning
+    /// reset to its defaults for a method that does not read it, `min_replay` for a draw that
+    /// does not read it (the few-shot and official fraction rules), and the per-method learning
     /// rates (a comparison's, not a run's: a run trains at `lr`) always left out. A run resumes
     /// only under the same run settings.
     pub fn run_settings(&self) -> Self {
@@ -674,8 +675,15 @@ impl ForgetConfig {
                 ..BaselineConfig::default()
             },
         };
+        // The floor is read by the stratified rule only (the replay's or the forget draw's).
+        let floor_read =
+            matches!(self.replay, Replay::Stratified(_)) || self.forget_fraction.is_some();
         Self {
             baseline,
+            min_replay: match floor_read {
+                true => self.min_replay,
+                false => Self::default().min_replay,
+            },
             ..self.clone()
         }
     }

@@ -113,7 +113,7 @@ impl RunDir {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::MethodKind;
+    use crate::config::{MethodKind, Replay};
     use crate::io::write_json;
 
     /// A run resumes under settings that differ only in what its method never reads (a
@@ -161,5 +161,21 @@ mod tests {
         };
         let err = check(&gs_lora, &longer).expect_err("epochs differ");
         assert!(err.contains("(epochs)"), "{err}");
+
+        // The replay floor matters to the stratified draws only: a few-shot run of a version
+        // without the floor resumes under today's default, a stratified one does not.
+        let few_shot = |min_replay| ForgetConfig {
+            replay: Replay::FewShot(4),
+            forget_fraction: None,
+            min_replay,
+            ..gs_lora.clone()
+        };
+        assert_eq!(check(&few_shot(0), &few_shot(4)), Ok(()));
+        let no_floor = ForgetConfig {
+            min_replay: 0,
+            ..gs_lora.clone()
+        };
+        let err = check(&no_floor, &gs_lora).expect_err("the floor differs");
+        assert!(err.contains("(min_replay)"), "{err}");
     }
 }

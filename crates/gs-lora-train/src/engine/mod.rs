@@ -98,18 +98,24 @@ pub fn run<F: Family, M: Method<F>>(
     // they are always rebuilt from the state.
     write_reports(run.path(), &state.results, &state.curves)?;
 
-    // A finished run reads no checkpoint: its reports are rebuilt from the state alone, so a
-    // comparison resumes over runs whose checkpoints were removed to free the disk.
-    let unfinished = state.results.len() < schedule.tasks.len();
-    if let Some(last) = state.results.last().filter(|_| unfinished) {
+    if let Some(last) = state.results.last() {
         let checkpoint = run.checkpoint(last.task);
-        eprintln!(
-            "resuming after task {} from {}",
-            last.task,
-            checkpoint.display()
-        );
-        *model = family.load(&checkpoint)?;
-        method.load_state(model, &run.method_state(last.task))?;
+        // A finished run reads no checkpoint: its reports are rebuilt from the state alone, so
+        // a comparison resumes over runs whose checkpoints were removed to free the disk.
+        if state.results.len() < schedule.tasks.len() {
+            eprintln!(
+                "resuming after task {} from {}",
+                last.task,
+                checkpoint.display()
+            );
+            *model = family.load(&checkpoint)?;
+            method.load_state(model, &run.method_state(last.task))?;
+        } else {
+            eprintln!(
+                "resuming after task {}: every task has finished, nothing is read or trained",
+                last.task
+            );
+        }
     }
 
     let samples = schedule_samples(

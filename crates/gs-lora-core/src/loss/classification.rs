@@ -84,9 +84,9 @@ pub fn forget_loss_unlikelihood(
     labels: Tensor<1, Int>,
     bound: f64,
 ) -> Result<Tensor<1>> {
-    let split = TrueAndOthers::new(logits, labels, bound)?;
-    let log_not_true = split.others - split.all;
-    Ok(relu(log_not_true.neg().sub_scalar(split.unlikely_at_bound)).mean())
+    let others = others_log_sum_exp(&logits, &labels, bound)?;
+    let log_not_true = others - log_sum_exp(logits);
+    Ok(relu(log_not_true.neg().sub_scalar(unlikely_at(bound))).mean())
 }
 
 /// Per-sample bounded log-odds forgetting loss
@@ -106,47 +106,39 @@ pub fn forget_loss_log_odds(
     labels: Tensor<1, Int>,
     bound: f64,
 ) -> Result<Tensor<1>> {
-    let split = TrueAndOthers::new(logits, labels, bound)?;
+    let others = others_log_sum_exp(&logits, &labels, bound)?;
+    let true_logit = logits.gather(1, labels.unsqueeze_dim(1));
     // logit(e^{−bound}) = −bound + (−ln(1 − e^{−bound})).
-    let at_bound = -bound + split.unlikely_at_bound;
-    Ok(relu((split.true_logit - split.others).sub_scalar(at_bound)).mean())
+    let at_bound = -bound + unlikely_at(bound);
+    Ok(relu((true_logit - others).sub_scalar(at_bound)).mean())
 }
 
-/// A batch's logits split at each sample's true class, for the forms that compare the true
-/// class with the others.
-struct TrueAndOthers {
-    /// `z_b[y_b]`, `[B, 1]`.
-    true_logit: Tensor<2>,
-    /// `LSE_{c≠y_b} z_b[c]`, `[B, 1]`.
-    others: Tensor<2>,
-    /// `LSE_c z_b[c]`, `[B, 1]`.
-    all: Tensor<2>,
-    /// `−ln(1 − e^{−bound})`, without cancellation for a large bound.
-    unlikely_at_bound: f64,
-}
-
-impl TrueAndOthers {
-    fn new(logits: Tensor<2>, labels: Tensor<1, Int>, bound: f64) -> Result<Self> {
-        ensure_finite("forgetting bound", bound)?;
-        let [batch, num_classes] = logits.dims();
-        if num_classes < 2 {
-            return Err(CoreError::ShapeMismatch {
-                what: "logits [B, C] of a forgetting loss against the other classes (C ≥ 2)",
-                expected: vec![batch, 2],
-                found: vec![batch, num_classes],
-            });
-        }
-        check_labels(batch, num_classes, &labels)?;
-        let true_logit = logits.clone().gather(1, labels.clone().unsqueeze_dim(1));
-        let true_class = labels.one_hot::<2>(num_classes).bool();
-        let others = log_sum_exp(logits.clone().mask_fill(true_class, f32::NEG_INFINITY));
-        Ok(Self {
-            true_logit,
-            others,
-            all: log_sum_exp(logits),
-            unlikely_at_bound: -(-(-bound).exp()).ln_1p(),
-        })
+/// `LSE_{c≠y_b} z_b[c]` per sample, `[B, 1]`, after checking the bound, the labels and that
+/// there is another class to move to.
+fn others_log_sum_exp(
+    logits: &Tensor<2>,
+    labels: &Tensor<1, Int>,
+    bound: f64,
+) -> Result<Tensor<2>> {
+    ensure_finite("forgetting bound", bound)?;
+    let [batch, num_classes] = logits.dims();
+    if num_classes < 2 {
+        return Err(CoreError::ShapeMismatch {
+            what: "logits [B, C] of a forgetting loss against the other classes (C ≥ 2)",
+            expected: vec![batch, 2],
+            found: vec![batch, num_classes],
+        });
     }
+    check_labels(batch, num_classes, labels)?;
+    let true_class = labels.clone().one_hot::<2>(num_classes).bool();
+    Ok(log_sum_exp(
+        logits.clone().mask_fill(true_class, f32::NEG_INFINITY),
+    ))
+}
+
+/// `−ln(1 − e^{−bound})`, the unlikelihood at the bound, without cancellation for a large bound.
+fn unlikely_at(bound: f64) -> f64 {
+    -(-(-bound).exp()).ln_1p()
 }
 
 /// `ln Σ_c exp x[b, c]` per row, `[B, 1]`, shifted by the row's maximum (finite whenever the

@@ -486,8 +486,8 @@ mod tests {
     /// the batch mean; a given bound replaces it. The unlikelihood form at the same bound:
     /// the first row costs `−ln(1 − ⅓) + ln(1 − e^{−bound})`, the second (`p_y` below
     /// `e^{−bound}`) nothing; the log-odds form `ln ½ − logit(e^{−bound})` and nothing; on the
-    /// batch mean both are refused. Catches the class count off by
-    /// one, the `+ 1` dropped, the default ignored, and the form not reaching the loss.
+    /// batch mean both are refused. Catches the class count off by one, the `+ 1` dropped, the
+    /// default ignored, and the form not reaching the loss.
     #[test]
     fn the_default_bound_is_ln_classes_plus_one() {
         let device = Device::default();

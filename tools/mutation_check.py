@@ -155,9 +155,17 @@ muts = [
   "    Ok(logits.clone().mask_fill(true_class, f32::NEG_INFINITY).max_dim(1))",
   ["-p","gs-lora-core","--test","it","log_odds"]),
  ("forget loss form ignored", "crates/gs-lora-train/src/method/gs_lora.rs",
-  "            self.config.forget_loss,\n        )?;",
+  "            self.config.forget_form(),\n        )?;",
   "            crate::ForgetLoss::CrossEntropy,\n        )?;",
   ["-p","gs-lora-train","--test","it","the_per_sample_bound_reaches"]),
+ ("GS-LoRA++ without its form", "crates/gs-lora-train/src/config.rs",
+  "(None, MethodKind::GsLoraPlusPlus, true) => ForgetLoss::LogOdds,",
+  "(None, MethodKind::GsLoraPlusPlus, true) => ForgetLoss::CrossEntropy,",
+  ["-p","gs-lora-train","--lib","config::tests"]),
+ ("the method's form under the batch mean", "crates/gs-lora-train/src/config.rs",
+  "(None, MethodKind::GsLoraPlusPlus, true) => ForgetLoss::LogOdds,",
+  "(None, MethodKind::GsLoraPlusPlus, _) => ForgetLoss::LogOdds,",
+  ["-p","gs-lora-train","--lib","config::tests"]),
 ]
 only = sys.argv[1:] 
 for name, path, old, new, test in muts:

@@ -272,6 +272,28 @@ fn keyword_or_number<T>(
         .map_err(|_| format!("expected {keyword} or a number, found `{text}`"))
 }
 
+/// `--forget-loss`: a form, or the method's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ForgetLossArg {
+    /// The method's form ([`ForgetConfig::forget_form`]).
+    Auto,
+    /// This form.
+    Form(ForgetLoss),
+}
+
+impl std::str::FromStr for ForgetLossArg {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "auto" => Ok(Self::Auto),
+            form => form.parse().map(Self::Form).map_err(|_| {
+                format!("expected auto, cross-entropy, unlikelihood or log-odds, found `{text}`")
+            }),
+        }
+    }
+}
+
 /// `--forget-fraction`: a share of every forget class's training images, or the replay rule's
 /// draw.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -396,10 +418,11 @@ pub struct ForgetArgs {
     pub bnd_per_sample: Option<bool>,
     /// The forgetting loss, each stopping at p_y = e^−BND: cross-entropy (relu(BND − CE), the
     /// official), unlikelihood (−ln(1 − p_y) per image: its push grows with the model's
-    /// confidence) or log-odds (ln(p_y / (1 − p_y)) per image: the sum of the two, a push of
-    /// the same size whatever the confidence).
-    #[arg(long, value_name = "cross-entropy|unlikelihood|log-odds")]
-    pub forget_loss: Option<ForgetLoss>,
+    /// confidence), log-odds (ln(p_y / (1 − p_y)) per image: the sum of the two, a push of
+    /// the same size whatever the confidence), or auto (the method's: log-odds for gs-lora++
+    /// with the per-sample bound, cross-entropy otherwise).
+    #[arg(long, value_name = "auto|cross-entropy|unlikelihood|log-odds")]
+    pub forget_loss: Option<ForgetLossArg>,
     /// Weight β of the forgetting loss, one per task (the last repeats).
     #[arg(
         long,
@@ -557,7 +580,11 @@ impl ForgetArgs {
             clip_grad_norm: self.clip_grad_norm.or(base.clip_grad_norm),
             bnd,
             bnd_per_sample: self.bnd_per_sample.unwrap_or(base.bnd_per_sample),
-            forget_loss: self.forget_loss.unwrap_or(base.forget_loss),
+            forget_loss: match self.forget_loss {
+                None => base.forget_loss,
+                Some(ForgetLossArg::Auto) => None,
+                Some(ForgetLossArg::Form(form)) => Some(form),
+            },
             beta: self.beta.clone().unwrap_or(base.beta),
             lora: LoraConfig {
                 rank: self.rank.unwrap_or(base.lora.rank),
@@ -660,7 +687,7 @@ pub fn forget_defaults_help(defaults: &ForgetConfig) -> String {
         d.weight_decay,
         d.bnd.map_or("auto".to_string(), |b| b.to_string()),
         on_off(d.bnd_per_sample),
-        d.forget_loss,
+        d.forget_loss.map_or("auto", ForgetLoss::name),
         list(&d.beta),
         d.group_lasso.weight,
         d.group_lasso.warmup_epochs,
@@ -819,11 +846,38 @@ mod tests {
         );
         let preset = config(&["--protocol", "official-face"]).expect("preset");
         assert_eq!((preset.forget_fraction, preset.min_replay), (None, 0));
-        assert_eq!(plain.forget_loss, ForgetLoss::CrossEntropy);
+        // The method's form unless named: log-odds for GS-LoRA++ (per-sample bound), the
+        // cross-entropy for GS-LoRA and for a preset; `auto` returns to the method's.
+        assert_eq!(
+            (plain.forget_loss, plain.forget_form()),
+            (None, ForgetLoss::CrossEntropy)
+        );
+        let plus = config(&["--method", "gs-lora++"]).expect("gs-lora++");
+        assert_eq!(
+            (plus.forget_form(), plus.prototype.retain_weight),
+            (ForgetLoss::LogOdds, 10.0)
+        );
+        let batch_mean =
+            config(&["--method", "gs-lora++", "--bnd-per-sample", "off"]).expect("mean");
+        assert_eq!(batch_mean.forget_form(), ForgetLoss::CrossEntropy);
+        let preset_plus =
+            config(&["--protocol", "official-face", "--method", "gs-lora++"]).expect("preset");
+        assert_eq!(
+            (
+                preset_plus.forget_form(),
+                preset_plus.prototype.retain_weight
+            ),
+            (ForgetLoss::CrossEntropy, 0.0)
+        );
+        let back = config(&["--protocol", "official-face", "--forget-loss", "auto"]).expect("auto");
+        assert_eq!(back.forget_loss, None);
         let unlikelihood = config(&["--forget-loss", "unlikelihood"]).expect("unlikelihood");
-        assert_eq!(unlikelihood.forget_loss, ForgetLoss::Unlikelihood);
+        assert_eq!(unlikelihood.forget_form(), ForgetLoss::Unlikelihood);
         let log_odds = config(&["--forget-loss", "log-odds"]).expect("log-odds");
-        assert_eq!(log_odds.forget_loss, ForgetLoss::LogOdds);
+        assert_eq!(log_odds.forget_form(), ForgetLoss::LogOdds);
+        let official =
+            config(&["--method", "gs-lora++", "--forget-loss", "cross-entropy"]).expect("ce");
+        assert_eq!(official.forget_form(), ForgetLoss::CrossEntropy);
         let err = config(&["--forget-loss", "unlikelihood", "--bnd-per-sample", "off"])
             .expect("parsed")
             .validate()
@@ -835,7 +889,7 @@ mod tests {
             (&["--bnd-per-sample", "yes"][..], "--bnd-per-sample"),
             (
                 &["--forget-loss", "ascent"],
-                "expected cross-entropy, unlikelihood or log-odds",
+                "expected auto, cross-entropy, unlikelihood or log-odds, found `ascent`",
             ),
             (&["--bnd", "big"], "expected auto or a number, found `big`"),
             (

@@ -16,8 +16,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub use args::{
-    BoundArg, DataArgs, DeviceArgs, ForgetArgs, ForgetFractionArg, forget_defaults_help,
-    forget_load_options, is_embedded, model_load_options, open_dataset,
+    BoundArg, DataArgs, DeviceArgs, ForgetArgs, ForgetFractionArg, ForgetLossArg,
+    forget_defaults_help, forget_load_options, is_embedded, model_load_options, open_dataset,
 };
 pub use run_file::overlay;
 

@@ -134,6 +134,11 @@ impl MethodKind {
         self.anchors() || self.distils() || matches!(self, MethodKind::Scrub | MethodKind::ScrubS)
     }
 
+    /// Whether the method reads the prototype loss (`prototype`, `prototype_forget_weights`).
+    pub fn reads_prototype(self) -> bool {
+        self == MethodKind::GsLoraPlusPlus
+    }
+
     /// Whether the method anchors the parameters to earlier tasks' (L2, EWC, MAS).
     pub fn anchors(self) -> bool {
         matches!(self, MethodKind::L2 | MethodKind::Ewc | MethodKind::Mas)
@@ -351,12 +356,11 @@ impl std::str::FromStr for EvalSplit {
 }
 
 /// The form of the classification forgetting loss (each stops at the bound `BND`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ForgetLoss {
-    /// `relu(BND − CE)`, gradient ascent on the cross-entropy, as the official code. The
-    /// default, and earlier versions' files.
-    #[default]
+    /// `relu(BND − CE)`, gradient ascent on the cross-entropy, as the official code (and
+    /// earlier versions' files).
     CrossEntropy,
     /// `relu(−ln(1 − p_y) + ln(1 − e^{−BND}))` per image
     /// ([`forget_loss_unlikelihood`](gs_lora_core::loss::forget_loss_unlikelihood)): stops at
@@ -527,12 +531,14 @@ pub struct ForgetConfig {
     /// recognition while others are still recognised (docs/results.md). Classification only.
     #[serde(default)]
     pub bnd_per_sample: bool,
-    /// The form of the forgetting loss (`--forget-loss`): the official cross-entropy ascent
-    /// (the default), or the unlikelihood or log-odds terms, whose push does not fade on the
-    /// images the model is surest of. Classification only; absent from earlier versions'
-    /// files.
-    #[serde(default)]
-    pub forget_loss: ForgetLoss,
+    /// The form of the forgetting loss (`--forget-loss`): the official cross-entropy ascent,
+    /// or the unlikelihood or log-odds terms, whose push does not fade on the images the model
+    /// is surest of (classification only). `None` (the default, `auto`) is the method's form,
+    /// [`forget_form`](Self::forget_form): log-odds for GS-LoRA++ with the per-sample bound,
+    /// the cross-entropy otherwise. Earlier versions' files, which have no such field, used
+    /// the cross-entropy.
+    #[serde(default = "cross_entropy_form")]
+    pub forget_loss: Option<ForgetLoss>,
     /// Weight `β` of the forgetting loss per task (the last value repeats).
     pub beta: Vec<f64>,
     /// The adapters: rank and `lora_alpha`.
@@ -586,11 +592,14 @@ impl Default for ForgetConfig {
             clip_grad_norm: None,
             bnd: None,
             bnd_per_sample: true,
-            forget_loss: ForgetLoss::CrossEntropy,
+            forget_loss: None,
             beta: vec![0.2, 0.25, 0.25, 0.2],
             lora: LoraConfig::new(),
             group_lasso: GroupLassoConfig::new(),
-            prototype: PrototypeLossConfig::new(),
+            // The remaining-class prototype term holds the replayed classes' embeddings where
+            // 4 images of a class cannot (docs/results.md, Fashion-MNIST 4-shot); 0 in every
+            // official script and preset.
+            prototype: PrototypeLossConfig::new().with_retain_weight(10.0),
             prototype_forget_weights: Vec::new(),
             dropout: None,
             augment: false,
@@ -678,13 +687,38 @@ impl ForgetConfig {
         // The floor is read by the stratified rule only (the replay's or the forget draw's).
         let floor_read =
             matches!(self.replay, Replay::Stratified(_)) || self.forget_fraction.is_some();
+        let (prototype, prototype_forget_weights) = match self.method.reads_prototype() {
+            true => (
+                self.prototype.clone(),
+                self.prototype_forget_weights.clone(),
+            ),
+            false => (Self::default().prototype, Vec::new()),
+        };
         Self {
             baseline,
             min_replay: match floor_read {
                 true => self.min_replay,
                 false => Self::default().min_replay,
             },
+            forget_loss: Some(self.forget_form()),
+            prototype,
+            prototype_forget_weights,
             ..self.clone()
+        }
+    }
+
+    /// The form of the forgetting loss: `forget_loss`, or where that is `None` the method's
+    /// own. GS-LoRA++ with the per-sample bound takes the log-odds form: with 4 images of a
+    /// class the cross-entropy's push, `(1 − p_y)/B`, fades on a class the model is sure of
+    /// (one that absorbed an earlier task's erased images stays recognised: Fashion-MNIST
+    /// 4-shot, docs/results.md), where the log-odds push does not. Every other method, the
+    /// batch-mean bound (which has no other form) and detection take the official
+    /// cross-entropy.
+    pub fn forget_form(&self) -> ForgetLoss {
+        match (self.forget_loss, self.method, self.bnd_per_sample) {
+            (Some(form), ..) => form,
+            (None, MethodKind::GsLoraPlusPlus, true) => ForgetLoss::LogOdds,
+            (None, ..) => ForgetLoss::CrossEntropy,
         }
     }
 
@@ -771,8 +805,8 @@ impl ForgetConfig {
         if let Some(prob) = self.dropout {
             gs_lora_core::check_dropout("dropout", prob)?;
         }
-        if self.forget_loss != ForgetLoss::CrossEntropy && !self.bnd_per_sample {
-            return Err(per_sample_form_on_the_batch_mean(self.forget_loss));
+        if self.forget_form() != ForgetLoss::CrossEntropy && !self.bnd_per_sample {
+            return Err(per_sample_form_on_the_batch_mean(self.forget_form()));
         }
         self.baseline.validate()?;
         if self.min_lr > self.lr {
@@ -821,6 +855,11 @@ pub(crate) fn per_sample_form_on_the_batch_mean(form: ForgetLoss) -> TrainError 
         name: "forget_loss",
         problem: format!("is {form}, which bounds each image; it needs bnd_per_sample on"),
     }
+}
+
+/// The form earlier versions' files (which have no `forget_loss`) trained with.
+fn cross_entropy_form() -> Option<ForgetLoss> {
+    Some(ForgetLoss::CrossEntropy)
 }
 
 /// Entry `task` of a per-task list, the last entry for later tasks; `None` for an empty list.
@@ -874,7 +913,7 @@ mod tests {
 
     /// Every flat field lands in its nested config, so a run directory of an earlier version
     /// resumes (its settings compare equal; without `forget_fraction`, the replay draw it ran
-    /// with); the nested form round-trips. Catches a flat field
+    /// with; without `forget_loss`, the cross-entropy); the nested form round-trips. Catches a flat field
     /// dropped or sent to the wrong place, and a nested config that does not read back.
     #[test]
     fn flat_config_files_of_earlier_versions_still_read() {
@@ -897,15 +936,54 @@ mod tests {
             eval_split: EvalSplit::Validation,
             forget_fraction: None,
             min_replay: 0,
+            forget_loss: Some(ForgetLoss::CrossEntropy),
             ..ForgetConfig::default()
         };
         assert_eq!(old, expected);
+        // Today's default (the method's form) reads back as itself, not as the earlier files'.
+        let today = serde_json::to_string(&ForgetConfig::default()).expect("serialise");
+        assert_eq!(
+            ForgetConfig::from_json(&today).expect("today's config"),
+            ForgetConfig::default()
+        );
         let nested = serde_json::to_string(&expected).expect("serialise");
         assert!(nested.contains("\"group_lasso\"") && !nested.contains("\"big_alpha\""));
         let back = ForgetConfig::from_json(&nested).expect("nested config");
         assert_eq!(back, expected);
         let broken = FLAT.replace("\"alpha\": 0.0003,", "");
         assert!(ForgetConfig::from_json(&broken).is_err());
+    }
+
+    /// A named form is the run's whatever the method; with none, GS-LoRA++ with the per-sample
+    /// bound takes the log-odds form and every other method, and GS-LoRA++ under the batch mean
+    /// (which has no other form), the cross-entropy; a form other than the cross-entropy under
+    /// the batch mean is refused by name. Catches the method's form given to another method,
+    /// or a log-odds default under the batch mean.
+    #[test]
+    fn the_forgetting_form_is_the_methods_unless_named() {
+        for method in MethodKind::ALL {
+            for per_sample in [true, false] {
+                let config = |forget_loss| ForgetConfig {
+                    method,
+                    bnd_per_sample: per_sample,
+                    forget_loss,
+                    ..ForgetConfig::default()
+                };
+                let own = match (method, per_sample) {
+                    (MethodKind::GsLoraPlusPlus, true) => ForgetLoss::LogOdds,
+                    _ => ForgetLoss::CrossEntropy,
+                };
+                assert_eq!(config(None).forget_form(), own, "{method} {per_sample}");
+                config(None).validate().expect("the method's form is valid");
+                let named = config(Some(ForgetLoss::Unlikelihood));
+                assert_eq!(named.forget_form(), ForgetLoss::Unlikelihood);
+                let refused = named.validate().map_err(|err| err.to_string());
+                assert_eq!(refused.is_err(), !per_sample, "{method}: {refused:?}");
+                if let Err(err) = refused {
+                    assert!(err.contains("forget_loss"), "{err}");
+                }
+            }
+        }
     }
 
     /// Task `t` takes entry `t` of the per-task forget weights, later tasks the last entry,

@@ -451,7 +451,7 @@ pub fn run_forgetting(
     if config.bnd_per_sample {
         return Err(per_sample_refused());
     }
-    if config.forget_loss != ForgetLoss::CrossEntropy {
+    if config.forget_form() != ForgetLoss::CrossEntropy {
         return Err(per_sample_form_refused());
     }
     if config.bnd.is_none() {

@@ -113,8 +113,9 @@ impl RunDir {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{MethodKind, Replay};
+    use crate::config::{ForgetLoss, MethodKind, Replay};
     use crate::io::write_json;
+    use gs_lora_core::loss::PrototypeLossConfig;
 
     /// A run resumes under settings that differ only in what its method never reads (a
     /// GS-LoRA run and the baselines' weights, any run and a comparison's per-method rates) or
@@ -177,5 +178,26 @@ mod tests {
         };
         let err = check(&no_floor, &gs_lora).expect_err("the floor differs");
         assert!(err.contains("(min_replay)"), "{err}");
+
+        // A run of the version before the method's forgetting form and GS-LoRA++'s `w_r` 10
+        // (the cross-entropy named, `w_r` 0): a GS-LoRA run resumes under today's defaults (the
+        // same form; it reads no prototype loss), a GS-LoRA++ run does not (both changed).
+        let earlier = |method| ForgetConfig {
+            method,
+            forget_loss: Some(ForgetLoss::CrossEntropy),
+            prototype: PrototypeLossConfig::new(),
+            ..gs_lora.clone()
+        };
+        let today = |method| ForgetConfig {
+            method,
+            ..gs_lora.clone()
+        };
+        let plus = MethodKind::GsLoraPlusPlus;
+        assert_eq!(
+            check(&earlier(MethodKind::GsLora), &today(MethodKind::GsLora)),
+            Ok(())
+        );
+        let err = check(&earlier(plus), &today(plus)).expect_err("GS-LoRA++'s loss differs");
+        assert!(err.contains("(forget_loss, prototype)"), "{err}");
     }
 }

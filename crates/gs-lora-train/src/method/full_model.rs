@@ -106,7 +106,7 @@ impl FullModel {
                 forget.bounded_loss(
                     self.config.bnd,
                     self.config.bnd_per_sample,
-                    self.config.forget_loss,
+                    self.config.forget_form(),
                 )?,
                 beta,
             ),

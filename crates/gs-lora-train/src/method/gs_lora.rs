@@ -188,7 +188,7 @@ impl GsLora {
         let forget = criteria.forget.bounded_loss(
             self.config.bnd,
             self.config.bnd_per_sample,
-            self.config.forget_loss,
+            self.config.forget_form(),
         )?;
         let prototype = match self.prototype_loss() {
             Some(loss) => {

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ClassOrder;
-use crate::config::{BaselineConfig, ForgetConfig, ForgetLabels, MethodKind, Replay};
+use crate::config::{BaselineConfig, ForgetConfig, ForgetLabels, ForgetLoss, MethodKind, Replay};
 use crate::error::{Result, TrainError};
 use gs_lora_core::GroupLassoConfig;
 use gs_lora_core::loss::PrototypeLossConfig;
@@ -88,6 +88,8 @@ impl Preset {
             replay: Replay::Fraction(0.1),
             min_replay: 0,
             forget_fraction: None,
+            forget_loss: Some(ForgetLoss::CrossEntropy),
+            prototype: PrototypeLossConfig::new(),
             protocol: Some(self),
             ..ForgetConfig::default()
         };
@@ -159,6 +161,7 @@ impl Preset {
                 clip_grad_norm: Some(0.1),
                 bnd: Some(15.0),
                 bnd_per_sample: false,
+                forget_loss: Some(ForgetLoss::CrossEntropy),
                 beta: vec![0.15, 0.15, 0.35, 0.6, 0.15, 0.2, 0.2],
                 group_lasso: GroupLassoConfig::new().with_weight(3e-4),
                 prototype: PrototypeLossConfig::new().with_forget_weight(0.005),
@@ -354,6 +357,11 @@ mod tests {
                 (config.forget_fraction, config.min_replay),
                 (None, 0),
                 "{name}: the official draws"
+            );
+            assert_eq!(
+                (config.forget_loss, config.prototype.retain_weight),
+                (Some(ForgetLoss::CrossEntropy), 0.0),
+                "{name}: the official loss"
             );
         }
         let baseline = |preset: Preset| preset.config().baseline;

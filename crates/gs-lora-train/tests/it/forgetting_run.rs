@@ -314,6 +314,7 @@ fn gs_lora_plus_plus_and_few_shot_run() {
             forget_fraction: None,
             ..config.clone()
         };
+        config.prototype.retain_weight = 0.0; // the forget term alone, until `wr`
         change(&mut config);
         let state = run_forgetting(
             load(&pretrained_path, &device),
@@ -727,8 +728,9 @@ fn the_missing_class_setting_measures_classes_it_never_trains_on() {
 /// `bnd_per_sample` and `forget_loss` reach the step's forgetting term: `(1/B) Σ_b relu(BND −
 /// CE_b)` of the forget batch's logits with it on, `relu(BND − mean_b CE_b)` off, and the
 /// unlikelihood form `(1/B) Σ_b relu(−ln(1 − e^{−CE_b}) + ln(1 − e^{−BND}))` and the log-odds
-/// form (the true class's log-odds above those at the bound), by hand from the logits. The bound sits between the samples' cross-entropies, where the three differ.
-/// Catches either switch ignored by the method.
+/// form (the true class's log-odds above those at the bound), by hand from the logits; with no
+/// form named, GS-LoRA's own (the cross-entropy). The bound sits between the samples'
+/// cross-entropies, where the three differ. Catches either switch ignored by the method.
 #[test]
 fn the_per_sample_bound_reaches_the_forgetting_term() {
     let device = Device::default();
@@ -790,11 +792,13 @@ fn the_per_sample_bound_reaches_the_forgetting_term() {
         (per_sample - batch_mean).abs() > 1e-3 && (per_sample - unlikelihood).abs() > 1e-3,
         "{per_sample} vs {batch_mean} vs {unlikelihood}: {ce:?}"
     );
+    let cross_entropy = Some(ForgetLoss::CrossEntropy);
     for (on, loss, expected) in [
-        (false, ForgetLoss::CrossEntropy, batch_mean),
-        (true, ForgetLoss::CrossEntropy, per_sample),
-        (true, ForgetLoss::Unlikelihood, unlikelihood),
-        (true, ForgetLoss::LogOdds, log_odds_term),
+        (false, cross_entropy, batch_mean),
+        (true, cross_entropy, per_sample),
+        (true, Some(ForgetLoss::Unlikelihood), unlikelihood),
+        (true, Some(ForgetLoss::LogOdds), log_odds_term),
+        (true, None, per_sample), // GS-LoRA's own form
     ] {
         let settings = ForgetConfig {
             bnd: Some(bound),
@@ -816,7 +820,7 @@ fn the_per_sample_bound_reaches_the_forgetting_term() {
         let found = terms.values().forget;
         assert!(
             (found - expected).abs() < 1e-4 * (1.0 + expected),
-            "per sample {on}, {loss}: {found} vs {expected}"
+            "per sample {on}, {loss:?}: {found} vs {expected}"
         );
     }
 }

@@ -524,7 +524,8 @@ pub struct ForgetArgs {
 
 impl ForgetArgs {
     /// The run's settings: these flags over the run file `--config`, else over the official
-    /// experiment `--protocol`, else over `defaults`.
+    /// experiment `--protocol`, else over `defaults` (with `--few-shot K`, over
+    /// [`ForgetConfig::few_shot`] of them).
     ///
     /// # Errors
     /// A run file that cannot be read or parsed.
@@ -532,7 +533,11 @@ impl ForgetArgs {
         let base = match (&self.config, &self.protocol) {
             (Some(path), _) => ForgetConfig::from_file(path)?,
             (None, Some(name)) => name.parse::<Preset>()?.config(),
-            (None, None) => defaults,
+            // The few-shot setting's own defaults (GS-LoRA++'s remaining-class weight).
+            (None, None) => match self.few_shot {
+                Some(k) => defaults.few_shot(k),
+                None => defaults,
+            },
         };
         let replay = match (
             self.few_shot,
@@ -846,27 +851,29 @@ mod tests {
         );
         let preset = config(&["--protocol", "official-face"]).expect("preset");
         assert_eq!((preset.forget_fraction, preset.min_replay), (None, 0));
-        // The method's form unless named: log-odds for GS-LoRA++ (per-sample bound), the
-        // cross-entropy for GS-LoRA and for a preset; `auto` returns to the method's.
+        // The method's form unless named: log-odds for GS-LoRA++ with `--few-shot` (and its
+        // w_r 10), the cross-entropy with more replay, for GS-LoRA and for a preset; `auto`
+        // returns to the method's.
         assert_eq!(
             (plain.forget_loss, plain.forget_form()),
             (None, ForgetLoss::CrossEntropy)
         );
-        let plus = config(&["--method", "gs-lora++"]).expect("gs-lora++");
+        let plus = |flags: &[&str]| {
+            let config = config(&[&["--method", "gs-lora++"], flags].concat()).expect("gs-lora++");
+            (config.forget_form(), config.prototype.retain_weight)
+        };
+        assert_eq!(plus(&[]), (ForgetLoss::CrossEntropy, 0.0));
+        assert_eq!(plus(&["--few-shot", "4"]), (ForgetLoss::LogOdds, 10.0));
         assert_eq!(
-            (plus.forget_form(), plus.prototype.retain_weight),
-            (ForgetLoss::LogOdds, 10.0)
+            plus(&["--few-shot", "4", "--pro-retain-weight", "1"]),
+            (ForgetLoss::LogOdds, 1.0)
         );
-        let batch_mean =
-            config(&["--method", "gs-lora++", "--bnd-per-sample", "off"]).expect("mean");
-        assert_eq!(batch_mean.forget_form(), ForgetLoss::CrossEntropy);
-        let preset_plus =
-            config(&["--protocol", "official-face", "--method", "gs-lora++"]).expect("preset");
         assert_eq!(
-            (
-                preset_plus.forget_form(),
-                preset_plus.prototype.retain_weight
-            ),
+            plus(&["--few-shot", "4", "--bnd-per-sample", "off"]),
+            (ForgetLoss::CrossEntropy, 10.0)
+        );
+        assert_eq!(
+            plus(&["--protocol", "official-face", "--few-shot", "4"]),
             (ForgetLoss::CrossEntropy, 0.0)
         );
         let back = config(&["--protocol", "official-face", "--forget-loss", "auto"]).expect("auto");
@@ -875,8 +882,15 @@ mod tests {
         assert_eq!(unlikelihood.forget_form(), ForgetLoss::Unlikelihood);
         let log_odds = config(&["--forget-loss", "log-odds"]).expect("log-odds");
         assert_eq!(log_odds.forget_form(), ForgetLoss::LogOdds);
-        let official =
-            config(&["--method", "gs-lora++", "--forget-loss", "cross-entropy"]).expect("ce");
+        let official = config(&[
+            "--method",
+            "gs-lora++",
+            "--few-shot",
+            "4",
+            "--forget-loss",
+            "cross-entropy",
+        ])
+        .expect("ce");
         assert_eq!(official.forget_form(), ForgetLoss::CrossEntropy);
         let err = config(&["--forget-loss", "unlikelihood", "--bnd-per-sample", "off"])
             .expect("parsed")

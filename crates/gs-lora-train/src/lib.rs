@@ -29,7 +29,8 @@ mod record;
 pub mod report;
 
 pub use config::{
-    BaselineConfig, EvalSplit, ForgetConfig, ForgetLabels, ForgetLoss, MethodKind, Replay,
+    BaselineConfig, EvalSplit, FEW_SHOT_RETAIN_WEIGHT, ForgetConfig, ForgetLabels, ForgetLoss,
+    MethodKind, Replay,
 };
 pub use engine::{RunDir, RunState, Task, TaskSchedule};
 pub use error::{Result, TrainError};

@@ -115,7 +115,6 @@ mod tests {
     use super::*;
     use crate::config::{ForgetLoss, MethodKind, Replay};
     use crate::io::write_json;
-    use gs_lora_core::loss::PrototypeLossConfig;
 
     /// A run resumes under settings that differ only in what its method never reads (a
     /// GS-LoRA run and the baselines' weights, any run and a comparison's per-method rates) or
@@ -179,25 +178,36 @@ mod tests {
         let err = check(&no_floor, &gs_lora).expect_err("the floor differs");
         assert!(err.contains("(min_replay)"), "{err}");
 
-        // A run of the version before the method's forgetting form and GS-LoRA++'s `w_r` 10
-        // (the cross-entropy named, `w_r` 0): a GS-LoRA run resumes under today's defaults (the
-        // same form; it reads no prototype loss), a GS-LoRA++ run does not (both changed).
-        let earlier = |method| ForgetConfig {
+        // A run of the version before the method's forgetting form and GS-LoRA++'s few-shot
+        // `w_r` (the cross-entropy named, `w_r` 0): with more replay it resumes under today's
+        // defaults, whatever its method (the same form and weight); a GS-LoRA run with a
+        // few-shot replay does too (it reads no prototype loss), a GS-LoRA++ one does not.
+        let earlier = |method, replay| ForgetConfig {
             method,
+            replay,
+            forget_fraction: None,
             forget_loss: Some(ForgetLoss::CrossEntropy),
-            prototype: PrototypeLossConfig::new(),
             ..gs_lora.clone()
         };
-        let today = |method| ForgetConfig {
-            method,
-            ..gs_lora.clone()
+        let today = |method, replay| match replay {
+            Replay::FewShot(k) => ForgetConfig {
+                method,
+                ..gs_lora.clone()
+            }
+            .few_shot(k),
+            _ => ForgetConfig {
+                method,
+                replay,
+                forget_fraction: None,
+                ..gs_lora.clone()
+            },
         };
-        let plus = MethodKind::GsLoraPlusPlus;
-        assert_eq!(
-            check(&earlier(MethodKind::GsLora), &today(MethodKind::GsLora)),
-            Ok(())
-        );
-        let err = check(&earlier(plus), &today(plus)).expect_err("GS-LoRA++'s loss differs");
+        let (plus, few) = (MethodKind::GsLoraPlusPlus, Replay::FewShot(4));
+        let more = Replay::Stratified(0.1);
+        assert_eq!(check(&earlier(plus, more), &today(plus, more)), Ok(()));
+        let gs = MethodKind::GsLora;
+        assert_eq!(check(&earlier(gs, few), &today(gs, few)), Ok(()));
+        let err = check(&earlier(plus, few), &today(plus, few)).expect_err("GS-LoRA++'s differs");
         assert!(err.contains("(forget_loss, prototype)"), "{err}");
     }
 }

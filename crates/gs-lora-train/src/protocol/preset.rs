@@ -89,7 +89,6 @@ impl Preset {
             min_replay: 0,
             forget_fraction: None,
             forget_loss: Some(ForgetLoss::CrossEntropy),
-            prototype: PrototypeLossConfig::new(),
             protocol: Some(self),
             ..ForgetConfig::default()
         };

@@ -4,7 +4,6 @@
 
 use crate::common::{close, scratch, whole_run_seed};
 use burn::tensor::{Device, Tensor, TensorData};
-use gs_lora_core::loss::PrototypeLossConfig;
 use gs_lora_core::{DataParallel, GroupLassoConfig, LoraConfig};
 use gs_lora_models::deformable::{DeformableDetr, DeformableDetrConfig, DetrOutput};
 use gs_lora_models::weights::{CheckpointSource, IdentityKeys, read_tensor, write_tensors};
@@ -379,7 +378,6 @@ fn forget_config(method: MethodKind) -> ForgetConfig {
         bnd: Some(15.0),
         bnd_per_sample: false,
         group_lasso: GroupLassoConfig::new().with_weight(3e-4),
-        prototype: PrototypeLossConfig::new(), // as forget_coco: the official w_r 0
         lr: 1e-3,
         seed: 5,
         ..ForgetConfig::default()

@@ -314,7 +314,6 @@ fn gs_lora_plus_plus_and_few_shot_run() {
             forget_fraction: None,
             ..config.clone()
         };
-        config.prototype.retain_weight = 0.0; // the forget term alone, until `wr`
         change(&mut config);
         let state = run_forgetting(
             load(&pretrained_path, &device),

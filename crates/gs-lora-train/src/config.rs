@@ -503,8 +503,8 @@ pub struct ForgetConfig {
     /// measured on images the loss never sees, and a share of them forgets those images but
     /// not the classes (docs/results.md: 51 of 52 Omniglot tasks at acc_f ≤ 5% with every
     /// image, against misses of up to 16% with 10%). The few-shot setting has `k` images of
-    /// the classes to erase too: with a few-shot `replay`, set `None` (the CLI's `--few-shot`
-    /// does unless `--forget-fraction` is given).
+    /// the classes to erase too: with a few-shot `replay`, set `None` ([`few_shot`](Self::few_shot)
+    /// does, and so does the CLI's `--few-shot` unless `--forget-fraction` is given).
     #[serde(default)]
     pub forget_fraction: Option<f64>,
     /// Epochs per task.
@@ -673,11 +673,12 @@ impl ForgetConfig {
         serde_json::from_value(value)
     }
 
-    /// The settings a run's results depend on: these settings with the baselines' section
-    /// reset to its defaults for a method that does not read it, `min_replay` for a draw that
-    /// does not read it (the few-shot and official fraction rules), and the per-method learning
-    /// rates (a comparison's, not a run's: a run trains at `lr`) always left out. A run resumes
-    /// only under the same run settings.
+    /// The settings a run's results depend on: these settings with the baselines' section and
+    /// the prototype loss reset to their defaults for a method that does not read them,
+    /// `min_replay` for a draw that does not read it (the few-shot and official fraction
+    /// rules), the forgetting loss's form resolved ([`forget_form`](Self::forget_form)), and
+    /// the per-method learning rates (a comparison's, not a run's: a run trains at `lr`) always
+    /// left out. A run resumes only under the same run settings.
     pub fn run_settings(&self) -> Self {
         let baseline = match self.method.reads_baseline() {
             true => BaselineConfig {

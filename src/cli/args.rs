@@ -420,7 +420,7 @@ pub struct ForgetArgs {
     /// official), unlikelihood (−ln(1 − p_y) per image: its push grows with the model's
     /// confidence), log-odds (ln(p_y / (1 − p_y)) per image: the sum of the two, a push of
     /// the same size whatever the confidence), or auto (the method's: log-odds for gs-lora++
-    /// with the per-sample bound, cross-entropy otherwise).
+    /// with --few-shot and the per-sample bound, cross-entropy otherwise).
     #[arg(long, value_name = "auto|cross-entropy|unlikelihood|log-odds")]
     pub forget_loss: Option<ForgetLossArg>,
     /// Weight β of the forgetting loss, one per task (the last repeats).
@@ -462,7 +462,8 @@ pub struct ForgetArgs {
         allow_negative_numbers = true
     )]
     pub pro_forget_weights: Option<Vec<f64>>,
-    /// Weight of the prototype retention loss.
+    /// Weight w_r of the prototype retention loss (gs-lora++; 0, the official, or 10 with
+    /// --few-shot).
     #[arg(long, allow_negative_numbers = true)]
     pub pro_retain_weight: Option<f64>,
     /// Every dropout rate of the model while training (default: the model's config: 0.1 for

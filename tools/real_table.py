@@ -8,7 +8,7 @@ runs are left out. Prints, per dataset, method and replay, the mean ± std over 
 task's acc_f and acc_r − acc_r before, and how many tasks meet the targets (acc_f <= 5,
 acc_r >= acc_r before - 3), then one row per run. The `other` column names settings away from
 the library defaults that the other columns do not show (learning rate, GS-LoRA++'s w_r when
-not 10). Runs on different machines (CPU, SIMD level,
+not its default: 10 with a few-shot replay, 0 otherwise). Runs on different machines (CPU, SIMD level,
 fused ops: each task's `machine` in results.json) are grouped apart: their float orders differ."""
 import json
 import pathlib
@@ -38,7 +38,8 @@ def bound_name(config):
     # Earlier files have no form (the cross-entropy); null is the method's own form.
     loss = config.get("forget_loss", "cross-entropy")
     if loss is None:
-        plus = config["method"] == "gs-lora++" and config.get("bnd_per_sample")
+        few_shot = config["replay"]["kind"] == "few-shot"
+        plus = config["method"] == "gs-lora++" and few_shot and config.get("bnd_per_sample")
         loss = "log-odds" if plus else "cross-entropy"
     form = "" if loss == "cross-entropy" else f"{loss}, "
     return f"{form}{value} {'per sample' if config.get('bnd_per_sample') else 'batch mean'}"
@@ -50,7 +51,8 @@ def other_settings(config):
     if config["lr"] != 1e-2:
         changed.append(f"lr {config['lr']:g}")
     retain_weight = config.get("prototype", {}).get("retain_weight", 0.0)
-    if config["method"] == "gs-lora++" and retain_weight != 10:
+    default = 10 if config["replay"]["kind"] == "few-shot" else 0
+    if config["method"] == "gs-lora++" and retain_weight != default:
         changed.append(f"w_r {retain_weight:g}")
     return ", ".join(changed) or "-"
 

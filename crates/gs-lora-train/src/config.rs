@@ -719,7 +719,9 @@ impl ForgetConfig {
     /// `(1 − p_y)/B`, fades on a class the model is sure of (one that absorbed an earlier
     /// task's erased images stays recognised: Fashion-MNIST 4-shot, docs/results.md), where
     /// the log-odds push does not. Everything else (other methods and replays, the batch-mean
-    /// bound, which has no other form, and detection) takes the official cross-entropy.
+    /// bound, which has no other form, and detection) takes the official cross-entropy. The
+    /// form was measured with `w_r` 10, which [`few_shot`](Self::few_shot) sets and a
+    /// hand-written `replay: Replay::FewShot(k)` does not: build few-shot settings with it.
     pub fn forget_form(&self) -> ForgetLoss {
         match (
             self.forget_loss,

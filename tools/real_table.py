@@ -32,15 +32,20 @@ def replay_name(config):
     return f"{name}, forget {'all' if forget == 1 else f'{forget:g} per class'}"
 
 
+def few_shot_recipe(config):
+    """GS-LoRA++ with a few-shot replay and the per-sample bound (`ForgetConfig::few_shot_recipe`),
+    where the method's own form is log-odds and its own w_r 10."""
+    few_shot = config["replay"]["kind"] == "few-shot"
+    return config["method"] == "gs-lora++" and few_shot and bool(config.get("bnd_per_sample"))
+
+
 def bound_name(config):
     bnd = config["bnd"]
     value = "ln C + 1" if bnd is None else f"{bnd:g}"
     # Earlier files have no form (the cross-entropy); null is the method's own form.
     loss = config.get("forget_loss", "cross-entropy")
     if loss is None:
-        few_shot = config["replay"]["kind"] == "few-shot"
-        plus = config["method"] == "gs-lora++" and few_shot and config.get("bnd_per_sample")
-        loss = "log-odds" if plus else "cross-entropy"
+        loss = "log-odds" if few_shot_recipe(config) else "cross-entropy"
     form = "" if loss == "cross-entropy" else f"{loss}, "
     return f"{form}{value} {'per sample' if config.get('bnd_per_sample') else 'batch mean'}"
 
@@ -50,8 +55,9 @@ def other_settings(config):
     changed = []
     if config["lr"] != 1e-2:
         changed.append(f"lr {config['lr']:g}")
-    retain_weight = config.get("prototype", {}).get("retain_weight", 0.0)
-    default = 10 if config["replay"]["kind"] == "few-shot" else 0
+    # Null is the method's own prototype loss; before it, `--few-shot` set w_r 10 in the file.
+    default = 10 if few_shot_recipe(config) else 0
+    retain_weight = (config.get("prototype") or {"retain_weight": default})["retain_weight"]
     if config["method"] == "gs-lora++" and retain_weight != default:
         changed.append(f"w_r {retain_weight:g}")
     return ", ".join(changed) or "-"

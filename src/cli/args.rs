@@ -463,7 +463,7 @@ pub struct ForgetArgs {
     )]
     pub pro_forget_weights: Option<Vec<f64>>,
     /// Weight w_r of the prototype retention loss (gs-lora++; 0, the official, or 10 with
-    /// --few-shot).
+    /// --few-shot and the per-sample bound).
     #[arg(long, allow_negative_numbers = true)]
     pub pro_retain_weight: Option<f64>,
     /// Every dropout rate of the model while training (default: the model's config: 0.1 for
@@ -534,7 +534,7 @@ impl ForgetArgs {
         let base = match (&self.config, &self.protocol) {
             (Some(path), _) => ForgetConfig::from_file(path)?,
             (None, Some(name)) => name.parse::<Preset>()?.config(),
-            // The few-shot setting's own defaults (GS-LoRA++'s remaining-class weight).
+            // The few-shot setting's own draw (k images of the forget classes too).
             (None, None) => match self.few_shot {
                 Some(k) => defaults.few_shot(k),
                 None => defaults,
@@ -564,7 +564,7 @@ impl ForgetArgs {
             Some(BoundArg::Auto) => None,
             Some(BoundArg::Value(bound)) => Some(bound),
         };
-        Ok(ForgetConfig {
+        let config = ForgetConfig {
             protocol: base.protocol,
             seed: self.seed.unwrap_or(base.seed),
             tasks: self.tasks.unwrap_or(base.tasks),
@@ -605,15 +605,7 @@ impl ForgetArgs {
                 warmup_weight: self.big_alpha.or(base.group_lasso.warmup_weight),
                 proximal: self.proximal.unwrap_or(base.group_lasso.proximal),
             },
-            prototype: PrototypeLossConfig {
-                bound: self.bnd_pro.unwrap_or(base.prototype.bound),
-                forget_weight: self
-                    .pro_forget_weight
-                    .unwrap_or(base.prototype.forget_weight),
-                retain_weight: self
-                    .pro_retain_weight
-                    .unwrap_or(base.prototype.retain_weight),
-            },
+            prototype: base.prototype,
             prototype_forget_weights: self
                 .pro_forget_weights
                 .clone()
@@ -646,7 +638,25 @@ impl ForgetArgs {
                     .unwrap_or(base.baseline.importance_full_split),
                 lr: base.baseline.lr,
             },
-        })
+        };
+        Ok(self.with_prototype_flags(config))
+    }
+
+    /// `config` with the prototype flags over its prototype loss, the method's own where it
+    /// names none (resolved for the final method and replay).
+    fn with_prototype_flags(&self, config: ForgetConfig) -> ForgetConfig {
+        if (self.bnd_pro, self.pro_forget_weight, self.pro_retain_weight) == (None, None, None) {
+            return config;
+        }
+        let own = config.prototype_loss();
+        ForgetConfig {
+            prototype: Some(PrototypeLossConfig {
+                bound: self.bnd_pro.unwrap_or(own.bound),
+                forget_weight: self.pro_forget_weight.unwrap_or(own.forget_weight),
+                retain_weight: self.pro_retain_weight.unwrap_or(own.retain_weight),
+            }),
+            ..config
+        }
     }
 }
 
@@ -669,6 +679,7 @@ pub fn forget_defaults_help(defaults: &ForgetConfig) -> String {
         .warmup_weight
         .map_or(String::new(), |weight| format!(" --big-alpha {weight}"));
     let d = defaults;
+    let prototype = d.prototype_loss();
     format!(
         "Defaults: --seed {} --tasks {} --forget-per-task {} --missing-classes {} --method {} \
          {replay} --min-replay {} --forget-fraction {} --epochs {} --min-steps {} --batch-size {} --rank {} \
@@ -698,9 +709,9 @@ pub fn forget_defaults_help(defaults: &ForgetConfig) -> String {
         d.group_lasso.weight,
         d.group_lasso.warmup_epochs,
         on_off(d.group_lasso.proximal),
-        d.prototype.bound,
-        d.prototype.forget_weight,
-        d.prototype.retain_weight,
+        prototype.bound,
+        prototype.forget_weight,
+        prototype.retain_weight,
     )
 }
 
@@ -861,7 +872,7 @@ mod tests {
         );
         let plus = |flags: &[&str]| {
             let config = config(&[&["--method", "gs-lora++"], flags].concat()).expect("gs-lora++");
-            (config.forget_form(), config.prototype.retain_weight)
+            (config.forget_form(), config.prototype_loss().retain_weight)
         };
         assert_eq!(plus(&[]), (ForgetLoss::CrossEntropy, 0.0));
         assert_eq!(plus(&["--few-shot", "4"]), (ForgetLoss::LogOdds, 10.0));
@@ -870,8 +881,13 @@ mod tests {
             (ForgetLoss::LogOdds, 1.0)
         );
         assert_eq!(
+            plus(&["--few-shot", "4", "--bnd-pro", "50"]),
+            (ForgetLoss::LogOdds, 10.0),
+            "another prototype flag keeps the method's w_r"
+        );
+        assert_eq!(
             plus(&["--few-shot", "4", "--bnd-per-sample", "off"]),
-            (ForgetLoss::CrossEntropy, 10.0)
+            (ForgetLoss::CrossEntropy, 0.0)
         );
         assert_eq!(
             plus(&["--protocol", "official-face", "--few-shot", "4"]),

@@ -441,8 +441,9 @@ impl Replay {
     }
 }
 
-/// GS-LoRA++'s remaining-class prototype weight `w_r` with a few-shot replay
-/// ([`ForgetConfig::few_shot`]; 0 in every official script and preset, and with more replay).
+/// GS-LoRA++'s own remaining-class prototype weight `w_r` with a few-shot replay and the
+/// per-sample bound ([`ForgetConfig::prototype_loss`]; 0 in every official script and preset,
+/// and with more replay).
 /// With `k` images of a class the retention cross-entropy fits them to 0 and no longer holds
 /// the remaining classes' borders; the prototype term keeps their embeddings near the class
 /// means (Fashion-MNIST 4-shot, first task: −5.6 points of acc_r at 0, +3.6 at 10; on the
@@ -553,8 +554,14 @@ pub struct ForgetConfig {
     pub lora: LoraConfig,
     /// The group lasso's weight `α` and its warm-up.
     pub group_lasso: GroupLassoConfig,
-    /// The prototype loss (GS-LoRA++).
-    pub prototype: PrototypeLossConfig,
+    /// The prototype loss (GS-LoRA++, `--bnd-pro`, `--pro-forget-weight`,
+    /// `--pro-retain-weight`). `None` (the default) is the method's own,
+    /// [`prototype_loss`](Self::prototype_loss): the official bound 18, `w_f` 0.01 and `w_r`
+    /// 0, with `w_r` [`FEW_SHOT_RETAIN_WEIGHT`] for GS-LoRA++ with a few-shot replay and the
+    /// per-sample bound (where its own forgetting form is the log-odds). Earlier versions'
+    /// files always name it.
+    #[serde(default)]
+    pub prototype: Option<PrototypeLossConfig>,
     /// The prototype loss's forget weight `w_f` per task (the last value repeats), in place of
     /// `prototype.forget_weight` when not empty: the official few-shot face run sets
     /// .015 .06 .025 .012 this way (PROTOCOL §1, E2). Absent from earlier versions' files.
@@ -604,7 +611,7 @@ impl Default for ForgetConfig {
             beta: vec![0.2, 0.25, 0.25, 0.2],
             lora: LoraConfig::new(),
             group_lasso: GroupLassoConfig::new(),
-            prototype: PrototypeLossConfig::new(),
+            prototype: None,
             prototype_forget_weights: Vec::new(),
             dropout: None,
             augment: false,
@@ -649,7 +656,10 @@ impl ForgetConfig {
     pub fn from_json(text: &str) -> serde_json::Result<Self> {
         let mut value: serde_json::Value = serde_json::from_str(text)?;
         if let Some(map) = value.as_object_mut() {
-            let defaults = serde_json::to_value(Self::default())?;
+            let defaults = serde_json::to_value(Self {
+                prototype: Some(PrototypeLossConfig::new()),
+                ..Self::default()
+            })?;
             for (old, section, key) in FLAT_KEYS {
                 let Some(setting) = map.remove(old) else {
                     continue;
@@ -694,11 +704,8 @@ impl ForgetConfig {
         let floor_read =
             matches!(self.replay, Replay::Stratified(_)) || self.forget_fraction.is_some();
         let (prototype, prototype_forget_weights) = match self.method.reads_prototype() {
-            true => (
-                self.prototype.clone(),
-                self.prototype_forget_weights.clone(),
-            ),
-            false => (Self::default().prototype, Vec::new()),
+            true => (self.prototype_loss(), self.prototype_forget_weights.clone()),
+            false => (PrototypeLossConfig::new(), Vec::new()),
         };
         Self {
             baseline,
@@ -707,10 +714,19 @@ impl ForgetConfig {
                 false => Self::default().min_replay,
             },
             forget_loss: Some(self.forget_form()),
-            prototype,
+            prototype: Some(prototype),
             prototype_forget_weights,
             ..self.clone()
         }
+    }
+
+    /// Whether these settings run GS-LoRA++'s few-shot recipe: the method with a few-shot
+    /// replay and the per-sample bound, where its own forgetting form and prototype loss
+    /// differ from the official ones (docs/results.md, "GS-LoRA++'s few-shot defaults").
+    fn few_shot_recipe(&self) -> bool {
+        self.method == MethodKind::GsLoraPlusPlus
+            && matches!(self.replay, Replay::FewShot(_))
+            && self.bnd_per_sample
     }
 
     /// The form of the forgetting loss: `forget_loss`, or where that is `None` the method's
@@ -720,33 +736,37 @@ impl ForgetConfig {
     /// task's erased images stays recognised: Fashion-MNIST 4-shot, docs/results.md), where
     /// the log-odds push does not. Everything else (other methods and replays, the batch-mean
     /// bound, which has no other form, and detection) takes the official cross-entropy. The
-    /// form was measured with `w_r` 10, which [`few_shot`](Self::few_shot) sets and a
-    /// hand-written `replay: Replay::FewShot(k)` does not: build few-shot settings with it.
+    /// form was measured with `w_r` 10, which the method's own prototype loss has there
+    /// ([`prototype_loss`](Self::prototype_loss)).
     pub fn forget_form(&self) -> ForgetLoss {
-        match (
-            self.forget_loss,
-            self.method,
-            self.replay,
-            self.bnd_per_sample,
-        ) {
-            (Some(form), ..) => form,
-            (None, MethodKind::GsLoraPlusPlus, Replay::FewShot(_), true) => ForgetLoss::LogOdds,
-            (None, ..) => ForgetLoss::CrossEntropy,
+        match self.forget_loss {
+            Some(form) => form,
+            None if self.few_shot_recipe() => ForgetLoss::LogOdds,
+            None => ForgetLoss::CrossEntropy,
         }
     }
 
+    /// The prototype loss: `prototype`, or where that is `None` the method's own: the
+    /// official settings, with `w_r` [`FEW_SHOT_RETAIN_WEIGHT`] for GS-LoRA++ with a few-shot
+    /// replay and the per-sample bound, the case where the method's own
+    /// [`forget_form`](Self::forget_form) is the log-odds (the two were measured together).
+    pub fn prototype_loss(&self) -> PrototypeLossConfig {
+        self.prototype.clone().unwrap_or_else(|| {
+            let official = PrototypeLossConfig::new();
+            match self.few_shot_recipe() {
+                true => official.with_retain_weight(FEW_SHOT_RETAIN_WEIGHT),
+                false => official,
+            }
+        })
+    }
+
     /// These settings with the few-shot replay of `k` images per class, the forget classes'
-    /// too (`forget_fraction` `None`), and GS-LoRA++'s remaining-class prototype weight at
-    /// [`FEW_SHOT_RETAIN_WEIGHT`] (only GS-LoRA++ reads it): what `--few-shot K` starts from
-    /// when no run file or preset is given.
+    /// too (`forget_fraction` `None`): what `--few-shot K` starts from when no run file or
+    /// preset is given.
     pub fn few_shot(self, k: usize) -> Self {
         Self {
             replay: Replay::FewShot(k),
             forget_fraction: None,
-            prototype: self
-                .prototype
-                .clone()
-                .with_retain_weight(FEW_SHOT_RETAIN_WEIGHT),
             ..self
         }
     }
@@ -756,13 +776,15 @@ impl ForgetConfig {
         for_task(&self.beta, task).unwrap_or(0.2)
     }
 
-    /// The prototype loss of task `task`: `prototype` with the task's forget weight from
-    /// `prototype_forget_weights` (the last listed value for later tasks) when that is not empty.
+    /// The prototype loss of task `task`: [`prototype_loss`](Self::prototype_loss) with the
+    /// task's forget weight from `prototype_forget_weights` (the last listed value for later
+    /// tasks) when that is not empty.
     pub fn prototype_for(&self, task: usize) -> PrototypeLossConfig {
+        let prototype = self.prototype_loss();
         let forget_weight = for_task(&self.prototype_forget_weights, task);
         PrototypeLossConfig {
-            forget_weight: forget_weight.unwrap_or(self.prototype.forget_weight),
-            ..self.prototype.clone()
+            forget_weight: forget_weight.unwrap_or(prototype.forget_weight),
+            ..prototype
         }
     }
 
@@ -805,6 +827,7 @@ impl ForgetConfig {
         if let Some(f) = self.forget_fraction.filter(|f| !(*f > 0.0 && *f <= 1.0)) {
             return bad("forget_fraction", format!("must be in (0, 1], found {f}"));
         }
+        let prototype = self.prototype_loss();
         let non_negative = [
             ("min_lr", self.min_lr),
             ("bnd", self.bnd.unwrap_or(0.0)),
@@ -813,9 +836,9 @@ impl ForgetConfig {
                 "group_lasso.warmup_weight",
                 self.group_lasso.warmup_weight.unwrap_or(0.0),
             ),
-            ("prototype.bound", self.prototype.bound),
-            ("prototype.forget_weight", self.prototype.forget_weight),
-            ("prototype.retain_weight", self.prototype.retain_weight),
+            ("prototype.bound", prototype.bound),
+            ("prototype.forget_weight", prototype.forget_weight),
+            ("prototype.retain_weight", prototype.retain_weight),
         ];
         if let Some((name, value)) = non_negative
             .iter()
@@ -958,10 +981,12 @@ mod tests {
                 .with_weight(3e-4)
                 .with_warmup_epochs(2)
                 .with_warmup_weight(Some(0.5)),
-            prototype: PrototypeLossConfig::new()
-                .with_bound(12.0)
-                .with_forget_weight(0.02)
-                .with_retain_weight(0.1),
+            prototype: Some(
+                PrototypeLossConfig::new()
+                    .with_bound(12.0)
+                    .with_forget_weight(0.02)
+                    .with_retain_weight(0.1),
+            ),
             eval_split: EvalSplit::Validation,
             forget_fraction: None,
             min_replay: 0,
@@ -983,13 +1008,13 @@ mod tests {
         assert!(ForgetConfig::from_json(&broken).is_err());
     }
 
-    /// A named form is the run's whatever the method and replay; with none, GS-LoRA++ with a
-    /// few-shot replay and the per-sample bound takes the log-odds form, and every other
-    /// method, replay or bound the cross-entropy (the batch mean has no other form); a form
-    /// other than the cross-entropy under the batch mean is refused by name. `few_shot` gives
-    /// the forget classes `k` images too and GS-LoRA++'s `w_r` 10, over whatever it is given.
-    /// Catches the method's form given to another method or replay, or kept under the batch
-    /// mean.
+    /// A named form or prototype loss is the run's whatever the method and replay; with
+    /// none, GS-LoRA++ with a few-shot replay and the per-sample bound takes the log-odds form
+    /// and `w_r` 10 together, and every other method, replay or bound the cross-entropy and
+    /// the official prototype loss (the batch mean has no other form); a form other than the
+    /// cross-entropy under the batch mean is refused by name. `few_shot` gives the forget
+    /// classes `k` images too. Catches the method's form or `w_r` given to another method or
+    /// replay, kept under the batch mean, or resolved apart from each other.
     #[test]
     fn the_forgetting_form_is_the_methods_unless_named() {
         for method in MethodKind::ALL {
@@ -1007,12 +1032,21 @@ mod tests {
                     ..ForgetConfig::default()
                 };
                 let own = match (method, replay, per_sample) {
-                    (MethodKind::GsLoraPlusPlus, Replay::FewShot(_), true) => ForgetLoss::LogOdds,
-                    _ => ForgetLoss::CrossEntropy,
+                    (MethodKind::GsLoraPlusPlus, Replay::FewShot(_), true) => {
+                        (ForgetLoss::LogOdds, FEW_SHOT_RETAIN_WEIGHT)
+                    }
+                    _ => (ForgetLoss::CrossEntropy, 0.0),
                 };
                 let case = format!("{method}, {replay:?}, per sample {per_sample}");
-                assert_eq!(config(None).forget_form(), own, "{case}");
-                config(None).validate().expect("the method's form is valid");
+                let auto = config(None);
+                let found = (auto.forget_form(), auto.prototype_for(2).retain_weight);
+                assert_eq!(found, own, "{case}");
+                auto.validate().expect("the method's form is valid");
+                let named = ForgetConfig {
+                    prototype: Some(PrototypeLossConfig::new().with_retain_weight(0.5)),
+                    ..auto
+                };
+                assert_eq!(named.prototype_for(0).retain_weight, 0.5, "{case}");
                 let named = config(Some(ForgetLoss::Unlikelihood));
                 assert_eq!(named.forget_form(), ForgetLoss::Unlikelihood, "{case}");
                 let refused = named.validate().map_err(|err| err.to_string());
@@ -1023,17 +1057,22 @@ mod tests {
             }
         }
         let few = ForgetConfig {
-            prototype: PrototypeLossConfig::new().with_bound(50.0),
+            method: MethodKind::GsLoraPlusPlus,
             ..ForgetConfig::default()
         }
         .few_shot(4);
         assert_eq!(
-            (few.replay, few.forget_fraction, few.prototype.retain_weight),
-            (Replay::FewShot(4), None, FEW_SHOT_RETAIN_WEIGHT)
+            (few.replay, few.forget_fraction, few.forget_form()),
+            (Replay::FewShot(4), None, ForgetLoss::LogOdds)
         );
+        let settings = few.run_settings();
         assert_eq!(
-            few.prototype.bound, 50.0,
-            "the rest of the prototype loss kept"
+            (
+                settings.forget_loss,
+                settings.prototype.map(|p| p.retain_weight)
+            ),
+            (Some(ForgetLoss::LogOdds), Some(FEW_SHOT_RETAIN_WEIGHT)),
+            "a run records the pair it ran"
         );
     }
 
@@ -1052,7 +1091,7 @@ mod tests {
             .map(|t| listed.prototype_for(t).forget_weight)
             .collect();
         assert_eq!(weights, [0.015, 0.06, 0.025, 0.012, 0.012, 0.012]);
-        assert_eq!(listed.prototype_for(1).bound, single.prototype.bound);
+        assert_eq!(listed.prototype_for(1).bound, single.prototype_loss().bound);
         let bad = ForgetConfig {
             prototype_forget_weights: vec![0.01, -1.0],
             ..ForgetConfig::default()

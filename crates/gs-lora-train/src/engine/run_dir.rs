@@ -115,6 +115,7 @@ mod tests {
     use super::*;
     use crate::config::{ForgetLoss, MethodKind, Replay};
     use crate::io::write_json;
+    use gs_lora_core::loss::PrototypeLossConfig;
 
     /// A run resumes under settings that differ only in what its method never reads (a
     /// GS-LoRA run and the baselines' weights, any run and a comparison's per-method rates) or
@@ -187,6 +188,7 @@ mod tests {
             replay,
             forget_fraction: None,
             forget_loss: Some(ForgetLoss::CrossEntropy),
+            prototype: Some(PrototypeLossConfig::new()),
             ..gs_lora.clone()
         };
         let today = |method, replay| match replay {

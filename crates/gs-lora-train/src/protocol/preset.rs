@@ -89,6 +89,7 @@ impl Preset {
             min_replay: 0,
             forget_fraction: None,
             forget_loss: Some(ForgetLoss::CrossEntropy),
+            prototype: Some(PrototypeLossConfig::new()),
             protocol: Some(self),
             ..ForgetConfig::default()
         };
@@ -103,7 +104,7 @@ impl Preset {
             group_lasso: GroupLassoConfig::new()
                 .with_warmup_epochs(20)
                 .with_warmup_weight(Some(0.01)),
-            prototype: PrototypeLossConfig::new().with_forget_weight(forget_weight),
+            prototype: Some(PrototypeLossConfig::new().with_forget_weight(forget_weight)),
             ..base.clone()
         };
         match self {
@@ -115,7 +116,7 @@ impl Preset {
                 replay: Replay::FewShot(4),
                 batch_size: 4,
                 beta: vec![0.3, 0.4, 0.28, 0.2],
-                prototype: PrototypeLossConfig::new().with_bound(50.0),
+                prototype: Some(PrototypeLossConfig::new().with_bound(50.0)),
                 prototype_forget_weights: vec![0.015, 0.06, 0.025, 0.012],
                 ..base
             },
@@ -131,14 +132,14 @@ impl Preset {
                 group_lasso: GroupLassoConfig::new()
                     .with_warmup_epochs(30)
                     .with_warmup_weight(Some(0.015)),
-                prototype: PrototypeLossConfig::new().with_forget_weight(0.0003),
+                prototype: Some(PrototypeLossConfig::new().with_forget_weight(0.0003)),
                 ..base
             },
             Preset::OfficialImagenet => ForgetConfig {
                 replay: Replay::Fraction(0.05),
                 baseline: baselines(self),
                 beta: vec![0.2, 0.25, 0.25, 0.25],
-                prototype: PrototypeLossConfig::new().with_forget_weight(0.05),
+                prototype: Some(PrototypeLossConfig::new().with_forget_weight(0.05)),
                 ..base
             },
             // `D:scripts/run_cl.sh:1-19`: 4 images per GPU on 8 GPUs average into one step of
@@ -163,7 +164,7 @@ impl Preset {
                 forget_loss: Some(ForgetLoss::CrossEntropy),
                 beta: vec![0.15, 0.15, 0.35, 0.6, 0.15, 0.2, 0.2],
                 group_lasso: GroupLassoConfig::new().with_weight(3e-4),
-                prototype: PrototypeLossConfig::new().with_forget_weight(0.005),
+                prototype: Some(PrototypeLossConfig::new().with_forget_weight(0.005)),
                 dropout: Some(0.1),
                 augment: true,
                 baseline: baselines(self),
@@ -259,9 +260,12 @@ mod tests {
         assert_eq!(face.replay, Replay::Fraction(0.1));
         assert_eq!(face.beta, vec![0.2, 0.25, 0.25, 0.2]);
         assert_eq!(face.group_lasso.weight_at(0), 1e-4);
-        assert_eq!(face.prototype.forget_weight, 0.01);
+        assert_eq!(face.prototype_loss().forget_weight, 0.01);
         assert_eq!(
-            (face.prototype.bound, face.prototype.retain_weight),
+            (
+                face.prototype_loss().bound,
+                face.prototype_loss().retain_weight
+            ),
             (18.0, 0.0)
         );
         assert_eq!(face.protocol, Some(Preset::OfficialFace));
@@ -273,7 +277,7 @@ mod tests {
             few.prototype_forget_weights,
             vec![0.015, 0.06, 0.025, 0.012]
         );
-        assert_eq!(few.prototype.bound, 50.0);
+        assert_eq!(few.prototype_loss().bound, 50.0);
 
         let single = Preset::OfficialFaceSingleStep.config();
         assert_eq!(
@@ -291,14 +295,14 @@ mod tests {
             ),
             (0.0, 0.01)
         );
-        assert_eq!(single.prototype.forget_weight, 0.005);
+        assert_eq!(single.prototype_loss().forget_weight, 0.005);
         let single_few = Preset::OfficialFaceSingleStepFewshot.config();
         assert_eq!(
             (single_few.replay, single_few.batch_size),
             (Replay::FewShot(2), 4)
         );
         assert_eq!(
-            (single_few.beta, single_few.prototype.forget_weight),
+            (single_few.beta.clone(), single_few.prototype_loss().forget_weight),
             (vec![0.15], 0.5)
         );
 
@@ -312,12 +316,12 @@ mod tests {
             ),
             (0.0, 0.015)
         );
-        assert_eq!(missing.prototype.forget_weight, 0.0003);
+        assert_eq!(missing.prototype_loss().forget_weight, 0.0003);
 
         let imagenet = Preset::OfficialImagenet.config();
         assert_eq!(imagenet.replay, Replay::Fraction(0.05));
         assert_eq!(imagenet.beta, vec![0.2, 0.25, 0.25, 0.25]);
-        assert_eq!(imagenet.prototype.forget_weight, 0.05);
+        assert_eq!(imagenet.prototype_loss().forget_weight, 0.05);
 
         let coco = Preset::OfficialCoco.config();
         assert_eq!(coco.class_order, ClassOrder::Numpy(123));
@@ -343,7 +347,10 @@ mod tests {
         assert_eq!(coco.beta, vec![0.15, 0.15, 0.35, 0.6, 0.15, 0.2, 0.2]);
         assert_eq!(coco.group_lasso.weight_at(0), 3e-4);
         assert_eq!(
-            (coco.prototype.forget_weight, coco.prototype.bound),
+            (
+                coco.prototype_loss().forget_weight,
+                coco.prototype_loss().bound
+            ),
             (0.005, 18.0)
         );
         assert_eq!(coco.lr_at(0), coco.lr_at(29), "constant");
@@ -358,8 +365,11 @@ mod tests {
                 "{name}: the official draws"
             );
             assert_eq!(
-                (config.forget_loss, config.prototype.retain_weight),
-                (Some(ForgetLoss::CrossEntropy), 0.0),
+                (
+                    config.forget_loss,
+                    config.prototype.map(|p| p.retain_weight)
+                ),
+                (Some(ForgetLoss::CrossEntropy), Some(0.0)),
                 "{name}: the official loss"
             );
         }

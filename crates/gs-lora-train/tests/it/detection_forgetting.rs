@@ -4,6 +4,7 @@
 
 use crate::common::{close, scratch, whole_run_seed};
 use burn::tensor::{Device, Tensor, TensorData};
+use gs_lora_core::loss::PrototypeLossConfig;
 use gs_lora_core::{DataParallel, GroupLassoConfig, LoraConfig};
 use gs_lora_models::deformable::{DeformableDetr, DeformableDetrConfig, DetrOutput};
 use gs_lora_models::weights::{CheckpointSource, IdentityKeys, read_tensor, write_tensors};
@@ -544,11 +545,16 @@ fn gs_lora_plus_plus_adds_the_prototype_term() {
         state.curves[0].prototype
     };
     let once = prototype("plus", &config);
-    let mut doubled = config.clone();
-    doubled.prototype.forget_weight *= 2.0;
+    let official = PrototypeLossConfig::new();
+    let doubled = ForgetConfig {
+        prototype: Some(official.clone().with_forget_weight(0.02)),
+        ..config.clone()
+    };
     let twice = prototype("plus-2", &doubled);
-    let mut off = config.clone();
-    off.prototype.bound = 1e-9;
+    let off = ForgetConfig {
+        prototype: Some(official.with_bound(1e-9)),
+        ..config.clone()
+    };
     // 0.01 · relu(18 − KL) with a KL of fresh embeddings well below the bound.
     assert!(once > 0.0 && once <= 0.18, "{once}");
     close(twice, 2.0 * once, 1e-6 * once.max(1.0));

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use crate::common::{scratch, tiny_shapes, tiny_vit, whole_run_seed};
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use gs_lora_core::loss::PrototypeLossConfig;
 use gs_lora_core::{GroupLassoConfig, LoraConfig};
 use gs_lora_models::VisionTransformer;
 use gs_lora_models::vit::VitConfig;
@@ -266,6 +267,11 @@ fn flatten_config(path: &Path) {
     let text = std::fs::read_to_string(path).expect("config.json");
     let mut config: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(&text).expect("an object");
+    // Those versions wrote the prototype loss out (the official one where nothing set it).
+    if config["prototype"].is_null() {
+        let official = serde_json::to_value(PrototypeLossConfig::new()).expect("json");
+        config.insert("prototype".into(), official);
+    }
     let mut nested = |section: &str, fields: &[(&str, &str)]| {
         let section = config.remove(section).expect("nested section");
         for (from, to) in fields {
@@ -296,8 +302,9 @@ fn flatten_config(path: &Path) {
 
 /// GS-LoRA++'s prototype term is wired in with its weights: with one step per epoch the
 /// epoch's mean is the first step's value, taken before any update, so doubling `w_f` doubles
-/// it exactly, a bound below the KL switches it off, and `w_r` adds the retain KL. Catches the
-/// term dropped from the total, weighted twice, or its weights swapped.
+/// it exactly, a bound below the KL switches it off, `w_r` adds the retain KL, and the method's
+/// own loss at a few-shot replay adds it ten times. Catches the term dropped from the total,
+/// weighted twice, its weights swapped, or the method's own `w_r` not reaching the step.
 #[test]
 fn gs_lora_plus_plus_and_few_shot_run() {
     let device = Device::default().autodiff();
@@ -327,12 +334,22 @@ fn gs_lora_plus_plus_and_few_shot_run() {
         assert_eq!(state.results.len(), 1);
         state.curves[0].prototype
     };
-    let once = prototype("w1", &|_| {});
-    let twice = prototype("w2", &|c| c.prototype.forget_weight *= 2.0);
+    let official = PrototypeLossConfig::new();
+    let named = |name, loss: &PrototypeLossConfig| {
+        let loss = Some(loss.clone());
+        prototype(name, &move |c| c.prototype = loss.clone())
+    };
+    let once = named("w1", &official);
+    let twice = named("w2", &official.clone().with_forget_weight(0.02));
     // Task 0's entry of the per-task list replaces the single weight.
-    let listed = prototype("w-list", &|c| c.prototype_forget_weights = vec![0.03, 0.5]);
-    let off = prototype("off", &|c| c.prototype.bound = 1e-9);
-    let with_retain = prototype("wr", &|c| c.prototype.retain_weight = 0.5);
+    let listed = prototype("w-list", &|c| {
+        c.prototype = Some(official.clone());
+        c.prototype_forget_weights = vec![0.03, 0.5];
+    });
+    let off = named("off", &official.clone().with_bound(1e-9));
+    let with_retain = named("wr", &official.clone().with_retain_weight(0.5));
+    // The method's own at a few-shot replay with the per-sample bound: w_r 10.
+    let own = prototype("own", &|c| c.prototype = None);
     assert!(once > 0.0 && once <= 0.18, "0.01·relu(18 − KL_f): {once}");
     assert!(
         (twice - 2.0 * once).abs() < 1e-6 * once.max(1.0),
@@ -344,6 +361,11 @@ fn gs_lora_plus_plus_and_few_shot_run() {
     );
     assert_eq!(off, 0.0, "KL_f above the bound: no forget term");
     assert!(with_retain > once, "w_r·KL_r adds: {with_retain} vs {once}");
+    let ten = once + 20.0 * (with_retain - once);
+    assert!(
+        (own - ten).abs() < 1e-5 * ten.max(1.0),
+        "the method's own w_r 10: {own} vs {ten}"
+    );
 }
 
 #[test]

@@ -16,6 +16,7 @@
 //! ```sh
 //! cargo run --release --example forget_cub
 //! cargo run --release --example forget_cub -- --methods gs-lora,lora,salun --out runs/compare
+//! # the few-shot loop; its targets hold on real data, not on this small model (docs/results.md)
 //! cargo run --release --example forget_cub -- --method gs-lora++ --few-shot 4 --out runs/fs
 //! cargo run --release --example forget_cub -- --data CUB_200_2011 --weights vit-b16/model.safetensors
 //! ```

@@ -302,7 +302,10 @@ mod tests {
             (Replay::FewShot(2), 4)
         );
         assert_eq!(
-            (single_few.beta.clone(), single_few.prototype_loss().forget_weight),
+            (
+                single_few.beta.clone(),
+                single_few.prototype_loss().forget_weight
+            ),
             (vec![0.15], 0.5)
         );
 

@@ -16,11 +16,14 @@
 //! most `--max-images` training and `--max-val-images` validation images.
 //!
 //! Result files go to `--out` (default `runs/forget_coco`); running again with the same `--out`
-//! resumes. Every flag of `gs-lora forget` is accepted.
+//! resumes. Every flag of `gs-lora forget` is accepted. With `--methods` (and `--seeds`) it
+//! compares methods instead, as `gs-lora compare` (OUT/METHOD/seed-S, OUT/comparison.md; on
+//! the embedded default each seed draws its own scenes and detector).
 //!
 //! ```sh
 //! cargo run --release --example forget_coco
 //! cargo run --release --example forget_coco -- --method gs-lora++ --few-shot 16 --out runs/fs
+//! cargo run --release --example forget_coco -- --methods gs-lora,l2,ewc,retrain-ft --out runs/cmp
 //! cargo run --release --example forget_coco -- --coco COCO --weights detr/model.safetensors
 //! ```
 
@@ -29,10 +32,13 @@ use std::process::ExitCode;
 
 use burn::tensor::Device;
 use clap::Parser;
-use gs_lora::cli::{CliError, DeviceArgs, ForgetArgs, clap_exit, exit_code, forget_defaults_help};
+use gs_lora::cli::{
+    CliError, CompareArgs, DeviceArgs, ForgetArgs, clap_exit, exit_code, forget_defaults_help,
+};
 use gs_lora::core::GroupLassoConfig;
 use gs_lora::models::deformable::{DeformableDetr, DeformableDetrConfig};
 use gs_lora::models::weights::CheckpointFiles;
+use gs_lora::train::compare::compare;
 use gs_lora::train::detection::{
     CocoAnnotations, DetectionDataset, DetectorDir, EMBEDDED_PREPROCESS, PretrainConfig,
     embedded_dataset, load_or_pretrain, run_forgetting,
@@ -40,8 +46,8 @@ use gs_lora::train::detection::{
 use gs_lora::train::image::{Normalization, Preprocess};
 use gs_lora::train::io::ensure_disjoint;
 use gs_lora::train::protocol::Preset;
-use gs_lora::train::report::results_table;
-use gs_lora::train::{ForgetConfig, Replay, RunDir};
+use gs_lora::train::report::{comparison_table, results_table};
+use gs_lora::train::{ForgetConfig, Replay, RunDir, RunState, TrainError};
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -81,6 +87,9 @@ struct Cli {
     /// Epochs of the embedded detector's training.
     #[arg(long, conflicts_with = "coco")]
     detector_epochs: Option<usize>,
+    /// With --methods: compare methods instead of running one (OUT/METHOD/seed-S).
+    #[command(flatten)]
+    compare: CompareArgs,
     #[command(flatten)]
     forget: ForgetArgs,
     #[command(flatten)]
@@ -165,7 +174,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
     let out = cli.out;
     let device: Device = cli.device.device()?.autodiff();
 
-    let (config, dataset, preprocess, model) = match (cli.coco, cli.weights) {
+    match (cli.coco, cli.weights) {
         (Some(coco), Some(weights)) => {
             let CheckpointFiles {
                 config: model_config,
@@ -185,38 +194,57 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let class_names = label_names(&model_config, architecture.num_labels)?;
             let limits = (cli.max_images, cli.max_val_images);
             let dataset = coco_dataset(&coco, class_names, cli.image_size, limits)?;
-            let lora = config.lora.clone();
-            let model = DeformableDetr::from_pretrained(
-                &model_config,
-                &weights,
-                &lora,
-                config.seed,
-                &device,
-            )?;
             let preprocess = Preprocess::new(cli.image_size, 3, Normalization::IMAGENET);
-            (config, dataset, preprocess, model)
+            run_or_compare(&out, &config, &cli.compare, |config, run| {
+                let model = DeformableDetr::from_pretrained(
+                    &model_config,
+                    &weights,
+                    &config.lora,
+                    config.seed,
+                    &device,
+                )?;
+                run_forgetting(model, &dataset, config, &preprocess, run, &device)
+            })
         }
         _ => {
             let config = cli.forget.config(embedded_defaults())?;
             config.validate()?;
-            let train = PretrainConfig {
-                epochs: cli
-                    .detector_epochs
-                    .unwrap_or(PretrainConfig::default().epochs),
-                seed: config.seed,
-                ..PretrainConfig::default()
-            };
-            let dataset = embedded_dataset(config.seed);
-            let lora = config.lora.clone();
-            let cache = DetectorDir::new(out.join("detector"));
-            let model = load_or_pretrain(&cache, &dataset, &train, &lora, &device)?;
-            (config, dataset, EMBEDDED_PREPROCESS, model)
+            let comparing = cli.compare.methods.is_some();
+            run_or_compare(&out, &config, &cli.compare, |config, run| {
+                // Each seed draws its own scenes and trains its own detector on them.
+                let train = PretrainConfig {
+                    epochs: cli
+                        .detector_epochs
+                        .unwrap_or(PretrainConfig::default().epochs),
+                    seed: config.seed,
+                    ..PretrainConfig::default()
+                };
+                let dataset = embedded_dataset(config.seed);
+                let cache = DetectorDir::new(match comparing {
+                    true => out.join(format!("detector-seed-{}", config.seed)),
+                    false => out.join("detector"),
+                });
+                let model = load_or_pretrain(&cache, &dataset, &train, &config.lora, &device)?;
+                run_forgetting(model, &dataset, config, &EMBEDDED_PREPROCESS, run, &device)
+            })
         }
+    }
+}
+
+/// Runs `config` into `out`, or with --methods compares the methods of `compare` on it
+/// (OUT/METHOD/seed-S, OUT/comparison.md), `forget(config, run)` doing one run; prints the
+/// table.
+fn run_or_compare(
+    out: &Path,
+    config: &ForgetConfig,
+    compare_args: &CompareArgs,
+    mut forget: impl FnMut(&ForgetConfig, &RunDir) -> Result<RunState, TrainError>,
+) -> Result<(), CliError> {
+    let table = match compare_args.comparison(config)? {
+        Some(settings) => comparison_table(&compare(out, &settings, "AP", forget)?, "AP"),
+        None => results_table(&forget(config, &RunDir::new(out))?.results, "AP"),
     };
-    let run = RunDir::new(&out);
-    let state = run_forgetting(model, &dataset, &config, &preprocess, &run, &device)?;
-    println!("\nCOCO AP (%, IoU 0.5:0.95):");
-    println!("{}", results_table(&state.results, "AP"));
+    println!("\nCOCO AP (%, IoU 0.5:0.95):\n{table}");
     println!("results, curves and plots in {}", out.display());
     Ok(())
 }

@@ -27,8 +27,8 @@ use std::process::ExitCode;
 use burn::tensor::Device;
 use clap::Parser;
 use gs_lora::cli::{
-    CliError, DataArgs, DeviceArgs, ForgetArgs, clap_exit, exit_code, forget_defaults_help,
-    forget_load_options, open_dataset,
+    CliError, CompareArgs, DataArgs, DeviceArgs, ForgetArgs, clap_exit, exit_code,
+    forget_defaults_help, forget_load_options, open_dataset,
 };
 use gs_lora::core::{GroupLassoConfig, LoraConfig};
 use gs_lora::models::VisionTransformer;
@@ -40,11 +40,11 @@ use gs_lora::train::classification::{EMBEDDED_PREPROCESS, embedded_dataset, load
 use gs_lora::train::classification::{
     ProbeConfig, checkpoint_preprocess, linear_probe, load_backbone,
 };
-use gs_lora::train::compare::{CompareSettings, compare, official_full_model_lr};
+use gs_lora::train::compare::compare;
 use gs_lora::train::image::Preprocess;
 use gs_lora::train::io::ensure_disjoint;
 use gs_lora::train::report::{ComparisonRow, comparison_table, results_table};
-use gs_lora::train::{ForgetConfig, MethodKind, Replay, RunDir};
+use gs_lora::train::{ForgetConfig, Replay, RunDir};
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -74,29 +74,9 @@ struct Cli {
     /// Epochs of the embedded model's pretraining.
     #[arg(long, conflicts_with = "data")]
     pretrain_epochs: Option<usize>,
-    /// Compares these methods (comma separated) instead of running one.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        value_name = "M1,M2,…",
-        conflicts_with = "method"
-    )]
-    methods: Option<Vec<MethodKind>>,
-    /// The seeds of the comparison (comma separated; default 0).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        value_name = "S1,S2,…",
-        requires = "methods"
-    )]
-    seeds: Option<Vec<u64>>,
-    /// The method of the comparison the others' gaps are measured to.
-    #[arg(long, value_name = "METHOD", requires = "methods")]
-    reference: Option<MethodKind>,
-    /// The comparison's learning rate for the methods that train the whole model (default
-    /// 1e-4, the official baselines').
-    #[arg(long, value_name = "LR", requires = "methods")]
-    full_model_lr: Option<f64>,
+    /// With --methods: compare methods instead of running one (OUT/METHOD/seed-S).
+    #[command(flatten)]
+    compare: CompareArgs,
     #[command(flatten)]
     forget: ForgetArgs,
     #[command(flatten)]
@@ -176,15 +156,6 @@ fn run(cli: Cli) -> Result<(), CliError> {
     let devices = cli.device.data_parallel()?;
     let device = devices.primary().clone();
     let cache = ClassifierDir::new(out.join("pretrained"));
-    let comparison = |config: &ForgetConfig| {
-        cli.methods.clone().map(|methods| CompareSettings {
-            methods,
-            seeds: cli.seeds.clone().unwrap_or_else(|| vec![config.seed]),
-            reference: cli.reference,
-            full_model_lr: cli.full_model_lr.unwrap_or_else(official_full_model_lr),
-            forget: config.clone(),
-        })
-    };
 
     match (cli.data, cli.weights) {
         (Some(data), Some(weights)) => {
@@ -222,7 +193,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 config.seed,
                 &device,
             )?;
-            match comparison(&config) {
+            match cli.compare.comparison(&config)? {
                 Some(settings) => report(compare(&out, &settings, "acc", |config, run| {
                     let model = cache.load(&config.lora, config.seed, &device)?;
                     run_forgetting(model, &dataset, config, &preprocess, run, devices.clone())
@@ -263,7 +234,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 let model = load_or_pretrain(cache, &dataset, &pretrain, &config.lora, &devices)?;
                 Ok::<_, gs_lora::train::TrainError>((dataset, model))
             };
-            match comparison(&config) {
+            match cli.compare.comparison(&config)? {
                 Some(settings) => report(compare(&out, &settings, "acc", |config, run| {
                     let cache =
                         ClassifierDir::new(out.join(format!("pretrained-seed-{}", config.seed)));

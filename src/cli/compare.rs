@@ -16,6 +16,84 @@ use gs_lora_train::io::ensure_disjoint;
 use gs_lora_train::report::comparison_table;
 use gs_lora_train::{ForgetConfig, MethodKind};
 
+/// The flags that make a comparison: its methods, seeds, reference and whole-model rate.
+/// `gs-lora compare` takes them with defaults; an example (`forget_cub`, `forget_coco`)
+/// compares instead of running one method when --methods is given.
+#[derive(Debug, Clone, Default, PartialEq, Args)]
+pub struct CompareArgs {
+    /// The methods, comma separated, any of `forget --method` (`gs-lora compare`'s default:
+    /// gs-lora,lora,fine-tune,neg-grad+,random-labels,salun).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "M1,M2,…",
+        conflicts_with = "method"
+    )]
+    pub methods: Option<Vec<MethodKind>>,
+    /// The seeds each method runs with, comma separated (default: --config's seed, else 0).
+    #[arg(long, value_delimiter = ',', value_name = "S1,S2,…")]
+    pub seeds: Option<Vec<u64>>,
+    /// One of the methods: the others' gap to it per task (|acc_f|, |acc_r|, |MIA|
+    /// differences, seed by seed, and their average), e.g. retrain-ft.
+    #[arg(long, value_name = "METHOD")]
+    pub reference: Option<MethodKind>,
+    /// Peak learning rate of the methods that train the whole model (default 1e-4, the
+    /// official baselines'; Retrain 3e-4 and DER, DER++, FDR 1e-3 unless the config's
+    /// baseline.lr says otherwise); the adapter methods take --lr.
+    #[arg(long, value_name = "LR")]
+    pub full_model_lr: Option<f64>,
+}
+
+impl CompareArgs {
+    /// The comparison of `forget`'s settings: each flag not given is taken from `recorded` (a
+    /// comparison's saved `compare.json`), else its default (`default_methods`, `forget.seed`,
+    /// the official whole-model rate).
+    pub fn settings(
+        &self,
+        forget: ForgetConfig,
+        recorded: Option<&CompareSettings>,
+        default_methods: &[MethodKind],
+    ) -> CompareSettings {
+        CompareSettings {
+            methods: self
+                .methods
+                .clone()
+                .or_else(|| recorded.map(|r| r.methods.clone()))
+                .unwrap_or_else(|| default_methods.to_vec()),
+            seeds: self
+                .seeds
+                .clone()
+                .or_else(|| recorded.map(|r| r.seeds.clone()))
+                .unwrap_or_else(|| vec![forget.seed]),
+            reference: self
+                .reference
+                .or_else(|| recorded.and_then(|r| r.reference)),
+            full_model_lr: self
+                .full_model_lr
+                .or_else(|| recorded.map(|r| r.full_model_lr))
+                .unwrap_or_else(official_full_model_lr),
+            forget,
+        }
+    }
+
+    /// An example's comparison: `None` without --methods (the example runs one method), the
+    /// settings of [`Self::settings`] with them.
+    ///
+    /// # Errors
+    /// --seeds, --reference or --full-model-lr without --methods.
+    pub fn comparison(&self, forget: &ForgetConfig) -> Result<Option<CompareSettings>, CliError> {
+        match &self.methods {
+            Some(_) => Ok(Some(self.settings(forget.clone(), None, &[]))),
+            None if *self == Self::default() => Ok(None),
+            None => Err(CliError::Usage(
+                "--seeds, --reference and --full-model-lr set up a comparison: name its \
+                 --methods (one method runs with --method and --seed)"
+                    .into(),
+            )),
+        }
+    }
+}
+
 /// The flags of `gs-lora compare` (its help is on [`Command`](super::Command)).
 #[derive(Debug, Args)]
 pub struct CompareCommand {
@@ -29,22 +107,8 @@ pub struct CompareCommand {
     /// with it resumes every unfinished run.
     #[arg(long, value_name = "OUT")]
     out: PathBuf,
-    /// The methods, comma separated, any of `forget --method` (default gs-lora,lora,
-    /// fine-tune,neg-grad+,random-labels,salun).
-    #[arg(long, value_delimiter = ',', value_name = "M1,M2,…")]
-    methods: Option<Vec<MethodKind>>,
-    /// The seeds each method runs with, comma separated (default 0).
-    #[arg(long, value_delimiter = ',', value_name = "S1,S2,…")]
-    seeds: Option<Vec<u64>>,
-    /// One of the methods: the others' gap to it per task (|acc_f|, |acc_r|, |MIA|
-    /// differences, seed by seed, and their average), e.g. retrain-ft.
-    #[arg(long, value_name = "METHOD")]
-    reference: Option<MethodKind>,
-    /// Peak learning rate of the methods that train the whole model (default 1e-4, the
-    /// official baselines'; Retrain 3e-4 and DER, DER++, FDR 1e-3 unless the config's
-    /// baseline.lr says otherwise); the adapter methods take --lr.
-    #[arg(long, value_name = "LR")]
-    full_model_lr: Option<f64>,
+    #[command(flatten)]
+    compare: CompareArgs,
     /// Run nothing: print one `gs-lora forget` command per method and seed (stdout, one line
     /// each) for a scheduler to fan out, e.g. `… --jobs | xargs -d '\n' -n 1 -P 4 sh -c` or a
     /// job array; afterwards `gs-lora compare --data D --model M --out OUT --config
@@ -86,26 +150,11 @@ impl CompareCommand {
             Some(path) => CompareSettings::from_file(path)?,
             None => None,
         };
-        let settings = CompareSettings {
-            methods: self
-                .methods
-                .clone()
-                .or_else(|| recorded.as_ref().map(|r| r.methods.clone()))
-                .unwrap_or_else(|| DEFAULT_METHODS.to_vec()),
-            seeds: self
-                .seeds
-                .clone()
-                .or_else(|| recorded.as_ref().map(|r| r.seeds.clone()))
-                .unwrap_or_else(|| vec![0]),
-            reference: self
-                .reference
-                .or_else(|| recorded.as_ref().and_then(|r| r.reference)),
-            full_model_lr: self
-                .full_model_lr
-                .or_else(|| recorded.as_ref().map(|r| r.full_model_lr))
-                .unwrap_or_else(official_full_model_lr),
-            forget: self.forget.config(ForgetConfig::default())?,
-        };
+        let settings = self.compare.settings(
+            self.forget.config(ForgetConfig::default())?,
+            recorded.as_ref(),
+            &DEFAULT_METHODS,
+        );
         settings.validate()?;
         if self.jobs {
             return self.print_jobs(&settings);
@@ -176,5 +225,82 @@ impl CompareCommand {
             CompareSettings::path(&self.out).display()
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        compare: CompareArgs,
+        #[command(flatten)]
+        forget: ForgetArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        Command::try_parse_from(std::iter::once("test").chain(args.iter().copied()))
+    }
+
+    fn flags(args: &[&str]) -> CompareArgs {
+        parse(args).expect("flags").compare
+    }
+
+    /// An example runs one method unless --methods is named, refuses the other comparison
+    /// flags alone (naming --methods) and --methods with --method; a comparison takes the run's
+    /// seed and the official whole-model rate unless told otherwise; `gs-lora compare` fills
+    /// each missing flag from the recorded comparison, then the defaults. Catches a stray
+    /// --seeds silently ignored, a recorded setting lost on resume, and a given flag losing
+    /// to the record.
+    #[test]
+    fn comparison_flags_fall_back_to_the_record_then_the_defaults() {
+        let forget = ForgetConfig {
+            seed: 7,
+            ..ForgetConfig::default()
+        };
+        assert_eq!(flags(&[]).comparison(&forget).expect("one run"), None);
+        for alone in ["--seeds=1,2", "--reference=l2", "--full-model-lr=1e-3"] {
+            let err = flags(&[alone]).comparison(&forget).expect_err(alone);
+            assert!(err.to_string().contains("--methods"), "{alone}: {err}");
+        }
+        assert!(parse(&["--methods=ewc", "--method=l2"]).is_err());
+
+        let settings = flags(&["--methods=gs-lora,ewc"])
+            .comparison(&forget)
+            .expect("valid")
+            .expect("a comparison");
+        assert_eq!(settings.methods, [MethodKind::GsLora, MethodKind::Ewc]);
+        assert_eq!(
+            (settings.seeds, settings.reference, settings.full_model_lr),
+            (vec![7], None, 1e-4)
+        );
+        assert_eq!(settings.forget, forget);
+
+        let recorded = CompareSettings {
+            methods: vec![MethodKind::L2],
+            seeds: vec![3, 4],
+            reference: Some(MethodKind::L2),
+            full_model_lr: 3e-4,
+            forget: forget.clone(),
+        };
+        let settings =
+            flags(&["--seeds=5"]).settings(forget.clone(), Some(&recorded), &DEFAULT_METHODS);
+        assert_eq!(
+            (settings.methods, settings.seeds),
+            (vec![MethodKind::L2], vec![5])
+        );
+        assert_eq!(
+            (settings.reference, settings.full_model_lr),
+            (Some(MethodKind::L2), 3e-4)
+        );
+        let settings = flags(&[]).settings(forget, None, &DEFAULT_METHODS);
+        assert_eq!(
+            (settings.methods, settings.seeds),
+            (DEFAULT_METHODS.to_vec(), vec![7])
+        );
     }
 }

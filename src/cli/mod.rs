@@ -19,6 +19,7 @@ pub use args::{
     BoundArg, DataArgs, DeviceArgs, ForgetArgs, ForgetFractionArg, ForgetLossArg,
     forget_defaults_help, forget_load_options, is_embedded, model_load_options, open_dataset,
 };
+pub use compare::CompareArgs;
 pub use run_file::overlay;
 
 use crate::backend::BackendError;

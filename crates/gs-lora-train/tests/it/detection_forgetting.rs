@@ -8,6 +8,7 @@ use gs_lora_core::loss::PrototypeLossConfig;
 use gs_lora_core::{DataParallel, GroupLassoConfig, LoraConfig};
 use gs_lora_models::deformable::{DeformableDetr, DeformableDetrConfig, DetrOutput};
 use gs_lora_models::weights::{CheckpointSource, IdentityKeys, read_tensor, write_tensors};
+use gs_lora_train::compare::{CompareSettings, compare};
 use gs_lora_train::detection::DetectorObjective;
 use gs_lora_train::detection::{
     CocoAnnotations, DetectionDataset, DetectorDir, DetectorInfo, HungarianMatcher, PretrainConfig,
@@ -432,6 +433,63 @@ fn forgetting_runs_are_deterministic_and_resume() {
         run_forgetting(model(), &data, &config, &PREPROCESS, &run_a, &device).expect("resume");
     assert_eq!(again.results.len(), 2);
     assert_eq!(again.curves, a.curves);
+}
+
+/// Detection methods compared as classification ones are: GS-LoRA and L2 on the same schedule
+/// (the same classes erased per task), one AP table whose GS-LoRA rows carry the gap to L2, and
+/// a second call that finds every run finished (nothing trained) and gives the same rows.
+/// Catches a comparison that draws another schedule per method, a reference gap lost on
+/// detection runs (no attack measured), and a finished detection run trained again.
+#[test]
+fn detection_methods_compare_on_one_schedule_and_resume() {
+    let data = tiny_scenes(6);
+    let device = Device::default().autodiff();
+    let settings = CompareSettings {
+        methods: vec![MethodKind::GsLora, MethodKind::L2],
+        seeds: vec![5],
+        reference: Some(MethodKind::L2),
+        full_model_lr: 1e-3,
+        forget: forget_config(MethodKind::GsLora),
+    };
+    let dir = scratch("compare");
+    let mut trained = 0;
+    let mut compare_runs = || {
+        compare(&dir, &settings, "AP", |config, run| {
+            let finished = run.path().join("results.json").is_file();
+            trained += usize::from(!finished);
+            run_forgetting(
+                tiny_detector(&data, &device),
+                &data,
+                config,
+                &PREPROCESS,
+                run,
+                &device,
+            )
+        })
+        .expect("compare")
+    };
+    let rows = compare_runs();
+    let keys: Vec<_> = rows.iter().map(|r| (r.method.as_str(), r.task)).collect();
+    assert_eq!(keys, [("gs-lora", 0), ("gs-lora", 1), ("l2", 0), ("l2", 1)]);
+    let erased = |method: &str| -> Vec<serde_json::Value> {
+        let path = dir.join(method).join("seed-5").join("results.json");
+        let results: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(path).expect("results.json")).expect("json");
+        let tasks = results.as_array().expect("tasks").iter();
+        tasks.map(|t| t["forget_classes"].clone()).collect()
+    };
+    assert_eq!(erased("gs-lora"), erased("l2"));
+    assert!(rows[..2].iter().all(|r| r.gap.is_some() && r.mia.is_none()));
+    assert!(rows[2..].iter().all(|r| r.gap.is_none()));
+    let table = std::fs::read_to_string(dir.join("comparison.md")).expect("comparison.md");
+    assert!(
+        table.contains("AP_f") && table.contains("| l2 | 1 |"),
+        "{table}"
+    );
+
+    let again = compare_runs();
+    assert_eq!(again, rows);
+    assert_eq!(trained, 2, "each method trained once");
 }
 
 /// A detector's batches split over three copies of the CPU device (8 images as 3 + 3 + 2, the

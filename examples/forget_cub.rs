@@ -40,7 +40,7 @@ use gs_lora::train::classification::{EMBEDDED_PREPROCESS, embedded_dataset, load
 use gs_lora::train::classification::{
     ProbeConfig, checkpoint_preprocess, linear_probe, load_backbone,
 };
-use gs_lora::train::compare::compare;
+use gs_lora::train::compare::{compare, official_full_model_lr};
 use gs_lora::train::image::Preprocess;
 use gs_lora::train::io::ensure_disjoint;
 use gs_lora::train::report::{ComparisonRow, comparison_table, results_table};
@@ -193,7 +193,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 config.seed,
                 &device,
             )?;
-            match cli.compare.comparison(&config)? {
+            match cli.compare.comparison(&config, official_full_model_lr())? {
                 Some(settings) => report(compare(&out, &settings, "acc", |config, run| {
                     let model = cache.load(&config.lora, config.seed, &device)?;
                     run_forgetting(model, &dataset, config, &preprocess, run, devices.clone())
@@ -234,7 +234,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 let model = load_or_pretrain(cache, &dataset, &pretrain, &config.lora, &devices)?;
                 Ok::<_, gs_lora::train::TrainError>((dataset, model))
             };
-            match cli.compare.comparison(&config)? {
+            match cli.compare.comparison(&config, official_full_model_lr())? {
                 Some(settings) => report(compare(&out, &settings, "acc", |config, run| {
                     let cache =
                         ClassifierDir::new(out.join(format!("pretrained-seed-{}", config.seed)));

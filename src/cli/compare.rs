@@ -38,8 +38,9 @@ pub struct CompareArgs {
     #[arg(long, value_name = "METHOD")]
     pub reference: Option<MethodKind>,
     /// Peak learning rate of the methods that train the whole model (default 1e-4, the
-    /// official baselines'; Retrain 3e-4 and DER, DER++, FDR 1e-3 unless the config's
-    /// baseline.lr says otherwise); the adapter methods take --lr.
+    /// official classification baselines', with Retrain 3e-4 and DER, DER++, FDR 1e-3 unless
+    /// the config's baseline.lr says otherwise; `forget_coco`: 6e-4, the official detection
+    /// baselines'); the adapter methods take --lr.
     #[arg(long, value_name = "LR")]
     pub full_model_lr: Option<f64>,
 }
@@ -47,12 +48,12 @@ pub struct CompareArgs {
 impl CompareArgs {
     /// The comparison of `forget`'s settings: each flag not given is taken from `recorded` (a
     /// comparison's saved `compare.json`), else its default (`default_methods`, `forget.seed`,
-    /// the official whole-model rate).
+    /// `full_model_lr`).
     pub fn settings(
         &self,
         forget: ForgetConfig,
         recorded: Option<&CompareSettings>,
-        default_methods: &[MethodKind],
+        (default_methods, full_model_lr): (&[MethodKind], f64),
     ) -> CompareSettings {
         CompareSettings {
             methods: self
@@ -71,19 +72,28 @@ impl CompareArgs {
             full_model_lr: self
                 .full_model_lr
                 .or_else(|| recorded.map(|r| r.full_model_lr))
-                .unwrap_or_else(official_full_model_lr),
+                .unwrap_or(full_model_lr),
             forget,
         }
     }
 
     /// An example's comparison: `None` without --methods (the example runs one method), the
-    /// settings of [`Self::settings`] with them.
+    /// settings of [`Self::settings`] with them, `full_model_lr` the whole-model rate unless
+    /// --full-model-lr is given.
     ///
     /// # Errors
     /// --seeds, --reference or --full-model-lr without --methods.
-    pub fn comparison(&self, forget: &ForgetConfig) -> Result<Option<CompareSettings>, CliError> {
+    pub fn comparison(
+        &self,
+        forget: &ForgetConfig,
+        full_model_lr: f64,
+    ) -> Result<Option<CompareSettings>, CliError> {
         match &self.methods {
-            Some(_) => Ok(Some(self.settings(forget.clone(), None, &[]))),
+            Some(_) => Ok(Some(self.settings(
+                forget.clone(),
+                None,
+                (&[], full_model_lr),
+            ))),
             None if *self == Self::default() => Ok(None),
             None => Err(CliError::Usage(
                 "--seeds, --reference and --full-model-lr set up a comparison: name its \
@@ -153,7 +163,7 @@ impl CompareCommand {
         let settings = self.compare.settings(
             self.forget.config(ForgetConfig::default())?,
             recorded.as_ref(),
-            &DEFAULT_METHODS,
+            (&DEFAULT_METHODS, official_full_model_lr()),
         );
         settings.validate()?;
         if self.jobs {
@@ -252,7 +262,7 @@ mod tests {
 
     /// An example runs one method unless --methods is named, refuses the other comparison
     /// flags alone (naming --methods) and --methods with --method; a comparison takes the run's
-    /// seed and the official whole-model rate unless told otherwise; `gs-lora compare` fills
+    /// seed and the caller's whole-model rate unless told otherwise; `gs-lora compare` fills
     /// each missing flag from the recorded comparison, then the defaults. Catches a stray
     /// --seeds silently ignored, a recorded setting lost on resume, and a given flag losing
     /// to the record.
@@ -262,21 +272,21 @@ mod tests {
             seed: 7,
             ..ForgetConfig::default()
         };
-        assert_eq!(flags(&[]).comparison(&forget).expect("one run"), None);
+        assert_eq!(flags(&[]).comparison(&forget, 1e-4).expect("one run"), None);
         for alone in ["--seeds=1,2", "--reference=l2", "--full-model-lr=1e-3"] {
-            let err = flags(&[alone]).comparison(&forget).expect_err(alone);
+            let err = flags(&[alone]).comparison(&forget, 1e-4).expect_err(alone);
             assert!(err.to_string().contains("--methods"), "{alone}: {err}");
         }
         assert!(parse(&["--methods=ewc", "--method=l2"]).is_err());
 
         let settings = flags(&["--methods=gs-lora,ewc"])
-            .comparison(&forget)
+            .comparison(&forget, 6e-4)
             .expect("valid")
             .expect("a comparison");
         assert_eq!(settings.methods, [MethodKind::GsLora, MethodKind::Ewc]);
         assert_eq!(
             (settings.seeds, settings.reference, settings.full_model_lr),
-            (vec![7], None, 1e-4)
+            (vec![7], None, 6e-4)
         );
         assert_eq!(settings.forget, forget);
 
@@ -287,8 +297,8 @@ mod tests {
             full_model_lr: 3e-4,
             forget: forget.clone(),
         };
-        let settings =
-            flags(&["--seeds=5"]).settings(forget.clone(), Some(&recorded), &DEFAULT_METHODS);
+        let defaults = (&DEFAULT_METHODS[..], 1e-4);
+        let settings = flags(&["--seeds=5"]).settings(forget.clone(), Some(&recorded), defaults);
         assert_eq!(
             (settings.methods, settings.seeds),
             (vec![MethodKind::L2], vec![5])
@@ -297,10 +307,10 @@ mod tests {
             (settings.reference, settings.full_model_lr),
             (Some(MethodKind::L2), 3e-4)
         );
-        let settings = flags(&[]).settings(forget, None, &DEFAULT_METHODS);
+        let settings = flags(&[]).settings(forget, None, defaults);
         assert_eq!(
-            (settings.methods, settings.seeds),
-            (DEFAULT_METHODS.to_vec(), vec![7])
+            (settings.methods, settings.seeds, settings.full_model_lr),
+            (DEFAULT_METHODS.to_vec(), vec![7], 1e-4)
         );
     }
 }

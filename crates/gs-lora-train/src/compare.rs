@@ -49,6 +49,12 @@ pub fn official_full_model_lr() -> f64 {
     1e-4
 }
 
+/// The official detection baselines' learning rate (PROTOCOL §4: 6e-4 for the transformer; the
+/// official code's lower rates for the backbone and the sampling offsets are not separate here).
+pub fn official_detection_full_model_lr() -> f64 {
+    6e-4
+}
+
 impl CompareSettings {
     /// The settings file of the comparison in `dir`.
     pub fn path(dir: &Path) -> PathBuf {

@@ -143,6 +143,16 @@ pub(crate) fn scalar(tensor: Tensor<1>) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// `values` as a `[rows, values.len() / rows]` tensor on the default device (tests' logits).
+#[cfg(test)]
+pub(crate) fn matrix(rows: usize, values: &[f32]) -> Tensor<2> {
+    let cols = values.len() / rows;
+    Tensor::from_data(
+        burn::tensor::TensorData::new(values.to_vec(), [rows, cols]),
+        &burn::tensor::Device::default(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,6 +35,8 @@ pub use task::{
 };
 
 pub(crate) use fit::{FitSchedule, fit};
+#[cfg(test)]
+pub(crate) use loss::matrix;
 pub(crate) use loss::scalar;
 
 use gs_lora_core::DataParallel;

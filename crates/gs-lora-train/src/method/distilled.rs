@@ -239,15 +239,7 @@ mod tests {
     use burn::tensor::{Device, TensorData};
 
     use super::*;
-    use crate::engine::scalar;
-
-    fn matrix(rows: usize, values: &[f32]) -> Tensor<2> {
-        let cols = values.len() / rows;
-        Tensor::from_data(
-            TensorData::new(values.to_vec(), [rows, cols]),
-            &Device::default(),
-        )
-    }
+    use crate::engine::{matrix, scalar};
 
     /// Student logits `(0, ln 3)` and teacher `(ln 3, 0)` at `T = 1`: the teacher's
     /// distribution is (3/4, 1/4), the student's (1/4, 3/4), so `KD = −(¾ ln ¼ + ¼ ln ¾)`; at

@@ -291,15 +291,7 @@ mod tests {
     use burn::tensor::{Device, TensorData};
 
     use super::*;
-    use crate::engine::scalar;
-
-    fn matrix(rows: usize, values: &[f32]) -> Tensor<2> {
-        let cols = values.len() / rows;
-        Tensor::from_data(
-            TensorData::new(values.to_vec(), [rows, cols]),
-            &Device::default(),
-        )
-    }
+    use crate::engine::{matrix, scalar};
 
     /// Student `(0, ln 3)`, teacher `(ln 3, 0)`: at `T = 1` the teacher's distribution is
     /// (¾, ¼), the student's (¼, ¾), so `KL = ¾ ln 3 + ¼ ln ⅓ = ½ ln 3`; at `T = 2` the

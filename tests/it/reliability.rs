@@ -300,7 +300,8 @@ fn kill_minus_nine_anywhere_resumes_to_the_same_results() {
     eprintln!("{kills} runs killed mid-way; all resumed identically");
 
     // A kill between `state.json` and the reports: the state has both tasks, `results.json`
-    // one, and an atomic write left `results.tmp`. The rerun rebuilds every report.
+    // one, and an atomic write of a process now gone (no process has id 2^32 − 1) left its
+    // temporary file. The rerun rebuilds every report and removes it.
     let stale = base.join("stale");
     run_ok(&forget_args(&data, &model, &stale, "3"));
     let results: serde_json::Value = serde_json::from_str(
@@ -310,9 +311,10 @@ fn kill_minus_nine_anywhere_resumes_to_the_same_results() {
     let one_task = serde_json::Value::Array(vec![results[0].clone()]);
     std::fs::write(stale.join("results.json"), one_task.to_string()).expect("write");
     std::fs::write(stale.join("curves.csv"), "task\n").expect("write");
-    std::fs::write(stale.join("results.tmp"), "{ half").expect("write");
+    let abandoned = stale.join(format!(".results.json.tmp-{}-0", u32::MAX));
+    std::fs::write(&abandoned, "{ half").expect("write");
     run_ok(&forget_args(&data, &model, &stale, "3"));
-    assert!(!stale.join("results.tmp").exists(), "stale temporary kept");
+    assert!(!abandoned.exists(), "stale temporary kept");
     assert!(same_run(&reference, &stale), "reports not rebuilt");
 }
 

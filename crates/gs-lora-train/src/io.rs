@@ -5,6 +5,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
@@ -12,15 +13,25 @@ use crate::error::{Result, TrainError, io_error};
 
 /// Writes `contents` to `path` atomically and durably: a temporary file beside it, flushed to
 /// disk, renamed over `path`, and the directory flushed so the rename survives a power cut.
+/// The temporary name is this write's own (`.NAME.tmp-PID-N`), so writers that race on one
+/// path (two comparisons of one directory, one per seed) each rename a whole file: the last
+/// rename wins and no file is ever a mix.
 pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut file = File::create(&tmp).map_err(io_error("writing", &tmp))?;
-    file.write_all(contents)
-        .and_then(|()| file.sync_all())
-        .map_err(io_error("writing", &tmp))?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(io_error("renaming into place", path))?;
-    sync_parent(path)
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(
+        ".{name}.tmp-{}-{}",
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = File::create(&tmp)
+        .and_then(|mut file| file.write_all(contents).and_then(|()| file.sync_all()))
+        .map_err(io_error("writing", &tmp))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(io_error("renaming into place", path)));
+    if written.is_err() {
+        std::fs::remove_file(&tmp).ok();
+    }
+    written.and_then(|()| sync_parent(path))
 }
 
 /// Serialises `value` as pretty JSON to `path`, atomically.
@@ -47,16 +58,31 @@ fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(io_error("flushing", dir))
 }
 
-/// Removes leftover `*.tmp` files of interrupted atomic writes from `dir` (not recursive).
+/// Removes the temporary files (`.NAME.tmp-PID-N`) that atomic writes of processes no longer
+/// running left in `dir` when killed (not recursive; best effort where the system does not
+/// tell which processes run).
 pub(crate) fn remove_stale_tmp(dir: &Path) -> Result<()> {
     let entries = std::fs::read_dir(dir).map_err(io_error("listing", dir))?;
     for entry in entries {
         let path = entry.map_err(io_error("listing", dir))?.path();
-        if path.is_file() && path.extension().is_some_and(|e| e == "tmp") {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let writer = name
+            .rsplit_once(".tmp-")
+            .filter(|(stem, _)| stem.starts_with('.'))
+            .and_then(|(_, id)| id.split_once('-'))
+            .map(|(pid, _)| pid);
+        if path.is_file() && writer.is_some_and(process_gone) {
             std::fs::remove_file(&path).map_err(io_error("removing", &path))?;
         }
     }
     Ok(())
+}
+
+/// Whether `pid` names a process that no longer runs; false where the system does not tell
+/// (no `/proc`) or `pid` is not a number.
+fn process_gone(pid: &str) -> bool {
+    let proc = Path::new("/proc");
+    pid.parse::<u32>().is_ok() && proc.join("self").exists() && !proc.join(pid).exists()
 }
 
 /// Writes the directory `target` as a whole: `write` fills a fresh hidden directory beside it,
@@ -164,10 +190,6 @@ fn restore_interrupted(parent: &Path, name: &str, target: &Path) -> Result<()> {
 /// Removes `.NAME.tmp-PID` / `.NAME.old-PID` folders of processes that no longer run (a save
 /// killed midway), where the system tells which processes run (`/proc`); best effort.
 fn remove_abandoned(parent: &Path, name: &str, files: &[&str]) {
-    let proc = Path::new("/proc");
-    if !proc.join("self").exists() {
-        return;
-    }
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
     };
@@ -176,8 +198,7 @@ fn remove_abandoned(parent: &Path, name: &str, files: &[&str]) {
         let pid = [".tmp-", ".old-"]
             .iter()
             .find_map(|kind| entry_name.strip_prefix(&format!(".{name}{kind}")));
-        let abandoned = pid.filter(|pid| pid.parse::<u32>().is_ok() && !proc.join(pid).exists());
-        if abandoned.is_some() {
+        if pid.is_some_and(process_gone) {
             remove_listed(&entry.path(), files).ok();
         }
     }
@@ -432,6 +453,66 @@ mod tests {
             std::os::unix::fs::symlink(&data, &link).expect("symlink");
             assert!(ensure_disjoint(&[("--out", &link.join("x"))], &[("--data", &data)]).is_err());
         }
+    }
+
+    /// Eight threads write one path at once, 50 times each, every write a different length:
+    /// every write succeeds, the file is always one write whole, and no temporary is left.
+    /// With one temporary name per path (`NAME.tmp`) the writers truncate each other's file
+    /// and rename it from under each other.
+    #[test]
+    fn racing_atomic_writes_each_land_whole() {
+        let dir = scratch("race");
+        let path = dir.path().join("comparison.json");
+        std::thread::scope(|scope| {
+            for writer in 0..8 {
+                let path = &path;
+                scope.spawn(move || {
+                    for round in 0..50 {
+                        let text = format!("{writer}:{round}:{}", "x".repeat(writer * 997));
+                        write_atomic(path, text.as_bytes()).expect("a racing write");
+                        let read = std::fs::read_to_string(path).expect("read");
+                        let (who, rest) = read.split_once(':').expect("a whole write");
+                        let writer: usize = who.parse().expect("a writer");
+                        assert_eq!(
+                            rest.len() - rest.find(':').expect("round") - 1,
+                            writer * 997
+                        );
+                    }
+                });
+            }
+        });
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|entry| entry.expect("entry").file_name())
+            .collect();
+        assert_eq!(left, ["comparison.json"], "temporaries left behind");
+    }
+
+    /// A temporary of a process that no longer runs goes; one of a running process (this
+    /// one) and files that only look alike stay.
+    #[test]
+    fn only_temporaries_of_gone_processes_are_removed() {
+        let dir = scratch("stale");
+        let gone = format!(".results.json.tmp-{}-3", u32::MAX);
+        let live = format!(".results.json.tmp-{}-0", std::process::id());
+        for name in [gone.as_str(), &live, "results.tmp", "notes.tmp-1-2"] {
+            std::fs::write(dir.path().join(name), "x").expect("write");
+        }
+        remove_stale_tmp(dir.path()).expect("cleanup");
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|entry| {
+                entry
+                    .expect("entry")
+                    .file_name()
+                    .into_string()
+                    .expect("utf-8")
+            })
+            .collect();
+        left.sort();
+        let mut expected = vec![live, "notes.tmp-1-2".into(), "results.tmp".into()];
+        expected.sort();
+        assert_eq!(left, expected);
     }
 
     #[test]

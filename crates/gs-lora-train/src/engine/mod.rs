@@ -71,6 +71,9 @@ pub fn run<F: Family, M: Method<F>>(
     run: &RunDir,
 ) -> Result<RunState> {
     config.validate()?;
+    if let Some(note) = config.few_shot_note() {
+        eprintln!("{note}");
+    }
     let classes = family.classes();
     let order = config.class_order.order(classes.len(), config.seed)?;
     let schedule = TaskSchedule::from_order(order, config.tasks, config.forget_per_task)?

@@ -2,11 +2,12 @@
 //! repeatable from its settings file.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use safetensors::SafeTensors;
 use tempfile::TempDir;
 
-use crate::common::{arg, fails, gs_lora, image_folder, ok, scratch, text};
+use crate::common::{arg, fails, gs_lora, image_folder, kill_mid_run, ok, scratch, text};
 
 /// The comparison's rows without what differs between two runs of the same work (time,
 /// memory).
@@ -58,13 +59,14 @@ fn pretrained(name: &str, epochs: usize) -> (TempDir, PathBuf, PathBuf) {
 }
 
 /// Two methods × two seeds on a four-class folder: the table averages each run's results,
-/// reports the attack, the trained parameters and the gap to the reference seed by seed; the full-model baseline changes the body
-/// and never the head; a comparison interrupted after its first method resumes to the same
-/// table; `--config OUT/compare.json` compares the same way; the runs fanned out by `--jobs`
-/// and gathered give the same table; `--method` is refused. Catches runs of one seed reused for
-/// another, a table not averaged per task, a head trained by a baseline, a finished run trained
-/// again, a settings file that loses the methods, and a job whose settings differ from the
-/// comparison's (its gather would refuse the run or train it again).
+/// reports the attack, the trained parameters and the gap to the reference seed by seed; the
+/// full-model baseline changes the body and never the head; a comparison interrupted after its
+/// first method, or killed half-way, resumes to the same table; `--config OUT/compare.json`
+/// compares the same way; the runs fanned out by `--jobs` and gathered give the same table;
+/// `--method` is refused. Catches runs of one seed reused for another, a table not averaged
+/// per task, a head trained by a baseline, a finished run trained again, a resume that trips
+/// over a killed run's files, a settings file that loses the methods, and a job whose settings
+/// differ from the comparison's (its gather would refuse the run or train it again).
 #[test]
 fn compare_runs_every_method_and_seed_resumes_and_repeats() {
     let (scratch_dir, data, model) = pretrained("compare", 2);
@@ -99,7 +101,9 @@ fn compare_runs_every_method_and_seed_resumes_and_repeats() {
         "--reference=gs-lora",
     ];
     args.extend(settings);
+    let started = Instant::now();
     compare(&full, &args);
+    let duration = started.elapsed();
     for file in [
         "comparison.md",
         "comparison.csv",
@@ -209,6 +213,22 @@ fn compare_runs_every_method_and_seed_resumes_and_repeats() {
     let log = compare(&resumed, &args);
     assert_eq!(log.matches("resuming after task 1").count(), 2, "{log}");
     assert_eq!(rows(&resumed), rows(&full));
+
+    // Killed (`SIGKILL`) half-way through, then resumed: the same table.
+    let killed = base.join("killed");
+    let mut kill_args = vec![
+        "compare",
+        "--data",
+        arg(&data),
+        "--model",
+        arg(&model),
+        "--out",
+        arg(&killed),
+    ];
+    kill_args.extend(&args);
+    kill_mid_run(&kill_args, &killed, duration / 2);
+    compare(&killed, &args);
+    assert_eq!(rows(&killed), rows(&full));
 
     let again = base.join("again");
     compare(&again, &["--config", arg(&full.join("compare.json"))]);

@@ -4,10 +4,12 @@
 //! anything large is allocated. Each test names the mutation of the program it catches.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::{arg, fails, fixture, gs_lora, image_folder, ok, scratch, text, write_f32};
+use crate::common::{
+    arg, fails, fixture, gs_lora, image_folder, kill_mid_run, ok, scratch, spawn, text, write_f32,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -64,15 +66,6 @@ fn forget_args(data: &Path, model: &Path, run: &Path, epochs: &str) -> Vec<Strin
     ]
     .map(String::from)
     .to_vec()
-}
-
-fn spawn(args: &[String]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_gs-lora"))
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("gs-lora starts")
 }
 
 fn run_ok(args: &[String]) -> String {
@@ -270,26 +263,13 @@ fn kill_minus_nine_anywhere_resumes_to_the_same_results() {
     run_ok(&forget_args(&data, &model, &reference, "3"));
     let duration = started.elapsed();
 
-    // A seeded moment within the uninterrupted run's duration; a run that finished before
-    // its kill (a machine busier when the reference was timed) is redone with half the delay,
-    // so every kill lands mid-run whatever the load.
+    // A seeded moment within the uninterrupted run's duration (halved while the run finishes
+    // first, so every kill lands mid-run whatever the load).
     let mut rng = ChaCha8Rng::seed_from_u64(14);
     for k in 0..kills {
         let run = base.join(format!("killed-{k}"));
-        let mut delay = duration.mul_f64(rng.random_range(0.02..1.0));
-        for attempt in 0.. {
-            assert!(attempt < 10, "kill {k} never landed mid-run");
-            let mut child = spawn(&forget_args(&data, &model, &run, "3"));
-            std::thread::sleep(delay);
-            let finished = child.try_wait().expect("status").is_some();
-            child.kill().ok();
-            child.wait().expect("wait");
-            if !finished {
-                break;
-            }
-            std::fs::remove_dir_all(&run).ok();
-            delay /= 2;
-        }
+        let delay = duration.mul_f64(rng.random_range(0.02..1.0));
+        let delay = kill_mid_run(&forget_args(&data, &model, &run, "3"), &run, delay);
         run_ok(&forget_args(&data, &model, &run, "3"));
         assert!(
             same_run(&reference, &run),

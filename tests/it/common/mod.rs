@@ -3,7 +3,8 @@
 #![allow(dead_code)] // each test binary uses its own share of the helpers
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
 use tempfile::TempDir;
 
 pub fn gs_lora(args: &[&str]) -> Output {
@@ -19,6 +20,39 @@ pub fn text(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
+}
+
+/// Starts `args` in the background, its output discarded.
+pub fn spawn<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_gs-lora"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("gs-lora starts")
+}
+
+/// Starts `args`, kills it (`SIGKILL`) after `delay` and returns the delay that landed mid-run:
+/// a run that finished before its kill (a machine busier than when `delay` was chosen) has
+/// its output `out` removed and is redone with half the delay.
+pub fn kill_mid_run<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    out: &Path,
+    mut delay: Duration,
+) -> Duration {
+    for _ in 0..10 {
+        let mut child = spawn(args);
+        std::thread::sleep(delay);
+        let finished = child.try_wait().expect("status").is_some();
+        child.kill().ok();
+        child.wait().expect("wait");
+        if !finished {
+            return delay;
+        }
+        std::fs::remove_dir_all(out).ok();
+        delay /= 2;
+    }
+    panic!("never killed mid-run: {}", out.display());
 }
 
 /// Runs `args`, expecting success; returns stdout and stderr.

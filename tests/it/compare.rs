@@ -58,6 +58,26 @@ fn pretrained(name: &str, epochs: usize) -> (TempDir, PathBuf, PathBuf) {
     (base, data, model)
 }
 
+/// `gs-lora compare --data DATA --model MODEL --out OUT EXTRA…`.
+fn compare_args<'a>(
+    data: &'a Path,
+    model: &'a Path,
+    out: &'a Path,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "compare",
+        "--data",
+        arg(data),
+        "--model",
+        arg(model),
+        "--out",
+        arg(out),
+    ];
+    args.extend(extra);
+    args
+}
+
 /// Two methods × two seeds on a four-class folder: the table averages each run's results,
 /// reports the attack, the trained parameters and the gap to the reference seed by seed; the
 /// full-model baseline changes the body and never the head; a comparison interrupted after its
@@ -71,19 +91,7 @@ fn pretrained(name: &str, epochs: usize) -> (TempDir, PathBuf, PathBuf) {
 fn compare_runs_every_method_and_seed_resumes_and_repeats() {
     let (scratch_dir, data, model) = pretrained("compare", 2);
     let base = scratch_dir.path();
-    let compare = |out: &Path, extra: &[&str]| {
-        let mut args = vec![
-            "compare",
-            "--data",
-            arg(&data),
-            "--model",
-            arg(&model),
-            "--out",
-            arg(out),
-        ];
-        args.extend(extra);
-        ok(&args)
-    };
+    let compare = |out: &Path, extra: &[&str]| ok(&compare_args(&data, &model, out, extra));
     let settings = [
         "--tasks=2",
         "--forget-per-task=1",
@@ -216,16 +224,7 @@ fn compare_runs_every_method_and_seed_resumes_and_repeats() {
 
     // Killed (`SIGKILL`) half-way through, then resumed: the same table.
     let killed = base.join("killed");
-    let mut kill_args = vec![
-        "compare",
-        "--data",
-        arg(&data),
-        "--model",
-        arg(&model),
-        "--out",
-        arg(&killed),
-    ];
-    kill_args.extend(&args);
+    let kill_args = compare_args(&data, &model, &killed, &args);
     kill_mid_run(&kill_args, &killed, duration / 2);
     compare(&killed, &args);
     assert_eq!(rows(&killed), rows(&full));
@@ -237,17 +236,9 @@ fn compare_runs_every_method_and_seed_resumes_and_repeats() {
     // Fanned out: `--jobs` prints one `forget` per run and runs none; each line run on its own,
     // then `compare --config OUT/compare.json` finds them finished and writes the same table.
     let fanned = base.join("fanned");
-    let mut job_args = vec![
-        "compare",
-        "--jobs",
-        "--data",
-        arg(&data),
-        "--model",
-        arg(&model),
-    ];
-    job_args.extend(["--out", arg(&fanned)]);
-    job_args.extend(&args);
-    let listed = gs_lora(&job_args);
+    let mut job_args = args.clone();
+    job_args.push("--jobs");
+    let listed = gs_lora(&compare_args(&data, &model, &fanned, &job_args));
     assert!(listed.status.success(), "{}", text(&listed));
     let lines = String::from_utf8(listed.stdout).expect("UTF-8");
     let lines: Vec<&str> = lines.lines().collect();
